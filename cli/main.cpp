@@ -1,0 +1,426 @@
+// causeway — user-mode networking for lightweight Linux VMs and namespaces.
+//
+// Composition root: parses the command line, builds the object graph, runs
+// the engine's io_context on this (the engine) thread.
+//
+//   causeway netns [OPTIONS] -- COMMAND [ARGS...]     new namespace, run COMMAND
+//   causeway netns [OPTIONS] --attach PID|PATH        serve an existing namespace
+//   causeway serve --qemu-socket PATH [OPTIONS]       QEMU -netdev stream backend
+//   causeway ctl PATH COMMAND [ARGS...]               talk to a running causeway
+#include <arpa/inet.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/local/stream_protocol.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <cstdio>
+#include <iostream>
+#include <list>
+#include <optional>
+
+#include "base/log.hpp"
+#include "cli/config.hpp"
+#include "cli/control.hpp"
+#include "cli/runtime.hpp"
+#include "netstack/netns.hpp"
+#include "netstack/stream_port.hpp"
+#include "netstack/tap_port.hpp"
+
+namespace {
+
+namespace asio = boost::asio;
+using json = nlohmann::json;
+using namespace causeway;
+
+constexpr int kExitUsage = 2;
+constexpr int kExitFailure = 1;
+
+struct NetOptions {
+  int mtu = static_cast<int>(netstack::kMaxMtu);
+  bool no_host_loopback = false;
+  bool no_ipv6 = false;
+  std::vector<std::string> publish;
+  std::string control;
+  std::string config;
+  std::vector<std::string> dns_search;
+};
+
+void add_net_options(CLI::App* app, NetOptions& o) {
+  app->add_option("--mtu", o.mtu, "Link MTU (1280-65520; default 65520)")->check(CLI::Range(1280, 65520));
+  app->add_flag("--no-host-loopback", o.no_host_loopback,
+                "Do not let the guest reach the host's loopback through the gateway 10.0.2.2");
+  app->add_flag("--no-ipv6", o.no_ipv6, "Disable IPv6 (no router advertisements, no fd00::/64)");
+  app->add_option("-p,--publish", o.publish,
+                  "Forward a host port to the guest: [HOSTIP:]HOSTPORT:GUESTPORT[/tcp|/udp] (repeatable; "
+                  "without HOSTIP both 127.0.0.1 and [::1])");
+  app->add_option("--control", o.control, "Serve the control API on this unix socket (see `causeway ctl`)");
+  app->add_option("--config", o.config, "Read settings from this file (.wslconfig syntax; see README)");
+  app->add_option("--dns-search", o.dns_search, "Search domain to offer the guest (repeatable)");
+}
+
+// Merges the config file under the command line; returns an error line.
+std::optional<std::string> apply_config(NetOptions& o, CLI::App* app) {
+  if (o.config.empty()) return std::nullopt;
+  auto cfg = cli::load_config(o.config);
+  if (cfg.has_error()) return cfg.error();
+  for (auto& w : cfg->warnings) spdlog::warn("{}", w);
+  if (cfg->networking_mode && *cfg->networking_mode != "nat")
+    return o.config + ": networkingMode=" + *cfg->networking_mode + " is not supported yet (only nat)";
+  if (cfg->mtu && app->count("--mtu") == 0) o.mtu = *cfg->mtu;
+  if (cfg->host_loopback && !o.no_host_loopback) o.no_host_loopback = !*cfg->host_loopback;
+  if (cfg->ipv6 && !o.no_ipv6) o.no_ipv6 = !*cfg->ipv6;
+  o.publish.insert(o.publish.begin(), cfg->publish.begin(), cfg->publish.end());
+  return std::nullopt;
+}
+
+netstack::NatConfig nat_config(const NetOptions& o) {
+  netstack::NatConfig c;
+  c.mtu = static_cast<size_t>(o.mtu);
+  c.host_loopback = !o.no_host_loopback;
+  c.ipv6 = !o.no_ipv6;
+  c.dns_search = o.dns_search;
+  return c;
+}
+
+std::optional<std::vector<netstack::PortForward>> parse_publish(const NetOptions& o) {
+  std::vector<netstack::PortForward> all;
+  for (auto& spec : o.publish) {
+    auto r = netstack::parse_publish_spec(spec);
+    if (r.has_error()) {
+      std::fprintf(stderr, "causeway: %s\n", r.error().c_str());
+      return std::nullopt;
+    }
+    all.insert(all.end(), r->begin(), r->end());
+  }
+  return all;
+}
+
+json tap_stats_json(const netstack::TapStats& s) {
+  return json{{"frames_read", s.frames_read}, {"frames_written", s.frames_written}, {"write_drops", s.write_drops}};
+}
+
+json stream_stats_json(const netstack::StreamStats& s) {
+  return json{{"frames_read", s.frames_read},   {"frames_written", s.frames_written},
+              {"queue_drops", s.queue_drops},   {"bad_length", s.bad_length},
+              {"truncated_close", s.truncated_close}};
+}
+
+std::unique_ptr<cli::ControlServer> start_control(asio::io_context& io, cli::Runtime& rt, const std::string& path,
+                                                  int& status) {
+  if (path.empty()) return nullptr;
+  auto ctl = std::make_unique<cli::ControlServer>(io, path, [&rt](const json& req) { return rt.handle_control(req); });
+  if (auto r = ctl->start(); r.has_error()) {
+    std::fprintf(stderr, "causeway: %s\n", r.error().c_str());
+    status = kExitFailure;
+    return nullptr;
+  }
+  return ctl;
+}
+
+// ---- causeway netns ----
+int run_netns(NetOptions& o, const std::string& attach, const std::string& ifname, std::vector<std::string> command) {
+  if (attach.empty() == command.empty()) {
+    std::fprintf(stderr, "causeway netns: give either -- COMMAND [ARGS...] or --attach PID|PATH\n");
+    return kExitUsage;
+  }
+  auto forwards = parse_publish(o);
+  if (!forwards) return kExitUsage;
+  const auto nat = nat_config(o);
+
+  netstack::TapConfig tc;
+  tc.ifname = ifname;
+  tc.mtu = nat.mtu;
+  tc.address = nat.guest;
+  tc.gateway = nat.gateway;
+  tc.ipv6 = nat.ipv6;
+  char dns[INET6_ADDRSTRLEN];
+  inet_ntop(AF_INET, &nat.dns, dns, sizeof dns);
+  tc.nameservers = {dns};
+  if (nat.ipv6) {
+    inet_ntop(AF_INET6, &nat.dns6, dns, sizeof dns);
+    tc.nameservers.emplace_back(dns);
+  }
+  tc.search = nat.dns_search;
+
+  // Fork before anything starts threads.
+  std::optional<netstack::SpawnedCommand> child;
+  causeway::UniqueFd tap;
+  if (!command.empty()) {
+    auto s = netstack::spawn_in_new_namespace(tc, command);
+    if (s.has_error()) {
+      std::fprintf(stderr, "causeway netns: %s\n", s.error().c_str());
+      return kExitFailure;
+    }
+    child.emplace(std::move(*s));
+    tap = std::move(child->tap);
+  } else {
+    auto t = netstack::attach_to_namespace(tc, attach);
+    if (t.has_error()) {
+      std::fprintf(stderr, "causeway netns: %s\n", t.error().c_str());
+      return kExitFailure;
+    }
+    tap = std::move(*t);
+  }
+
+  asio::io_context io(1);
+  cli::Runtime rt(io, nat, "netns");
+  int status = 0;
+  bool tap_closed = false;
+  auto port = std::make_unique<netstack::TapFramePort>(io, std::move(tap), nat.mtu, [&] {
+    tap_closed = true;
+    if (!child) io.stop();  // --attach: the namespace is gone
+  });
+  auto* tap_port = port.get();
+  rt.add_guest(
+      command.empty() ? "tap " + ifname + " in " + attach : "tap " + ifname + " in pid " + std::to_string(child->pid),
+      std::move(port), [](netstack::FramePort& p, netstack::Engine& e) { static_cast<netstack::TapFramePort&>(p).start(e); },
+      [tap_port] { return tap_stats_json(tap_port->stats()); });
+
+  auto fail_child = [&](int code) {
+    if (child) {
+      ::kill(child->pid, SIGKILL);
+      ::waitpid(child->pid, nullptr, 0);
+      ::unlink(child->resolv_conf_path.c_str());
+    }
+    return code;
+  };
+  if (auto r = rt.add_forwards(*forwards); r.has_error()) {
+    std::fprintf(stderr, "causeway netns: %s\n", r.error().c_str());
+    return fail_child(kExitFailure);
+  }
+  auto ctl = start_control(io, rt, o.control, status);
+  if (status != 0) return fail_child(status);
+
+  asio::signal_set signals(io, SIGINT, SIGTERM);
+  if (child) signals.add(SIGCHLD);
+  std::function<void(boost::system::error_code, int)> on_signal = [&](boost::system::error_code ec, int sig) {
+    if (ec) return;
+    if (sig == SIGCHLD) {
+      int st = 0;
+      if (::waitpid(child->pid, &st, WNOHANG) == child->pid) {
+        status = netstack::shell_status(st);
+        io.stop();
+        return;
+      }
+    } else if (child) {
+      ::kill(child->pid, sig);  // the command decides; we exit when it does
+    } else {
+      spdlog::info("{}: detaching", sig == SIGINT ? "interrupt" : "terminated");
+      io.stop();
+      return;
+    }
+    signals.async_wait(on_signal);
+  };
+  signals.async_wait(on_signal);
+
+  if (child) release_child(*child);
+  spdlog::debug("engine running; mtu {}", nat.mtu);
+  io.run();
+  if (child) {
+    ::unlink(child->resolv_conf_path.c_str());
+  } else if (tap_closed) {
+    spdlog::info("the namespace's tap device went away; exiting");
+  }
+  return status;
+}
+
+// ---- causeway serve ----
+int run_serve(NetOptions& o, const std::string& socket_path) {
+  auto forwards = parse_publish(o);
+  if (!forwards) return kExitUsage;
+  const auto nat = nat_config(o);
+  asio::io_context io(1);
+  cli::Runtime rt(io, nat, "serve");
+  if (auto r = rt.add_forwards(*forwards); r.has_error()) {
+    std::fprintf(stderr, "causeway serve: %s\n", r.error().c_str());
+    return kExitFailure;
+  }
+
+  asio::local::stream_protocol::acceptor acceptor(io);
+  boost::system::error_code ec;
+  if (::access(socket_path.c_str(), F_OK) == 0) {
+    std::fprintf(stderr, "causeway serve: %s already exists; remove it or choose another --qemu-socket path\n",
+                 socket_path.c_str());
+    return kExitFailure;
+  }
+  acceptor.open(asio::local::stream_protocol(), ec);
+  if (!ec) acceptor.bind(asio::local::stream_protocol::endpoint(socket_path), ec);
+  if (!ec) acceptor.listen(asio::socket_base::max_listen_connections, ec);
+  if (ec) {
+    std::fprintf(stderr, "causeway serve: cannot listen on %s: %s\n", socket_path.c_str(), ec.message().c_str());
+    return kExitFailure;
+  }
+  int status = 0;
+  auto ctl = start_control(io, rt, o.control, status);
+  if (status != 0) {
+    ::unlink(socket_path.c_str());
+    return status;
+  }
+  spdlog::info("serving QEMU stream netdev on {} (-netdev stream,id=n0,addr.type=unix,addr.path={})", socket_path,
+               socket_path);
+
+  // Max frame on the wire: MTU + Ethernet header (+ slack for a VLAN tag QEMU may pass through).
+  const size_t max_frame = nat.mtu + netstack::kEthHeaderLen + 4;
+  int next_id = 1;
+  std::function<void()> accept = [&] {
+    acceptor.async_accept([&](boost::system::error_code aec, asio::local::stream_protocol::socket sock) {
+      if (aec == asio::error::operation_aborted) return;
+      if (!aec) {
+        const std::string name = "qemu connection " + std::to_string(next_id++);
+        auto g = std::make_shared<const cli::Guest*>(nullptr);
+        auto port = std::make_unique<netstack::StreamFramePort>(
+            std::move(sock), max_frame, [&rt, g, name](const std::string& why) {
+              spdlog::info("{} ended: {}", name, why);
+              rt.remove_guest(*g);
+            });
+        auto* sp = port.get();
+        *g = &rt.add_guest(
+            name, std::move(port),
+            [](netstack::FramePort& p, netstack::Engine& e) { static_cast<netstack::StreamFramePort&>(p).start(e); },
+            [sp] { return stream_stats_json(sp->stats()); });
+        spdlog::info("{} attached ({} guest(s))", name, rt.guest_count());
+      }
+      accept();
+    });
+  };
+  accept();
+
+  asio::signal_set signals(io, SIGINT, SIGTERM);
+  signals.async_wait([&](boost::system::error_code, int) { io.stop(); });
+  io.run();
+  acceptor.close(ec);
+  ::unlink(socket_path.c_str());
+  return 0;
+}
+
+// ---- causeway ctl ----
+int run_ctl(const std::string& path, const std::vector<std::string>& args) {
+  if (args.empty()) {
+    std::fprintf(stderr, "causeway ctl: give a command: status, stats, forward-list, forward-add SPEC, "
+                         "forward-remove SPEC, raw JSON\n");
+    return kExitUsage;
+  }
+  json req;
+  const std::string& cmd = args[0];
+  if (cmd == "raw") {
+    if (args.size() != 2) return std::fprintf(stderr, "causeway ctl: raw takes one JSON argument\n"), kExitUsage;
+    try {
+      req = json::parse(args[1]);
+    } catch (const json::exception& e) {
+      std::fprintf(stderr, "causeway ctl: bad JSON: %s\n", e.what());
+      return kExitUsage;
+    }
+  } else if (cmd == "forward-add" || cmd == "forward-remove") {
+    if (args.size() != 2)
+      return std::fprintf(stderr, "causeway ctl: %s takes one spec: [HOSTIP:]HOSTPORT:GUESTPORT[/tcp|/udp]\n",
+                          cmd.c_str()),
+             kExitUsage;
+    req = json{{"cmd", cmd}, {"spec", args[1]}};
+  } else if (cmd == "status" || cmd == "stats" || cmd == "forward-list") {
+    req = json{{"cmd", cmd}};
+  } else {
+    std::fprintf(stderr, "causeway ctl: unknown command '%s'\n", cmd.c_str());
+    return kExitUsage;
+  }
+  auto reply = cli::control_request(path, req);
+  if (reply.has_error()) {
+    std::fprintf(stderr, "causeway ctl: %s\n", reply.error().c_str());
+    return kExitFailure;
+  }
+  if (!reply->value("ok", false)) {
+    std::fprintf(stderr, "causeway ctl: %s\n", reply->value("error", std::string("request failed")).c_str());
+    return kExitFailure;
+  }
+  std::cout << reply->dump(2) << "\n";
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  // Split off "-- COMMAND ARGS" before CLI11 sees the arguments.
+  std::vector<std::string> command;
+  int cli_argc = argc;
+  for (int i = 1; i < argc; ++i) {
+    if (std::string_view(argv[i]) == "--") {
+      cli_argc = i;
+      for (int j = i + 1; j < argc; ++j) command.emplace_back(argv[j]);
+      break;
+    }
+  }
+  ::signal(SIGPIPE, SIG_IGN);
+
+  CLI::App app{"causeway — user-mode networking for lightweight Linux VMs and network namespaces", "causeway"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", std::string("causeway ") + CAUSEWAY_VERSION);
+  std::string log_level = "info";
+  app.add_option("--log-level", log_level, "trace, debug, info, warn, error or off (default info)");
+
+  NetOptions netns_opts;
+  std::string attach;
+  std::string ifname = "tap0";
+  auto* netns = app.add_subcommand("netns", "Give a network namespace user-mode networking (like slirp4netns/pasta)");
+  netns->footer("Usage: causeway netns [OPTIONS] -- COMMAND [ARGS...]\n       causeway netns [OPTIONS] --attach PID|PATH");
+  add_net_options(netns, netns_opts);
+  netns->add_option("--attach", attach, "Attach to an existing namespace: a PID or a path like /run/netns/NAME");
+  netns->add_option("--ifname", ifname, "Name of the tap device in the namespace (default tap0)");
+
+  NetOptions serve_opts;
+  std::string qemu_socket;
+  auto* serve = app.add_subcommand("serve", "Be a QEMU network backend (-netdev stream over a unix socket)");
+  serve->add_option("--qemu-socket", qemu_socket, "Unix socket path QEMU connects to")->required();
+  add_net_options(serve, serve_opts);
+
+  std::string ctl_path;
+  std::vector<std::string> ctl_args;
+  auto* ctl = app.add_subcommand("ctl", "Query or change a running causeway through its --control socket");
+  ctl->add_option("path", ctl_path, "Control socket path")->required();
+  ctl->add_option("command", ctl_args, "status | stats | forward-list | forward-add SPEC | forward-remove SPEC | raw JSON")
+      ->expected(0, -1);
+
+  try {
+    app.parse(cli_argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForVersion& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    std::fprintf(stderr, "causeway: %s (see causeway --help)\n", e.what());
+    return kExitUsage;
+  }
+  if (!causeway::init_logging(log_level)) {
+    std::fprintf(stderr, "causeway: unknown --log-level '%s'\n", log_level.c_str());
+    return kExitUsage;
+  }
+  if (!command.empty() && !netns->parsed()) {
+    std::fprintf(stderr, "causeway: '-- COMMAND' is only for `causeway netns`\n");
+    return kExitUsage;
+  }
+  try {
+    if (netns->parsed()) {
+      if (auto err = apply_config(netns_opts, netns)) {
+        std::fprintf(stderr, "causeway: %s\n", err->c_str());
+        return kExitUsage;
+      }
+      return run_netns(netns_opts, attach, ifname, command);
+    }
+    if (serve->parsed()) {
+      if (auto err = apply_config(serve_opts, serve)) {
+        std::fprintf(stderr, "causeway: %s\n", err->c_str());
+        return kExitUsage;
+      }
+      return run_serve(serve_opts, qemu_socket);
+    }
+    if (ctl->parsed()) return run_ctl(ctl_path, ctl_args);
+  } catch (const std::exception& e) {
+    // Start-up failures only: the data path does not throw.
+    std::fprintf(stderr, "causeway: %s\n", e.what());
+    return kExitFailure;
+  }
+  return kExitUsage;
+}

@@ -1,0 +1,354 @@
+#include "netstack/engine.hpp"
+
+#include <poll.h>
+#include <slirp/libslirp.h>
+#include <sys/epoll.h>
+
+#include <boost/asio/post.hpp>
+#include <cerrno>
+#include <cstring>
+#include <stdexcept>
+
+namespace causeway::netstack {
+namespace {
+
+constexpr int kMaxEpollEvents = 256;
+constexpr int64_t kInterestCacheLifetimeMs = 1000;  // safety net, see header
+
+uint32_t to_epoll(int slirp_events) {
+  uint32_t e = 0;
+  if (slirp_events & SLIRP_POLL_IN) e |= EPOLLIN;
+  if (slirp_events & SLIRP_POLL_OUT) e |= EPOLLOUT;
+  if (slirp_events & SLIRP_POLL_PRI) e |= EPOLLPRI;
+  return e;  // EPOLLERR and EPOLLHUP are always reported
+}
+
+int from_epoll(uint32_t e) {
+  int r = 0;
+  if (e & EPOLLIN) r |= SLIRP_POLL_IN;
+  if (e & EPOLLOUT) r |= SLIRP_POLL_OUT;
+  if (e & EPOLLPRI) r |= SLIRP_POLL_PRI;
+  if (e & EPOLLERR) r |= SLIRP_POLL_ERR;
+  if (e & EPOLLHUP) r |= SLIRP_POLL_HUP;
+  return r;
+}
+
+}  // namespace
+
+struct Engine::Timer {
+  SlirpTimerId id;
+  void* cb_opaque;
+  int64_t expire_ms = -1;  // -1: not armed
+};
+
+void Engine::SlirpDeleter::operator()(Slirp* s) const { slirp_cleanup(s); }
+
+uint64_t EngineStats::dropped_total() const {
+  uint64_t t = 0;
+  for (auto d : dropped) t += d;
+  return t;
+}
+
+Mac gateway_mac(const NatConfig& cfg) {
+  Mac m{0x52, 0x55, 0, 0, 0, 0};
+  std::memcpy(&m[2], &cfg.gateway.s_addr, 4);
+  return m;
+}
+
+Engine::Engine(boost::asio::io_context& io, const Clock& clock, NatConfig cfg, FramePort& port)
+    : io_(io),
+      clock_(clock),
+      cfg_(std::move(cfg)),
+      port_(port),
+      epfd_(epoll_create1(EPOLL_CLOEXEC)),
+      ep_desc_(io),
+      wake_timer_(io) {
+  if (!epfd_) throw std::runtime_error(std::string("epoll_create1: ") + std::strerror(errno));
+  // The descriptor does not own the fd: epfd_ does (released before close in ~Engine).
+  ep_desc_.assign(epfd_.get());
+
+  static const SlirpCb callbacks = [] {
+    SlirpCb cb{};
+    cb.send_packet = &Engine::cb_send_packet;
+    cb.guest_error = &Engine::cb_guest_error;
+    cb.clock_get_ns = &Engine::cb_clock_get_ns;
+    cb.timer_free = &Engine::cb_timer_free;
+    cb.timer_mod = &Engine::cb_timer_mod;
+    cb.register_poll_fd = &Engine::cb_register_poll_fd;
+    cb.unregister_poll_fd = &Engine::cb_unregister_poll_fd;
+    cb.notify = &Engine::cb_notify;
+    cb.timer_new_opaque = [](SlirpTimerId id, void* cb_opaque, void* opaque) {
+      return Engine::cb_timer_new_opaque(static_cast<int>(id), cb_opaque, opaque);
+    };
+    return cb;
+  }();
+
+  std::vector<const char*> search;
+  for (auto& s : cfg_.dns_search) search.push_back(s.c_str());
+  search.push_back(nullptr);
+
+  SlirpConfig sc{};
+  sc.version = 4;
+  sc.restricted = 0;
+  sc.in_enabled = true;
+  sc.vnetwork = cfg_.network;
+  sc.vnetmask = cfg_.netmask;
+  sc.vhost = cfg_.gateway;
+  sc.in6_enabled = cfg_.ipv6;
+  sc.vprefix_addr6 = cfg_.prefix6;
+  sc.vprefix_len = cfg_.prefix6_len;
+  sc.vhost6 = cfg_.gateway6;
+  sc.vhostname = cfg_.hostname.c_str();
+  sc.vdhcp_start = cfg_.guest;
+  sc.vnameserver = cfg_.dns;
+  sc.vnameserver6 = cfg_.dns6;
+  sc.vdnssearch = cfg_.dns_search.empty() ? nullptr : search.data();
+  sc.if_mtu = cfg_.mtu;
+  sc.if_mru = cfg_.mtu;
+  sc.disable_host_loopback = !cfg_.host_loopback;
+  sc.enable_emu = false;  // libslirp: "this code isn't safe"
+  cache_reset_ms_ = clock_.now_ms();
+  slirp_.reset(slirp_new(&sc, &callbacks, this));
+  if (!slirp_) throw std::runtime_error("libslirp refused the network configuration (slirp_new failed)");
+  schedule_pump();
+}
+
+Engine::~Engine() {
+  *alive_ = false;
+  wake_timer_.cancel();
+  ep_desc_.cancel();
+  slirp_.reset();  // closes libslirp's sockets (calling unregister_poll_fd on us)
+  (void)ep_desc_.release();
+}
+
+void Engine::on_guest_frame(std::span<const uint8_t> frame) {
+  const FrameVerdict v = check_guest_frame(frame, cfg_.mtu);
+  if (v != FrameVerdict::kAccept) {
+    ++stats_.dropped[static_cast<size_t>(v)];
+    if (drop_log_.allow(clock_.now_ms()))
+      spdlog::warn("dropped a guest frame of {} bytes: {} ({} similar messages suppressed)", frame.size(),
+                   to_string(v), drop_log_.suppressed());
+    return;
+  }
+  ++stats_.frames_in;
+  stats_.bytes_in += frame.size();
+  slirp_input(slirp_.get(), frame.data(), static_cast<int>(frame.size()));
+  schedule_pump();
+}
+
+boost::system::error_code Engine::add_forward(const PortForward& f) {
+  sockaddr_storage guest{};
+  socklen_t glen = 0;
+  // Both host families reach the guest's IPv4 lease: libslirp translates.
+  auto* g4 = reinterpret_cast<sockaddr_in*>(&guest);  // SAFETY: sockaddr_storage fits any sockaddr
+  g4->sin_family = AF_INET;
+  g4->sin_addr = cfg_.guest;
+  g4->sin_port = htons(f.guest_port);
+  glen = sizeof(sockaddr_in);
+  const socklen_t hlen = f.host.ss_family == AF_INET ? sizeof(sockaddr_in) : sizeof(sockaddr_in6);
+  int flags = f.proto == Proto::kUdp ? SLIRP_HOSTFWD_UDP : 0;
+  if (f.host.ss_family == AF_INET6) flags |= SLIRP_HOSTFWD_V6ONLY;
+  errno = 0;
+  if (slirp_add_hostxfwd(slirp_.get(), reinterpret_cast<const sockaddr*>(&f.host), hlen,
+                         reinterpret_cast<const sockaddr*>(&guest), glen, flags) < 0) {
+    const int err = errno ? errno : EINVAL;
+    return {err, boost::system::system_category()};
+  }
+  forwards_.push_back(f);
+  schedule_pump();
+  return {};
+}
+
+boost::system::error_code Engine::remove_forward(const PortForward& f) {
+  auto it = std::find(forwards_.begin(), forwards_.end(), f);
+  if (it == forwards_.end()) return {ENOENT, boost::system::system_category()};
+  const socklen_t hlen = f.host.ss_family == AF_INET ? sizeof(sockaddr_in) : sizeof(sockaddr_in6);
+  int flags = f.proto == Proto::kUdp ? SLIRP_HOSTFWD_UDP : 0;
+  if (f.host.ss_family == AF_INET6) flags |= SLIRP_HOSTFWD_V6ONLY;
+  if (slirp_remove_hostxfwd(slirp_.get(), reinterpret_cast<const sockaddr*>(&f.host), hlen, flags) < 0)
+    return {ENOENT, boost::system::system_category()};
+  forwards_.erase(it);
+  schedule_pump();
+  return {};
+}
+
+EngineStats Engine::stats() const {
+  EngineStats s = stats_;
+  s.host_sockets = fds_.size();
+  s.forwards = forwards_.size();
+  return s;
+}
+
+void Engine::schedule_pump() {
+  if (pump_posted_) return;
+  pump_posted_ = true;
+  boost::asio::post(io_, [this, alive = std::weak_ptr<bool>(alive_)] {
+    if (auto a = alive.lock(); a && *a) pump();
+  });
+}
+
+int Engine::collect_ready(int timeout_ms) {
+  std::array<epoll_event, kMaxEpollEvents> evs{};
+  revents_.clear();
+  const int n = epoll_wait(epfd_.get(), evs.data(), kMaxEpollEvents, timeout_ms);
+  for (int i = 0; i < n; ++i) revents_[evs[static_cast<size_t>(i)].data.fd] = from_epoll(evs[static_cast<size_t>(i)].events);
+  return n;
+}
+
+void Engine::pump() {
+  pump_posted_ = false;
+  ++stats_.pumps;
+  fire_timers();
+
+  // Readiness for the descriptors of the previous fill.
+  const int n = collect_ready(0);
+  slirp_pollfds_poll(slirp_.get(), n < 0 ? 1 : 0, &Engine::cb_get_revents, this);
+
+  fds_.clear();
+  uint32_t timeout = UINT32_MAX;
+  slirp_pollfds_fill(slirp_.get(), &timeout, &Engine::cb_add_poll, this);
+  sync_interest();
+
+  // Level-triggered leftovers (data libslirp did not drain) raise no new edge
+  // on the private epoll fd, so look before sleeping.
+  struct pollfd self{epfd_.get(), POLLIN, 0};
+  if (::poll(&self, 1, 0) > 0) {
+    schedule_pump();
+    return;
+  }
+  arm_waits(timeout);
+}
+
+void Engine::sync_interest() {
+  const int64_t now = clock_.now_ms();
+  if (now - cache_reset_ms_ >= kInterestCacheLifetimeMs) {
+    // Safety net (see header): forget and re-add everything still wanted.
+    for (auto& [fd, ev] : interest_) epoll_ctl(epfd_.get(), EPOLL_CTL_DEL, fd, nullptr);
+    interest_.clear();
+    cache_reset_ms_ = now;
+  }
+  std::unordered_map<int, uint32_t> wanted;
+  wanted.reserve(fds_.size());
+  for (auto& p : fds_) wanted[p.fd] |= static_cast<uint32_t>(p.events);
+  // Drop descriptors libslirp no longer watches.
+  for (auto it = interest_.begin(); it != interest_.end();) {
+    if (!wanted.count(it->first)) {
+      epoll_ctl(epfd_.get(), EPOLL_CTL_DEL, it->first, nullptr);
+      it = interest_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  for (auto& [fd, ev] : wanted) {
+    auto it = interest_.find(fd);
+    if (it != interest_.end() && it->second == ev) continue;
+    epoll_event e{};
+    e.events = ev;
+    e.data.fd = fd;
+    if (it != interest_.end()) {
+      if (epoll_ctl(epfd_.get(), EPOLL_CTL_MOD, fd, &e) < 0 && errno == ENOENT)
+        epoll_ctl(epfd_.get(), EPOLL_CTL_ADD, fd, &e);
+    } else if (epoll_ctl(epfd_.get(), EPOLL_CTL_ADD, fd, &e) < 0 && errno == EEXIST) {
+      epoll_ctl(epfd_.get(), EPOLL_CTL_MOD, fd, &e);
+    }
+    interest_[fd] = ev;
+  }
+}
+
+void Engine::arm_waits(uint32_t timeout_ms) {
+  int64_t deadline_ms = timeout_ms == UINT32_MAX ? -1 : clock_.now_ms() + timeout_ms;
+  for (auto& t : timers_)
+    if (t->expire_ms >= 0 && (deadline_ms < 0 || t->expire_ms < deadline_ms)) deadline_ms = t->expire_ms;
+  if (deadline_ms >= 0) {
+    const auto delay = std::chrono::milliseconds(std::max<int64_t>(0, deadline_ms - clock_.now_ms()));
+    wake_timer_.expires_after(delay);
+    wake_timer_.async_wait([this, alive = std::weak_ptr<bool>(alive_)](boost::system::error_code ec) {
+      if (ec) return;
+      if (auto a = alive.lock(); a && *a) schedule_pump();
+    });
+  } else {
+    wake_timer_.cancel();
+  }
+  if (!ep_wait_armed_) {
+    ep_wait_armed_ = true;
+    ep_desc_.async_wait(boost::asio::posix::descriptor_base::wait_read,
+                        [this, alive = std::weak_ptr<bool>(alive_)](boost::system::error_code ec) {
+                          auto a = alive.lock();
+                          if (!a || !*a) return;
+                          ep_wait_armed_ = false;
+                          if (!ec) schedule_pump();
+                        });
+  }
+}
+
+void Engine::fire_timers() {
+  const int64_t now = clock_.now_ms();
+  for (size_t i = 0; i < timers_.size(); ++i) {
+    Timer* t = timers_[i].get();
+    if (t->expire_ms >= 0 && t->expire_ms <= now) {
+      t->expire_ms = -1;
+      slirp_handle_timer(slirp_.get(), t->id, t->cb_opaque);  // may re-arm or free timers
+    }
+  }
+}
+
+// ---- libslirp callbacks ----
+
+ssize_t Engine::cb_send_packet(const void* buf, size_t len, void* opaque) {
+  auto* self = static_cast<Engine*>(opaque);
+  ++self->stats_.frames_out;
+  self->stats_.bytes_out += len;
+  self->port_.send_to_guest(std::span<const uint8_t>(static_cast<const uint8_t*>(buf), len));
+  return static_cast<ssize_t>(len);
+}
+
+void Engine::cb_guest_error(const char* msg, void* opaque) {
+  auto* self = static_cast<Engine*>(opaque);
+  ++self->stats_.guest_errors;
+  if (self->guest_error_log_.allow(self->clock_.now_ms()))
+    spdlog::warn("guest error: {} ({} similar messages suppressed)", msg, self->guest_error_log_.suppressed());
+}
+
+int64_t Engine::cb_clock_get_ns(void* opaque) { return static_cast<Engine*>(opaque)->clock_.now_ns(); }
+
+void* Engine::cb_timer_new_opaque(int id, void* cb_opaque, void* opaque) {
+  auto* self = static_cast<Engine*>(opaque);
+  self->timers_.push_back(std::make_unique<Timer>(Timer{static_cast<SlirpTimerId>(id), cb_opaque, -1}));
+  return self->timers_.back().get();
+}
+
+void Engine::cb_timer_free(void* timer, void* opaque) {
+  auto* self = static_cast<Engine*>(opaque);
+  std::erase_if(self->timers_, [timer](const auto& t) { return t.get() == timer; });
+}
+
+void Engine::cb_timer_mod(void* timer, int64_t expire_ms, void* opaque) {
+  auto* self = static_cast<Engine*>(opaque);
+  static_cast<Timer*>(timer)->expire_ms = expire_ms;
+  self->schedule_pump();  // recompute the wake-up deadline
+}
+
+void Engine::cb_register_poll_fd(int, void*) {}
+
+void Engine::cb_unregister_poll_fd(int fd, void* opaque) {
+  auto* self = static_cast<Engine*>(opaque);
+  if (self->interest_.erase(fd)) epoll_ctl(self->epfd_.get(), EPOLL_CTL_DEL, fd, nullptr);
+}
+
+void Engine::cb_notify(void* opaque) { static_cast<Engine*>(opaque)->schedule_pump(); }
+
+int Engine::cb_add_poll(int fd, int events, void* opaque) {
+  auto* self = static_cast<Engine*>(opaque);
+  // `events` holds epoll bits here (they fit a short), translated once.
+  self->fds_.push_back(pollfd{fd, static_cast<short>(to_epoll(events)), 0});
+  return static_cast<int>(self->fds_.size() - 1);
+}
+
+int Engine::cb_get_revents(int idx, void* opaque) {
+  auto* self = static_cast<Engine*>(opaque);
+  if (idx < 0 || static_cast<size_t>(idx) >= self->fds_.size()) return 0;
+  auto it = self->revents_.find(self->fds_[static_cast<size_t>(idx)].fd);
+  return it == self->revents_.end() ? 0 : it->second;
+}
+
+}  // namespace causeway::netstack

@@ -1,0 +1,149 @@
+// Engine: one guest's NAT-mode network, on libslirp, driven by Boost.Asio.
+//
+// Theory of operation
+// -------------------
+// libslirp is a poll()-style library: before sleeping, the embedder asks it
+// which descriptors to watch (slirp_pollfds_fill); after waking, it reports
+// their readiness (slirp_pollfds_poll). Asio is an epoll reactor. We bridge
+// the two with a private epoll instance that holds libslirp's descriptors:
+//
+//   pump():  epoll_wait(private, 0) ─► slirp_pollfds_poll ─► slirp_pollfds_fill
+//            ─► sync the private epoll's interest set with what libslirp asked for
+//            ─► anything already ready?  yes: post another pump()
+//                                        no:  wait for the private epoll fd to become
+//                                             readable (one Asio descriptor) or for the
+//                                             timeout libslirp asked for (steady_timer)
+//
+// The interest set is cached (fd → events) so a busy turn costs one
+// epoll_wait and no epoll_ctl. libslirp tells us, through unregister_poll_fd,
+// before it closes a descriptor, so a reused fd number cannot inherit a stale
+// cache entry; as a safety net against a close path that forgets, the cache is
+// dropped once a second and rebuilt (a few epoll_ctl calls).
+//
+// Guest frames pass check_guest_frame() (frame.hpp) before slirp_input():
+// malformed, oversized and mis-addressed frames are dropped and counted.
+// Frames to the guest leave through FramePort::send_to_guest from inside
+// libslirp's callbacks.
+//
+// Time: libslirp reads time through clock_get_ns, which we answer from the
+// injected Clock; its RA timer is kept here and fired from pump(). With a fake
+// clock a test drives the engine by calling on_guest_frame() and pump().
+//
+// Limits: one Slirp instance per guest; the flow table is libslirp's own
+// (unbounded in 4.7 — the TCP fast-path issue replaces it). IPv4 forwards
+// address the first DHCP lease (NatConfig::guest).
+//
+// Thread safety: confined to the executor of the io_context it was built on.
+#pragma once
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/posix/stream_descriptor.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/system/error_code.hpp>
+#include <array>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "base/clock.hpp"
+#include "base/log.hpp"
+#include "base/unique_fd.hpp"
+#include "netstack/forward.hpp"
+#include "netstack/frame.hpp"
+#include "netstack/frame_port.hpp"
+#include "netstack/nat_config.hpp"
+
+struct Slirp;
+
+namespace causeway::netstack {
+
+struct EngineStats {
+  uint64_t frames_in = 0;    // from the guest, accepted
+  uint64_t bytes_in = 0;
+  uint64_t frames_out = 0;   // to the guest
+  uint64_t bytes_out = 0;
+  // Dropped guest frames, by verdict (index: FrameVerdict).
+  std::array<uint64_t, 8> dropped{};
+  uint64_t guest_errors = 0;  // libslirp's guest_error callback
+  uint64_t pumps = 0;
+  size_t host_sockets = 0;    // descriptors libslirp watched in the last turn
+  size_t forwards = 0;
+  [[nodiscard]] uint64_t dropped_total() const;
+};
+
+class Engine final : public FrameSink {
+ public:
+  Engine(boost::asio::io_context& io, const Clock& clock, NatConfig cfg, FramePort& port);
+  ~Engine() override;
+  Engine(const Engine&) = delete;
+  Engine& operator=(const Engine&) = delete;
+
+  void on_guest_frame(std::span<const uint8_t> frame) override;
+
+  // Opens a host listener for `f`. Errors are the host's (EADDRINUSE, EACCES…).
+  boost::system::error_code add_forward(const PortForward& f);
+  boost::system::error_code remove_forward(const PortForward& f);
+  [[nodiscard]] const std::vector<PortForward>& forwards() const { return forwards_; }
+
+  [[nodiscard]] EngineStats stats() const;
+  [[nodiscard]] const NatConfig& config() const { return cfg_; }
+
+  // One turn of the loop described above. Public so component tests with a
+  // fake clock can drive it; production code never needs to call it.
+  void pump();
+
+ private:
+  struct Timer;
+  struct SlirpDeleter {
+    void operator()(Slirp* s) const;
+  };
+
+  // libslirp callbacks (opaque = this).
+  static ssize_t cb_send_packet(const void* buf, size_t len, void* opaque);
+  static void cb_guest_error(const char* msg, void* opaque);
+  static int64_t cb_clock_get_ns(void* opaque);
+  static void* cb_timer_new_opaque(int id, void* cb_opaque, void* opaque);
+  static void cb_timer_free(void* timer, void* opaque);
+  static void cb_timer_mod(void* timer, int64_t expire_ms, void* opaque);
+  static void cb_register_poll_fd(int fd, void* opaque);
+  static void cb_unregister_poll_fd(int fd, void* opaque);
+  static void cb_notify(void* opaque);
+  static int cb_add_poll(int fd, int events, void* opaque);
+  static int cb_get_revents(int idx, void* opaque);
+
+  void schedule_pump();
+  void sync_interest();
+  void arm_waits(uint32_t timeout_ms);
+  int collect_ready(int timeout_ms);
+  void fire_timers();
+
+  boost::asio::io_context& io_;
+  const Clock& clock_;
+  NatConfig cfg_;
+  FramePort& port_;
+  EngineStats stats_;
+  RateLimitedLog drop_log_;
+  RateLimitedLog guest_error_log_;
+
+  UniqueFd epfd_;
+  boost::asio::posix::stream_descriptor ep_desc_;
+  boost::asio::steady_timer wake_timer_;
+  bool pump_posted_ = false;
+  bool ep_wait_armed_ = false;
+  int64_t cache_reset_ms_ = 0;
+
+  std::vector<struct pollfd> fds_;             // this turn's fill
+  std::unordered_map<int, uint32_t> interest_;  // fd -> epoll events registered
+  std::unordered_map<int, int> revents_;        // fd -> SLIRP_POLL_* from the last epoll_wait
+  std::vector<std::unique_ptr<Timer>> timers_;
+  std::vector<PortForward> forwards_;
+
+  // Declared last: slirp_cleanup calls back into the members above.
+  std::unique_ptr<Slirp, SlirpDeleter> slirp_;
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
+};
+
+}  // namespace causeway::netstack

@@ -1,0 +1,39 @@
+// NatConfig: the virtual network a NAT-mode guest sees. Defaults follow the
+// slirp/QEMU convention so users recognise them.
+#pragma once
+
+#include <netinet/in.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "netstack/frame.hpp"
+
+namespace causeway::netstack {
+
+struct NatConfig {
+  // IPv4: 10.0.2.0/24; the gateway 10.0.2.2 also stands for the host's
+  // loopback (a guest connecting to 10.0.2.2:PORT reaches 127.0.0.1:PORT on
+  // the host) unless host_loopback is false.
+  in_addr network{htonl(0x0a000200)};
+  in_addr netmask{htonl(0xffffff00)};
+  in_addr gateway{htonl(0x0a000202)};
+  in_addr guest{htonl(0x0a00020f)};  // the first (and usually only) DHCP lease
+  in_addr dns{htonl(0x0a000203)};
+  bool ipv6 = true;
+  in6_addr prefix6{{{0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}}};
+  uint8_t prefix6_len = 64;
+  in6_addr gateway6{{{0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2}}};
+  in6_addr dns6{{{0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 3}}};
+  size_t mtu = kMaxMtu;
+  bool host_loopback = true;
+  std::string hostname = "causeway";
+  std::vector<std::string> dns_search;
+};
+
+// The gateway's MAC as libslirp derives it (52:55 + the gateway's IPv4 address).
+Mac gateway_mac(const NatConfig& cfg);
+
+}  // namespace causeway::netstack

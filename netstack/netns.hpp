@@ -1,0 +1,78 @@
+// Network-namespace attachment: create (or enter) a namespace, give it a tap
+// device configured for the NAT network, and hand the tap's fd to the engine
+// in the original namespace — the arrangement slirp4netns and pasta use.
+//
+//   causeway (host netns)                      child (new netns [+ userns, mountns])
+//   ────────────────────                       ───────────────────────────────────
+//   fork ───────────────────────────────────►  unshare(NEWUSER?|NEWNET|NEWNS), uid/gid map
+//                                              lo up; tap0: MAC, MTU, sysctls, up,
+//                                              10.0.2.15/24, default via 10.0.2.2
+//                                              private /etc/resolv.conf (bind mount)
+//   ◄──────────── tap fd (SCM_RIGHTS) ───────  send
+//   engine serves the tap; "go" ────────────►  wait (bounded) for the SLAAC address
+//                                              exec COMMAND
+//   waitpid → exit with COMMAND's status
+//
+// Without root, the child first makes a user namespace mapping our uid to 0
+// (a process may map its own ids: user_namespaces(7)), which owns the new
+// network and mount namespaces — no privilege needed, as with slirp4netns.
+// IPv4 is configured statically with the address DHCP would lease; IPv6 comes
+// from the engine's router advertisements (SLAAC), with DAD and the RS delay
+// turned off so the address is there before COMMAND starts.
+//
+// --attach enters an existing namespace (/proc/PID/ns/net, or a path such as
+// /run/netns/NAME; without root also PID's user namespace) in a short-lived
+// child that only creates and configures the tap.
+//
+// Must be called before the process starts threads (it forks).
+#pragma once
+
+#include <netinet/in.h>
+#include <sys/types.h>
+
+#include <boost/system/result.hpp>
+#include <string>
+#include <vector>
+
+#include "base/unique_fd.hpp"
+#include "netstack/frame.hpp"
+
+namespace causeway::netstack {
+
+struct TapConfig {
+  std::string ifname = "tap0";
+  Mac mac{0x02, 0x43, 0x57, 0x00, 0x00, 0x0f};  // locally administered; "CW"
+  size_t mtu = kMaxMtu;
+  in_addr address{htonl(0x0a00020f)};
+  uint8_t prefix_len = 24;
+  in_addr gateway{htonl(0x0a000202)};
+  bool ipv6 = true;
+  std::vector<std::string> nameservers{"10.0.2.3"};
+  std::vector<std::string> search;
+};
+
+struct SpawnedCommand {
+  pid_t pid = -1;
+  UniqueFd tap;
+  UniqueFd control;  // write one byte to let the child exec (release())
+  std::string resolv_conf_path;  // temporary file, remove after the child exits
+};
+
+// Creates the namespace(s), the tap, and a child ready to exec `argv` once
+// release_child() is called. Errors are one line, fit for the user.
+boost::system::result<SpawnedCommand, std::string> spawn_in_new_namespace(const TapConfig& cfg,
+                                                                          const std::vector<std::string>& argv);
+// Lets the child continue (wait for IPv6, then exec).
+void release_child(SpawnedCommand& cmd);
+
+// Enters `target` (a PID or a namespace path) and returns a configured tap.
+boost::system::result<UniqueFd, std::string> attach_to_namespace(const TapConfig& cfg, const std::string& target);
+
+// Creates and configures a tap in the calling thread's network namespace.
+// Exposed for tests that set up their own namespace.
+boost::system::result<UniqueFd, std::string> create_configured_tap(const TapConfig& cfg);
+
+// Encodes a waitpid status as a shell would: the exit code, or 128 + signal.
+int shell_status(int wait_status);
+
+}  // namespace causeway::netstack

@@ -1,0 +1,373 @@
+#!/usr/bin/env bash
+# bench-net.sh — iperf3 TCP throughput, network namespace (guest) → host, for causeway and its
+# peers, interleaved in one run.  See --help.
+#
+# Topology (everything stays on this machine):
+#
+#   sink ns  <--veth-->  "host" ns  (iperf3 -s on 127.0.0.1, the engines run here)
+#   (forwards nothing)       |
+#                            +-- causeway / slirp4netns / pasta  -->  guest ns (iperf3 -c)
+#                            +-- veth (kernel path, the physical limit) --> guest ns
+#
+# The guest always reaches the host's loopback through the engine's gateway mapping:
+#   causeway      10.0.2.2            (engine maps the gateway to host loopback)
+#   slirp4netns   10.0.2.2            (libslirp's host-loopback mapping)
+#   pasta         the gateway pasta copies from the host (192.0.2.254), mapped to host loopback
+#   pasta-splice  127.0.0.1 in the guest, forwarded with -T PORT (loopback splice, no tap)
+#   veth          10.0.3.1, the host end of a veth pair (server bound there, not to loopback)
+set -euo pipefail
+
+SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO_DIR=$(cd "$SCRIPT_DIR/.." && pwd)
+# shellcheck source=SCRIPTDIR/lib/bench-common.sh
+. "$SCRIPT_DIR/lib/bench-common.sh"
+
+ALL_CONTENDERS="causeway,pasta,pasta-splice,slirp4netns,veth"
+RUNS=3
+DURATION=5
+MTU=65520
+CONTENDERS=$ALL_CONTENDERS
+JSON_OUT=""
+PORT_BASE=15201
+
+usage() {
+    cat <<EOF
+Usage: $0 [options]
+
+Measures iperf3 TCP throughput from a network namespace (the guest) to the host, for:
+  causeway      \$CAUSEWAY netns --mtu MTU -- iperf3 -c 10.0.2.2 ...  (CAUSEWAY=${CAUSEWAY:-build/causeway})
+  pasta         pasta's tap path (guest -> gateway address, mapped to host loopback)
+  pasta-splice  pasta's loopback splice (guest 127.0.0.1:PORT -> host 127.0.0.1:PORT, -T PORT)
+  slirp4netns   slirp4netns --configure (guest -> 10.0.2.2 = host loopback)
+  veth          the kernel's veth path between two namespaces (the physical limit)
+Runs are interleaved round-robin (N rounds, every contender once per round) and summarised as
+median [min-max] Gbit/s plus the ratio of causeway's median to each contender's median.
+
+Options:
+  --runs N            repetitions per contender (default $RUNS)
+  --duration SECONDS  length of each iperf3 run (default $DURATION)
+  --mtu MTU           guest MTU for every contender (default $MTU)
+  --contenders LIST   comma-separated subset of: $ALL_CONTENDERS
+  --json FILE         also write the summary rows as JSON to FILE
+  --keep-logs         keep the per-run logs (temp directory is printed at exit)
+  -h, --help          this text
+
+Needs root (it creates namespaces).  Debian packages: apt-get install iperf3 passt slirp4netns
+Everything runs inside a private "host" namespace whose only uplink goes to a namespace that
+forwards nothing; no traffic leaves the machine.
+EOF
+}
+
+die_usage() { printf 'bench-net.sh: %s\n(see --help)\n' "$1" >&2; exit 2; }
+
+while (( $# > 0 )); do
+    case $1 in
+        --runs) [[ $# -ge 2 ]] || die_usage "--runs needs a value"; RUNS=$2; shift 2 ;;
+        --runs=*) RUNS=${1#*=}; shift ;;
+        --duration) [[ $# -ge 2 ]] || die_usage "--duration needs a value"; DURATION=$2; shift 2 ;;
+        --duration=*) DURATION=${1#*=}; shift ;;
+        --mtu) [[ $# -ge 2 ]] || die_usage "--mtu needs a value"; MTU=$2; shift 2 ;;
+        --mtu=*) MTU=${1#*=}; shift ;;
+        --contenders) [[ $# -ge 2 ]] || die_usage "--contenders needs a value"; CONTENDERS=$2; shift 2 ;;
+        --contenders=*) CONTENDERS=${1#*=}; shift ;;
+        --json) [[ $# -ge 2 ]] || die_usage "--json needs a value"; JSON_OUT=$2; shift 2 ;;
+        --json=*) JSON_OUT=${1#*=}; shift ;;
+        --keep-logs) BENCH_KEEP_TMP=1; shift ;;
+        -h|--help) usage; exit 0 ;;
+        *) die_usage "unknown argument: $1" ;;
+    esac
+done
+
+[[ $RUNS =~ ^[1-9][0-9]*$ ]] || die_usage "--runs must be a positive integer"
+[[ $DURATION =~ ^[1-9][0-9]*$ ]] || die_usage "--duration must be a positive integer (seconds)"
+if ! [[ $MTU =~ ^[0-9]+$ ]] || (( MTU < 1280 || MTU > 65521 )); then
+    die_usage "--mtu must be between 1280 and 65521"
+fi
+
+IFS=',' read -r -a CLIST <<< "$CONTENDERS"
+(( ${#CLIST[@]} > 0 )) || die_usage "--contenders is empty"
+for c in "${CLIST[@]}"; do
+    [[ ,$ALL_CONTENDERS, == *",$c,"* ]] || die_usage "unknown contender '$c' (known: $ALL_CONTENDERS)"
+done
+
+bench_require_root
+bench_check_tools REQUIRED ip:iproute2 ss:iproute2 iperf3:iperf3 timeout:coreutils awk:mawk
+if ! bench_have jq && ! bench_have python3; then
+    bench_die "need jq or python3 to read iperf3's JSON  (Debian: apt-get install jq)"
+fi
+
+# The causeway binary: relative paths are taken from the current directory, the default from
+# the repository.
+if [[ -n ${CAUSEWAY:-} ]]; then
+    [[ $CAUSEWAY == /* ]] || CAUSEWAY=$PWD/$CAUSEWAY
+else
+    CAUSEWAY=$REPO_DIR/build/causeway
+fi
+if [[ -n $JSON_OUT ]]; then
+    : > "$JSON_OUT" || bench_die "cannot write $JSON_OUT"
+fi
+
+# contender -> binary it needs ("" when only the kernel is needed)
+contender_binary() {
+    case $1 in
+        causeway) printf '%s' "$CAUSEWAY" ;;
+        pasta|pasta-splice) command -v pasta || printf 'pasta' ;;
+        slirp4netns) command -v slirp4netns || printf 'slirp4netns' ;;
+        veth) printf '' ;;
+    esac
+}
+contender_available() {
+    local bin
+    bin=$(contender_binary "$1")
+    [[ -z $bin ]] && return 0
+    [[ $bin == /* && -x $bin && -f $bin ]]
+}
+contender_package() {
+    case $1 in
+        pasta|pasta-splice) echo passt ;;
+        slirp4netns) echo slirp4netns ;;
+    esac
+}
+
+pkg_version() { dpkg-query -W -f='${Version}' "$1" 2>/dev/null || echo '?'; }
+
+bench_init
+
+HOST_NS=cwbench-$$-host
+SINK_NS=cwbench-$$-sink
+GUEST_NS=cwbench-$$-guest
+CLIENT_TIMEOUT=$((DURATION + 25))
+
+header_lines=(
+    "test:    iperf3 TCP, guest namespace -> host loopback, ${DURATION}s per run, ${RUNS} runs per contender, MTU ${MTU}, interleaved"
+    "peers:   iperf3 $(pkg_version iperf3), passt/pasta $(pkg_version passt), slirp4netns $(pkg_version slirp4netns)"
+)
+if [[ ,$CONTENDERS, == *,causeway,* ]]; then
+    if [[ -x $CAUSEWAY ]]; then
+        header_lines+=("causeway: $CAUSEWAY ($(date -u -r "$CAUSEWAY" '+built %Y-%m-%d %H:%M UTC'))")
+    else
+        header_lines+=("causeway: $CAUSEWAY (not found)")
+    fi
+fi
+bench_header "causeway bench-net: TCP throughput namespace -> host" "${header_lines[@]}"
+
+for c in "${CLIST[@]}"; do
+    if ! contender_available "$c"; then
+        if [[ $c == causeway ]]; then
+            bench_warn "contender causeway: $CAUSEWAY not found; reported as missing  (build it, or set CAUSEWAY=/path/to/causeway)"
+        else
+            bench_warn "contender $c: $(contender_binary "$c") not found; reported as missing  (Debian: apt-get install $(contender_package "$c"))"
+        fi
+    fi
+done
+
+bench_setup_host_ns "$HOST_NS" "$SINK_NS" "$MTU"
+
+# ---------------------------------------------------------------------------------------------
+# One measurement.  Each run gets a fresh guest namespace, a fresh engine instance, a fresh
+# one-shot iperf3 server on a fresh port.  Prints Gbit/s on stdout; on failure returns 1 and
+# leaves the explanation in $LOG.err / $LOG.engine.
+
+SERVER_PID=""
+ENGINE_PID=""
+
+start_server() { # ADDR PORT LOG
+    ip netns exec "$HOST_NS" iperf3 -s -1 -B "$1" -p "$2" > "$3.server" 2>&1 &
+    SERVER_PID=$!
+    bench_track_pid "$SERVER_PID"
+    if ! bench_wait_tcp_listen "$HOST_NS" "$2" 10 "$1"; then
+        echo "iperf3 server did not start listening on $1:$2 within 10 s" >> "$3.err"
+        return 1
+    fi
+}
+
+# start_engine LOG CMD...: runs CMD in the host namespace, in the background
+start_engine() {
+    local log=$1; shift
+    ip netns exec "$HOST_NS" "$@" > "$log.engine" 2>&1 &
+    ENGINE_PID=$!
+    bench_track_pid "$ENGINE_PID"
+}
+
+engine_alive() {
+    if ! kill -0 "$ENGINE_PID" 2>/dev/null; then
+        echo "engine exited before the guest was configured" >> "$1.err"
+        return 1
+    fi
+}
+
+# client_in_guest LOG TARGET PORT: iperf3 client in the guest namespace, bounded in time
+client_in_guest() {
+    local log=$1 target=$2 port=$3 rc=0
+    bench_run ip netns exec "$GUEST_NS" timeout -k 5 "$CLIENT_TIMEOUT" \
+        iperf3 -c "$target" -p "$port" -t "$DURATION" -J --connect-timeout 5000 \
+        > "$log.json" 2>> "$log.err" || rc=$?
+    if (( rc == 124 || rc == 137 )); then
+        echo "iperf3 client timed out after ${CLIENT_TIMEOUT}s" >> "$log.err"
+    fi
+    return "$rc"
+}
+
+run_veth() { # LOG PORT
+    local log=$1 port=$2
+    bench_ns_add "$GUEST_NS"
+    bench_veth_pair "$HOST_NS" vguest0 10.0.3.1/24 "$GUEST_NS" eth0 10.0.3.2/24 "$MTU"
+    start_server 10.0.3.1 "$port" "$log" || return 1
+    client_in_guest "$log" 10.0.3.1 "$port"
+}
+
+run_slirp4netns() { # LOG PORT
+    local log=$1 port=$2
+    bench_ns_add "$GUEST_NS"
+    start_server 127.0.0.1 "$port" "$log" || return 1
+    # host loopback access (10.0.2.2 -> 127.0.0.1) is on unless --disable-host-loopback
+    start_engine "$log" slirp4netns --configure --mtu="$MTU" \
+        --netns-type=path "/run/netns/$GUEST_NS" tap0
+    if ! bench_wait_default_route "$GUEST_NS" 10; then
+        engine_alive "$log" || return 1
+        echo "slirp4netns did not configure the guest within 10 s" >> "$log.err"
+        return 1
+    fi
+    client_in_guest "$log" 10.0.2.2 "$port"
+}
+
+run_pasta() { # LOG PORT splice|tap
+    local log=$1 port=$2 mode=$3 target fwd=none
+    bench_ns_add "$GUEST_NS"
+    start_server 127.0.0.1 "$port" "$log" || return 1
+    [[ $mode == splice ]] && fwd=$port
+    # --runas 0: as root, pasta otherwise drops to nobody and cannot enter an `ip netns`
+    # namespace.  No automatic forwarding in either direction except -T PORT for the splice.
+    start_engine "$log" pasta --runas 0 -f -q --config-net --mtu "$MTU" \
+        -t none -u none -T "$fwd" -U none --netns "/run/netns/$GUEST_NS"
+    if ! bench_wait_default_route "$GUEST_NS" 10; then
+        engine_alive "$log" || return 1
+        echo "pasta did not configure the guest within 10 s" >> "$log.err"
+        return 1
+    fi
+    if [[ $mode == splice ]]; then
+        if ! bench_wait_tcp_listen "$GUEST_NS" "$port" 10; then
+            echo "pasta did not bind port $port in the guest within 10 s" >> "$log.err"
+            return 1
+        fi
+        target=127.0.0.1
+    else
+        # the guest's gateway is the address pasta maps to the host's loopback
+        target=$(ip -n "$GUEST_NS" -4 route show default | awk '{for (i = 1; i < NF; i++) if ($i == "via") {print $(i + 1); exit}}')
+        if [[ -z $target ]]; then
+            echo "no IPv4 gateway in the guest after pasta --config-net" >> "$log.err"
+            return 1
+        fi
+    fi
+    client_in_guest "$log" "$target" "$port"
+}
+
+run_causeway() { # LOG PORT
+    local log=$1 port=$2 rc=0
+    start_server 127.0.0.1 "$port" "$log" || return 1
+    # the engine creates the guest namespace itself and exits with the command's status
+    bench_run ip netns exec "$HOST_NS" timeout -k 5 "$CLIENT_TIMEOUT" \
+        "$CAUSEWAY" netns --mtu "$MTU" -- \
+        iperf3 -c 10.0.2.2 -p "$port" -t "$DURATION" -J --connect-timeout 5000 \
+        > "$log.json" 2>> "$log.err" || rc=$?
+    if (( rc == 124 || rc == 137 )); then
+        echo "causeway netns -- iperf3 timed out after ${CLIENT_TIMEOUT}s" >> "$log.err"
+    elif (( rc != 0 )); then
+        echo "causeway exited with status $rc" >> "$log.err"
+    fi
+    return "$rc"
+}
+
+# run_one CONTENDER LOG PORT: runs one measurement, always tears down what it created, and sets
+# GBPS.  Not to be called in a subshell: the EXIT trap must know every namespace and PID.
+GBPS=""
+run_one() {
+    local c=$1 log=$2 port=$3 rc=0
+    case $c in
+        causeway)     run_causeway "$log" "$port" || rc=$? ;;
+        pasta)        run_pasta "$log" "$port" tap || rc=$? ;;
+        pasta-splice) run_pasta "$log" "$port" splice || rc=$? ;;
+        slirp4netns)  run_slirp4netns "$log" "$port" || rc=$? ;;
+        veth)         run_veth "$log" "$port" || rc=$? ;;
+    esac
+    if [[ -n $ENGINE_PID ]]; then
+        if (( rc == 0 )) && ! kill -0 "$ENGINE_PID" 2>/dev/null; then
+            echo "note: the engine had exited by the end of the run" >> "$log.err"
+        fi
+        bench_kill_pid "$ENGINE_PID"; ENGINE_PID=""
+    fi
+    if [[ -n $SERVER_PID ]]; then bench_kill_pid "$SERVER_PID"; SERVER_PID=""; fi
+    bench_ns_del "$GUEST_NS"
+    (( rc == 0 )) || return "$rc"
+    bench_iperf3_gbps "$log.json" sum_received > "$log.gbps" 2>> "$log.err" || return 1
+    GBPS=$(< "$log.gbps")
+}
+
+# failure_text LOG: what a failed run printed, for the report
+failure_text() {
+    local log=$1 f
+    for f in "$log.err" "$log.engine" "$log.json" "$log.server"; do
+        [[ -s $f ]] || continue
+        printf '    --- %s (last 15 lines)\n' "${f##*.}"
+        tail -n 15 "$f" | sed 's/^/    | /'
+    done
+}
+
+# ---------------------------------------------------------------------------------------------
+# Interleaved runs: round r starts at contender r (mod count) so no contender is always first.
+# One measurement for each one printed before the next, on stderr; the summary goes to stdout.
+
+declare -A VALUES=() FAILS=() FIRST_FAIL=()
+NC=${#CLIST[@]}
+port=$PORT_BASE
+for ((r = 0; r < RUNS; r++)); do
+    for ((k = 0; k < NC; k++)); do
+        c=${CLIST[(k + r) % NC]}
+        contender_available "$c" || continue
+        log=$BENCH_TMPDIR/$c.run$((r + 1))
+        port=$((port + 1))
+        if run_one "$c" "$log" "$port"; then
+            VALUES[$c]="${VALUES[$c]:-} $GBPS"
+            printf 'run %d/%d  %-13s %8.2f Gbit/s\n' $((r + 1)) "$RUNS" "$c" "$GBPS" >&2
+        else
+            FAILS[$c]=$(( ${FAILS[$c]:-0} + 1 ))
+            [[ -n ${FIRST_FAIL[$c]:-} ]] || FIRST_FAIL[$c]=$log
+            printf 'run %d/%d  %-13s   FAILED: %s\n' $((r + 1)) "$RUNS" "$c" \
+                "$(head -n 1 "$log.err" 2>/dev/null || true)" >&2
+        fi
+    done
+done
+printf '\n' >&2
+
+RESULTS=$BENCH_TMPDIR/results.tsv
+: > "$RESULTS"
+any_failed=0
+for c in "${CLIST[@]}"; do
+    vals=${VALUES[$c]:-}
+    vals=${vals# }
+    nfail=${FAILS[$c]:-0}
+    if ! contender_available "$c"; then
+        bench_result_add "$RESULTS" "$c" netns tcp_g2h_gbps missing "" \
+            "$(contender_binary "$c") not found"
+    elif [[ -z $vals ]]; then
+        any_failed=1
+        bench_result_add "$RESULTS" "$c" netns tcp_g2h_gbps failed "" "all $RUNS runs failed"
+    else
+        note=""
+        (( nfail > 0 )) && note="$nfail of $RUNS runs failed"
+        bench_result_add "$RESULTS" "$c" netns tcp_g2h_gbps ok "$vals" "$note"
+    fi
+done
+
+bench_report "$RESULTS" causeway "Gbit/s" "$JSON_OUT" "causeway/this"
+
+if (( ${#FIRST_FAIL[@]} > 0 )); then
+    printf '\nFailures (first failed run of each contender):\n'
+    for c in "${CLIST[@]}"; do
+        [[ -n ${FIRST_FAIL[$c]:-} ]] || continue
+        printf '  %s (%s):\n' "$c" "${FIRST_FAIL[$c]##*/}"
+        failure_text "${FIRST_FAIL[$c]}"
+    done
+fi
+[[ -n $JSON_OUT ]] && printf '\nJSON written to %s\n' "$JSON_OUT"
+exit "$any_failed"

@@ -1,0 +1,322 @@
+#!/usr/bin/env bash
+#
+# build-guest.sh — build causeway's default test guest: Debian's cloud kernel + a busybox
+# initramfs, for booting under QEMU (TCG) with the network provided by causeway.
+#
+# Usage: scripts/build-guest.sh [--out DIR] [--force] [--quiet]
+#   --out DIR   output directory (default: <repo>/build/guest)
+#   --force     rebuild even if the stamp says the inputs are unchanged
+#   --quiet     only print errors and the final line
+#
+# Outputs (in DIR):
+#   vmlinuz               the kernel (bzImage) from Debian's linux-image-<ver>-cloud-amd64
+#   initramfs.cpio.gz     newc cpio, gzip: busybox-static + applet symlinks, /init
+#                         (guest/init.sh), /etc/udhcpc.script (guest/udhcpc.script), the
+#                         virtio/vsock/diag modules and /lib/modules/load.list (load order)
+#   kernel-release        the kernel release string (e.g. 6.1.0-56-cloud-amd64)
+#   .stamp                hash of all inputs; the build is skipped when it is unchanged
+#   cache/                the downloaded .deb and its extracted tree (reused)
+#
+# Inputs hashed into the stamp: this script, the kernel package name and version that
+# linux-image-cloud-amd64 depends on, busybox-static's version and binary, and every file in
+# guest/. Change any of them and the next run rebuilds.
+#
+# Needs (Debian 12 packages): apt (apt-get download / apt-cache), dpkg (dpkg -x),
+# busybox-static, cpio, kmod (depmod: the .deb ships no modules.dep), gzip, coreutils;
+# xz-utils / zstd only if the kernel's modules are compressed. No root needed unless the apt
+# lists are missing (then it runs `apt-get update`, which needs root).
+# The kernel is never installed into /boot and never built.
+#
+# Environment: CW_KERNEL_DEB=/path/to/linux-image-*.deb uses that package instead of
+# downloading one (offline builds).
+
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+SELF="$ROOT/scripts/build-guest.sh"
+OUT="$ROOT/build/guest"
+FORCE=0
+QUIET=0
+META_PKG=linux-image-cloud-amd64
+
+# Modules the guest needs, by module name. Their dependencies are pulled in from modules.dep;
+# the initramfs loads everything in dependency order. Names listed in OPTIONAL_MODULES may be
+# built in or absent in a given kernel.
+MODULES=(
+    virtio virtio_ring virtio_pci virtio_pci_modern_dev virtio_pci_legacy_dev virtio_mmio
+    failover net_failover virtio_net
+    vsock vmw_vsock_virtio_transport_common vmw_vsock_virtio_transport
+    virtio_rng
+    inet_diag tcp_diag udp_diag
+)
+OPTIONAL_MODULES=" virtio_pci_modern_dev virtio_pci_legacy_dev "
+
+say() { [[ $QUIET == 1 ]] || printf 'build-guest: %s\n' "$*"; }
+die() { printf 'build-guest: ERROR: %s\n' "$*" >&2; exit 1; }
+
+while [[ $# -gt 0 ]]; do
+    case "$1" in
+        --out) [[ $# -ge 2 ]] || die "--out needs a directory"; OUT=$2; shift 2 ;;
+        --out=*) OUT=${1#--out=}; shift ;;
+        --force) FORCE=1; shift ;;
+        --quiet) QUIET=1; shift ;;
+        -h|--help) sed -n '2,/^set -euo/p' "$SELF" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+        *) die "unknown argument: $1 (see --help)" ;;
+    esac
+done
+mkdir -p "$OUT"
+OUT=$(cd "$OUT" && pwd)
+CACHE="$OUT/cache"
+
+need() { command -v "$1" >/dev/null 2>&1 || die "'$1' not found: install $2"; }
+need apt-cache apt
+need apt-get apt
+need dpkg dpkg
+need dpkg-deb dpkg
+need cpio cpio
+need gzip gzip
+need sha256sum coreutils
+
+# ------------------------------------------------------------------ busybox-static
+BUSYBOX=$(command -v busybox || true)
+[[ -n $BUSYBOX ]] || die "busybox not found: apt-get install busybox-static"
+BUSYBOX=$(readlink -f "$BUSYBOX")
+ldd_out=$(ldd "$BUSYBOX" 2>&1 || true)
+[[ $ldd_out == *"not a dynamic executable"* || $ldd_out == *"statically linked"* ]] ||
+    die "$BUSYBOX is dynamically linked: apt-get install busybox-static"
+BB_VERSION=$(dpkg-query -W -f='${Version}' busybox-static 2>/dev/null || true)
+[[ -n $BB_VERSION ]] || BB_VERSION=$("$BUSYBOX" 2>&1 | head -n 1 || true)
+
+# ------------------------------------------------------------------ kernel package
+apt_updated=0
+apt_update_once() {
+    [[ $apt_updated == 0 ]] || return 1
+    apt_updated=1
+    if [[ $(id -u) != 0 ]]; then
+        die "apt lists look missing/outdated and 'apt-get update' needs root; run it (as root) and retry"
+    fi
+    say "apt lists missing or stale: running apt-get update"
+    apt-get update -qq >"$OUT/apt-update.log" 2>&1 ||
+        die "apt-get update failed (see $OUT/apt-update.log)"
+}
+
+resolve_kernel_pkg() {
+    apt-cache depends "$META_PKG" 2>/dev/null |
+        awk '$1 ~ /^\|?Depends:$/ && $2 ~ /^linux-image-/ { print $2; exit }'
+}
+candidate_version() {
+    apt-cache policy "$1" 2>/dev/null | awk '$1 == "Candidate:" { print $2; exit }'
+}
+
+if [[ -n ${CW_KERNEL_DEB:-} ]]; then
+    [[ -f $CW_KERNEL_DEB ]] || die "CW_KERNEL_DEB=$CW_KERNEL_DEB does not exist"
+    KPKG=$(dpkg-deb -f "$CW_KERNEL_DEB" Package)
+    KVER=$(dpkg-deb -f "$CW_KERNEL_DEB" Version)
+    say "using local kernel package $KPKG $KVER ($CW_KERNEL_DEB)"
+else
+    KPKG=$(resolve_kernel_pkg || true)
+    if [[ -z $KPKG ]]; then
+        apt_update_once || true
+        KPKG=$(resolve_kernel_pkg || true)
+    fi
+    [[ -n $KPKG ]] || die "cannot resolve the kernel package $META_PKG depends on (apt-cache depends $META_PKG found none; is this Debian with a main component in sources.list?)"
+    KVER=$(candidate_version "$KPKG")
+    [[ -n $KVER && $KVER != "(none)" ]] || die "no installable version of $KPKG in the apt lists"
+    say "kernel package: $KPKG $KVER (dependency of $META_PKG)"
+fi
+
+# ------------------------------------------------------------------ stamp
+input_hash() {
+    {
+        echo "script $(sha256sum <"$SELF")"
+        echo "kernel $KPKG $KVER"
+        echo "busybox $BB_VERSION $(sha256sum <"$BUSYBOX")"
+        if [[ -d $ROOT/guest ]]; then
+            (cd "$ROOT/guest" && find . -type f -print0 | LC_ALL=C sort -z | xargs -0r sha256sum)
+        fi
+    } | sha256sum | cut -d' ' -f1
+}
+HASH=$(input_hash)
+if [[ $FORCE == 0 && -f $OUT/.stamp && -f $OUT/vmlinuz && -f $OUT/initramfs.cpio.gz ]] &&
+    [[ $(cat "$OUT/.stamp") == "$HASH" ]]; then
+    say "up to date: $OUT (kernel $(cat "$OUT/kernel-release" 2>/dev/null || echo '?'))"
+    exit 0
+fi
+
+# ------------------------------------------------------------------ download + extract
+mkdir -p "$CACHE"
+deb_version_matches() { [[ -f $1 && $(dpkg-deb -f "$1" Package 2>/dev/null) == "$KPKG" && $(dpkg-deb -f "$1" Version 2>/dev/null) == "$KVER" ]]; }
+
+DEB=
+if [[ -n ${CW_KERNEL_DEB:-} ]]; then
+    DEB=$CW_KERNEL_DEB
+else
+    for f in "$CACHE/${KPKG}"_*.deb; do
+        if deb_version_matches "$f"; then DEB=$f; break; fi
+    done
+    if [[ -z $DEB ]]; then
+        rm -f "$CACHE/${KPKG}"_*.deb
+        say "downloading $KPKG=$KVER (apt-get download) into $CACHE"
+        apt_opts=()
+        # As root, apt drops privileges to _apt, which cannot write into $CACHE: stay root.
+        [[ $(id -u) == 0 ]] && apt_opts=(-o APT::Sandbox::User=root)
+        dl() { (cd "$CACHE" && apt-get "${apt_opts[@]}" download "$KPKG=$KVER") >"$CACHE/download.log" 2>&1; }
+        if ! dl; then
+            # The most common cause is missing/outdated lists (the pool file moved on):
+            # update once and retry.
+            if grep -qiE 'unable to locate|no longer available|404|failed to fetch|has no installation candidate' "$CACHE/download.log" && apt_update_once; then
+                KVER=$(candidate_version "$KPKG")
+                dl || true
+            fi
+        fi
+        for f in "$CACHE/${KPKG}"_*.deb; do
+            [[ -f $f ]] && DEB=$f && break
+        done
+        if [[ -z $DEB ]]; then
+            sed 's/^/  apt: /' "$CACHE/download.log" >&2 || true
+            die "could not fetch the kernel package $KPKG=$KVER with apt-get download"
+        fi
+        KVER=$(dpkg-deb -f "$DEB" Version)
+        HASH=$(input_hash)
+    else
+        say "using cached $(basename "$DEB")"
+    fi
+fi
+
+KROOT="$CACHE/kernel-$KPKG"
+say "extracting $(basename "$DEB") (dpkg -x) into $KROOT"
+rm -rf "$KROOT"
+mkdir -p "$KROOT"
+dpkg -x "$DEB" "$KROOT"
+# merged-/usr packages may ship modules under usr/lib/modules
+if [[ ! -d $KROOT/lib/modules && -d $KROOT/usr/lib/modules ]]; then
+    ln -s usr/lib "$KROOT/lib"
+fi
+shopt -s nullglob
+krels=("$KROOT"/lib/modules/*/)
+vmlinuz=("$KROOT"/boot/vmlinuz-*)
+shopt -u nullglob
+[[ ${#krels[@]} == 1 ]] || die "expected one /lib/modules/<release> in $DEB, found ${#krels[@]}"
+[[ ${#vmlinuz[@]} == 1 ]] || die "expected one /boot/vmlinuz-* in $DEB, found ${#vmlinuz[@]}"
+KREL=$(basename "${krels[0]}")
+KMODDIR="$KROOT/lib/modules/$KREL"
+say "kernel release $KREL"
+
+if [[ ! -s $KMODDIR/modules.dep ]]; then
+    command -v depmod >/dev/null 2>&1 || [[ -x /sbin/depmod ]] ||
+        die "depmod not found (the kernel .deb ships no modules.dep): apt-get install kmod"
+    DEPMOD=$(command -v depmod || echo /sbin/depmod)
+    say "generating modules.dep (depmod -b)"
+    "$DEPMOD" -b "$KROOT" "$KREL" || die "depmod -b $KROOT $KREL failed"
+fi
+
+# ------------------------------------------------------------------ module closure
+declare -A PATH_OF=() DEPS_OF=() SEEN=()
+modname() { local b=${1##*/}; b=${b%%.ko*}; echo "${b//-/_}"; }
+while IFS= read -r line; do
+    key=${line%%:*}
+    PATH_OF[$(modname "$key")]=$key
+    DEPS_OF[$key]=${line#*:}
+done <"$KMODDIR/modules.dep"
+
+builtin_has() {
+    [[ -f $KMODDIR/modules.builtin ]] &&
+        awk -v n="$1" '{ b=$0; sub(/.*\//, "", b); sub(/\.ko.*/, "", b); gsub(/-/, "_", b); if (b == n) f=1 } END { exit !f }' "$KMODDIR/modules.builtin"
+}
+
+ORDER=()
+visit() {
+    local p=$1 d i
+    [[ -z ${SEEN[$p]:-} ]] || return 0
+    SEEN[$p]=1
+    local -a deps
+    read -r -a deps <<<"${DEPS_OF[$p]:-}"
+    # modules.dep lists the closure with the deepest dependencies last: load them first.
+    for ((i = ${#deps[@]} - 1; i >= 0; i--)); do
+        d=${deps[i]}
+        visit "$d"
+    done
+    ORDER+=("$p")
+}
+for m in "${MODULES[@]}"; do
+    if [[ -n ${PATH_OF[$m]:-} ]]; then
+        visit "${PATH_OF[$m]}"
+    elif builtin_has "$m"; then
+        say "module $m is built in"
+    elif [[ $OPTIONAL_MODULES == *" $m "* ]]; then
+        say "optional module $m not present: skipped"
+    else
+        die "module $m is neither in modules.dep nor built in for $KREL"
+    fi
+done
+say "modules (load order): $(for p in "${ORDER[@]}"; do printf '%s ' "$(modname "$p")"; done)"
+
+# ------------------------------------------------------------------ initramfs tree
+STAGE="$OUT/.staging"
+rm -rf "$STAGE"
+mkdir -p "$STAGE/tree"
+TREE="$STAGE/tree"
+mkdir -p "$TREE"/{bin,sbin,usr/bin,usr/sbin,dev,proc,sys,tmp,run,etc,www,root,lib/modules}
+
+cp "$BUSYBOX" "$TREE/bin/busybox"
+chmod 0755 "$TREE/bin/busybox"
+n_applets=0
+while IFS= read -r applet; do
+    applet=${applet#/}
+    [[ -n $applet && $applet != bin/busybox ]] || continue
+    [[ -e $TREE/$applet || -L $TREE/$applet ]] && continue
+    mkdir -p "$TREE/$(dirname "$applet")"
+    ln -s /bin/busybox "$TREE/$applet"
+    n_applets=$((n_applets + 1))
+done < <("$BUSYBOX" --list-full)
+[[ -L $TREE/bin/sh ]] || die "busybox --list-full gave no bin/sh"
+say "busybox $BB_VERSION with $n_applets applet links"
+
+[[ -f $ROOT/guest/init.sh ]] || die "missing $ROOT/guest/init.sh"
+install -m 0755 "$ROOT/guest/init.sh" "$TREE/init"
+if [[ -f $ROOT/guest/udhcpc.script ]]; then
+    install -m 0755 "$ROOT/guest/udhcpc.script" "$TREE/etc/udhcpc.script"
+fi
+printf 'root:x:0:0:root:/root:/bin/sh\n' >"$TREE/etc/passwd"
+printf 'root:x:0:\n' >"$TREE/etc/group"
+printf '127.0.0.1 localhost\n' >"$TREE/etc/hosts"
+echo cw-guest >"$TREE/etc/hostname"
+# /dev/console for the kernel to open before /init runs (the kernel's built-in initramfs
+# has one too; creating the node needs root).
+if [[ $(id -u) == 0 ]]; then
+    mknod -m 0600 "$TREE/dev/console" c 5 1
+    mknod -m 0666 "$TREE/dev/null" c 1 3
+fi
+
+MODDST="$TREE/lib/modules/$KREL"
+: >"$TREE/lib/modules/load.list"
+for p in "${ORDER[@]}"; do
+    src="$KMODDIR/$p"
+    dst_rel=${p%.xz}; dst_rel=${dst_rel%.zst}; dst_rel=${dst_rel%.gz}
+    mkdir -p "$MODDST/$(dirname "$dst_rel")"
+    # busybox insmod uses init_module() on the raw bytes: store modules uncompressed.
+    case "$p" in
+        *.ko) cp "$src" "$MODDST/$dst_rel" ;;
+        *.ko.xz) need xz xz-utils; xz -dc "$src" >"$MODDST/$dst_rel" ;;
+        *.ko.zst) need zstd zstd; zstd -qdc "$src" >"$MODDST/$dst_rel" ;;
+        *.ko.gz) gzip -dc "$src" >"$MODDST/$dst_rel" ;;
+        *) die "unexpected module file $p" ;;
+    esac
+    echo "$dst_rel" >>"$TREE/lib/modules/load.list"
+done
+cp "$KMODDIR/modules.builtin" "$MODDST/" 2>/dev/null || true
+say "staged ${#ORDER[@]} modules ($(du -sk "$MODDST" | cut -f1) KiB)"
+
+# ------------------------------------------------------------------ pack
+say "packing initramfs (newc cpio, gzip)"
+(cd "$TREE" && find . -mindepth 1 -print0 | LC_ALL=C sort -z |
+    cpio --quiet -o -0 -H newc -R 0:0) | gzip -9n >"$STAGE/initramfs.cpio.gz"
+cp "${vmlinuz[0]}" "$STAGE/vmlinuz"
+
+mv -f "$STAGE/vmlinuz" "$OUT/vmlinuz"
+mv -f "$STAGE/initramfs.cpio.gz" "$OUT/initramfs.cpio.gz"
+echo "$KREL" >"$OUT/kernel-release"
+echo "$HASH" >"$OUT/.stamp"
+rm -rf "$STAGE"
+printf 'build-guest: built %s: vmlinuz (%s KiB), initramfs.cpio.gz (%s KiB), kernel %s\n' \
+    "$OUT" "$(du -k "$OUT/vmlinuz" | cut -f1)" "$(du -k "$OUT/initramfs.cpio.gz" | cut -f1)" "$KREL"

@@ -1,0 +1,349 @@
+# shellcheck shell=bash
+# Shared pieces for causeway's benchmarks (throughput, latency, conn/s, DNS, VM).
+#
+# Source it from a script that runs with `set -euo pipefail`:
+#     . "$(dirname "${BASH_SOURCE[0]}")/lib/bench-common.sh"
+#     bench_require_root
+#     bench_init            # temp dir + EXIT/INT/TERM traps that clean up
+#
+# What it offers (all names start with bench_ / BENCH_):
+#   logging          bench_log, bench_warn, bench_die
+#   preconditions    bench_require_root, bench_have, bench_check_tools
+#   header           bench_header
+#   resources        bench_init, bench_cleanup, bench_run, bench_track_pid, bench_kill_pid,
+#                    bench_ns_add, bench_ns_del, bench_setup_host_ns, bench_veth_pair
+#   waiting          bench_wait_for, bench_wait_tcp_listen, bench_wait_default_route
+#   iperf3           bench_iperf3_gbps
+#   statistics       bench_stats
+#   results          bench_result_add, bench_report (table + optional JSON)
+#
+# Safety rules the helpers follow: every namespace and process they create is recorded and
+# removed on exit; processes are only ever killed by the PID we started; the "host" namespace
+# built by bench_setup_host_ns has a single uplink into a sink namespace that forwards nothing,
+# so no benchmark traffic can leave the machine.
+
+BENCH_NS_LIST=()   # namespaces we created, deleted in reverse order on exit
+BENCH_PIDS=()      # background processes we started, killed on exit
+BENCH_TMPDIR=""    # scratch directory, removed on exit
+BENCH_KEEP_TMP=0   # set to 1 to keep BENCH_TMPDIR (logs) after exit
+BENCH_FS=$'\x1f'   # field separator of results files
+
+bench_log()  { printf '%s\n' "$*" >&2; }
+bench_warn() { printf 'WARNING: %s\n' "$*" >&2; }
+bench_die()  { printf 'ERROR: %s\n' "$*" >&2; exit 1; }
+
+# ---------------------------------------------------------------------------------------------
+# Preconditions
+
+bench_require_root() {
+    if [[ ${EUID:-$(id -u)} -ne 0 ]]; then
+        cat >&2 <<'EOF'
+
+  ************************************************************************
+  **  This benchmark must run as root.                                  **
+  **  It creates network namespaces, veth pairs and tap devices.        **
+  **  Re-run it with:  sudo "$0" ...                                     **
+  ************************************************************************
+
+EOF
+        exit 2
+    fi
+}
+
+bench_have() { command -v "$1" >/dev/null 2>&1; }
+
+# bench_check_tools REQUIRED|OPTIONAL TOOL:PACKAGE...
+# Prints a line for each missing tool with the Debian package that provides it.
+# REQUIRED: exits 1 if any is missing.  OPTIONAL: returns the number missing (warns only).
+bench_check_tools() {
+    local mode=$1; shift
+    local spec tool pkg missing=0 pkgs=()
+    for spec in "$@"; do
+        tool=${spec%%:*}; pkg=${spec#*:}
+        if ! bench_have "$tool"; then
+            missing=$((missing + 1))
+            pkgs+=("$pkg")
+            if [[ $mode == REQUIRED ]]; then
+                bench_log "missing required tool: $tool   (Debian: apt-get install $pkg)"
+            else
+                bench_warn "missing tool: $tool   (Debian: apt-get install $pkg)"
+            fi
+        fi
+    done
+    if (( missing > 0 )) && [[ $mode == REQUIRED ]]; then
+        bench_die "install the missing tools first:  apt-get install ${pkgs[*]}"
+    fi
+    return "$missing"
+}
+
+# ---------------------------------------------------------------------------------------------
+# Header
+
+# bench_header TITLE [EXTRA LINE...]
+bench_header() {
+    local title=$1; shift
+    local cpu cores
+    cpu=$(awk -F': *' '/^model name/ {print $2; exit}' /proc/cpuinfo 2>/dev/null || true)
+    cores=$(nproc 2>/dev/null || echo '?')
+    printf '== %s ==\n' "$title"
+    printf 'date:    %s\n' "$(date -u '+%Y-%m-%d %H:%M:%S UTC')"
+    printf 'cpu:     %s (%s online CPUs)\n' "${cpu:-unknown}" "$cores"
+    printf 'kernel:  %s %s\n' "$(uname -s)" "$(uname -r)"
+    local line
+    for line in "$@"; do printf '%s\n' "$line"; done
+    printf 'NOTE:    absolute numbers vary between machines (and up to 2x between runs on shared\n'
+    printf '         VMs); only the ratios between contenders measured in the same run compare.\n'
+    printf '\n'
+}
+
+# ---------------------------------------------------------------------------------------------
+# Resource tracking and cleanup
+
+bench_init() {
+    BENCH_TMPDIR=$(mktemp -d "${TMPDIR:-/tmp}/causeway-bench.XXXXXX")
+    trap bench_cleanup EXIT
+    trap 'exit 130' INT
+    trap 'exit 143' TERM
+    trap 'exit 129' HUP
+}
+
+bench_track_pid() { BENCH_PIDS+=("$1"); }
+
+# bench_kill_pid PID: SIGTERM, up to ~2 s grace, then SIGKILL; reaps it; forgets it.
+bench_kill_pid() {
+    local pid=$1 i p keep=()
+    if kill -0 "$pid" 2>/dev/null; then
+        kill -TERM "$pid" 2>/dev/null || true
+        for ((i = 0; i < 40; i++)); do
+            kill -0 "$pid" 2>/dev/null || break
+            # a zombie child still answers kill -0; reaping happens in wait below
+            [[ $(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null) == Z ]] && break
+            sleep 0.05
+        done
+        if kill -0 "$pid" 2>/dev/null; then kill -KILL "$pid" 2>/dev/null || true; fi
+    fi
+    wait "$pid" 2>/dev/null || true
+    for p in "${BENCH_PIDS[@]}"; do [[ $p == "$pid" ]] || keep+=("$p"); done
+    BENCH_PIDS=("${keep[@]}")
+}
+
+# bench_run CMD...: runs CMD in the background and waits for it, returning its status.  Unlike a
+# foreground command, this lets a TERM/INT delivered to the script run the EXIT trap at once
+# (which then kills CMD); redirect the call as you would redirect CMD.
+bench_run() {
+    local pid rc=0
+    "$@" &
+    pid=$!
+    bench_track_pid "$pid"
+    wait "$pid" || rc=$?
+    bench_kill_pid "$pid"   # already gone: just forgets it
+    return "$rc"
+}
+
+# bench_ns_add NAME: creates a network namespace with lo up; recorded for cleanup.
+bench_ns_add() {
+    local ns=$1
+    ip netns add "$ns"
+    BENCH_NS_LIST+=("$ns")
+    ip -n "$ns" link set lo up
+}
+
+# bench_ns_del NAME: deletes a namespace we created (kills nothing; kill its processes first).
+bench_ns_del() {
+    local ns=$1 n keep=()
+    ip netns del "$ns" 2>/dev/null || true
+    for n in "${BENCH_NS_LIST[@]}"; do [[ $n == "$ns" ]] || keep+=("$n"); done
+    BENCH_NS_LIST=("${keep[@]}")
+}
+
+bench_cleanup() {
+    local rc=$? i
+    trap - EXIT INT TERM HUP
+    set +e
+    for ((i = ${#BENCH_PIDS[@]} - 1; i >= 0; i--)); do
+        bench_kill_pid "${BENCH_PIDS[i]}"
+    done
+    for ((i = ${#BENCH_NS_LIST[@]} - 1; i >= 0; i--)); do
+        ip netns del "${BENCH_NS_LIST[i]}" 2>/dev/null
+    done
+    BENCH_NS_LIST=()
+    if [[ -n $BENCH_TMPDIR && -d $BENCH_TMPDIR ]]; then
+        if (( BENCH_KEEP_TMP )); then
+            bench_log "logs kept in $BENCH_TMPDIR"
+        else
+            rm -rf -- "$BENCH_TMPDIR"
+        fi
+    fi
+    exit "$rc"
+}
+
+# bench_setup_host_ns HOST SINK MTU
+# HOST becomes the benchmark's "host": lo up, one uplink (veth "uplink0", 192.0.2.1/24, default
+# route via 192.0.2.254) into SINK, which has no other interface and forwarding disabled, so
+# nothing leaves the machine.  192.0.2.0/24 is TEST-NET-1 (documentation only, never routed).
+# Tools that insist on a routable host interface (pasta) are satisfied by it.
+bench_setup_host_ns() {
+    local host=$1 sink=$2 mtu=$3
+    bench_ns_add "$sink"
+    bench_ns_add "$host"
+    ip netns exec "$sink" sysctl -qw net.ipv4.ip_forward=0
+    ip netns exec "$sink" sysctl -qw net.ipv6.conf.all.forwarding=0 2>/dev/null || true
+    ip -n "$host" link add uplink0 mtu "$mtu" type veth peer name sink0 netns "$sink"
+    ip -n "$sink" link set sink0 mtu "$mtu" up
+    ip -n "$sink" addr add 192.0.2.254/24 dev sink0
+    ip -n "$host" link set uplink0 up
+    ip -n "$host" addr add 192.0.2.1/24 dev uplink0
+    ip -n "$host" route add default via 192.0.2.254 dev uplink0
+}
+
+# bench_veth_pair NS_A IF_A ADDR_A/PLEN NS_B IF_B ADDR_B/PLEN MTU
+bench_veth_pair() {
+    local nsa=$1 ifa=$2 addra=$3 nsb=$4 ifb=$5 addrb=$6 mtu=$7
+    ip -n "$nsa" link add "$ifa" mtu "$mtu" type veth peer name "$ifb" netns "$nsb"
+    ip -n "$nsb" link set "$ifb" mtu "$mtu"
+    ip -n "$nsa" addr add "$addra" dev "$ifa"
+    ip -n "$nsb" addr add "$addrb" dev "$ifb"
+    ip -n "$nsa" link set "$ifa" up
+    ip -n "$nsb" link set "$ifb" up
+}
+
+# ---------------------------------------------------------------------------------------------
+# Waiting (always bounded)
+
+# bench_wait_for SECONDS CMD...: polls CMD every 50 ms until it succeeds; 1 on timeout.
+bench_wait_for() {
+    local secs=$1; shift
+    local deadline=$((SECONDS + secs))
+    while true; do
+        "$@" >/dev/null 2>&1 && return 0
+        (( SECONDS >= deadline )) && return 1
+        sleep 0.05
+    done
+}
+
+_bench_tcp_listening() { # NS PORT [ADDR]
+    local filter="sport = :$2"
+    [[ -n ${3:-} ]] && filter="src $3:$2"
+    [[ -n $(ip netns exec "$1" ss -Hltn "$filter" 2>/dev/null) ]]
+}
+
+# bench_wait_tcp_listen NS PORT SECONDS [ADDR]: until something listens on [ADDR:]PORT in NS.
+bench_wait_tcp_listen() { bench_wait_for "$3" _bench_tcp_listening "$1" "$2" "${4:-}"; }
+
+_bench_has_default_route() { [[ -n $(ip -n "$1" -4 route show default 2>/dev/null) ]]; }
+
+# bench_wait_default_route NS SECONDS
+bench_wait_default_route() { bench_wait_for "$2" _bench_has_default_route "$1"; }
+
+# ---------------------------------------------------------------------------------------------
+# iperf3
+
+# bench_iperf3_gbps JSON_FILE [sum_received|sum_sent]: prints Gbit/s from an iperf3 -J report
+# (receiver side by default); returns 1 (printing the iperf3 error, if any, on stderr) on failure.
+bench_iperf3_gbps() {
+    local file=$1 which=${2:-sum_received} out
+    [[ -s $file ]] || return 1
+    if bench_have jq; then
+        out=$(jq -r --arg w "$which" '
+            if (.error // "") != "" then "ERR " + .error
+            else (.end[$w].bits_per_second // empty) / 1e9 end' "$file" 2>/dev/null) || return 1
+    else
+        out=$(python3 -c '
+import json, sys
+d = json.load(open(sys.argv[1]))
+if d.get("error"):
+    print("ERR " + d["error"])
+else:
+    print(d["end"][sys.argv[2]]["bits_per_second"] / 1e9)
+' "$file" "$which" 2>/dev/null) || return 1
+    fi
+    if [[ -z $out ]]; then return 1; fi
+    if [[ $out == ERR* ]]; then printf 'iperf3: %s\n' "${out#ERR }" >&2; return 1; fi
+    printf '%.3f\n' "$out"
+}
+
+# ---------------------------------------------------------------------------------------------
+# Statistics
+
+# bench_stats VALUE...: prints "median min max n" (median of an even count = mean of the middle
+# two).  Prints nothing and returns 1 when given no values.
+bench_stats() {
+    (( $# > 0 )) || return 1
+    printf '%s\n' "$@" | sort -g | awk '
+        { v[NR] = $1 }
+        END {
+            n = NR
+            med = (n % 2) ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2
+            printf "%.6g %.6g %.6g %d\n", med, v[1], v[n], n
+        }'
+}
+
+# ---------------------------------------------------------------------------------------------
+# Results: a file with one line per contender, fields separated by BENCH_FS (ASCII unit
+# separator; not TAB, which `read` would collapse when a field is empty):
+#   contender FS attach FS metric FS status FS space-separated values FS note
+# status: ok | failed | missing | skipped.  Contenders with status ok may still have failed runs
+# (runs = number of values).
+
+# bench_result_add FILE CONTENDER ATTACH METRIC STATUS "VALUES" [NOTE]
+bench_result_add() {
+    local IFS=$BENCH_FS
+    printf '%s\n' "${*:2:5}$BENCH_FS${7:-}" >> "$1"
+}
+
+# bench_report FILE REF UNIT [JSON_FILE] [RATIO_LABEL]
+# Prints the table (contender, median, [min-max], runs, REF's median / this median) and, if
+# JSON_FILE is non-empty, writes a JSON list of rows:
+#   {"contender", "attach", "metric", "median", "min", "max", "runs", "status"}
+# (median/min/max are null when a contender produced no value).
+bench_report() {
+    local file=$1 ref=$2 unit=$3 json=${4:-} rlabel=${5:-"$2/peer"}
+    local c attach metric status vals note med min max n ref_med="" ratio
+    local -a rows=()
+    # first pass: REF's median
+    while IFS=$BENCH_FS read -r c attach metric status vals note; do
+        if [[ $c == "$ref" && -n $vals ]]; then
+            # shellcheck disable=SC2086
+            read -r ref_med _ < <(bench_stats $vals)
+        fi
+    done < "$file"
+
+    printf '%-14s %10s  %-21s %5s  %s\n' contender "median" "[min – max]" runs "$rlabel"
+    printf '%-14s %10s  %-21s %5s  %s\n' "" "$unit" "" "" ""
+    printf '%s\n' "-------------------------------------------------------------------"
+    while IFS=$BENCH_FS read -r c attach metric status vals note; do
+        med="" min="" max="" n=0
+        if [[ -n $vals ]]; then
+            # shellcheck disable=SC2086
+            read -r med min max n < <(bench_stats $vals)
+        fi
+        if [[ -n $med ]]; then
+            ratio="–"
+            if [[ -n $ref_med ]]; then
+                ratio=$(awk -v a="$ref_med" -v b="$med" \
+                    'BEGIN { if (b > 0) printf "%.2fx", a / b; else print "inf" }')
+            fi
+            printf '%-14s %10.2f  %-21s %5s  %s%s\n' "$c" "$med" \
+                "$(printf '[%.2f – %.2f]' "$min" "$max")" "$n" "$ratio" \
+                "${note:+   ($note)}"
+        else
+            printf '%-14s %10s  %-21s %5s  %s\n' "$c" "$status" "" 0 "${note:-}"
+        fi
+        rows+=("$(printf '{"contender": "%s", "attach": "%s", "metric": "%s", "median": %s, "min": %s, "max": %s, "runs": %d, "status": "%s"}' \
+            "$c" "$attach" "$metric" "${med:-null}" "${min:-null}" "${max:-null}" "$n" "$status")")
+    done < "$file"
+
+    if [[ -n $json ]]; then
+        {
+            printf '[\n'
+            local i
+            for ((i = 0; i < ${#rows[@]}; i++)); do
+                printf '  %s%s\n' "${rows[i]}" "$( (( i + 1 < ${#rows[@]} )) && echo ,)"
+            done
+            printf ']\n'
+        } > "$json"
+        if bench_have jq; then
+            jq empty "$json" || bench_warn "wrote invalid JSON to $json"
+        fi
+    fi
+}
