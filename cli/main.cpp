@@ -179,6 +179,7 @@ int run_netns(NetOptions& o, const std::string& attach, const std::string& ifnam
       std::move(port), [](netstack::FramePort& p, netstack::Engine& e) { static_cast<netstack::TapFramePort&>(p).start(e); },
       [tap_port] { return tap_stats_json(tap_port->stats()); });
 
+  rt.primary_engine()->announce_guest(tc.mac);
   auto fail_child = [&](int code) {
     if (child) {
       ::kill(child->pid, SIGKILL);

@@ -45,6 +45,7 @@ class Runtime {
                    std::function<nlohmann::json()> port_stats);
   void remove_guest(const Guest* g);
   [[nodiscard]] size_t guest_count() const { return guests_.size(); }
+  [[nodiscard]] netstack::Engine* primary_engine() { return primary(); }
 
   // Adds forwards to the process; installs them in the primary guest now if
   // there is one. On the first failure nothing of `fs` stays added.

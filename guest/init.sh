@@ -11,9 +11,10 @@
 #   CW-MODULE-FAIL <module> rc <rc>               a module from /lib/modules/load.list failed
 #   CW-NET-UP eth0 mac <mac>                       eth0 exists and is up
 #   CW-NET-FAIL <reason>                           no eth0 / cannot bring it up
-#   CW-LEASE <ip>/<prefix> gw <gw> dns <dns>      DHCP lease obtained and configured
+#   CW-LEASE <ip>/<prefix> gw <gw> dns <dns> mtu <mtu>   DHCP lease obtained and configured
 #   CW-LEASE-FAIL                                  udhcpc got no lease
 #   CW-FETCH-OK <first line of body>               cw.url fetched with busybox wget
+#   CW-FETCH-SUM <bytes> <md5>                     size and md5 of the fetched body
 #   CW-FETCH-FAIL rc <rc> <wget error>             fetch failed
 #   CW-HTTPD-READY port <port>                     (dhcp-httpd mode) guest httpd listening
 #   CW-TIME <event> <uptime seconds>               guest-side timing of lease/fetch
@@ -137,12 +138,13 @@ do_dhcp() {
     rm -f /run/lease.env
     # -q: quit after the lease, -n: exit if no lease, -t 5: five discover attempts
     # -T 1: one second between them, -f: foreground.
-    udhcpc -i eth0 -f -q -n -t 5 -T 1 -s /etc/udhcpc.script > /run/udhcpc.log 2>&1
+    # -O mtu: also ask for option 26 (the hook applies it).
+    udhcpc -i eth0 -f -q -n -t 5 -T 1 -O mtu -s /etc/udhcpc.script > /run/udhcpc.log 2>&1
     rc=$?
     if [ "$rc" -eq 0 ] && [ -f /run/lease.env ]; then
         # shellcheck disable=SC1091
         . /run/lease.env
-        marker "CW-LEASE ${LEASE_IP}/${LEASE_PREFIX} gw ${LEASE_GW:-none} dns ${LEASE_DNS:-none}"
+        marker "CW-LEASE ${LEASE_IP}/${LEASE_PREFIX} gw ${LEASE_GW:-none} dns ${LEASE_DNS:-none} mtu ${LEASE_MTU:-?}"
         marker "CW-TIME lease $(uptime_s)"
         return 0
     fi
@@ -163,6 +165,7 @@ case "$CW_MODE" in
                 if [ "$rc" -eq 0 ]; then
                     first=$(head -n 1 /tmp/body)
                     marker "CW-FETCH-OK ${first}"
+                    marker "CW-FETCH-SUM $(wc -c < /tmp/body) $(md5sum < /tmp/body | cut -d' ' -f1)"
                     marker "CW-TIME fetch $(uptime_s)"
                 else
                     marker "CW-FETCH-FAIL rc $rc $(echo "$out" | tr '\n' ' ')"

@@ -9,11 +9,18 @@
 #include <cstring>
 #include <stdexcept>
 
+#include "netstack/packet.hpp"
+
 namespace causeway::netstack {
 namespace {
 
 constexpr int kMaxEpollEvents = 256;
 constexpr int64_t kInterestCacheLifetimeMs = 1000;  // safety net, see header
+// Virtual gateway source ports for UDP forward flows (see header): the top of
+// the dynamic range, so a guest-started flow rarely collides.
+constexpr uint16_t kUdpFlowPortFirst = 61000;
+constexpr uint16_t kUdpFlowPortLast = 65535;
+constexpr size_t kMaxUdpFlows = 4096;
 
 uint32_t to_epoll(int slirp_events) {
   uint32_t e = 0;
@@ -115,6 +122,7 @@ Engine::Engine(boost::asio::io_context& io, const Clock& clock, NatConfig cfg, F
 
 Engine::~Engine() {
   *alive_ = false;
+  relayed_.clear();  // relays close their flows on us: before our tables go
   wake_timer_.cancel();
   ep_desc_.cancel();
   slirp_.reset();  // closes libslirp's sockets (calling unregister_poll_fd on us)
@@ -126,34 +134,149 @@ void Engine::on_guest_frame(std::span<const uint8_t> frame) {
   if (v != FrameVerdict::kAccept) {
     ++stats_.dropped[static_cast<size_t>(v)];
     if (drop_log_.allow(clock_.now_ms()))
-      spdlog::warn("dropped a guest frame of {} bytes: {} ({} similar messages suppressed)", frame.size(),
-                   to_string(v), drop_log_.suppressed());
+      spdlog::warn("dropped a guest frame of {} bytes: {}{} ({} similar messages suppressed)", frame.size(),
+                   to_string(v),
+                   frame.size() >= 6 ? " to " + format_mac(Mac{frame[0], frame[1], frame[2], frame[3], frame[4], frame[5]}) : "",
+                   drop_log_.suppressed());
     return;
   }
   ++stats_.frames_in;
   stats_.bytes_in += frame.size();
+  if (ether_type(frame) == kEtherTypeIpv4 && frame.size() >= kEthHeaderLen + 20 &&
+      std::memcmp(frame.data() + kEthHeaderLen + 12, &cfg_.guest.s_addr, 4) == 0) {
+    std::copy_n(frame.begin() + 6, 6, guest_mac_.begin());
+    guest_mac_known_ = true;
+    if (!udp_flows_.empty() && take_udp_flow_reply(frame)) return;
+  }
   slirp_input(slirp_.get(), frame.data(), static_cast<int>(frame.size()));
   schedule_pump();
 }
 
-boost::system::error_code Engine::add_forward(const PortForward& f) {
-  sockaddr_storage guest{};
-  socklen_t glen = 0;
-  // Both host families reach the guest's IPv4 lease: libslirp translates.
-  auto* g4 = reinterpret_cast<sockaddr_in*>(&guest);  // SAFETY: sockaddr_storage fits any sockaddr
-  g4->sin_family = AF_INET;
-  g4->sin_addr = cfg_.guest;
-  g4->sin_port = htons(f.guest_port);
-  glen = sizeof(sockaddr_in);
-  const socklen_t hlen = f.host.ss_family == AF_INET ? sizeof(sockaddr_in) : sizeof(sockaddr_in6);
-  int flags = f.proto == Proto::kUdp ? SLIRP_HOSTFWD_UDP : 0;
-  if (f.host.ss_family == AF_INET6) flags |= SLIRP_HOSTFWD_V6ONLY;
-  errno = 0;
-  if (slirp_add_hostxfwd(slirp_.get(), reinterpret_cast<const sockaddr*>(&f.host), hlen,
-                         reinterpret_cast<const sockaddr*>(&guest), glen, flags) < 0) {
-    const int err = errno ? errno : EINVAL;
-    return {err, boost::system::system_category()};
+bool Engine::direct_forward(const PortForward& f) {
+  return f.host.ss_family == AF_INET && f.proto == Proto::kTcp;
+}
+
+bool Engine::take_udp_flow_reply(std::span<const uint8_t> frame) {
+  const auto v = parse_udp4(frame);
+  if (!v || v->dst.s_addr != cfg_.gateway.s_addr) return false;
+  auto it = udp_flows_.find(v->dst_port);
+  if (it == udp_flows_.end() || it->second.guest_port != v->src_port) return false;
+  ++stats_.udp_flow_frames_in;
+  auto handler = it->second.on_reply;  // the handler may close the flow
+  handler(v->payload);
+  return true;
+}
+
+std::optional<uint16_t> Engine::open_flow(uint16_t guest_port, ReplyHandler on_reply) {
+  if (udp_flows_.size() >= kMaxUdpFlows) return std::nullopt;
+  constexpr int kSpan = kUdpFlowPortLast - kUdpFlowPortFirst + 1;
+  for (int i = 0; i < kSpan; ++i) {
+    const auto port = static_cast<uint16_t>(kUdpFlowPortFirst + (next_flow_port_ + i) % kSpan);
+    if (udp_flows_.count(port)) continue;
+    next_flow_port_ = static_cast<uint16_t>((next_flow_port_ + i + 1) % kSpan);
+    udp_flows_.emplace(port, UdpFlow{guest_port, std::move(on_reply)});
+    return port;
   }
+  return std::nullopt;
+}
+
+bool Engine::send_on_flow(uint16_t flow, std::span<const uint8_t> payload) {
+  auto it = udp_flows_.find(flow);
+  if (it == udp_flows_.end()) return false;
+  if (!guest_mac_known_ || payload.size() + 28 > cfg_.mtu) {
+    ++stats_.udp_flow_drops;
+    return false;
+  }
+  const auto f = build_udp4(gateway_mac(cfg_), guest_mac_, cfg_.gateway, flow, cfg_.guest, it->second.guest_port,
+                            payload);
+  ++stats_.udp_flow_frames_out;
+  ++stats_.frames_out;
+  stats_.bytes_out += f.size();
+  port_.send_to_guest(f);
+  return true;
+}
+
+void Engine::close_flow(uint16_t flow) { udp_flows_.erase(flow); }
+
+void Engine::announce_guest(const Mac& mac) {
+  guest_mac_ = mac;
+  guest_mac_known_ = true;
+  std::array<uint8_t, kEthHeaderLen + 28> f{};
+  std::fill_n(f.begin(), 6, 0xff);
+  std::copy(mac.begin(), mac.end(), f.begin() + 6);
+  f[12] = 0x08, f[13] = 0x06;                       // ARP
+  uint8_t* a = f.data() + kEthHeaderLen;
+  a[1] = 1, a[2] = 0x08, a[4] = 6, a[5] = 4, a[7] = 1;  // Ethernet/IPv4, request
+  std::copy(mac.begin(), mac.end(), a + 8);         // sender MAC
+  std::memcpy(a + 14, &cfg_.guest.s_addr, 4);       // sender IP = target IP: an announcement
+  std::memcpy(a + 24, &cfg_.guest.s_addr, 4);
+  slirp_input(slirp_.get(), f.data(), static_cast<int>(f.size()));
+}
+
+boost::system::error_code Engine::add_slirp_forward(const PortForward& f) {
+  // Host side IPv4 only (see header); the guest side is the IPv4 lease.
+  sockaddr_in guest{};
+  guest.sin_family = AF_INET;
+  guest.sin_addr = cfg_.guest;
+  guest.sin_port = htons(f.guest_port);
+  const int flags = f.proto == Proto::kUdp ? SLIRP_HOSTFWD_UDP : 0;
+  errno = 0;
+  if (slirp_add_hostxfwd(slirp_.get(), reinterpret_cast<const sockaddr*>(&f.host), sizeof(sockaddr_in),
+                         reinterpret_cast<const sockaddr*>(&guest), sizeof guest, flags) < 0) {
+    return {errno ? errno : EINVAL, boost::system::system_category()};
+  }
+  return {};
+}
+
+void Engine::remove_slirp_forward(const PortForward& f) {
+  const int flags = f.proto == Proto::kUdp ? SLIRP_HOSTFWD_UDP : 0;
+  slirp_remove_hostxfwd(slirp_.get(), reinterpret_cast<const sockaddr*>(&f.host), sizeof(sockaddr_in), flags);
+}
+
+boost::system::error_code Engine::add_relayed_forward(const PortForward& f) {
+  auto r = std::make_unique<Relayed>();
+  r->forward = f;
+  boost::system::error_code ec;
+  if (f.proto == Proto::kUdp) {
+    r->udp = std::make_unique<portfwd::UdpForwarder>(io_, clock_, f.host, f.guest_port, *this);
+    if ((ec = r->udp->start())) return ec;
+    relayed_.push_back(std::move(r));
+    return {};
+  }
+  // An internal libslirp forward on a free loopback port. The port is free
+  // when we look; should another process take it first, try again.
+  for (int attempt = 0; attempt < 5; ++attempt) {
+    UniqueFd probe(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof a;
+    if (::bind(probe.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) < 0 ||
+        ::getsockname(probe.get(), reinterpret_cast<sockaddr*>(&a), &len) < 0)
+      return {errno, boost::system::system_category()};
+    probe.reset();
+    r->internal = f;
+    std::memset(&r->internal.host, 0, sizeof r->internal.host);
+    std::memcpy(&r->internal.host, &a, sizeof a);
+    ec = add_slirp_forward(r->internal);
+    if (ec != boost::system::errc::address_in_use) break;
+  }
+  if (ec) return ec;
+  r->connector = std::make_unique<portfwd::LoopbackConnector>(io_, r->internal.host);
+  r->tcp = std::make_unique<portfwd::TcpForwarder>(io_, f.host, f.guest_port, *r->connector);
+  if ((ec = r->tcp->start())) {
+    remove_slirp_forward(r->internal);
+    return ec;
+  }
+  relayed_.push_back(std::move(r));
+  return {};
+}
+
+boost::system::error_code Engine::add_forward(const PortForward& f) {
+  if (std::find(forwards_.begin(), forwards_.end(), f) != forwards_.end())
+    return {EEXIST, boost::system::system_category()};
+  auto ec = direct_forward(f) ? add_slirp_forward(f) : add_relayed_forward(f);
+  if (ec) return ec;
   forwards_.push_back(f);
   schedule_pump();
   return {};
@@ -162,11 +285,15 @@ boost::system::error_code Engine::add_forward(const PortForward& f) {
 boost::system::error_code Engine::remove_forward(const PortForward& f) {
   auto it = std::find(forwards_.begin(), forwards_.end(), f);
   if (it == forwards_.end()) return {ENOENT, boost::system::system_category()};
-  const socklen_t hlen = f.host.ss_family == AF_INET ? sizeof(sockaddr_in) : sizeof(sockaddr_in6);
-  int flags = f.proto == Proto::kUdp ? SLIRP_HOSTFWD_UDP : 0;
-  if (f.host.ss_family == AF_INET6) flags |= SLIRP_HOSTFWD_V6ONLY;
-  if (slirp_remove_hostxfwd(slirp_.get(), reinterpret_cast<const sockaddr*>(&f.host), hlen, flags) < 0)
-    return {ENOENT, boost::system::system_category()};
+  if (direct_forward(f)) {
+    remove_slirp_forward(f);
+  } else {
+    auto r = std::find_if(relayed_.begin(), relayed_.end(), [&](const auto& x) { return x->forward == f; });
+    if (r != relayed_.end()) {
+      if ((*r)->tcp) remove_slirp_forward((*r)->internal);
+      relayed_.erase(r);
+    }
+  }
   forwards_.erase(it);
   schedule_pump();
   return {};
@@ -176,6 +303,7 @@ EngineStats Engine::stats() const {
   EngineStats s = stats_;
   s.host_sockets = fds_.size();
   s.forwards = forwards_.size();
+  s.udp_flows = udp_flows_.size();
   return s;
 }
 

@@ -29,6 +29,20 @@
 // injected Clock; its RA timer is kept here and fired from pump(). With a fake
 // clock a test drives the engine by calling on_guest_frame() and pump().
 //
+// Forwards: TCP on an IPv4 host address is a libslirp host forward. TCP on
+// an IPv6 host address is relayed (portfwd/) to an internal libslirp forward
+// on an ephemeral 127.0.0.1 port: libslirp 4.7 resets TCP connections whose
+// host side is IPv6 and guest side IPv4, and most guest servers listen on
+// 0.0.0.0 only. UDP forwards do not use libslirp at all: its UDP host
+// forward keeps one peer per guest port and answers from another host port
+// than the client sent to (connected clients discard that; seen with socat).
+// Instead the engine is a GuestDatagramChannel: each host client's flow gets
+// a virtual source port on the gateway (kUdpFlowPorts), the engine writes the
+// UDP frames to the guest itself and takes the guest's replies to those
+// ports out of the frame stream before libslirp sees them. A guest-started
+// datagram that happens to use exactly such a port pair is taken too —
+// documented, and unlikely with ports from the top of the range.
+//
 // Limits: one Slirp instance per guest; the flow table is libslirp's own
 // (unbounded in 4.7 — the TCP fast-path issue replaces it). IPv4 forwards
 // address the first DHCP lease (NatConfig::guest).
@@ -43,6 +57,7 @@
 #include <array>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <unordered_map>
@@ -55,6 +70,10 @@
 #include "netstack/frame.hpp"
 #include "netstack/frame_port.hpp"
 #include "netstack/nat_config.hpp"
+#include "portfwd/guest_datagram.hpp"
+#include "portfwd/loopback_connector.hpp"
+#include "portfwd/tcp_relay.hpp"
+#include "portfwd/udp_relay.hpp"
 
 struct Slirp;
 
@@ -71,10 +90,14 @@ struct EngineStats {
   uint64_t pumps = 0;
   size_t host_sockets = 0;    // descriptors libslirp watched in the last turn
   size_t forwards = 0;
+  uint64_t udp_flow_frames_in = 0;   // guest replies taken for UDP forwards
+  uint64_t udp_flow_frames_out = 0;
+  uint64_t udp_flow_drops = 0;       // guest MAC unknown, or datagram over the MTU
+  size_t udp_flows = 0;
   [[nodiscard]] uint64_t dropped_total() const;
 };
 
-class Engine final : public FrameSink {
+class Engine final : public FrameSink, public portfwd::GuestDatagramChannel {
  public:
   Engine(boost::asio::io_context& io, const Clock& clock, NatConfig cfg, FramePort& port);
   ~Engine() override;
@@ -83,10 +106,21 @@ class Engine final : public FrameSink {
 
   void on_guest_frame(std::span<const uint8_t> frame) override;
 
+  // Tells the stack the guest's MAC for its IPv4 lease, as a gratuitous ARP
+  // (RFC 5227 §2.3 announcement) would, so traffic the host starts (a
+  // forwarded UDP datagram) is not lost waiting for ARP. For attachments
+  // that know the guest's MAC up front (netns); nothing goes on the wire.
+  void announce_guest(const Mac& mac);
+
   // Opens a host listener for `f`. Errors are the host's (EADDRINUSE, EACCES…).
   boost::system::error_code add_forward(const PortForward& f);
   boost::system::error_code remove_forward(const PortForward& f);
   [[nodiscard]] const std::vector<PortForward>& forwards() const { return forwards_; }
+
+  // GuestDatagramChannel (UDP forwards).
+  std::optional<uint16_t> open_flow(uint16_t guest_port, ReplyHandler on_reply) override;
+  bool send_on_flow(uint16_t flow, std::span<const uint8_t> payload) override;
+  void close_flow(uint16_t flow) override;
 
   [[nodiscard]] EngineStats stats() const;
   [[nodiscard]] const NatConfig& config() const { return cfg_; }
@@ -97,6 +131,13 @@ class Engine final : public FrameSink {
 
  private:
   struct Timer;
+  struct Relayed {
+    PortForward forward;   // what the user asked for ([::1]:P)
+    PortForward internal;  // the libslirp forward it rides on (127.0.0.1:ephemeral)
+    std::unique_ptr<portfwd::LoopbackConnector> connector;
+    std::unique_ptr<portfwd::TcpForwarder> tcp;
+    std::unique_ptr<portfwd::UdpForwarder> udp;
+  };
   struct SlirpDeleter {
     void operator()(Slirp* s) const;
   };
@@ -119,6 +160,10 @@ class Engine final : public FrameSink {
   void arm_waits(uint32_t timeout_ms);
   int collect_ready(int timeout_ms);
   void fire_timers();
+  boost::system::error_code add_slirp_forward(const PortForward& f);
+  void remove_slirp_forward(const PortForward& f);
+  boost::system::error_code add_relayed_forward(const PortForward& f);
+  static bool direct_forward(const PortForward& f);
 
   boost::asio::io_context& io_;
   const Clock& clock_;
@@ -140,6 +185,16 @@ class Engine final : public FrameSink {
   std::unordered_map<int, int> revents_;        // fd -> SLIRP_POLL_* from the last epoll_wait
   std::vector<std::unique_ptr<Timer>> timers_;
   std::vector<PortForward> forwards_;
+  std::vector<std::unique_ptr<Relayed>> relayed_;
+  struct UdpFlow {
+    uint16_t guest_port;
+    ReplyHandler on_reply;
+  };
+  std::unordered_map<uint16_t, UdpFlow> udp_flows_;  // gateway source port -> flow
+  uint16_t next_flow_port_ = 0;
+  Mac guest_mac_{};
+  bool guest_mac_known_ = false;
+  bool take_udp_flow_reply(std::span<const uint8_t> frame);
 
   // Declared last: slirp_cleanup calls back into the members above.
   std::unique_ptr<Slirp, SlirpDeleter> slirp_;

@@ -56,7 +56,11 @@ std::string_view to_string(FrameVerdict v) {
   return "unknown";
 }
 
-bool is_engine_mac(const Mac& mac) { return mac[0] == 0x52 && mac[1] == 0x55; }
+bool is_engine_mac(const Mac& mac) {
+  // 52:55:<IPv4> for IPv4 addresses (ARP replies); 52:56:00:00:00:02 is the
+  // source of libslirp's IPv6 router advertisements.
+  return mac[0] == 0x52 && (mac[1] == 0x55 || mac[1] == 0x56);
+}
 
 FrameVerdict check_guest_frame(std::span<const uint8_t> frame, size_t mtu) {
   if (frame.size() < kEthHeaderLen) return FrameVerdict::kTooShort;

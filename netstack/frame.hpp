@@ -44,8 +44,9 @@ enum class FrameVerdict {
 };
 std::string_view to_string(FrameVerdict v);
 
-// True for MACs the engine answers on: libslirp gives every virtual address
-// a MAC 52:55:<IPv4 address> (gateway 52:55:0a:00:02:02, DNS ...:03).
+// True for MACs the engine answers on: libslirp gives every virtual IPv4
+// address a MAC 52:55:<address> (gateway 52:55:0a:00:02:02, DNS ...:03) and
+// its IPv6 router 52:56:00:00:00:02.
 bool is_engine_mac(const Mac& mac);
 
 // Checks one guest frame. `mtu` is the link MTU (IP packet size).

@@ -22,6 +22,7 @@ REPO_DIR=$(cd "$SCRIPT_DIR/.." && pwd)
 # shellcheck source=SCRIPTDIR/lib/bench-common.sh
 . "$SCRIPT_DIR/lib/bench-common.sh"
 
+BENCH_ARGS=("$@")
 ALL_CONTENDERS="causeway,pasta,pasta-splice,slirp4netns,veth"
 RUNS=3
 DURATION=5
@@ -144,7 +145,8 @@ header_lines=(
 )
 if [[ ,$CONTENDERS, == *,causeway,* ]]; then
     if [[ -x $CAUSEWAY ]]; then
-        header_lines+=("causeway: $CAUSEWAY ($(date -u -r "$CAUSEWAY" '+built %Y-%m-%d %H:%M UTC'))")
+        cw_version=$(timeout 5 "$CAUSEWAY" --version 2>/dev/null | head -n 1 || true)
+        header_lines+=("causeway: $CAUSEWAY (${cw_version:-version unknown}, $(date -u -r "$CAUSEWAY" '+built %Y-%m-%d %H:%M UTC'))")
     else
         header_lines+=("causeway: $CAUSEWAY (not found)")
     fi

@@ -184,13 +184,19 @@ else
 fi
 
 KROOT="$CACHE/kernel-$KPKG"
-say "extracting $(basename "$DEB") (dpkg -x) into $KROOT"
-rm -rf "$KROOT"
-mkdir -p "$KROOT"
-dpkg -x "$DEB" "$KROOT"
-# merged-/usr packages may ship modules under usr/lib/modules
-if [[ ! -d $KROOT/lib/modules && -d $KROOT/usr/lib/modules ]]; then
-    ln -s usr/lib "$KROOT/lib"
+DEB_ID="$KPKG $(dpkg-deb -f "$DEB" Version) $(stat -c %s "$DEB")"
+if [[ -f $KROOT/.extracted && $(cat "$KROOT/.extracted") == "$DEB_ID" ]]; then
+    say "reusing extracted kernel tree $KROOT"
+else
+    say "extracting $(basename "$DEB") (dpkg -x) into $KROOT"
+    rm -rf "$KROOT"
+    mkdir -p "$KROOT"
+    dpkg -x "$DEB" "$KROOT"
+    # merged-/usr packages may ship modules under usr/lib/modules
+    if [[ ! -d $KROOT/lib/modules && -d $KROOT/usr/lib/modules ]]; then
+        ln -s usr/lib "$KROOT/lib"
+    fi
+    echo "$DEB_ID" >"$KROOT/.extracted"
 fi
 shopt -s nullglob
 krels=("$KROOT"/lib/modules/*/)

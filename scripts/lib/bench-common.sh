@@ -26,6 +26,7 @@ BENCH_NS_LIST=()   # namespaces we created, deleted in reverse order on exit
 BENCH_PIDS=()      # background processes we started, killed on exit
 BENCH_TMPDIR=""    # scratch directory, removed on exit
 BENCH_KEEP_TMP=0   # set to 1 to keep BENCH_TMPDIR (logs) after exit
+BENCH_ARGS=()      # the script's arguments, for messages
 BENCH_FS=$'\x1f'   # field separator of results files
 
 bench_log()  { printf '%s\n' "$*" >&2; }
@@ -35,15 +36,17 @@ bench_die()  { printf 'ERROR: %s\n' "$*" >&2; exit 1; }
 # ---------------------------------------------------------------------------------------------
 # Preconditions
 
+# bench_require_root: without root, a loud message and exit 2.  Set BENCH_ARGS=("$@") first to
+# have the command line echoed back.
 bench_require_root() {
     if [[ ${EUID:-$(id -u)} -ne 0 ]]; then
-        cat >&2 <<'EOF'
+        cat >&2 <<EOF
 
   ************************************************************************
-  **  This benchmark must run as root.                                  **
-  **  It creates network namespaces, veth pairs and tap devices.        **
-  **  Re-run it with:  sudo "$0" ...                                     **
+  **  This benchmark must run as root: it creates network namespaces,   **
+  **  veth pairs and tap devices.  Nothing was measured.                **
   ************************************************************************
+  Re-run it as root, e.g.:  sudo $0 ${BENCH_ARGS[*]:-}
 
 EOF
         exit 2
@@ -89,6 +92,12 @@ bench_header() {
     printf 'date:    %s\n' "$(date -u '+%Y-%m-%d %H:%M:%S UTC')"
     printf 'cpu:     %s (%s online CPUs)\n' "${cpu:-unknown}" "$cores"
     printf 'kernel:  %s %s\n' "$(uname -s)" "$(uname -r)"
+    local load
+    load=$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || true)
+    if [[ -n $load ]]; then
+        printf 'load:    %s (1/5/15 min)%s\n' "$load" "$(awk -v l="${load%% *}" -v c="$cores" \
+            'BEGIN { if (c + 0 > 0 && l / c > 0.25) printf "  <- machine busy: expect noisy numbers" }')"
+    fi
     local line
     for line in "$@"; do printf '%s\n' "$line"; done
     printf 'NOTE:    absolute numbers vary between machines (and up to 2x between runs on shared\n'

@@ -1,0 +1,83 @@
+#include "netstack/packet.hpp"
+
+#include <algorithm>
+#include <cstring>
+
+namespace causeway::netstack {
+namespace {
+constexpr uint8_t kProtoUdp = 17;
+uint16_t be16(std::span<const uint8_t> b, size_t off) { return static_cast<uint16_t>((b[off] << 8) | b[off + 1]); }
+void put16(uint8_t* p, uint16_t v) {
+  p[0] = static_cast<uint8_t>(v >> 8);
+  p[1] = static_cast<uint8_t>(v);
+}
+}  // namespace
+
+uint32_t checksum_add(std::span<const uint8_t> data, uint32_t sum) {
+  size_t i = 0;
+  for (; i + 1 < data.size(); i += 2) sum += static_cast<uint32_t>((data[i] << 8) | data[i + 1]);
+  if (i < data.size()) sum += static_cast<uint32_t>(data[i] << 8);  // RFC 1071: pad the odd byte with zero
+  return sum;
+}
+
+uint16_t checksum_fold(uint32_t sum) {
+  while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
+  return static_cast<uint16_t>(sum);
+}
+
+std::optional<Udp4View> parse_udp4(std::span<const uint8_t> frame) {
+  if (frame.size() < kEthHeaderLen + 20 + 8 || ether_type(frame) != kEtherTypeIpv4) return std::nullopt;
+  const auto ip = frame.subspan(kEthHeaderLen);
+  const size_t ihl = static_cast<size_t>(ip[0] & 0x0f) * 4;
+  const size_t total = be16(ip, 2);
+  if ((ip[0] >> 4) != 4 || ihl < 20 || total > ip.size() || total < ihl + 8) return std::nullopt;
+  if (ip[9] != kProtoUdp) return std::nullopt;
+  if ((be16(ip, 6) & 0x3fff) != 0) return std::nullopt;  // MF set or a fragment offset: not ours
+  const auto udp = ip.subspan(ihl, total - ihl);
+  const size_t ulen = be16(udp, 4);
+  if (ulen < 8 || ulen > udp.size()) return std::nullopt;
+  Udp4View v;
+  std::copy_n(frame.begin() + 6, 6, v.src_mac.begin());
+  std::memcpy(&v.src, ip.data() + 12, 4);
+  std::memcpy(&v.dst, ip.data() + 16, 4);
+  v.src_port = be16(udp, 0);
+  v.dst_port = be16(udp, 2);
+  v.payload = udp.subspan(8, ulen - 8);
+  return v;
+}
+
+std::vector<uint8_t> build_udp4(const Mac& src_mac, const Mac& dst_mac, in_addr src, uint16_t src_port, in_addr dst,
+                                uint16_t dst_port, std::span<const uint8_t> payload) {
+  const size_t udp_len = 8 + payload.size();
+  const size_t ip_len = 20 + udp_len;
+  std::vector<uint8_t> f(kEthHeaderLen + ip_len);
+  uint8_t* p = f.data();
+  std::copy(dst_mac.begin(), dst_mac.end(), p);
+  std::copy(src_mac.begin(), src_mac.end(), p + 6);
+  put16(p + 12, kEtherTypeIpv4);
+  uint8_t* ip = p + kEthHeaderLen;
+  ip[0] = 0x45;  // version 4, IHL 5
+  put16(ip + 2, static_cast<uint16_t>(ip_len));
+  put16(ip + 6, 0x4000);  // DF: the engine never fragments
+  ip[8] = 64;             // TTL
+  ip[9] = kProtoUdp;
+  std::memcpy(ip + 12, &src, 4);
+  std::memcpy(ip + 16, &dst, 4);
+  put16(ip + 10, static_cast<uint16_t>(~checksum_fold(checksum_add({ip, 20}))));
+  uint8_t* udp = ip + 20;
+  put16(udp, src_port);
+  put16(udp + 2, dst_port);
+  put16(udp + 4, static_cast<uint16_t>(udp_len));
+  std::copy(payload.begin(), payload.end(), udp + 8);
+  // RFC 768: checksum over a pseudo-header (addresses, protocol, length) and the datagram.
+  uint8_t pseudo[12] = {};
+  std::memcpy(pseudo, &src, 4);
+  std::memcpy(pseudo + 4, &dst, 4);
+  pseudo[9] = kProtoUdp;
+  put16(pseudo + 10, static_cast<uint16_t>(udp_len));
+  uint16_t sum = static_cast<uint16_t>(~checksum_fold(checksum_add({udp, udp_len}, checksum_add(pseudo))));
+  put16(udp + 6, sum == 0 ? 0xffff : sum);  // 0 means "no checksum"; send its one's-complement twin
+  return f;
+}
+
+}  // namespace causeway::netstack

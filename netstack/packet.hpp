@@ -1,0 +1,46 @@
+// IPv4/UDP packet views and builders for the frames the engine itself
+// answers or originates (forwarded UDP now; DNS answers later), bypassing
+// libslirp. Sans-I/O: bytes in, bytes or views out.
+//
+// References: RFC 791 §3.1 (IPv4 header), RFC 768 (UDP), RFC 1071 (the
+// Internet checksum).
+//
+// Limits: no IP options on output; fragments are not reassembled on input
+// (a fragmented datagram is not ours: it goes to libslirp, which does).
+//
+// Thread safety: pure functions.
+#pragma once
+
+#include <netinet/in.h>
+
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <vector>
+
+#include "netstack/frame.hpp"
+
+namespace causeway::netstack {
+
+struct Udp4View {
+  Mac src_mac{};
+  in_addr src{};
+  in_addr dst{};
+  uint16_t src_port = 0;
+  uint16_t dst_port = 0;
+  std::span<const uint8_t> payload;
+};
+
+// Parses a frame already accepted by check_guest_frame(). Returns nothing
+// unless it is an unfragmented IPv4 UDP datagram whose lengths agree.
+std::optional<Udp4View> parse_udp4(std::span<const uint8_t> frame);
+
+// Builds Ethernet + IPv4 + UDP with valid checksums.
+std::vector<uint8_t> build_udp4(const Mac& src_mac, const Mac& dst_mac, in_addr src, uint16_t src_port, in_addr dst,
+                                uint16_t dst_port, std::span<const uint8_t> payload);
+
+// RFC 1071 one's-complement sum, folded, not inverted; `initial` chains sums.
+uint32_t checksum_add(std::span<const uint8_t> data, uint32_t initial = 0);
+uint16_t checksum_fold(uint32_t sum);
+
+}  // namespace causeway::netstack
