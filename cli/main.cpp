@@ -233,6 +233,13 @@ int run_serve(NetOptions& o, const std::string& socket_path) {
   auto forwards = parse_publish(o);
   if (!forwards) return kExitUsage;
   const auto nat = nat_config(o);
+  for (auto& f : *forwards) {
+    if (auto ec = netstack::probe_host_port(f)) {
+      std::fprintf(stderr, "causeway serve: cannot forward %s %s: %s\n", std::string(to_string(f.proto)).c_str(),
+                   f.host_endpoint().c_str(), ec.message().c_str());
+      return kExitFailure;
+    }
+  }
   asio::io_context io(1);
   cli::Runtime rt(io, nat, "serve");
   if (auto r = rt.add_forwards(*forwards); r.has_error()) {

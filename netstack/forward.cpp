@@ -3,6 +3,9 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 
+#include <unistd.h>
+
+#include <cerrno>
 #include <charconv>
 #include <cstring>
 #include <fmt/format.h>
@@ -37,6 +40,22 @@ bool fill_address(std::string_view ip, uint16_t port, sockaddr_storage& ss) {
 }
 
 }  // namespace
+
+boost::system::error_code probe_host_port(const PortForward& f) {
+  const int type = f.proto == Proto::kTcp ? SOCK_STREAM : SOCK_DGRAM;
+  const int s = ::socket(f.host.ss_family, type | SOCK_CLOEXEC, 0);
+  if (s < 0) return {errno, boost::system::system_category()};
+  const int one = 1;
+  // As the real listener will: SO_REUSEADDR (TIME_WAIT is no conflict), and
+  // IPv6 sockets IPv6-only (the IPv4 side is a forward of its own).
+  ::setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  if (f.host.ss_family == AF_INET6) ::setsockopt(s, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+  const socklen_t len = f.host.ss_family == AF_INET6 ? sizeof(sockaddr_in6) : sizeof(sockaddr_in);
+  boost::system::error_code ec;
+  if (::bind(s, reinterpret_cast<const sockaddr*>(&f.host), len) < 0) ec = {errno, boost::system::system_category()};
+  ::close(s);
+  return ec;
+}
 
 std::string_view to_string(Proto p) { return p == Proto::kTcp ? "tcp" : "udp"; }
 

@@ -14,6 +14,7 @@
 
 #include <sys/socket.h>
 
+#include <boost/system/error_code.hpp>
 #include <boost/system/result.hpp>
 #include <cstdint>
 #include <string>
@@ -40,6 +41,10 @@ struct PortForward {
 
 // Parses a --publish spec; the error string says what is wrong with it.
 boost::system::result<std::vector<PortForward>, std::string> parse_publish_spec(std::string_view spec);
+
+// Checks that the host address and port can be bound now (bind, then close),
+// so a taken port is reported at start even when no guest is attached yet.
+boost::system::error_code probe_host_port(const PortForward& f);
 
 // Builds a forward from its parts (as the control API receives them).
 boost::system::result<PortForward, std::string> make_forward(std::string_view proto, std::string_view host_ip,

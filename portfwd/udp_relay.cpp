@@ -17,14 +17,16 @@ std::string key_of(const asio::generic::datagram_protocol::endpoint& ep) {
 }  // namespace
 
 UdpForwarder::UdpForwarder(asio::io_context& io, const Clock& clock, const sockaddr_storage& listen_on,
-                           uint16_t guest_port, GuestDatagramChannel& channel)
+                           uint16_t guest_port, GuestDatagramChannel& channel,
+                           std::chrono::milliseconds sweep_interval)
     : io_(io),
       clock_(clock),
       listen_on_(listen_on),
       guest_port_(guest_port),
       channel_(channel),
       listener_(io),
-      sweep_timer_(io) {}
+      sweep_timer_(io),
+      sweep_interval_(sweep_interval) {}
 
 UdpForwarder::~UdpForwarder() {
   *alive_ = false;
@@ -101,7 +103,7 @@ void UdpForwarder::receive_from_clients() {
 }
 
 void UdpForwarder::sweep() {
-  sweep_timer_.expires_after(kSweepInterval);
+  sweep_timer_.expires_after(sweep_interval_);
   sweep_timer_.async_wait([this, alive = std::weak_ptr<bool>(alive_)](boost::system::error_code ec) {
     auto a = alive.lock();
     if (!a || !*a || ec) return;

@@ -44,7 +44,8 @@ class UdpForwarder {
   static constexpr auto kSweepInterval = std::chrono::seconds(5);
 
   UdpForwarder(boost::asio::io_context& io, const Clock& clock, const sockaddr_storage& listen_on,
-               uint16_t guest_port, GuestDatagramChannel& channel);
+               uint16_t guest_port, GuestDatagramChannel& channel,
+               std::chrono::milliseconds sweep_interval = kSweepInterval);
   ~UdpForwarder();
   UdpForwarder(const UdpForwarder&) = delete;
   UdpForwarder& operator=(const UdpForwarder&) = delete;
@@ -75,6 +76,7 @@ class UdpForwarder {
   std::vector<uint8_t> buf_ = std::vector<uint8_t>(65536);
   std::map<std::string, std::unique_ptr<Flow>> flows_;
   boost::asio::steady_timer sweep_timer_;
+  std::chrono::milliseconds sweep_interval_;
   UdpRelayStats stats_;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };

@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# scripts/test.sh — the whole test suite, from a clean clone:
+#   installs what it needs (scripts/setup.sh --deps; as root), builds the
+#   release and ASan/UBSan configurations, builds the guest image, and runs
+#   ctest on both: unit, component, integration (real namespaces; root) and
+#   e2e (a real guest under QEMU/TCG). Tests whose prerequisites are missing
+#   are reported as skipped with the reason, never as passed.
+#
+#   scripts/test.sh              everything (what CI runs)
+#   scripts/test.sh --quick      release build only (no sanitizer pass)
+#   scripts/test.sh -L unit      extra arguments go to both ctest runs
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")/.." && pwd)
+cd "$here"
+quick=0
+ctest_args=()
+for arg in "$@"; do
+  case $arg in
+    --quick) quick=1 ;;
+    -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
+    *) ctest_args+=("$arg") ;;
+  esac
+done
+
+start=$SECONDS
+scripts/setup.sh --deps
+echo "==> release build"
+cmake --preset release >/dev/null
+cmake --build --preset release
+echo "==> guest image"
+scripts/build-guest.sh --out "$here/build/guest"
+
+status=0
+echo "==> ctest (release)"
+ctest --preset release --timeout 300 "${ctest_args[@]}" || status=1
+
+if ((!quick)); then
+  echo "==> ASan/UBSan build"
+  cmake --preset asan-ubsan -DCAUSEWAY_GUEST_DIR="$here/build/guest" >/dev/null
+  cmake --build --preset asan-ubsan
+  echo "==> ctest (asan-ubsan)"
+  # detect_leaks: the sanitizer pass is also the leak check.
+  ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+    ctest --preset asan-ubsan --timeout 300 "${ctest_args[@]}" || status=1
+fi
+echo "==> test.sh finished in $((SECONDS - start)) s: $([[ $status == 0 ]] && echo PASS || echo FAIL)"
+exit $status
