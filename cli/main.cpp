@@ -8,6 +8,8 @@
 //   causeway serve --qemu-socket PATH [OPTIONS]       QEMU -netdev stream backend
 //   causeway ctl PATH COMMAND [ARGS...]               talk to a running causeway
 #include <arpa/inet.h>
+#include <linux/netlink.h>
+#include <sys/socket.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -15,6 +17,7 @@
 #include <CLI/CLI.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/local/stream_protocol.hpp>
+#include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <cstdio>
 #include <iostream>
@@ -25,7 +28,9 @@
 #include "cli/config.hpp"
 #include "cli/control.hpp"
 #include "cli/runtime.hpp"
+#include "netstack/listener_watch.hpp"
 #include "netstack/netns.hpp"
+#include "netstack/netns_sockets.hpp"
 #include "netstack/stream_port.hpp"
 #include "netstack/tap_port.hpp"
 
@@ -46,6 +51,8 @@ struct NetOptions {
   std::string control;
   std::string config;
   std::vector<std::string> dns_search;
+  bool no_auto_forward = false;
+  std::vector<int> ignored_ports;
 };
 
 void add_net_options(CLI::App* app, NetOptions& o) {
@@ -59,6 +66,10 @@ void add_net_options(CLI::App* app, NetOptions& o) {
   app->add_option("--control", o.control, "Serve the control API on this unix socket (see `causeway ctl`)");
   app->add_option("--config", o.config, "Read settings from this file (.wslconfig syntax; see README)");
   app->add_option("--dns-search", o.dns_search, "Search domain to offer the guest (repeatable)");
+  app->add_flag("--no-auto-forward", o.no_auto_forward,
+                "Do not forward guest listeners to the host's localhost automatically");
+  app->add_option("--ignore-port", o.ignored_ports, "Never forward this guest port automatically (repeatable)")
+      ->check(CLI::Range(1, 65535));
 }
 
 // Merges the config file under the command line; returns an error line.
@@ -73,6 +84,8 @@ std::optional<std::string> apply_config(NetOptions& o, CLI::App* app) {
   if (cfg->host_loopback && !o.no_host_loopback) o.no_host_loopback = !*cfg->host_loopback;
   if (cfg->ipv6 && !o.no_ipv6) o.no_ipv6 = !*cfg->ipv6;
   o.publish.insert(o.publish.begin(), cfg->publish.begin(), cfg->publish.end());
+  if (cfg->localhost_forwarding && !*cfg->localhost_forwarding) o.no_auto_forward = true;
+  o.ignored_ports.insert(o.ignored_ports.end(), cfg->ignored_ports.begin(), cfg->ignored_ports.end());
   return std::nullopt;
 }
 
@@ -144,6 +157,8 @@ int run_netns(NetOptions& o, const std::string& attach, const std::string& ifnam
     tc.nameservers.emplace_back(dns);
   }
   tc.search = nat.dns_search;
+  const bool auto_forward = !o.no_auto_forward;
+  tc.trap_listeners = auto_forward && !command.empty();
 
   // Fork before anything starts threads.
   std::optional<netstack::SpawnedCommand> child;
@@ -163,6 +178,22 @@ int run_netns(NetOptions& o, const std::string& attach, const std::string& ifnam
       return kExitFailure;
     }
     tap = std::move(*t);
+  }
+
+  // Automatic forwarding reads the namespace's listeners and connects to its
+  // loopback through sockets made inside it (netstack/netns_sockets.hpp).
+  std::unique_ptr<netstack::NamespaceSocketFactory> factory;
+  if (auto_forward) {
+    const bool is_pid = !attach.empty() && attach.find_first_not_of("0123456789") == std::string::npos;
+    const std::string proc = child ? "/proc/" + std::to_string(child->pid) : (is_pid ? "/proc/" + attach : "");
+    const std::string net = proc.empty() ? attach : proc + "/ns/net";
+    const std::string user = (::geteuid() != 0 && !proc.empty()) ? proc + "/ns/user" : "";
+    auto f = netstack::NamespaceSocketFactory::start(net, user);
+    if (f.has_error()) {
+      spdlog::warn("automatic port forwarding is off: {}", f.error());
+    } else {
+      factory = std::move(*f);
+    }
   }
 
   asio::io_context io(1);
@@ -195,6 +226,34 @@ int run_netns(NetOptions& o, const std::string& attach, const std::string& ifnam
   auto ctl = start_control(io, rt, o.control, status);
   if (status != 0) return fail_child(status);
 
+  std::unique_ptr<netstack::NetnsConnector> tcp4, tcp6;
+  std::unique_ptr<netstack::NetnsDatagramChannel> udp4, udp6;
+  std::unique_ptr<portfwd::AutoForwarder> autofwd;
+  std::unique_ptr<netstack::NetnsListenerSource> listeners;
+  if (factory) {
+    auto diag_sock = factory->create(AF_NETLINK, SOCK_RAW, NETLINK_SOCK_DIAG);
+    if (diag_sock.has_error()) {
+      spdlog::warn("automatic port forwarding is off: cannot open sock_diag in the namespace: {}",
+                   diag_sock.error().message());
+    } else {
+      tcp4 = std::make_unique<netstack::NetnsConnector>(io, *factory, portfwd::Family::kIpv4);
+      tcp6 = std::make_unique<netstack::NetnsConnector>(io, *factory, portfwd::Family::kIpv6);
+      udp4 = std::make_unique<netstack::NetnsDatagramChannel>(io, *factory, portfwd::Family::kIpv4);
+      udp6 = std::make_unique<netstack::NetnsDatagramChannel>(io, *factory, portfwd::Family::kIpv6);
+      portfwd::PolicySettings base;
+      for (int p : o.ignored_ports) base.ignored.insert(static_cast<uint16_t>(p));
+      autofwd = std::make_unique<portfwd::AutoForwarder>(
+          io, rt.clock(), portfwd::GuestSide{tcp4.get(), tcp6.get(), udp4.get(), udp6.get()}, base);
+      rt.set_auto_forwarder(autofwd.get(), base);
+      // With the bind/listen trap the poll is only a safety net; --attach has no trap.
+      const auto poll = child ? std::chrono::milliseconds(1000) : std::chrono::milliseconds(100);
+      listeners = std::make_unique<netstack::NetnsListenerSource>(
+          io, std::make_unique<portfwd::SockDiag>(std::move(*diag_sock)), causeway::UniqueFd(), poll,
+          [&autofwd](const std::set<portfwd::Listener>& snap) { autofwd->on_listeners(snap); });
+      listeners->start();
+    }
+  }
+
   asio::signal_set signals(io, SIGINT, SIGTERM);
   if (child) signals.add(SIGCHLD);
   std::function<void(boost::system::error_code, int)> on_signal = [&](boost::system::error_code ec, int sig) {
@@ -217,9 +276,26 @@ int run_netns(NetOptions& o, const std::string& attach, const std::string& ifnam
   };
   signals.async_wait(on_signal);
 
-  if (child) release_child(*child);
+  // The child sends the trap's descriptor just before it execs COMMAND.
+  asio::posix::stream_descriptor control_desc(io);
+  if (child) {
+    release_child(*child);
+    if (tc.trap_listeners) {
+      control_desc.assign(child->control.get());
+      control_desc.async_wait(asio::posix::descriptor_base::wait_read, [&](boost::system::error_code ec) {
+        if (ec) return;
+        auto trap = netstack::receive_listener_trap(child->control.get());
+        if (trap.has_error()) {
+          spdlog::debug("no listener trap: {} (the poll still runs)", trap.error());
+        } else if (listeners) {
+          listeners->set_trap(std::move(*trap));
+        }
+      });
+    }
+  }
   spdlog::debug("engine running; mtu {}", nat.mtu);
   io.run();
+  if (control_desc.is_open()) (void)control_desc.release();
   if (child) {
     ::unlink(child->resolv_conf_path.c_str());
   } else if (tap_closed) {
@@ -307,7 +383,7 @@ int run_serve(NetOptions& o, const std::string& socket_path) {
 // ---- causeway ctl ----
 int run_ctl(const std::string& path, const std::vector<std::string>& args) {
   if (args.empty()) {
-    std::fprintf(stderr, "causeway ctl: give a command: status, stats, forward-list, forward-add SPEC, "
+    std::fprintf(stderr, "causeway ctl: give a command: status, stats, ports, forward-list, forward-add SPEC, "
                          "forward-remove SPEC, raw JSON\n");
     return kExitUsage;
   }
@@ -327,7 +403,7 @@ int run_ctl(const std::string& path, const std::vector<std::string>& args) {
                           cmd.c_str()),
              kExitUsage;
     req = json{{"cmd", cmd}, {"spec", args[1]}};
-  } else if (cmd == "status" || cmd == "stats" || cmd == "forward-list") {
+  } else if (cmd == "status" || cmd == "stats" || cmd == "forward-list" || cmd == "ports") {
     req = json{{"cmd", cmd}};
   } else {
     std::fprintf(stderr, "causeway ctl: unknown command '%s'\n", cmd.c_str());
@@ -386,7 +462,7 @@ int main(int argc, char** argv) {
   std::vector<std::string> ctl_args;
   auto* ctl = app.add_subcommand("ctl", "Query or change a running causeway through its --control socket");
   ctl->add_option("path", ctl_path, "Control socket path")->required();
-  ctl->add_option("command", ctl_args, "status | stats | forward-list | forward-add SPEC | forward-remove SPEC | raw JSON")
+  ctl->add_option("command", ctl_args, "status | stats | ports | forward-list | forward-add SPEC | forward-remove SPEC | raw JSON")
       ->expected(0, -1);
 
   try {

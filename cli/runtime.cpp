@@ -92,6 +92,7 @@ boost::system::result<void, std::string> Runtime::add_forwards(const std::vector
     }
   }
   forwards_.insert(forwards_.end(), fs.begin(), fs.end());
+  sync_auto_settings();
   return {};
 }
 
@@ -103,7 +104,62 @@ boost::system::result<void, std::string> Runtime::remove_forwards(const std::vec
     if (auto* e = primary()) (void)e->remove_forward(f);
     std::erase(forwards_, f);
   }
+  sync_auto_settings();
   return {};
+}
+
+void Runtime::set_auto_forwarder(portfwd::AutoForwarder* af, portfwd::PolicySettings base) {
+  auto_ = af;
+  auto_base_ = std::move(base);
+  sync_auto_settings();
+}
+
+portfwd::PolicySettings Runtime::auto_settings() const {
+  portfwd::PolicySettings s = auto_base_;
+  for (auto& f : forwards_) {
+    const auto proto = f.proto == netstack::Proto::kTcp ? portfwd::L4::kTcp : portfwd::L4::kUdp;
+    const auto fam = f.host.ss_family == AF_INET ? portfwd::Family::kIpv4 : portfwd::Family::kIpv6;
+    s.manual.insert({proto, fam, f.host_port()});
+  }
+  return s;
+}
+
+void Runtime::sync_auto_settings() {
+  if (auto_) auto_->set_settings(auto_settings());
+}
+
+json Runtime::ports_json() const {
+  json list = json::array();
+  const bool active = !guests_.empty();
+  for (auto& f : forwards_) {
+    list.push_back(json{{"proto", std::string(to_string(f.proto))},
+                        {"host", f.host_endpoint()},
+                        {"guest", fmt::format("10.0.2.15:{}", f.guest_port)},
+                        {"state", active ? "active" : "pending"},
+                        {"origin", "manual"}});
+  }
+  if (auto_) {
+    for (auto& i : auto_->list()) {
+      json e{{"proto", i.forward.proto == portfwd::L4::kTcp ? "tcp" : "udp"},
+             {"host", i.forward.host_endpoint()},
+             {"guest", i.forward.guest_endpoint()},
+             {"state", i.active ? "active" : "conflict"},
+             {"origin", "auto"},
+             {"connections", i.connections},
+             {"bytes_to_guest", i.bytes_to_guest},
+             {"bytes_from_guest", i.bytes_from_guest},
+             {"datagrams", i.datagrams}};
+      if (!i.active) e["reason"] = i.reason;
+      list.push_back(e);
+    }
+  }
+  json out{{"ok", true}, {"ports", list}, {"auto_forward", auto_ != nullptr}};
+  if (auto_) {
+    const auto& st = auto_->stats();
+    out["auto_stats"] = json{{"snapshots", st.snapshots}, {"opened", st.opened},       {"closed", st.closed},
+                             {"conflicts", st.conflicts}, {"over_capacity", st.over_capacity}};
+  }
+  return out;
 }
 
 json Runtime::stats_json() const {
@@ -130,6 +186,7 @@ json Runtime::handle_control(const json& req) {
                 {"uptime_s", (clock_.now_ms() - started_ms_) / 1000}};
   }
   if (cmd == "stats") return stats_json();
+  if (cmd == "ports") return ports_json();
   if (cmd == "forward-list") {
     json list = json::array();
     const bool active = !guests_.empty();
@@ -146,7 +203,7 @@ json Runtime::handle_control(const json& req) {
     return json{{"ok", true}, {cmd == "forward-add" ? "added" : "removed", names}};
   }
   return json{{"ok", false},
-              {"error", fmt::format("unknown command '{}' (status, stats, forward-list, forward-add, forward-remove)",
+              {"error", fmt::format("unknown command '{}' (status, stats, ports, forward-list, forward-add, forward-remove)",
                                     cmd)}};
 }
 

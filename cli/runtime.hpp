@@ -20,6 +20,7 @@
 #include "base/clock.hpp"
 #include "netstack/engine.hpp"
 #include "netstack/forward.hpp"
+#include "portfwd/auto_forwarder.hpp"
 
 namespace causeway::cli {
 
@@ -52,7 +53,13 @@ class Runtime {
   boost::system::result<void, std::string> add_forwards(const std::vector<netstack::PortForward>& fs);
   boost::system::result<void, std::string> remove_forwards(const std::vector<netstack::PortForward>& fs);
 
+  // Automatic forwarding, when the attachment provides it. The runtime keeps
+  // its policy in step with the manual forwards (manual wins).
+  void set_auto_forwarder(portfwd::AutoForwarder* af, portfwd::PolicySettings base);
+  [[nodiscard]] portfwd::PolicySettings auto_settings() const;
+
   nlohmann::json handle_control(const nlohmann::json& request);
+  nlohmann::json ports_json() const;
   nlohmann::json stats_json() const;
 
  private:
@@ -65,7 +72,10 @@ class Runtime {
   std::string attach_;
   std::list<Guest> guests_;
   std::vector<netstack::PortForward> forwards_;
+  portfwd::AutoForwarder* auto_ = nullptr;
+  portfwd::PolicySettings auto_base_;
   int64_t started_ms_;
+  void sync_auto_settings();
 };
 
 nlohmann::json engine_stats_json(const netstack::EngineStats& s);

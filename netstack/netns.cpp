@@ -1,5 +1,7 @@
 #include "netstack/netns.hpp"
 
+#include "netstack/listener_watch.hpp"
+
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <ifaddrs.h>
@@ -289,6 +291,15 @@ boost::system::result<SpawnedCommand, std::string> spawn_in_new_namespace(const 
       if (!has_global_ipv6(cfg.ifname))
         std::fprintf(stderr, "causeway: warning: no IPv6 address from router advertisement yet\n");
     }
+    if (cfg.trap_listeners) {
+      auto trap = install_listener_trap();
+      if (trap.has_error()) {
+        send_error(sock, "cannot install the listener trap: " + trap.error().message());
+      } else {
+        send_fd(sock, trap->get());
+        trap->reset();
+      }
+    }
     child_end.reset();
     std::vector<char*> args;
     for (auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
@@ -315,8 +326,9 @@ boost::system::result<SpawnedCommand, std::string> spawn_in_new_namespace(const 
 void release_child(SpawnedCommand& cmd) {
   char go = 1;
   (void)!::write(cmd.control.get(), &go, 1);
-  cmd.control.reset();
 }
+
+boost::system::result<UniqueFd, std::string> receive_listener_trap(int control) { return receive_tap(control); }
 
 Result attach_to_namespace(const TapConfig& cfg, const std::string& target) {
   const bool is_pid = !target.empty() && target.find_first_not_of("0123456789") == std::string::npos;

@@ -49,12 +49,15 @@ struct TapConfig {
   bool ipv6 = true;
   std::vector<std::string> nameservers{"10.0.2.3"};
   std::vector<std::string> search;
+  // Trap bind/listen in COMMAND's process tree for automatic forwarding
+  // (listener_watch.hpp); the notification fd comes back after release.
+  bool trap_listeners = false;
 };
 
 struct SpawnedCommand {
   pid_t pid = -1;
   UniqueFd tap;
-  UniqueFd control;  // write one byte to let the child exec (release())
+  UniqueFd control;  // release_child() writes "go" here; then the trap fd arrives on it
   std::string resolv_conf_path;  // temporary file, remove after the child exits
 };
 
@@ -62,8 +65,12 @@ struct SpawnedCommand {
 // release_child() is called. Errors are one line, fit for the user.
 boost::system::result<SpawnedCommand, std::string> spawn_in_new_namespace(const TapConfig& cfg,
                                                                           const std::vector<std::string>& argv);
-// Lets the child continue (wait for IPv6, then exec).
+// Lets the child continue (wait for IPv6, install the listener trap, exec).
 void release_child(SpawnedCommand& cmd);
+// After release_child: reads the listener trap's notification fd from
+// `control` once the child sends it (call when `control` is readable).
+// An error means the child exec'ed without a trap (or died).
+boost::system::result<UniqueFd, std::string> receive_listener_trap(int control);
 
 // Enters `target` (a PID or a namespace path) and returns a configured tap.
 boost::system::result<UniqueFd, std::string> attach_to_namespace(const TapConfig& cfg, const std::string& target);

@@ -46,6 +46,7 @@ boost::system::error_code UdpForwarder::start() {
     ::setsockopt(listener_.native_handle(), IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
   }
   listener_.bind(ep, ec);
+  if (!ec) listener_.non_blocking(true, ec);  // replies to a client that does not read are dropped
   if (ec) {
     boost::system::error_code ignored;
     listener_.close(ignored);

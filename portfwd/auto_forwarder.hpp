@@ -1,0 +1,101 @@
+// AutoForwarder: keeps host forwards in step with the guest's listeners.
+//
+// Input: full snapshots of the guest's listeners (from whatever
+// ListenerSource the attachment has). ForwardPolicy turns a snapshot into
+// the set of host forwards wanted; this class diffs it against what is open:
+//   wanted, not open  → open (bind 127.0.0.1:P or [::1]:P and relay)
+//   open, not wanted  → close the listening socket; relayed connections
+//                       already established drain on their own
+//   bind fails        → state "conflict" with the reason, one warning, and a
+//                       retry every kRetryInterval until it binds or is no
+//                       longer wanted — a port that frees up later opens by itself.
+// Manual forwards win: the caller passes their (proto, family, port) in the
+// settings and the policy leaves those alone.
+//
+// Capacity: at most kMaxForwards automatic forwards; listeners beyond that
+// are counted (over_capacity) and not forwarded — a guest that opens
+// thousands of listeners cannot make us open thousands of host ports.
+//
+// Thread safety: confined to the engine executor.
+#pragma once
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <chrono>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "base/clock.hpp"
+#include "portfwd/forward_policy.hpp"
+#include "portfwd/guest_connector.hpp"
+#include "portfwd/guest_datagram.hpp"
+#include "portfwd/tcp_relay.hpp"
+#include "portfwd/udp_relay.hpp"
+
+namespace causeway::portfwd {
+
+struct AutoForwardInfo {
+  HostForward forward;
+  bool active = false;
+  std::string reason;  // why not active (conflict)
+  uint64_t connections = 0;
+  uint64_t bytes_to_guest = 0;
+  uint64_t bytes_from_guest = 0;
+  uint64_t datagrams = 0;
+};
+
+struct AutoForwardStats {
+  uint64_t snapshots = 0;
+  uint64_t opened = 0;
+  uint64_t closed = 0;
+  uint64_t conflicts = 0;      // bind failures seen (first per forward)
+  uint64_t over_capacity = 0;  // forwards not opened: kMaxForwards reached
+};
+
+// The guest side of an attachment, per address family of the guest's loopback.
+struct GuestSide {
+  GuestConnector* tcp4 = nullptr;
+  GuestConnector* tcp6 = nullptr;
+  GuestDatagramChannel* udp4 = nullptr;
+  GuestDatagramChannel* udp6 = nullptr;
+};
+
+class AutoForwarder {
+ public:
+  static constexpr size_t kMaxForwards = 256;
+  static constexpr auto kRetryInterval = std::chrono::seconds(1);
+
+  AutoForwarder(boost::asio::io_context& io, const Clock& clock, GuestSide guest, PolicySettings settings);
+  ~AutoForwarder();
+
+  void on_listeners(const std::set<Listener>& snapshot);
+  void set_settings(PolicySettings s);
+  [[nodiscard]] std::vector<AutoForwardInfo> list() const;
+  [[nodiscard]] const AutoForwardStats& stats() const { return stats_; }
+  [[nodiscard]] const std::set<Listener>& listeners() const { return listeners_; }
+
+ private:
+  struct Entry {
+    std::unique_ptr<TcpForwarder> tcp;
+    std::unique_ptr<UdpForwarder> udp;
+    std::string conflict;  // empty when open
+  };
+  void apply();
+  boost::system::error_code try_open(const HostForward& f, Entry& e);
+  void arm_retry();
+
+  boost::asio::io_context& io_;
+  const Clock& clock_;
+  GuestSide guest_;
+  PolicySettings settings_;
+  std::set<Listener> listeners_;
+  std::map<HostForward, Entry> entries_;
+  boost::asio::steady_timer retry_timer_;
+  bool retry_armed_ = false;
+  AutoForwardStats stats_;
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
+};
+
+}  // namespace causeway::portfwd

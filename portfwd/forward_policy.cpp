@@ -1,0 +1,60 @@
+#include "portfwd/forward_policy.hpp"
+
+#include <arpa/inet.h>
+
+#include <fmt/format.h>
+
+namespace causeway::portfwd {
+namespace {
+
+bool is_v4_any(const in6_addr& a) { return a.s6_addr[0] == 0 && a.s6_addr[1] == 0 && a.s6_addr[2] == 0 && a.s6_addr[3] == 0; }
+bool is_v4_loopback(const in6_addr& a) { return a.s6_addr[0] == 127; }  // 127.0.0.0/8
+std::string_view proto_name(L4 p) { return p == L4::kTcp ? "tcp" : "udp"; }
+
+}  // namespace
+
+std::string Listener::describe() const {
+  char buf[INET6_ADDRSTRLEN] = {};
+  if (family == Family::kIpv4) {
+    inet_ntop(AF_INET, &address, buf, sizeof buf);
+    return fmt::format("{} {}:{}", proto_name(proto), buf, port);
+  }
+  inet_ntop(AF_INET6, &address, buf, sizeof buf);
+  return fmt::format("{} [{}]:{}{}", proto_name(proto), buf, port, v6only ? " (v6only)" : "");
+}
+
+std::string HostForward::host_endpoint() const {
+  return fmt::format("{}:{}", host_family == Family::kIpv4 ? "127.0.0.1" : "[::1]", port);
+}
+std::string HostForward::guest_endpoint() const {
+  return fmt::format("{}:{}", guest_family == Family::kIpv4 ? "127.0.0.1" : "[::1]", port);
+}
+
+std::set<HostForward> plan_forwards(const std::set<Listener>& listeners, const PolicySettings& s) {
+  std::set<HostForward> out;
+  if (!s.enabled) return out;
+  auto want = [&](L4 proto, Family host, Family guest, uint16_t port) {
+    if (s.ignored.count(port) || s.manual.count({proto, host, port})) return;
+    // Two listeners may claim one host endpoint (0.0.0.0:P and [::]:P):
+    // keep the first; both lead to the same guest port.
+    for (auto& f : out)
+      if (f.proto == proto && f.host_family == host && f.port == port) return;
+    out.insert(HostForward{proto, host, port, guest});
+  };
+  for (const auto& l : listeners) {
+    if (l.port == 0) continue;
+    if (l.family == Family::kIpv4) {
+      if (is_v4_any(l.address) || is_v4_loopback(l.address)) want(l.proto, Family::kIpv4, Family::kIpv4, l.port);
+      continue;
+    }
+    if (IN6_IS_ADDR_UNSPECIFIED(&l.address)) {
+      if (!l.v6only) want(l.proto, Family::kIpv4, Family::kIpv4, l.port);
+      want(l.proto, Family::kIpv6, Family::kIpv6, l.port);
+    } else if (IN6_IS_ADDR_LOOPBACK(&l.address)) {
+      want(l.proto, Family::kIpv6, Family::kIpv6, l.port);
+    }
+  }
+  return out;
+}
+
+}  // namespace causeway::portfwd

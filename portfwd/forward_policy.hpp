@@ -1,0 +1,80 @@
+// ForwardPolicy: which host ports to open for the listeners a guest has.
+// Sans-I/O: listeners and settings in, desired host forwards out.
+//
+// Mapping (guest listener → host side → where relayed connections go):
+//   0.0.0.0:P                → 127.0.0.1:P      → guest 127.0.0.1:P
+//   127.0.0.1:P              → 127.0.0.1:P      → guest 127.0.0.1:P
+//   [::]:P (dual stack)      → 127.0.0.1:P      → guest 127.0.0.1:P
+//                              and [::1]:P      → guest [::1]:P
+//   [::]:P (IPV6_V6ONLY)     → [::1]:P          → guest [::1]:P
+//   [::1]:P                  → [::1]:P          → guest [::1]:P
+//   any other address        → nothing (documented: only wildcard and loopback listeners are forwarded)
+// Relays connect to the guest's own loopback, so a service bound only to the
+// guest's 127.0.0.1 or ::1 is reachable too — the point of the feature.
+//
+// Not forwarded: disabled entirely; ports in `ignored`; a (protocol, host
+// address, port) that a manual forward already holds (manual wins); ports
+// below 1024 when we cannot bind them (unprivileged), reported as conflicts
+// by the caller when bind fails, never silently dropped. UDP listeners are
+// sockets bound but not connected (a DNS client's ephemeral socket is
+// connected and so never shows up).
+//
+// Thread safety: pure functions.
+#pragma once
+
+#include <netinet/in.h>
+
+#include <compare>
+#include <cstring>
+#include <tuple>
+#include <cstdint>
+#include <set>
+#include <string>
+#include <vector>
+
+namespace causeway::portfwd {
+
+enum class L4 : uint8_t { kTcp, kUdp };
+enum class Family : uint8_t { kIpv4, kIpv6 };
+
+struct Listener {
+  L4 proto = L4::kTcp;
+  Family family = Family::kIpv4;
+  in6_addr address{};  // IPv4 as the first 4 bytes
+  uint16_t port = 0;
+  bool v6only = false;
+  auto operator<=>(const Listener& o) const {
+    if (auto c = proto <=> o.proto; c != 0) return c;
+    if (auto c = family <=> o.family; c != 0) return c;
+    if (auto c = port <=> o.port; c != 0) return c;
+    if (auto c = v6only <=> o.v6only; c != 0) return c;
+    const int m = std::memcmp(&address, &o.address, sizeof address);
+    return m < 0 ? std::strong_ordering::less : m > 0 ? std::strong_ordering::greater : std::strong_ordering::equal;
+  }
+  bool operator==(const Listener& o) const { return (*this <=> o) == 0; }
+  [[nodiscard]] std::string describe() const;  // "tcp [::]:8000"
+};
+
+// One host-side forward the policy wants open.
+struct HostForward {
+  L4 proto = L4::kTcp;
+  Family host_family = Family::kIpv4;  // 127.0.0.1 or [::1]
+  uint16_t port = 0;                   // same port on both sides
+  Family guest_family = Family::kIpv4; // guest 127.0.0.1 or [::1]
+  auto operator<=>(const HostForward&) const = default;
+  [[nodiscard]] std::string host_endpoint() const;   // "127.0.0.1:8000"
+  [[nodiscard]] std::string guest_endpoint() const;  // "[::1]:8000"
+};
+
+struct PolicySettings {
+  bool enabled = true;
+  std::set<uint16_t> ignored;
+  // (proto, host family, port) held by manual forwards.
+  std::set<std::tuple<L4, Family, uint16_t>> manual;
+};
+
+// The forwards to have open for this set of listeners (deduplicated; when a
+// dual-stack and an IPv4 listener both ask for 127.0.0.1:P, one forward).
+std::set<HostForward> plan_forwards(const std::set<Listener>& listeners, const PolicySettings& s);
+
+}  // namespace causeway::portfwd
