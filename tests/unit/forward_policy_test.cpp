@@ -1,0 +1,85 @@
+// ForwardPolicy: which host ports a set of guest listeners gets.
+#include "portfwd/forward_policy.hpp"
+
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+
+namespace causeway::portfwd {
+namespace {
+
+Listener v4(const char* addr, uint16_t port, L4 proto = L4::kTcp) {
+  Listener l;
+  l.proto = proto;
+  l.family = Family::kIpv4;
+  inet_pton(AF_INET, addr, &l.address);
+  l.port = port;
+  return l;
+}
+
+Listener v6(const char* addr, uint16_t port, bool v6only = false, L4 proto = L4::kTcp) {
+  Listener l;
+  l.proto = proto;
+  l.family = Family::kIpv6;
+  inet_pton(AF_INET6, addr, &l.address);
+  l.port = port;
+  l.v6only = v6only;
+  return l;
+}
+
+std::set<std::string> hosts(const std::set<HostForward>& fs) {
+  std::set<std::string> out;
+  for (auto& f : fs)
+    out.insert(std::string(f.proto == L4::kTcp ? "tcp " : "udp ") + f.host_endpoint() + "->" + f.guest_endpoint());
+  return out;
+}
+
+TEST(ForwardPolicy, Ipv4WildcardGetsHostIpv4Loopback) {
+  EXPECT_EQ(hosts(plan_forwards({v4("0.0.0.0", 8000)}, {})), (std::set<std::string>{"tcp 127.0.0.1:8000->127.0.0.1:8000"}));
+}
+
+TEST(ForwardPolicy, GuestLoopbackOnlyListenerIsForwardedToo) {
+  EXPECT_EQ(hosts(plan_forwards({v4("127.0.0.1", 8000)}, {})), (std::set<std::string>{"tcp 127.0.0.1:8000->127.0.0.1:8000"}));
+  EXPECT_EQ(hosts(plan_forwards({v6("::1", 8000)}, {})), (std::set<std::string>{"tcp [::1]:8000->[::1]:8000"}));
+}
+
+TEST(ForwardPolicy, DualStackWildcardGetsBothFamilies) {
+  EXPECT_EQ(hosts(plan_forwards({v6("::", 8000)}, {})),
+            (std::set<std::string>{"tcp 127.0.0.1:8000->127.0.0.1:8000", "tcp [::1]:8000->[::1]:8000"}));
+}
+
+TEST(ForwardPolicy, V6OnlyWildcardGetsIpv6Only) {
+  EXPECT_EQ(hosts(plan_forwards({v6("::", 8000, true)}, {})), (std::set<std::string>{"tcp [::1]:8000->[::1]:8000"}));
+}
+
+TEST(ForwardPolicy, OtherAddressesAreNotForwarded) {
+  EXPECT_TRUE(plan_forwards({v4("10.0.2.15", 8000), v6("fd00::43:57ff:fe00:f", 8001)}, {}).empty());
+}
+
+TEST(ForwardPolicy, UdpIsForwardedLikeTcp) {
+  EXPECT_EQ(hosts(plan_forwards({v4("0.0.0.0", 5353, L4::kUdp)}, {})),
+            (std::set<std::string>{"udp 127.0.0.1:5353->127.0.0.1:5353"}));
+}
+
+TEST(ForwardPolicy, IgnoredPortsAndDisabledPolicyForwardNothing) {
+  PolicySettings s;
+  s.ignored = {22};
+  EXPECT_EQ(hosts(plan_forwards({v4("0.0.0.0", 22), v4("0.0.0.0", 80)}, s)), (std::set<std::string>{"tcp 127.0.0.1:80->127.0.0.1:80"}));
+  s.enabled = false;
+  EXPECT_TRUE(plan_forwards({v4("0.0.0.0", 80)}, s).empty());
+}
+
+TEST(ForwardPolicy, ManualForwardWinsOnlyForItsFamilyAndProtocol) {
+  PolicySettings s;
+  s.manual.insert({L4::kTcp, Family::kIpv4, 8000});
+  EXPECT_EQ(hosts(plan_forwards({v6("::", 8000), v4("0.0.0.0", 8000, L4::kUdp)}, s)),
+            (std::set<std::string>{"tcp [::1]:8000->[::1]:8000", "udp 127.0.0.1:8000->127.0.0.1:8000"}));
+}
+
+TEST(ForwardPolicy, TwoListenersClaimingOneHostEndpointYieldOneForward) {
+  // 0.0.0.0:8000 and [::]:8000 (v6only) coexist in a guest; the v4 side is asked for once.
+  auto fs = plan_forwards({v4("0.0.0.0", 8000), v6("::", 8000, true), v4("127.0.0.1", 8000)}, {});
+  EXPECT_EQ(fs.size(), 2u);
+}
+
+}  // namespace
+}  // namespace causeway::portfwd
