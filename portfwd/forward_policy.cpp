@@ -43,6 +43,7 @@ std::set<HostForward> plan_forwards(const std::set<Listener>& listeners, const P
   };
   for (const auto& l : listeners) {
     if (l.port == 0) continue;
+    if (l.proto == L4::kUdp && l.port >= s.udp_ephemeral.first && l.port <= s.udp_ephemeral.second) continue;
     if (l.family == Family::kIpv4) {
       if (is_v4_any(l.address) || is_v4_loopback(l.address)) want(l.proto, Family::kIpv4, Family::kIpv4, l.port);
       continue;

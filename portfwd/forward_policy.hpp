@@ -17,7 +17,10 @@
 // below 1024 when we cannot bind them (unprivileged), reported as conflicts
 // by the caller when bind fails, never silently dropped. UDP listeners are
 // sockets bound but not connected (a DNS client's ephemeral socket is
-// connected and so never shows up).
+// connected and so never shows up). UDP sockets on ports in the guest's
+// ephemeral range (udp_ephemeral, Linux's default 32768-60999) are client
+// sockets far more often than servers and are not forwarded; TCP listeners
+// are forwarded whatever their port.
 //
 // Thread safety: pure functions.
 #pragma once
@@ -27,6 +30,7 @@
 #include <compare>
 #include <cstring>
 #include <tuple>
+#include <utility>
 #include <cstdint>
 #include <set>
 #include <string>
@@ -71,6 +75,7 @@ struct PolicySettings {
   std::set<uint16_t> ignored;
   // (proto, host family, port) held by manual forwards.
   std::set<std::tuple<L4, Family, uint16_t>> manual;
+  std::pair<uint16_t, uint16_t> udp_ephemeral{32768, 60999};  // net.ipv4.ip_local_port_range default
 };
 
 // The forwards to have open for this set of listeners (deduplicated; when a

@@ -60,6 +60,12 @@ TEST(ForwardPolicy, UdpIsForwardedLikeTcp) {
             (std::set<std::string>{"udp 127.0.0.1:5353->127.0.0.1:5353"}));
 }
 
+TEST(ForwardPolicy, UdpSocketsInTheEphemeralRangeAreClientsNotServers) {
+  EXPECT_TRUE(plan_forwards({v4("0.0.0.0", 40000, L4::kUdp)}, {}).empty());
+  EXPECT_EQ(plan_forwards({v4("0.0.0.0", 40000, L4::kTcp)}, {}).size(), 1u);
+  EXPECT_EQ(plan_forwards({v4("0.0.0.0", 61000, L4::kUdp)}, {}).size(), 1u);
+}
+
 TEST(ForwardPolicy, IgnoredPortsAndDisabledPolicyForwardNothing) {
   PolicySettings s;
   s.ignored = {22};
