@@ -143,6 +143,15 @@ int run_netns(NetOptions& o, const std::string& attach, const std::string& ifnam
   if (!forwards) return kExitUsage;
   const auto nat = nat_config(o);
 
+  // Hold SIGINT/SIGTERM until our handlers are installed: a signal that
+  // arrives while the tap already exists but the loop is not running yet
+  // must detach cleanly, not kill us with the default action.
+  sigset_t held;
+  sigemptyset(&held);
+  sigaddset(&held, SIGINT);
+  sigaddset(&held, SIGTERM);
+  sigprocmask(SIG_BLOCK, &held, nullptr);
+
   netstack::TapConfig tc;
   tc.ifname = ifname;
   tc.mtu = nat.mtu;
@@ -275,6 +284,7 @@ int run_netns(NetOptions& o, const std::string& attach, const std::string& ifnam
     signals.async_wait(on_signal);
   };
   signals.async_wait(on_signal);
+  sigprocmask(SIG_UNBLOCK, &held, nullptr);  // pending ones now reach the handler
 
   // The child sends the trap's descriptor just before it execs COMMAND.
   asio::posix::stream_descriptor control_desc(io);

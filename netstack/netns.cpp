@@ -301,6 +301,9 @@ boost::system::result<SpawnedCommand, std::string> spawn_in_new_namespace(const 
       }
     }
     child_end.reset();
+    sigset_t none;  // causeway holds some signals while it starts; COMMAND gets a clean mask
+    sigemptyset(&none);
+    ::sigprocmask(SIG_SETMASK, &none, nullptr);
     std::vector<char*> args;
     for (auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
     args.push_back(nullptr);
