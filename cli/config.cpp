@@ -126,6 +126,11 @@ boost::system::result<ConfigFile, std::string> parse_config(const std::string& t
       } else if (k == "publish") {
         auto l = split_list(value);
         cfg.publish.insert(cfg.publish.end(), l.begin(), l.end());
+      } else if (k == "dnsroutes") {
+        auto l = split_list(value);
+        cfg.dns_routes.insert(cfg.dns_routes.end(), l.begin(), l.end());
+      } else if (k == "hostresolvconf") {
+        cfg.host_resolv_conf = value;
       } else cfg.warnings.push_back(fmt::format("{}: unknown key '{}' in [causeway] ignored", where, key));
     } else if (section.empty()) {
       return fail(fmt::format("{}: key '{}' outside any section (expected [wsl2] first)", where, key));

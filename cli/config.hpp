@@ -4,7 +4,8 @@
 //   [wsl2]          memory, processors, kernel, kernelCommandLine,
 //                   networkingMode (nat|mirrored), dnsTunneling, localhostForwarding
 //   [experimental]  ignoredPorts (comma list), hostAddressLoopback
-//   [causeway]      mtu, hostLoopback, ipv6, publish (comma list of -p specs)
+//   [causeway]      mtu, hostLoopback, ipv6, publish (comma list of -p specs),
+//                   dnsRoutes (comma list of DOMAIN=SERVER[:PORT]), hostResolvConf
 //
 // Unknown keys or sections are warnings naming file and line; a malformed
 // line or a bad value is an error (the caller exits with status 2).
@@ -35,6 +36,8 @@ struct ConfigFile {
   std::optional<bool> host_loopback;
   std::optional<bool> ipv6;
   std::vector<std::string> publish;
+  std::vector<std::string> dns_routes;
+  std::optional<std::string> host_resolv_conf;
 
   std::vector<std::string> warnings;
 };

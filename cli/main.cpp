@@ -20,7 +20,10 @@
 #include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <cstdio>
+#include <fstream>
+#include <sstream>
 #include <iostream>
+#include <cstring>
 #include <list>
 #include <optional>
 
@@ -28,6 +31,7 @@
 #include "cli/config.hpp"
 #include "cli/control.hpp"
 #include "cli/runtime.hpp"
+#include "dns/host_config.hpp"
 #include "netstack/listener_watch.hpp"
 #include "netstack/netns.hpp"
 #include "netstack/netns_sockets.hpp"
@@ -53,6 +57,9 @@ struct NetOptions {
   std::vector<std::string> dns_search;
   bool no_auto_forward = false;
   std::vector<int> ignored_ports;
+  bool no_dns_tunneling = false;
+  std::string host_resolv_conf = "/etc/resolv.conf";
+  std::vector<std::string> dns_routes;
 };
 
 void add_net_options(CLI::App* app, NetOptions& o) {
@@ -68,6 +75,12 @@ void add_net_options(CLI::App* app, NetOptions& o) {
   app->add_option("--dns-search", o.dns_search, "Search domain to offer the guest (repeatable)");
   app->add_flag("--no-auto-forward", o.no_auto_forward,
                 "Do not forward guest listeners to the host's localhost automatically");
+  app->add_option("--host-resolv-conf", o.host_resolv_conf,
+                  "Follow this resolver configuration instead of /etc/resolv.conf (default /etc/resolv.conf)");
+  app->add_option("--dns-route", o.dns_routes,
+                  "Send names under DOMAIN to SERVER: DOMAIN=SERVER[:PORT] (repeatable; split DNS)");
+  app->add_flag("--no-dns-tunneling", o.no_dns_tunneling,
+                "Plain DNS: libslirp forwards 10.0.2.3 to the host's first server (no proxy, no TCP, no live follow)");
   app->add_option("--ignore-port", o.ignored_ports, "Never forward this guest port automatically (repeatable)")
       ->check(CLI::Range(1, 65535));
 }
@@ -85,6 +98,9 @@ std::optional<std::string> apply_config(NetOptions& o, CLI::App* app) {
   if (cfg->ipv6 && !o.no_ipv6) o.no_ipv6 = !*cfg->ipv6;
   o.publish.insert(o.publish.begin(), cfg->publish.begin(), cfg->publish.end());
   if (cfg->localhost_forwarding && !*cfg->localhost_forwarding) o.no_auto_forward = true;
+  if (cfg->dns_tunneling && !*cfg->dns_tunneling) o.no_dns_tunneling = true;
+  if (cfg->host_resolv_conf && app->count("--host-resolv-conf") == 0) o.host_resolv_conf = *cfg->host_resolv_conf;
+  o.dns_routes.insert(o.dns_routes.begin(), cfg->dns_routes.begin(), cfg->dns_routes.end());
   o.ignored_ports.insert(o.ignored_ports.end(), cfg->ignored_ports.begin(), cfg->ignored_ports.end());
   return std::nullopt;
 }
@@ -96,6 +112,30 @@ netstack::NatConfig nat_config(const NetOptions& o) {
   c.ipv6 = !o.no_ipv6;
   c.dns_search = o.dns_search;
   return c;
+}
+
+std::optional<cli::DnsSetup> dns_setup(const NetOptions& o) {
+  cli::DnsSetup d;
+  d.tunneling = !o.no_dns_tunneling;
+  d.host_resolv_conf = o.host_resolv_conf;
+  for (auto& r : o.dns_routes) {
+    auto route = dns::parse_dns_route(r);
+    if (route.has_error()) {
+      std::fprintf(stderr, "causeway: bad --dns-route '%s': %s (expected DOMAIN=SERVER[:PORT])\n", r.c_str(),
+                   route.error().message().c_str());
+      return std::nullopt;
+    }
+    d.routes.push_back(*route);
+  }
+  return d;
+}
+
+// The host's search domains now (the namespace's resolv.conf starts with them).
+std::vector<std::string> host_search(const std::string& path) {
+  std::ifstream f(path);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return dns::parse_resolv_conf(ss.str()).search;
 }
 
 std::optional<std::vector<netstack::PortForward>> parse_publish(const NetOptions& o) {
@@ -141,6 +181,8 @@ int run_netns(NetOptions& o, const std::string& attach, const std::string& ifnam
   }
   auto forwards = parse_publish(o);
   if (!forwards) return kExitUsage;
+  const auto dns = dns_setup(o);
+  if (!dns) return kExitUsage;
   const auto nat = nat_config(o);
 
   // Hold SIGINT/SIGTERM until our handlers are installed: a signal that
@@ -158,14 +200,16 @@ int run_netns(NetOptions& o, const std::string& attach, const std::string& ifnam
   tc.address = nat.guest;
   tc.gateway = nat.gateway;
   tc.ipv6 = nat.ipv6;
-  char dns[INET6_ADDRSTRLEN];
-  inet_ntop(AF_INET, &nat.dns, dns, sizeof dns);
-  tc.nameservers = {dns};
+  char text[INET6_ADDRSTRLEN];
+  inet_ntop(AF_INET, &nat.dns, text, sizeof text);
+  tc.nameservers = {text};
   if (nat.ipv6) {
-    inet_ntop(AF_INET6, &nat.dns6, dns, sizeof dns);
-    tc.nameservers.emplace_back(dns);
+    inet_ntop(AF_INET6, &nat.dns6, text, sizeof text);
+    tc.nameservers.emplace_back(text);
   }
-  tc.search = nat.dns_search;
+  // Search domains: --dns-search if given, else the host's (followed live).
+  const bool follow_search = nat.dns_search.empty() && dns->tunneling;
+  tc.search = follow_search ? host_search(dns->host_resolv_conf) : nat.dns_search;
   const bool auto_forward = !o.no_auto_forward;
   tc.trap_listeners = auto_forward && !command.empty();
 
@@ -208,6 +252,21 @@ int run_netns(NetOptions& o, const std::string& attach, const std::string& ifnam
   asio::io_context io(1);
   cli::Runtime rt(io, nat, "netns");
   int status = 0;
+  if (auto r = rt.enable_dns(*dns); r.has_error()) {
+    std::fprintf(stderr, "causeway netns: %s\n", r.error().c_str());
+    if (child) {
+      ::kill(child->pid, SIGKILL);
+      ::waitpid(child->pid, nullptr, 0);
+      ::unlink(child->resolv_conf_path.c_str());
+    }
+    return kExitFailure;
+  }
+  if (child && follow_search) {
+    rt.set_on_dns_search_change([&tc, path = child->resolv_conf_path](const std::vector<std::string>& search) {
+      if (!netstack::rewrite_resolv_conf(path, netstack::render_resolv_conf(tc.nameservers, search)))
+        spdlog::warn("cannot update the namespace's resolv.conf: {}", std::strerror(errno));
+    });
+  }
   bool tap_closed = false;
   auto port = std::make_unique<netstack::TapFramePort>(io, std::move(tap), nat.mtu, [&] {
     tap_closed = true;
@@ -318,6 +377,8 @@ int run_netns(NetOptions& o, const std::string& attach, const std::string& ifnam
 int run_serve(NetOptions& o, const std::string& socket_path) {
   auto forwards = parse_publish(o);
   if (!forwards) return kExitUsage;
+  const auto dns = dns_setup(o);
+  if (!dns) return kExitUsage;
   const auto nat = nat_config(o);
   for (auto& f : *forwards) {
     if (auto ec = netstack::probe_host_port(f)) {
@@ -328,6 +389,10 @@ int run_serve(NetOptions& o, const std::string& socket_path) {
   }
   asio::io_context io(1);
   cli::Runtime rt(io, nat, "serve");
+  if (auto r = rt.enable_dns(*dns); r.has_error()) {
+    std::fprintf(stderr, "causeway serve: %s\n", r.error().c_str());
+    return kExitFailure;
+  }
   if (auto r = rt.add_forwards(*forwards); r.has_error()) {
     std::fprintf(stderr, "causeway serve: %s\n", r.error().c_str());
     return kExitFailure;

@@ -2,6 +2,10 @@
 
 #include <unistd.h>
 
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+
 #include <fmt/format.h>
 
 namespace causeway::cli {
@@ -43,11 +47,49 @@ json engine_stats_json(const netstack::EngineStats& s) {
   return json{{"frames_in", s.frames_in},       {"bytes_in", s.bytes_in},         {"frames_out", s.frames_out},
               {"bytes_out", s.bytes_out},       {"dropped", dropped},             {"dropped_total", s.dropped_total()},
               {"guest_errors", s.guest_errors}, {"host_sockets", s.host_sockets}, {"forwards", s.forwards},
-              {"pumps", s.pumps}};
+              {"pumps", s.pumps},               {"udp_flows", s.udp_flows},       {"dns_udp_queries", s.dns_udp_queries},
+              {"dns_truncated", s.dns_truncated}};
 }
 
 Runtime::Runtime(boost::asio::io_context& io, netstack::NatConfig nat, std::string attach)
     : io_(io), nat_(std::move(nat)), attach_(std::move(attach)), started_ms_(clock_.now_ms()) {}
+
+Runtime::~Runtime() {
+  guests_.clear();  // engines hold pointers to the proxy
+  dns_tcp_.reset();
+  if (!dns_dir_.empty()) ::rmdir(dns_dir_.c_str());
+}
+
+boost::system::result<void, std::string> Runtime::enable_dns(const DnsSetup& setup) {
+  if (!setup.tunneling) {
+    nat_.slirp_dns = true;
+    return {};
+  }
+  dns_watch_ = std::make_unique<dns::HostDnsWatch>(io_, setup.host_resolv_conf, [this](const dns::HostDnsConfig& c) {
+    if (auto ec = resolver_->update_servers(c)) spdlog::warn("DNS: cannot use the new servers: {}", ec.message());
+    std::string list;
+    for (auto& s : c.servers) list += (list.empty() ? "" : ", ") + s.to_string();
+    spdlog::info("DNS: host resolver configuration changed; now {}", list.empty() ? "no servers" : list);
+    if (on_search_change_) on_search_change_(c.search);
+  });
+  if (auto ec = dns_watch_->start())
+    return fmt::format("cannot follow {}: {} (see --host-resolv-conf)", setup.host_resolv_conf, ec.message());
+  resolver_ = std::make_unique<dns::CaresResolver>(io_);
+  if (auto ec = resolver_->update_servers(dns_watch_->current()))
+    spdlog::warn("DNS: {}: {}", setup.host_resolv_conf, ec.message());
+  if (dns_watch_->current().servers.empty())
+    spdlog::warn("DNS: {} lists no nameserver yet; queries get SERVFAIL until it does", setup.host_resolv_conf);
+  if (auto ec = resolver_->set_routes(setup.routes)) return fmt::format("bad --dns-route: {}", ec.message());
+  proxy_ = std::make_unique<dns::Proxy>(io_, clock_, *resolver_, dns::LocalZone(dns::LocalZoneAddresses::nat_defaults()));
+  const char* rt = std::getenv("XDG_RUNTIME_DIR");
+  std::string tmpl = std::string(rt && *rt ? rt : "/tmp") + "/causeway-dns.XXXXXX";
+  if (!::mkdtemp(tmpl.data())) return fmt::format("cannot create a private directory in {}: {}", tmpl, std::strerror(errno));
+  dns_dir_ = tmpl;
+  dns_tcp_ = std::make_unique<netstack::DnsTcpFrontend>(io_, *proxy_, dns_dir_ + "/tcp.sock");
+  if (auto ec = dns_tcp_->start()) return fmt::format("cannot listen on {}: {}", dns_tcp_->path(), ec.message());
+  nat_.slirp_dns = false;
+  return {};
+}
 
 Guest& Runtime::add_guest(std::string name, std::unique_ptr<netstack::FramePort> port,
                           const std::function<void(netstack::FramePort&, netstack::Engine&)>& start,
@@ -56,6 +98,10 @@ Guest& Runtime::add_guest(std::string name, std::unique_ptr<netstack::FramePort>
   g.name = std::move(name);
   g.port = std::move(port);
   g.engine = std::make_unique<netstack::Engine>(io_, clock_, nat_, *g.port);
+  if (proxy_) {
+    if (auto ec = g.engine->attach_dns(*proxy_, dns_tcp_->path()))
+      spdlog::warn("DNS over TCP is unavailable to {}: {}", g.name, ec.message());
+  }
   g.port_stats = std::move(port_stats);
   start(*g.port, *g.engine);
   if (guests_.size() == 1) install_forwards(*g.engine);
@@ -169,7 +215,34 @@ json Runtime::stats_json() const {
                           {"engine", engine_stats_json(g.engine->stats())},
                           {"port", g.port_stats ? g.port_stats() : json::object()}});
   }
-  return json{{"ok", true}, {"guests", guests}, {"forwards", forwards_.size()}};
+  json out{{"ok", true}, {"guests", guests}, {"forwards", forwards_.size()}};
+  if (proxy_) {
+    const auto p = proxy_->stats();
+    const auto r = resolver_->stats();
+    const auto& t = dns_tcp_->stats();
+    json servers = json::array();
+    for (auto& s : dns_watch_->current().servers) servers.push_back(s.to_string());
+    out["dns"] = json{{"queries", p.queries},
+                      {"answers", p.answers},
+                      {"local_answers", p.local_answers},
+                      {"upstream_failures", p.upstream_failures},
+                      {"timeouts", p.timeouts},
+                      {"malformed", p.malformed},
+                      {"dropped", p.dropped},
+                      {"not_implemented", p.not_implemented},
+                      {"refused_over_capacity", p.refused_over_capacity},
+                      {"late_answers", p.late_answers},
+                      {"in_flight", p.in_flight},
+                      {"upstream", json{{"sent_udp", r.sent_udp}, {"sent_tcp", r.sent_tcp}, {"routed", r.routed}}},
+                      {"tcp", json{{"connections", t.connections}, {"queries", t.queries},
+                                   {"framing_errors", t.framing_errors}, {"refused", t.refused}}},
+                      {"servers", servers},
+                      {"host_resolv_conf", dns_watch_->path()},
+                      {"reloads", dns_watch_->stats().reloads}};
+  } else {
+    out["dns"] = json{{"mode", "plain (libslirp forwarding to the host's first server)"}};
+  }
+  return out;
 }
 
 json Runtime::handle_control(const json& req) {

@@ -20,6 +20,10 @@
 #include "base/clock.hpp"
 #include "netstack/engine.hpp"
 #include "netstack/forward.hpp"
+#include "dns/cares_resolver.hpp"
+#include "dns/host_dns_watch.hpp"
+#include "dns/proxy.hpp"
+#include "netstack/dns_tcp_frontend.hpp"
 #include "portfwd/auto_forwarder.hpp"
 
 namespace causeway::cli {
@@ -31,13 +35,29 @@ struct Guest {
   std::function<nlohmann::json()> port_stats;
 };
 
+struct DnsSetup {
+  bool tunneling = true;                        // false: libslirp's plain forwarding (first host server)
+  std::string host_resolv_conf = "/etc/resolv.conf";
+  std::vector<dns::DnsRoute> routes;            // --dns-route
+};
+
 class Runtime {
  public:
   Runtime(boost::asio::io_context& io, netstack::NatConfig nat, std::string attach);
+  ~Runtime();
 
   [[nodiscard]] boost::asio::io_context& io() { return io_; }
   [[nodiscard]] const Clock& clock() const { return clock_; }
   [[nodiscard]] const netstack::NatConfig& nat() const { return nat_; }
+
+  // Starts the DNS proxy (dns/) that every guest attached later uses.
+  // Call before add_guest. Errors are one line for the user.
+  boost::system::result<void, std::string> enable_dns(const DnsSetup& setup);
+  // Called with the host's search domains whenever they change.
+  void set_on_dns_search_change(std::function<void(const std::vector<std::string>&)> cb) {
+    on_search_change_ = std::move(cb);
+  }
+  [[nodiscard]] const dns::HostDnsWatch* dns_watch() const { return dns_watch_.get(); }
 
   // Attaches a guest; `make_port` builds its port, `start` connects the port
   // to the engine. Returns the guest (owned by the runtime).
@@ -76,6 +96,13 @@ class Runtime {
   portfwd::PolicySettings auto_base_;
   int64_t started_ms_;
   void sync_auto_settings();
+  // DNS (declared in dependency order: destroyed frontend first, watch last).
+  std::unique_ptr<dns::HostDnsWatch> dns_watch_;
+  std::unique_ptr<dns::CaresResolver> resolver_;
+  std::unique_ptr<dns::Proxy> proxy_;
+  std::unique_ptr<netstack::DnsTcpFrontend> dns_tcp_;
+  std::string dns_dir_;
+  std::function<void(const std::vector<std::string>&)> on_search_change_;
 };
 
 nlohmann::json engine_stats_json(const netstack::EngineStats& s);

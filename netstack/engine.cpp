@@ -9,6 +9,7 @@
 #include <cstring>
 #include <stdexcept>
 
+#include "dns/wire.hpp"
 #include "netstack/packet.hpp"
 
 namespace causeway::netstack {
@@ -114,6 +115,7 @@ Engine::Engine(boost::asio::io_context& io, const Clock& clock, NatConfig cfg, F
   sc.if_mru = cfg_.mtu;
   sc.disable_host_loopback = !cfg_.host_loopback;
   sc.enable_emu = false;  // libslirp: "this code isn't safe"
+  sc.disable_dns = !cfg_.slirp_dns;
   cache_reset_ms_ = clock_.now_ms();
   slirp_.reset(slirp_new(&sc, &callbacks, this));
   if (!slirp_) throw std::runtime_error("libslirp refused the network configuration (slirp_new failed)");
@@ -142,6 +144,17 @@ void Engine::on_guest_frame(std::span<const uint8_t> frame) {
   }
   ++stats_.frames_in;
   stats_.bytes_in += frame.size();
+  if (dns_ && take_dns_query(frame)) return;
+  if (dns_tcp_shadowed_ && ether_type(frame) == kEtherTypeIpv4 && frame.size() >= kEthHeaderLen + 20 &&
+      frame[kEthHeaderLen + 9] == 6 && std::memcmp(frame.data() + kEthHeaderLen + 16, &cfg_.dns.s_addr, 4) == 0) {
+    if (auto ports = tcp4_ports(frame); ports && ports->second == 53) {
+      rewrite_buf_.assign(frame.begin(), frame.end());
+      rewrite_tcp4_address(rewrite_buf_, /*destination=*/true, dns_shadow_);
+      slirp_input(slirp_.get(), rewrite_buf_.data(), static_cast<int>(rewrite_buf_.size()));
+      schedule_pump();
+      return;
+    }
+  }
   if (ether_type(frame) == kEtherTypeIpv4 && frame.size() >= kEthHeaderLen + 20 &&
       std::memcmp(frame.data() + kEthHeaderLen + 12, &cfg_.guest.s_addr, 4) == 0) {
     std::copy_n(frame.begin() + 6, 6, guest_mac_.begin());
@@ -154,6 +167,75 @@ void Engine::on_guest_frame(std::span<const uint8_t> frame) {
 
 bool Engine::direct_forward(const PortForward& f) {
   return f.host.ss_family == AF_INET && f.proto == Proto::kTcp;
+}
+
+boost::system::error_code Engine::attach_dns(dns::Proxy& proxy, const std::string& tcp_unix_path) {
+  dns_ = &proxy;
+  // The shadow: the last host address of the guest network (10.0.2.254 by
+  // default), far from the DHCP pool at .15.
+  dns_shadow_.s_addr = (cfg_.network.s_addr & cfg_.netmask.s_addr) | (~cfg_.netmask.s_addr & htonl(0xfffffffe));
+  in_addr shadow = dns_shadow_;
+  if (slirp_add_unix(slirp_.get(), tcp_unix_path.c_str(), &shadow, 53) < 0)
+    return {errno ? errno : EINVAL, boost::system::system_category()};
+  dns_tcp_shadowed_ = true;
+  return {};
+}
+
+bool Engine::take_dns_query(std::span<const uint8_t> frame) {
+  // Cheap screen first: only UDP to the DNS address is ours.
+  const uint16_t type = ether_type(frame);
+  const Mac query_dst{frame[0], frame[1], frame[2], frame[3], frame[4], frame[5]};
+  auto answer_fits = [this](size_t overhead, std::vector<uint8_t>& answer, const std::vector<uint8_t>& query) {
+    if (answer.size() + overhead <= cfg_.mtu) return;
+    // Over the link MTU and we do not fragment: a TC answer makes the guest
+    // retry over TCP (RFC 1035 §4.2.1, RFC 7766 §5).
+    answer = dns::make_error_response(query, dns::Rcode::kNoError);
+    dns::set_tc(answer);
+    ++stats_.dns_truncated;
+  };
+  if (type == kEtherTypeIpv4) {
+    if (frame.size() < kEthHeaderLen + 28 || frame[kEthHeaderLen + 9] != 17 ||
+        std::memcmp(frame.data() + kEthHeaderLen + 16, &cfg_.dns.s_addr, 4) != 0)
+      return false;
+    const auto v = parse_udp4(frame);
+    if (!v || v->dst_port != 53) return false;
+    ++stats_.dns_udp_queries;
+    std::vector<uint8_t> query(v->payload.begin(), v->payload.end());
+    dns_->on_query(v->payload, dns::Transport::kUdp,
+                   [this, alive = std::weak_ptr<bool>(alive_), query_dst, src_mac = v->src_mac, src = v->src,
+                    sport = v->src_port, query = std::move(query), answer_fits](std::vector<uint8_t> answer) mutable {
+                     auto a = alive.lock();
+                     if (!a || !*a) return;
+                     answer_fits(28, answer, query);
+                     const auto f = build_udp4(query_dst, src_mac, cfg_.dns, 53, src, sport, answer);
+                     ++stats_.frames_out;
+                     stats_.bytes_out += f.size();
+                     port_.send_to_guest(f);
+                   });
+    return true;
+  }
+  if (type == kEtherTypeIpv6 && cfg_.ipv6) {
+    if (frame.size() < kEthHeaderLen + 48 || frame[kEthHeaderLen + 6] != 17 ||
+        std::memcmp(frame.data() + kEthHeaderLen + 24, &cfg_.dns6, 16) != 0)
+      return false;
+    const auto v = parse_udp6(frame);
+    if (!v || v->dst_port != 53) return false;
+    ++stats_.dns_udp_queries;
+    std::vector<uint8_t> query(v->payload.begin(), v->payload.end());
+    dns_->on_query(v->payload, dns::Transport::kUdp,
+                   [this, alive = std::weak_ptr<bool>(alive_), query_dst, src_mac = v->src_mac, src = v->src,
+                    sport = v->src_port, query = std::move(query), answer_fits](std::vector<uint8_t> answer) mutable {
+                     auto a = alive.lock();
+                     if (!a || !*a) return;
+                     answer_fits(48, answer, query);
+                     const auto f = build_udp6(query_dst, src_mac, cfg_.dns6, 53, src, sport, answer);
+                     ++stats_.frames_out;
+                     stats_.bytes_out += f.size();
+                     port_.send_to_guest(f);
+                   });
+    return true;
+  }
+  return false;
 }
 
 bool Engine::take_udp_flow_reply(std::span<const uint8_t> frame) {
@@ -426,7 +508,21 @@ ssize_t Engine::cb_send_packet(const void* buf, size_t len, void* opaque) {
   auto* self = static_cast<Engine*>(opaque);
   ++self->stats_.frames_out;
   self->stats_.bytes_out += len;
-  self->port_.send_to_guest(std::span<const uint8_t>(static_cast<const uint8_t*>(buf), len));
+  std::span<const uint8_t> frame(static_cast<const uint8_t*>(buf), len);
+  if (self->dns_tcp_shadowed_ && len >= kEthHeaderLen + 20 && ether_type(frame) == kEtherTypeIpv4 &&
+      frame[kEthHeaderLen + 9] == 6 && std::memcmp(frame.data() + kEthHeaderLen + 12, &self->dns_shadow_.s_addr, 4) == 0) {
+    if (auto ports = tcp4_ports(frame); ports && ports->first == 53) {
+      // Back from the shadow to the address the guest asked (see attach_dns).
+      std::vector<uint8_t> copy(frame.begin(), frame.end());
+      rewrite_tcp4_address(copy, /*destination=*/false, self->cfg_.dns);
+      const Mac dns_mac{0x52, 0x55, 0, 0, 0, 0};
+      std::copy(dns_mac.begin(), dns_mac.begin() + 2, copy.begin() + 6);
+      std::memcpy(copy.data() + 8, &self->cfg_.dns.s_addr, 4);  // source MAC 52:55:<dns address>, as for ARP
+      self->port_.send_to_guest(copy);
+      return static_cast<ssize_t>(len);
+    }
+  }
+  self->port_.send_to_guest(frame);
   return static_cast<ssize_t>(len);
 }
 

@@ -70,6 +70,7 @@
 #include "netstack/frame.hpp"
 #include "netstack/frame_port.hpp"
 #include "netstack/nat_config.hpp"
+#include "dns/proxy.hpp"
 #include "portfwd/guest_datagram.hpp"
 #include "portfwd/loopback_connector.hpp"
 #include "portfwd/tcp_relay.hpp"
@@ -94,6 +95,9 @@ struct EngineStats {
   uint64_t udp_flow_frames_out = 0;
   uint64_t udp_flow_drops = 0;       // guest MAC unknown, or datagram over the MTU
   size_t udp_flows = 0;
+  uint64_t dns_udp_queries = 0;
+  uint64_t dns_truncated = 0;        // answers over the link MTU sent as TC=1
+  uint64_t dns_answers_dropped = 0;  // guest MAC gone, or answer after the engine changed
   [[nodiscard]] uint64_t dropped_total() const;
 };
 
@@ -111,6 +115,15 @@ class Engine final : public FrameSink, public portfwd::GuestDatagramChannel {
   // forwarded UDP datagram) is not lost waiting for ARP. For attachments
   // that know the guest's MAC up front (netns); nothing goes on the wire.
   void announce_guest(const Mac& mac);
+
+  // Hands the guest's DNS to `proxy`: UDP queries to the DNS address (IPv4
+  // and IPv6, port 53) are taken before libslirp. TCP to the IPv4 DNS
+  // address reaches `tcp_unix_path` (a DnsTcpFrontend) through a libslirp
+  // unix forward — which libslirp refuses on its nameserver address, so the
+  // forward sits on kDnsTcpShadow and the engine rewrites 10.0.2.3:53 ⇄
+  // shadow:53 in TCP frames both ways (checksums patched, RFC 1624). Call
+  // once, right after construction.
+  boost::system::error_code attach_dns(dns::Proxy& proxy, const std::string& tcp_unix_path);
 
   // Opens a host listener for `f`. Errors are the host's (EADDRINUSE, EACCES…).
   boost::system::error_code add_forward(const PortForward& f);
@@ -195,6 +208,11 @@ class Engine final : public FrameSink, public portfwd::GuestDatagramChannel {
   Mac guest_mac_{};
   bool guest_mac_known_ = false;
   bool take_udp_flow_reply(std::span<const uint8_t> frame);
+  bool take_dns_query(std::span<const uint8_t> frame);
+  bool dns_tcp_shadowed_ = false;
+  in_addr dns_shadow_{};
+  std::vector<uint8_t> rewrite_buf_;
+  dns::Proxy* dns_ = nullptr;
 
   // Declared last: slirp_cleanup calls back into the members above.
   std::unique_ptr<Slirp, SlirpDeleter> slirp_;

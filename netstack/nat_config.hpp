@@ -31,6 +31,10 @@ struct NatConfig {
   bool host_loopback = true;
   std::string hostname = "causeway";
   std::vector<std::string> dns_search;
+  // libslirp's own DNS forwarding at `dns` (first host server only). Off when
+  // the engine has a dns::Proxy (Engine::attach_dns); on in plain mode
+  // (dnsTunneling=false).
+  bool slirp_dns = true;
 };
 
 // The gateway's MAC as libslirp derives it (52:55 + the gateway's IPv4 address).

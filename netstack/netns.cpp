@@ -159,6 +159,23 @@ bool map_own_ids(uid_t uid, gid_t gid, std::string& err) {
 
 }  // namespace
 
+std::string render_resolv_conf(const std::vector<std::string>& nameservers, const std::vector<std::string>& search) {
+  std::string out = "# written by causeway for this namespace\n";
+  for (auto& ns : nameservers) out += "nameserver " + ns + "\n";
+  if (!search.empty()) {
+    out += "search";
+    for (auto& d : search) out += " " + d;
+    out += "\n";
+  }
+  return out;
+}
+
+bool rewrite_resolv_conf(const std::string& path, const std::string& text) {
+  // In place (same inode): the namespace sees the file through a bind mount.
+  UniqueFd fd(::open(path.c_str(), O_WRONLY | O_TRUNC | O_CLOEXEC));
+  return fd && ::write(fd.get(), text.data(), text.size()) == static_cast<ssize_t>(text.size());
+}
+
 Result create_configured_tap(const TapConfig& cfg) {
   if (cfg.ifname.empty() || cfg.ifname.size() >= IFNAMSIZ) return std::string("bad interface name: " + cfg.ifname);
   UniqueFd tap(::open("/dev/net/tun", O_RDWR | O_CLOEXEC));
@@ -229,13 +246,7 @@ boost::system::result<SpawnedCommand, std::string> spawn_in_new_namespace(const 
   UniqueFd rfd(::mkstemp(tmpl.data()));
   if (!rfd) return errno_text("cannot create a temporary resolv.conf in " + tmpl);
   out.resolv_conf_path = tmpl;
-  std::string resolv = "# written by causeway for this namespace\n";
-  for (auto& ns : cfg.nameservers) resolv += "nameserver " + ns + "\n";
-  if (!cfg.search.empty()) {
-    resolv += "search";
-    for (auto& s : cfg.search) resolv += " " + s;
-    resolv += "\n";
-  }
+  const std::string resolv = render_resolv_conf(cfg.nameservers, cfg.search);
   (void)!::write(rfd.get(), resolv.data(), resolv.size());
   ::fchmod(rfd.get(), 0644);
   rfd.reset();

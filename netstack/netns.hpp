@@ -79,6 +79,11 @@ boost::system::result<UniqueFd, std::string> attach_to_namespace(const TapConfig
 // Exposed for tests that set up their own namespace.
 boost::system::result<UniqueFd, std::string> create_configured_tap(const TapConfig& cfg);
 
+// The namespace's resolv.conf text, and an in-place rewrite of the file
+// behind its bind mount (search domains follow the host live).
+std::string render_resolv_conf(const std::vector<std::string>& nameservers, const std::vector<std::string>& search);
+bool rewrite_resolv_conf(const std::string& path, const std::string& text);
+
 // Encodes a waitpid status as a shell would: the exit code, or 128 + signal.
 int shell_status(int wait_status);
 

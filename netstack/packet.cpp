@@ -80,4 +80,91 @@ std::vector<uint8_t> build_udp4(const Mac& src_mac, const Mac& dst_mac, in_addr 
   return f;
 }
 
+namespace {
+// RFC 1624 eqn. 3: HC' = ~(~HC + ~m + m') for one 16-bit word.
+uint16_t csum_replace16(uint16_t hc, uint16_t old_word, uint16_t new_word) {
+  uint32_t sum = static_cast<uint16_t>(~hc);
+  sum += static_cast<uint16_t>(~old_word);
+  sum += new_word;
+  return static_cast<uint16_t>(~checksum_fold(sum));
+}
+}  // namespace
+
+std::optional<std::pair<uint16_t, uint16_t>> tcp4_ports(std::span<const uint8_t> frame) {
+  if (frame.size() < kEthHeaderLen + 20 || ether_type(frame) != kEtherTypeIpv4) return std::nullopt;
+  const auto ip = frame.subspan(kEthHeaderLen);
+  const size_t ihl = static_cast<size_t>(ip[0] & 0x0f) * 4;
+  if (ip[9] != 6 || ihl < 20 || ip.size() < ihl + 20 || (be16(ip, 6) & 0x1fff) != 0) return std::nullopt;
+  return std::pair<uint16_t, uint16_t>(be16(ip, ihl), be16(ip, ihl + 2));
+}
+
+bool rewrite_tcp4_address(std::span<uint8_t> frame, bool destination, in_addr to) {
+  if (!tcp4_ports(frame)) return false;
+  uint8_t* ip = frame.data() + kEthHeaderLen;
+  const size_t ihl = static_cast<size_t>(ip[0] & 0x0f) * 4;
+  uint8_t* addr = ip + (destination ? 16 : 12);
+  uint8_t* tcp = ip + ihl;
+  uint8_t newb[4];
+  std::memcpy(newb, &to, 4);
+  for (int w = 0; w < 2; ++w) {
+    const auto old_word = static_cast<uint16_t>((addr[2 * w] << 8) | addr[2 * w + 1]);
+    const auto new_word = static_cast<uint16_t>((newb[2 * w] << 8) | newb[2 * w + 1]);
+    put16(ip + 10, csum_replace16(static_cast<uint16_t>((ip[10] << 8) | ip[11]), old_word, new_word));
+    // The TCP checksum covers the addresses through its pseudo-header.
+    put16(tcp + 16, csum_replace16(static_cast<uint16_t>((tcp[16] << 8) | tcp[17]), old_word, new_word));
+  }
+  std::memcpy(addr, newb, 4);
+  return true;
+}
+
+std::optional<Udp6View> parse_udp6(std::span<const uint8_t> frame) {
+  if (frame.size() < kEthHeaderLen + 40 + 8 || ether_type(frame) != kEtherTypeIpv6) return std::nullopt;
+  const auto ip = frame.subspan(kEthHeaderLen);
+  if ((ip[0] >> 4) != 6 || ip[6] != kProtoUdp) return std::nullopt;
+  const size_t plen = be16(ip, 4);
+  if (plen < 8 || 40 + plen > ip.size()) return std::nullopt;
+  const auto udp = ip.subspan(40, plen);
+  const size_t ulen = be16(udp, 4);
+  if (ulen < 8 || ulen > udp.size()) return std::nullopt;
+  Udp6View v;
+  std::copy_n(frame.begin() + 6, 6, v.src_mac.begin());
+  std::memcpy(&v.src, ip.data() + 8, 16);
+  std::memcpy(&v.dst, ip.data() + 24, 16);
+  v.src_port = be16(udp, 0);
+  v.dst_port = be16(udp, 2);
+  v.payload = udp.subspan(8, ulen - 8);
+  return v;
+}
+
+std::vector<uint8_t> build_udp6(const Mac& src_mac, const Mac& dst_mac, const in6_addr& src, uint16_t src_port,
+                                const in6_addr& dst, uint16_t dst_port, std::span<const uint8_t> payload) {
+  const size_t udp_len = 8 + payload.size();
+  std::vector<uint8_t> f(kEthHeaderLen + 40 + udp_len);
+  uint8_t* p = f.data();
+  std::copy(dst_mac.begin(), dst_mac.end(), p);
+  std::copy(src_mac.begin(), src_mac.end(), p + 6);
+  put16(p + 12, kEtherTypeIpv6);
+  uint8_t* ip = p + kEthHeaderLen;
+  ip[0] = 0x60;
+  put16(ip + 4, static_cast<uint16_t>(udp_len));
+  ip[6] = kProtoUdp;
+  ip[7] = 64;  // hop limit
+  std::memcpy(ip + 8, &src, 16);
+  std::memcpy(ip + 24, &dst, 16);
+  uint8_t* udp = ip + 40;
+  put16(udp, src_port);
+  put16(udp + 2, dst_port);
+  put16(udp + 4, static_cast<uint16_t>(udp_len));
+  std::copy(payload.begin(), payload.end(), udp + 8);
+  // RFC 8200 §8.1 pseudo-header: addresses, upper-layer length (32 bits), next header.
+  uint8_t pseudo[40] = {};
+  std::memcpy(pseudo, &src, 16);
+  std::memcpy(pseudo + 16, &dst, 16);
+  put16(pseudo + 34, static_cast<uint16_t>(udp_len));
+  pseudo[39] = kProtoUdp;
+  uint16_t sum = static_cast<uint16_t>(~checksum_fold(checksum_add({udp, udp_len}, checksum_add(pseudo))));
+  put16(udp + 6, sum == 0 ? 0xffff : sum);
+  return f;
+}
+
 }  // namespace causeway::netstack

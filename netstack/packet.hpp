@@ -15,6 +15,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <utility>
 #include <span>
 #include <vector>
 
@@ -35,9 +36,33 @@ struct Udp4View {
 // unless it is an unfragmented IPv4 UDP datagram whose lengths agree.
 std::optional<Udp4View> parse_udp4(std::span<const uint8_t> frame);
 
+struct Udp6View {
+  Mac src_mac{};
+  in6_addr src{};
+  in6_addr dst{};
+  uint16_t src_port = 0;
+  uint16_t dst_port = 0;
+  std::span<const uint8_t> payload;
+};
+
+// Parses an IPv6 UDP datagram whose next header is UDP directly (no
+// extension headers: those go to libslirp) and whose lengths agree.
+std::optional<Udp6View> parse_udp6(std::span<const uint8_t> frame);
+
+// Builds Ethernet + IPv6 + UDP (RFC 8200 §8.1: the UDP checksum is mandatory).
+std::vector<uint8_t> build_udp6(const Mac& src_mac, const Mac& dst_mac, const in6_addr& src, uint16_t src_port,
+                                const in6_addr& dst, uint16_t dst_port, std::span<const uint8_t> payload);
+
 // Builds Ethernet + IPv4 + UDP with valid checksums.
 std::vector<uint8_t> build_udp4(const Mac& src_mac, const Mac& dst_mac, in_addr src, uint16_t src_port, in_addr dst,
                                 uint16_t dst_port, std::span<const uint8_t> payload);
+
+// Replaces the IPv4 source or destination address of a TCP segment in
+// place, patching the IPv4 and TCP checksums incrementally (RFC 1624 eqn. 3).
+// Returns false (frame untouched) unless it is an unfragmented IPv4 TCP frame.
+bool rewrite_tcp4_address(std::span<uint8_t> frame, bool destination, in_addr to);
+// The TCP ports of an IPv4 TCP frame, if it is one.
+std::optional<std::pair<uint16_t, uint16_t>> tcp4_ports(std::span<const uint8_t> frame);
 
 // RFC 1071 one's-complement sum, folded, not inverted; `initial` chains sums.
 uint32_t checksum_add(std::span<const uint8_t> data, uint32_t initial = 0);

@@ -65,3 +65,63 @@ TEST(Udp4, RejectsFragmentsTruncationAndOtherProtocols) {
 
 }  // namespace
 }  // namespace causeway::netstack
+
+namespace causeway::netstack {
+namespace {
+
+TEST(Udp6, BuiltFrameParsesBackWithAValidChecksum) {
+  in6_addr a{}, b{};
+  inet_pton(AF_INET6, "fd00::3", &a);
+  inet_pton(AF_INET6, "fd00::43:57ff:fe00:f", &b);
+  const std::vector<uint8_t> payload{1, 2, 3, 4, 5};
+  auto f = build_udp6(kGw, kGuest, a, 53, b, 40000, payload);
+  auto v = parse_udp6(f);
+  ASSERT_TRUE(v.has_value());
+  EXPECT_EQ(v->src_port, 53);
+  EXPECT_EQ(v->dst_port, 40000);
+  EXPECT_EQ(std::vector<uint8_t>(v->payload.begin(), v->payload.end()), payload);
+  const uint8_t* ip = f.data() + kEthHeaderLen;
+  uint8_t pseudo[40] = {};
+  std::memcpy(pseudo, ip + 8, 32);
+  pseudo[35] = static_cast<uint8_t>(8 + payload.size());
+  pseudo[39] = 17;
+  EXPECT_EQ(checksum_fold(checksum_add({ip + 40, 8 + payload.size()}, checksum_add(pseudo))), 0xffff);
+}
+
+TEST(Tcp4Rewrite, KeepsBothChecksumsValid) {
+  // A UDP-built frame turned into a minimal TCP segment with correct checksums.
+  const std::vector<uint8_t> body(20, 0);
+  auto f = build_udp4(kGw, kGuest, ip("10.0.2.15"), 40000, ip("10.0.2.3"), 53, std::span<const uint8_t>(body.data(), 12));
+  uint8_t* ipb = f.data() + kEthHeaderLen;
+  ipb[9] = 6;
+  ipb[10] = ipb[11] = 0;
+  const uint16_t hs = static_cast<uint16_t>(~checksum_fold(checksum_add({ipb, 20})));
+  ipb[10] = static_cast<uint8_t>(hs >> 8);
+  ipb[11] = static_cast<uint8_t>(hs);
+  uint8_t* tcp = ipb + 20;
+  std::memset(tcp + 4, 0, 16);
+  tcp[12] = 0x50;  // data offset 5
+  auto tcp_sum = [&] {
+    uint8_t pseudo[12] = {};
+    std::memcpy(pseudo, ipb + 12, 8);
+    pseudo[9] = 6;
+    pseudo[11] = 20;
+    return checksum_fold(checksum_add({tcp, 20}, checksum_add(pseudo)));
+  };
+  const uint16_t ts = static_cast<uint16_t>(~tcp_sum());
+  tcp[16] = static_cast<uint8_t>(ts >> 8);
+  tcp[17] = static_cast<uint8_t>(ts);
+  ASSERT_EQ(tcp_sum(), 0xffff);
+  auto ports = tcp4_ports(f);
+  ASSERT_TRUE(ports.has_value());
+  EXPECT_EQ(ports->second, 53);
+  ASSERT_TRUE(rewrite_tcp4_address(f, true, ip("10.0.2.254")));
+  EXPECT_EQ(ipb[19], 254);
+  EXPECT_EQ(checksum_fold(checksum_add({ipb, 20})), 0xffff) << "IPv4 header checksum after rewrite";
+  EXPECT_EQ(tcp_sum(), 0xffff) << "TCP checksum after rewrite";
+  auto udp = build_udp4(kGw, kGuest, ip("10.0.2.2"), 1, ip("10.0.2.15"), 2, body);
+  EXPECT_FALSE(rewrite_tcp4_address(udp, true, ip("10.0.2.254")));
+}
+
+}  // namespace
+}  // namespace causeway::netstack
