@@ -431,6 +431,13 @@ void Engine::pump() {
 
 void Engine::sync_interest() {
   const int64_t now = clock_.now_ms();
+  // Steady state: libslirp asked for exactly what it asked for last turn.
+  const bool same = fds_.size() == prev_fds_.size() &&
+                    std::equal(fds_.begin(), fds_.end(), prev_fds_.begin(), [](const pollfd& a, const pollfd& b) {
+                      return a.fd == b.fd && a.events == b.events;
+                    });
+  if (same && now - cache_reset_ms_ < kInterestCacheLifetimeMs) return;
+  prev_fds_ = fds_;
   if (now - cache_reset_ms_ >= kInterestCacheLifetimeMs) {
     // Safety net (see header): forget and re-add everything still wanted.
     for (auto& [fd, ev] : interest_) epoll_ctl(epfd_.get(), EPOLL_CTL_DEL, fd, nullptr);
@@ -469,15 +476,19 @@ void Engine::arm_waits(uint32_t timeout_ms) {
   int64_t deadline_ms = timeout_ms == UINT32_MAX ? -1 : clock_.now_ms() + timeout_ms;
   for (auto& t : timers_)
     if (t->expire_ms >= 0 && (deadline_ms < 0 || t->expire_ms < deadline_ms)) deadline_ms = t->expire_ms;
-  if (deadline_ms >= 0) {
+  // Re-arm only for an earlier deadline: a timer that fires early costs one
+  // idle pump, re-arming on every busy turn costs a cancel and a handler.
+  if (deadline_ms >= 0 && (timer_armed_ms_ < 0 || deadline_ms < timer_armed_ms_)) {
     const auto delay = std::chrono::milliseconds(std::max<int64_t>(0, deadline_ms - clock_.now_ms()));
+    timer_armed_ms_ = deadline_ms;
     wake_timer_.expires_after(delay);
     wake_timer_.async_wait([this, alive = std::weak_ptr<bool>(alive_)](boost::system::error_code ec) {
       if (ec) return;
-      if (auto a = alive.lock(); a && *a) schedule_pump();
+      if (auto a = alive.lock(); a && *a) {
+        timer_armed_ms_ = -1;
+        schedule_pump();
+      }
     });
-  } else {
-    wake_timer_.cancel();
   }
   if (!ep_wait_armed_) {
     ep_wait_armed_ = true;
@@ -557,6 +568,7 @@ void Engine::cb_register_poll_fd(int, void*) {}
 void Engine::cb_unregister_poll_fd(int fd, void* opaque) {
   auto* self = static_cast<Engine*>(opaque);
   if (self->interest_.erase(fd)) epoll_ctl(self->epfd_.get(), EPOLL_CTL_DEL, fd, nullptr);
+  self->prev_fds_.clear();  // the next turn must resync
 }
 
 void Engine::cb_notify(void* opaque) { static_cast<Engine*>(opaque)->schedule_pump(); }
