@@ -1,28 +1,40 @@
 #!/usr/bin/env bash
 #
-# build-guest.sh — build causeway's default test guest: Debian's cloud kernel + a busybox
-# initramfs, for booting under QEMU (TCG) with the network provided by causeway.
+# build-guest.sh — build causeway's default guest: Debian's cloud kernel + a busybox
+# initramfs with the causeway guest agent, for booting under QEMU (KVM or TCG) with the
+# network provided by causeway.
 #
-# Usage: scripts/build-guest.sh [--out DIR] [--force] [--quiet]
-#   --out DIR   output directory (default: <repo>/build/guest)
-#   --force     rebuild even if the stamp says the inputs are unchanged
-#   --quiet     only print errors and the final line
+# Usage: scripts/build-guest.sh [--out DIR] [--agent PATH | --no-agent] [--force] [--quiet]
+#   --out DIR      output directory (default: <repo>/build/guest)
+#   --agent PATH   the statically linked guest agent (default: <repo>/build/causeway-agent,
+#                  built by `cmake --build build --target causeway-agent`)
+#   --no-agent     build the image without the agent (only guest/init.sh as /init)
+#   --force        rebuild even if the stamp says the inputs are unchanged
+#   --quiet        only print errors and the final line
 #
 # Outputs (in DIR):
 #   vmlinuz               the kernel (bzImage) from Debian's linux-image-<ver>-cloud-amd64
 #   initramfs.cpio.gz     newc cpio, gzip: busybox-static + applet symlinks, /init
-#                         (guest/init.sh), /etc/udhcpc.script (guest/udhcpc.script), the
-#                         virtio/vsock/diag modules and /lib/modules/load.list (load order)
+#                         (guest/init.sh), /sbin/causeway-agent (the agent, stripped),
+#                         /etc/udhcpc.script (guest/udhcpc.script), the virtio/vsock/diag
+#                         modules and /lib/modules/load.list (load order)
 #   kernel-release        the kernel release string (e.g. 6.1.0-56-cloud-amd64)
 #   .stamp                hash of all inputs; the build is skipped when it is unchanged
 #   cache/                the downloaded .deb and its extracted tree (reused)
 #
+# Booting: the kernel runs /init (guest/init.sh: the marker-printing test guest its
+# cw.mode=... parameters select) unless the command line says rdinit=/sbin/causeway-agent,
+# which makes the agent PID 1 — what `causeway run` does. The agent connects to the host
+# over vsock (CID 2, port 1024; cw.agent.port=N) or, with cw.agent.transport=serial, over
+# the virtio-serial port org.causeway.agent (vmm/agent/guest/boot.hpp).
+#
 # Inputs hashed into the stamp: this script, the kernel package name and version that
-# linux-image-cloud-amd64 depends on, busybox-static's version and binary, and every file in
-# guest/. Change any of them and the next run rebuilds.
+# linux-image-cloud-amd64 depends on, busybox-static's version and binary, the agent binary,
+# and every file in guest/. Change any of them and the next run rebuilds.
 #
 # Needs (Debian 12 packages): apt (apt-get download / apt-cache), dpkg (dpkg -x),
-# busybox-static, cpio, kmod (depmod: the .deb ships no modules.dep), gzip, coreutils;
+# busybox-static, cpio, kmod (depmod: the .deb ships no modules.dep), gzip, coreutils,
+# binutils (strip; optional: without it the agent goes in with its debug info);
 # xz-utils / zstd only if the kernel's modules are compressed. No root needed unless the apt
 # lists are missing (then it runs `apt-get update`, which needs root).
 # The kernel is never installed into /boot and never built.
@@ -37,6 +49,8 @@ SELF="$ROOT/scripts/build-guest.sh"
 OUT="$ROOT/build/guest"
 FORCE=0
 QUIET=0
+AGENT="$ROOT/build/causeway-agent"
+WITH_AGENT=1
 META_PKG=linux-image-cloud-amd64
 
 # Modules the guest needs, by module name. Their dependencies are pulled in from modules.dep;
@@ -47,9 +61,12 @@ MODULES=(
     failover net_failover virtio_net
     vsock vmw_vsock_virtio_transport_common vmw_vsock_virtio_transport
     virtio_rng
+    virtio_console
     inet_diag tcp_diag udp_diag
 )
-OPTIONAL_MODULES=" virtio_pci_modern_dev virtio_pci_legacy_dev "
+# virtio_console carries the agent's debugging transport (virtio-serial); the image works
+# without it over vsock.
+OPTIONAL_MODULES=" virtio_pci_modern_dev virtio_pci_legacy_dev virtio_console "
 
 say() { [[ $QUIET == 1 ]] || printf 'build-guest: %s\n' "$*"; }
 die() { printf 'build-guest: ERROR: %s\n' "$*" >&2; exit 1; }
@@ -58,6 +75,9 @@ while [[ $# -gt 0 ]]; do
     case "$1" in
         --out) [[ $# -ge 2 ]] || die "--out needs a directory"; OUT=$2; shift 2 ;;
         --out=*) OUT=${1#--out=}; shift ;;
+        --agent) [[ $# -ge 2 ]] || die "--agent needs a path"; AGENT=$2; WITH_AGENT=1; shift 2 ;;
+        --agent=*) AGENT=${1#--agent=}; WITH_AGENT=1; shift ;;
+        --no-agent) WITH_AGENT=0; shift ;;
         --force) FORCE=1; shift ;;
         --quiet) QUIET=1; shift ;;
         -h|--help) sed -n '2,/^set -euo/p' "$SELF" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
@@ -86,6 +106,18 @@ ldd_out=$(ldd "$BUSYBOX" 2>&1 || true)
     die "$BUSYBOX is dynamically linked: apt-get install busybox-static"
 BB_VERSION=$(dpkg-query -W -f='${Version}' busybox-static 2>/dev/null || true)
 [[ -n $BB_VERSION ]] || BB_VERSION=$("$BUSYBOX" 2>&1 | head -n 1 || true)
+
+# ------------------------------------------------------------------ guest agent
+if [[ $WITH_AGENT == 1 ]]; then
+    [[ -e $AGENT ]] || die "guest agent not found at $AGENT: build it first (cmake --build build --target causeway-agent), pass --agent PATH, or --no-agent for an image without it"
+    [[ -f $AGENT && -x $AGENT ]] || die "guest agent $AGENT is not an executable file"
+    AGENT=$(readlink -f "$AGENT")
+    ldd_out=$(ldd "$AGENT" 2>&1 || true)
+    [[ $ldd_out == *"not a dynamic executable"* || $ldd_out == *"statically linked"* ]] ||
+        die "guest agent $AGENT is dynamically linked (the initramfs has no libc): build it without CAUSEWAY_SANITIZE (the release preset)"
+    AGENT_VERSION=$("$AGENT" --version 2>/dev/null | head -n 1 || true)
+    [[ $AGENT_VERSION == causeway-agent* ]] || die "$AGENT --version did not identify a causeway agent (got '${AGENT_VERSION}')"
+fi
 
 # ------------------------------------------------------------------ kernel package
 apt_updated=0
@@ -131,6 +163,7 @@ input_hash() {
         echo "script $(sha256sum <"$SELF")"
         echo "kernel $KPKG $KVER"
         echo "busybox $BB_VERSION $(sha256sum <"$BUSYBOX")"
+        if [[ $WITH_AGENT == 1 ]]; then echo "agent $(sha256sum <"$AGENT")"; else echo "agent none"; fi
         if [[ -d $ROOT/guest ]]; then
             (cd "$ROOT/guest" && find . -type f -print0 | LC_ALL=C sort -z | xargs -0r sha256sum)
         fi
@@ -280,6 +313,18 @@ say "busybox $BB_VERSION with $n_applets applet links"
 
 [[ -f $ROOT/guest/init.sh ]] || die "missing $ROOT/guest/init.sh"
 install -m 0755 "$ROOT/guest/init.sh" "$TREE/init"
+if [[ $WITH_AGENT == 1 ]]; then
+    # Stripped: the debug info is most of the binary and no use inside the guest.
+    if command -v strip >/dev/null 2>&1; then
+        strip -o "$TREE/sbin/causeway-agent" "$AGENT" || die "strip $AGENT failed"
+    else
+        cp "$AGENT" "$TREE/sbin/causeway-agent"
+    fi
+    chmod 0755 "$TREE/sbin/causeway-agent"
+    say "agent: $AGENT_VERSION ($(du -k "$TREE/sbin/causeway-agent" | cut -f1) KiB) at /sbin/causeway-agent"
+else
+    say "no agent (--no-agent): the image boots guest/init.sh only"
+fi
 if [[ -f $ROOT/guest/udhcpc.script ]]; then
     install -m 0755 "$ROOT/guest/udhcpc.script" "$TREE/etc/udhcpc.script"
 fi
@@ -324,5 +369,6 @@ mv -f "$STAGE/initramfs.cpio.gz" "$OUT/initramfs.cpio.gz"
 echo "$KREL" >"$OUT/kernel-release"
 echo "$HASH" >"$OUT/.stamp"
 rm -rf "$STAGE"
-printf 'build-guest: built %s: vmlinuz (%s KiB), initramfs.cpio.gz (%s KiB), kernel %s\n' \
-    "$OUT" "$(du -k "$OUT/vmlinuz" | cut -f1)" "$(du -k "$OUT/initramfs.cpio.gz" | cut -f1)" "$KREL"
+printf 'build-guest: built %s: vmlinuz (%s KiB), initramfs.cpio.gz (%s KiB), kernel %s, %s\n' \
+    "$OUT" "$(du -k "$OUT/vmlinuz" | cut -f1)" "$(du -k "$OUT/initramfs.cpio.gz" | cut -f1)" "$KREL" \
+    "$([[ $WITH_AGENT == 1 ]] && echo "agent (rdinit=/sbin/causeway-agent)" || echo "no agent")"

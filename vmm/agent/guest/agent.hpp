@@ -1,0 +1,151 @@
+// The guest agent's session with the host: one poll(2) loop over the
+// transport, the command's stdio and a signalfd for SIGCHLD.
+//
+// Theory of operation
+//   States:  AwaitHello → Configuring → Running → Exited → (end)
+//     AwaitHello   Ready is queued at once; the first message must be a Hello
+//                  of our protocol version (else Error and end). Bounded by
+//                  hello_timeout.
+//     Configuring  NetConfig is applied when it arrives (it may also come
+//                  later: mirrored mode updates). Run starts the command; if
+//                  no NetConfig came first — or none within netconfig_timeout
+//                  — the network is configured by DHCP before it starts.
+//     Running      stdout/stderr (pipes) or the pty master are read in chunks
+//                  of kMaxChunk and sent as Stdout/Stderr; Stdin is queued to
+//                  the command; Signal goes to its process group (with a pty:
+//                  the terminal's foreground group); Resize sets the window
+//                  size (the kernel sends SIGWINCH).
+//     Exited       after the command's exit the output is drained until EOF or
+//                  until no byte arrived for drain_idle (a background process
+//                  may hold the pipe forever); then Exited is sent and the
+//                  agent waits up to shutdown_wait for the host's Shutdown
+//                  (which also tells it the Exited arrived) or end of stream.
+//   Shutdown at any time kills the command's process group and ends the
+//   session; so does end of stream. The outbound queue is then flushed for
+//   at most flush_timeout.
+//
+// Flow control: at most kMaxOutQueue bytes wait for the transport; above
+// that the command's output is not read (the pipe fills, the command blocks).
+// At most kMaxStdinQueue bytes wait for the command's stdin; above that the
+// transport is not read (vsock credit stops the host).
+//
+// Orphans: every child is reaped (waitpid(-1)); as PID 1 the agent inherits
+// all orphans. In --test-fd mode it is made a child subreaper to match.
+//
+// Errors: a malformed message from the host ends the session (Error sent
+// first); unexpected but well-formed messages are answered with Error and
+// ignored. Nothing here exits the process: run() returns and the caller
+// powers off (or, in test mode, exits).
+//
+// Thread safety: single-threaded.
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "base/unique_fd.hpp"
+#include "vmm/agent/protocol.hpp"
+
+namespace causeway::agent::guest {
+
+struct NetReport;
+
+struct AgentOptions {
+  std::string agent_version;
+  std::string kernel_release;
+  uint32_t uptime_ms = 0;
+  std::chrono::milliseconds hello_timeout{30'000};
+  std::chrono::milliseconds netconfig_timeout{10'000};
+  std::chrono::milliseconds drain_idle{500};
+  std::chrono::milliseconds shutdown_wait{10'000};
+  std::chrono::milliseconds flush_timeout{2'000};
+  bool debug = false;
+  // Network actions, injected: the real ones in the VM; test mode reports
+  // what it would do and touches nothing.
+  std::function<NetReport(const NetConfig&)> apply_net_config;
+  std::function<NetReport()> run_dhcp;
+  std::vector<std::string> early_logs;  // from boot, sent after Ready
+};
+
+struct AgentCounters {
+  uint64_t messages_in = 0, messages_out = 0;
+  uint64_t stdout_bytes = 0, stderr_bytes = 0, stdin_bytes = 0;
+  uint64_t orphans_reaped = 0;
+  uint64_t unexpected = 0;  // well-formed messages that did not fit the state
+};
+
+class Agent {
+ public:
+  static constexpr size_t kMaxOutQueue = 256 * 1024;
+  static constexpr size_t kMaxStdinQueue = 256 * 1024;
+
+  Agent(UniqueFd transport, AgentOptions opts);
+  ~Agent();
+  Agent(const Agent&) = delete;
+  Agent& operator=(const Agent&) = delete;
+
+  enum class Outcome {
+    Shutdown,     // the host asked for it (the normal end)
+    HostGone,     // end of stream / transport error
+    ProtocolError,  // the host sent something malformed or of another version
+    Timeout,      // no Hello, or no Shutdown after Exited
+  };
+  // Runs the session to its end.
+  Outcome run();
+  [[nodiscard]] const AgentCounters& counters() const { return counters_; }
+  [[nodiscard]] const std::string& end_reason() const { return end_reason_; }
+
+ private:
+  using Clock = std::chrono::steady_clock;
+  enum class State { AwaitHello, Configuring, Running, Exited, Done };
+  struct Child;
+
+  void send(const Message& m);
+  void log(std::string text);
+  void error(std::string text);
+  void end(Outcome o, std::string why);
+
+  void on_transport_readable();
+  void on_message(Message& m);
+  void on_run(const Run& run);
+  void on_signalfd();
+  void on_output(int which);
+  void on_stdin_writable();
+  void flush_out();
+  void configure_network_default();
+  void finish_command();
+  void kill_command();
+  std::optional<Clock::time_point> deadline() const;
+  void on_deadline();
+
+  UniqueFd transport_;
+  AgentOptions opts_;
+  Decoder decoder_{Direction::HostToGuest};
+  State state_ = State::AwaitHello;
+  std::optional<Outcome> outcome_;
+  std::string end_reason_;
+  std::vector<uint8_t> out_;
+  size_t out_off_ = 0;
+  bool transport_eof_ = false;
+  bool net_done_ = false;
+  bool ran_ = false;
+  Clock::time_point hello_deadline_;
+  Clock::time_point netconfig_deadline_;
+  Clock::time_point exited_at_;
+  UniqueFd sigfd_;
+  std::unique_ptr<Child> child_;
+  AgentCounters counters_;
+};
+
+// Argument parsing and the boot sequence of agent_main.cpp, exposed so the
+// binary's main() stays a few lines.
+int agent_main(int argc, char** argv);
+
+}  // namespace causeway::agent::guest

@@ -1,0 +1,96 @@
+// The QEMU command line for a causeway guest, built from our options: a pure
+// function (options → argv), unit-tested, with no file or process access.
+//
+// What it produces (q35; microvm swaps the -pci devices for their virtio-mmio
+// "-device" forms, which QEMU describes to the guest through ACPI):
+//   qemu-system-x86_64 -accel tcg|kvm [-cpu host]
+//     -machine q35 | microvm,pit=on,rtc=on
+//     -m <M>M -object memory-backend-memfd,id=mem0,size=<M>M,share=on -numa node,memdev=mem0
+//         (vhost-user back ends map guest RAM: it must be a shareable fd)
+//     -smp <n> -nodefaults -no-user-config -display none -no-reboot
+//     -kernel K -initrd I -append "console=ttyS0 panic=-1 loglevel=4 rdinit=/sbin/causeway-agent … <user>"
+//     -chardev file,id=console0,path=LOG -serial chardev:console0
+//     -chardev socket,id=net0-chr,path=S -netdev vhost-user,id=net0,chardev=net0-chr
+//         -device virtio-net-pci,netdev=net0,mac=M,mrg_rxbuf=on[,host_mtu=N]
+//       | -netdev stream,id=net0,addr.type=unix,addr.path=S -device virtio-net-pci,…   (--vm-net stream)
+//     -chardev socket,id=vsock0-chr,path=V -device vhost-user-vsock-pci,chardev=vsock0-chr
+//     [-device virtio-serial-pci -chardev socket,id=agent0-chr,path=A
+//      -device virtserialport,chardev=agent0-chr,name=org.causeway.agent]   (debug agent transport)
+//     -object rng-random,id=rng0,filename=/dev/urandom -device virtio-rng-pci,rng=rng0
+// QEMU is the client of every socket: the back ends (causeway) listen before
+// QEMU starts. With -no-reboot and panic=-1 a guest panic or reboot ends QEMU.
+// Paths go through QEMU's option syntax, where ',' must be doubled.
+//
+// Thread safety: pure functions.
+#pragma once
+
+#include <boost/system/result.hpp>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "vmm/machine/accel.hpp"
+
+namespace causeway::machine {
+
+enum class MachineType { Q35, Microvm };
+enum class NetAttachment {
+  None,       // no NIC
+  VhostUser,  // causeway's vhost-user virtio-net back end (the default)
+  Stream,     // QEMU's own virtio-net over -netdev stream (--vm-net stream)
+};
+
+constexpr std::string_view kAgentInit = "/sbin/causeway-agent";
+constexpr std::string_view kAgentSerialName = "org.causeway.agent";
+
+struct QemuOptions {
+  std::string qemu = "qemu-system-x86_64";
+  Accel accel = Accel::Tcg;
+  MachineType machine = MachineType::Q35;
+  unsigned cpus = 1;
+  uint64_t memory_mib = 512;
+
+  std::string kernel;
+  std::string initrd;
+  bool boot_agent = true;          // rdinit=/sbin/causeway-agent (false: the image's /init)
+  std::string extra_cmdline;       // appended last (wins over ours: the kernel takes the last value)
+  std::optional<uint64_t> tsc_khz; // microvm under TCG: the guest cannot calibrate its TSC alone
+
+  std::string console_log;         // serial console → this file ("" = no console)
+
+  NetAttachment net = NetAttachment::VhostUser;
+  std::string net_socket;          // vhost-user or stream unix socket (causeway listens)
+  std::string mac = "52:54:00:12:34:56";
+  uint32_t host_mtu = 0;           // virtio-net MTU offered to the guest (0 = none)
+
+  std::string vsock_socket;        // vhost-user-vsock socket ("" = no vsock device)
+  std::string agent_serial_socket; // virtio-serial port for the agent ("" = none); also
+                                   // sets cw.agent.transport=serial when there is no vsock
+  bool rng = true;                 // virtio-rng fed from /dev/urandom
+  std::vector<std::string> extra_args;
+};
+
+// The -append value.
+std::string kernel_cmdline(const QemuOptions& o);
+
+// argv[0] is o.qemu. Errors name the option to fix.
+boost::system::result<std::vector<std::string>, std::string> build_qemu_argv(const QemuOptions& o);
+
+// "a,b" → "a,,b": QEMU's escaping for option values.
+std::string qemu_escape(std::string_view value);
+
+// ---------------------------------------------------------------- version
+struct QemuVersion {
+  int major = 0, minor = 0, micro = 0;
+  friend auto operator<=>(const QemuVersion&, const QemuVersion&) = default;
+};
+constexpr QemuVersion kMinQemuVersion{7, 2, 0};  // -netdev stream, vhost-user-vsock with memfd
+
+// Parses the first line of `qemu-system-x86_64 --version`
+// ("QEMU emulator version 7.2.22 (Debian 1:7.2+dfsg-7+deb12u18)").
+std::optional<QemuVersion> parse_qemu_version(std::string_view text);
+std::string to_string(const QemuVersion& v);
+
+}  // namespace causeway::machine
