@@ -30,6 +30,7 @@
 #include "base/log.hpp"
 #include "cli/config.hpp"
 #include "cli/control.hpp"
+#include "cli/run.hpp"
 #include "cli/runtime.hpp"
 #include "dns/host_config.hpp"
 #include "netstack/listener_watch.hpp"
@@ -115,6 +116,15 @@ netstack::NatConfig nat_config(const NetOptions& o) {
 }
 
 std::optional<cli::DnsSetup> dns_setup(const NetOptions& o) {
+  if (o.no_dns_tunneling && o.host_resolv_conf != "/etc/resolv.conf") {
+    std::fprintf(stderr, "causeway: --host-resolv-conf needs DNS tunneling: without it libslirp forwards to the first "
+                         "server of /etc/resolv.conf and reads no other file\n");
+    return std::nullopt;
+  }
+  if (o.no_dns_tunneling && !o.dns_routes.empty()) {
+    std::fprintf(stderr, "causeway: --dns-route needs DNS tunneling (drop --no-dns-tunneling)\n");
+    return std::nullopt;
+  }
   cli::DnsSetup d;
   d.tunneling = !o.no_dns_tunneling;
   d.host_resolv_conf = o.host_resolv_conf;
@@ -203,7 +213,7 @@ int run_netns(NetOptions& o, const std::string& attach, const std::string& ifnam
   char text[INET6_ADDRSTRLEN];
   inet_ntop(AF_INET, &nat.dns, text, sizeof text);
   tc.nameservers = {text};
-  if (nat.ipv6) {
+  if (nat.ipv6 && dns->tunneling) {  // libslirp's plain forwarder does not answer on fd00::3
     inet_ntop(AF_INET6, &nat.dns6, text, sizeof text);
     tc.nameservers.emplace_back(text);
   }
@@ -455,6 +465,51 @@ int run_serve(NetOptions& o, const std::string& socket_path) {
   return 0;
 }
 
+// ---- causeway run ----
+int run_run(NetOptions& o, cli::RunOptions ro, std::vector<std::string> command, const std::string& memory,
+            const std::string& accel, bool force_tty, CLI::App* app) {
+  // Config keys for the VM; the command line wins.
+  if (!o.config.empty()) {
+    auto cfg = cli::load_config(o.config);
+    if (cfg.has_value()) {
+      if (cfg->processors && app->count("--cpus") == 0) ro.cpus = static_cast<unsigned>(*cfg->processors);
+      if (cfg->memory && memory.empty()) {
+        auto m = cli::parse_memory_mib(*cfg->memory);
+        if (m.has_error()) return std::fprintf(stderr, "causeway run: %s: %s\n", o.config.c_str(), m.error().c_str()), kExitUsage;
+        ro.memory_mib = *m;
+      }
+      if (cfg->kernel && ro.kernel.empty()) ro.kernel = *cfg->kernel;
+      if (cfg->kernel_command_line && ro.cmdline.empty()) ro.cmdline = *cfg->kernel_command_line;
+    }
+  }
+  if (!memory.empty()) {
+    auto m = cli::parse_memory_mib(memory);
+    if (m.has_error()) return std::fprintf(stderr, "causeway run: %s\n", m.error().c_str()), kExitUsage;
+    ro.memory_mib = *m;
+  }
+  if (accel == "kvm") ro.accel = machine::AccelRequest::Kvm;
+  else if (accel == "tcg") ro.accel = machine::AccelRequest::Tcg;
+  // A terminal on both ends and no command: an interactive shell with a pty.
+  ro.tty = force_tty || (command.empty() && ::isatty(0) && ::isatty(1));
+  if (!command.empty()) ro.command = std::move(command);
+  if (ro.guest_dir.empty()) {
+    if (const char* g = std::getenv("CAUSEWAY_GUEST_DIR"); g && *g) {
+      ro.guest_dir = g;
+    } else {
+      // Next to the binary: build/causeway → build/guest.
+      char self[4096] = {};
+      const ssize_t n = ::readlink("/proc/self/exe", self, sizeof self - 1);
+      std::string exe = n > 0 ? std::string(self, static_cast<size_t>(n)) : "causeway";
+      ro.guest_dir = exe.substr(0, exe.rfind('/') + 1) + "guest";
+    }
+  }
+  auto forwards = parse_publish(o);
+  if (!forwards) return kExitUsage;
+  const auto dns = dns_setup(o);
+  if (!dns) return kExitUsage;
+  return cli::run_vm(ro, nat_config(o), *dns, *forwards);
+}
+
 // ---- causeway ctl ----
 int run_ctl(const std::string& path, const std::vector<std::string>& args) {
   if (args.empty()) {
@@ -515,8 +570,9 @@ int main(int argc, char** argv) {
   CLI::App app{"causeway — user-mode networking for lightweight Linux VMs and network namespaces", "causeway"};
   app.require_subcommand(1);
   app.set_version_flag("--version", std::string("causeway ") + CAUSEWAY_VERSION);
-  std::string log_level = "info";
-  app.add_option("--log-level", log_level, "trace, debug, info, warn, error or off (default info)");
+  std::string log_level;
+  app.add_option("--log-level", log_level,
+                 "trace, debug, info, warn, error or off (default info; warn for `run`, whose output is the guest's)");
 
   NetOptions netns_opts;
   std::string attach;
@@ -532,6 +588,30 @@ int main(int argc, char** argv) {
   auto* serve = app.add_subcommand("serve", "Be a QEMU network backend (-netdev stream over a unix socket)");
   serve->add_option("--qemu-socket", qemu_socket, "Unix socket path QEMU connects to")->required();
   add_net_options(serve, serve_opts);
+
+  NetOptions run_opts;
+  cli::RunOptions run_ro;
+  std::string run_memory;
+  std::string run_accel = "auto";
+  bool run_tty = false;
+  auto* run = app.add_subcommand("run", "Boot the guest and run COMMAND in it (default: an interactive shell)");
+  run->footer("Usage: causeway run [OPTIONS] [-- COMMAND [ARGS...]]");
+  add_net_options(run, run_opts);
+  run->add_option("--cpus", run_ro.cpus, "Virtual CPUs (default 1)")->check(CLI::Range(1, 64));
+  run->add_option("--memory", run_memory, "Guest memory: 512, 512M, 2G (default 512M)");
+  run->add_option("--guest-dir", run_ro.guest_dir,
+                  "Directory with vmlinuz and initramfs.cpio.gz (default: guest/ next to the binary, or $CAUSEWAY_GUEST_DIR)");
+  run->add_option("--kernel", run_ro.kernel, "Boot this kernel instead of the default guest's");
+  run->add_option("--initrd", run_ro.initrd, "Boot this initramfs instead of the default guest's");
+  run->add_option("--cmdline", run_ro.cmdline, "Extra kernel command line words");
+  run->add_option("--vm-net", run_ro.vm_net, "vhost-user (default: our virtio-net on guest memory) or stream (QEMU's stream netdev)")
+      ->check(CLI::IsMember({"vhost-user", "stream"}));
+  run->add_option("--machine", run_ro.machine, "q35 (default) or microvm")->check(CLI::IsMember({"q35", "microvm"}));
+  run->add_option("--accel", run_accel, "auto (default: KVM where it really works, else TCG), kvm or tcg")
+      ->check(CLI::IsMember({"auto", "kvm", "tcg"}));
+  run->add_option("--console-log", run_ro.console_log, "Keep the guest's serial console in this file");
+  run->add_flag("-t,--tty", run_tty, "Give the command a terminal (default when no command is given)");
+  run->add_flag("-q,--quiet", run_ro.quiet, "Do not print the accelerator notice");
 
   std::string ctl_path;
   std::vector<std::string> ctl_args;
@@ -552,12 +632,13 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "causeway: %s (see causeway --help)\n", e.what());
     return kExitUsage;
   }
+  if (log_level.empty()) log_level = run->parsed() ? "warn" : "info";
   if (!causeway::init_logging(log_level)) {
     std::fprintf(stderr, "causeway: unknown --log-level '%s'\n", log_level.c_str());
     return kExitUsage;
   }
-  if (!command.empty() && !netns->parsed()) {
-    std::fprintf(stderr, "causeway: '-- COMMAND' is only for `causeway netns`\n");
+  if (!command.empty() && !netns->parsed() && !run->parsed()) {
+    std::fprintf(stderr, "causeway: '-- COMMAND' is only for `causeway netns` and `causeway run`\n");
     return kExitUsage;
   }
   try {
@@ -574,6 +655,13 @@ int main(int argc, char** argv) {
         return kExitUsage;
       }
       return run_serve(serve_opts, qemu_socket);
+    }
+    if (run->parsed()) {
+      if (auto err = apply_config(run_opts, run)) {
+        std::fprintf(stderr, "causeway: %s\n", err->c_str());
+        return kExitUsage;
+      }
+      return run_run(run_opts, run_ro, command, run_memory, run_accel, run_tty, run);
     }
     if (ctl->parsed()) return run_ctl(ctl_path, ctl_args);
   } catch (const std::exception& e) {
