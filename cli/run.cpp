@@ -1,0 +1,395 @@
+// causeway run: boot the guest and run a command in it.
+//
+//   QEMU (CPU, board; KVM or TCG) ──vhost-user──► VirtioNetDevice ──► Engine (NAT, DNS proxy)
+//                                 ──vhost-user──► VirtioVsockDevice ──► AgentSession (port 1024)
+//
+// Sequence: listen on the vhost-user sockets → spawn QEMU → the guest agent
+// connects over vsock → Ready → NetConfig (the NAT lease, static: no DHCP
+// wait) → Run → Stdout/Stderr to ours, our stdin to Stdin → Exited →
+// Shutdown → QEMU exits → we exit with the command's status.
+//
+// Timeouts (all bounded, each with an error that says what to check):
+// kBootTimeout from QEMU start to the agent's connection (TCG boots take a
+// few seconds; the bound catches a guest that never comes up), the agent
+// session's own ready/shutdown timeouts, and kQemuExitGrace for QEMU to exit
+// after the guest powers off.
+//
+// Signals: SIGINT/SIGTERM are passed to the command in the guest; a second
+// one shuts the guest down; a third stops QEMU.
+//
+// Thread safety: everything runs on the caller's thread (the engine thread).
+#include "cli/run.hpp"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <termios.h>
+#include <unistd.h>
+
+#include <boost/asio/local/stream_protocol.hpp>
+#include <boost/asio/posix/stream_descriptor.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <cctype>
+#include <cerrno>
+#include <charconv>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <optional>
+
+#include "cli/runtime.hpp"
+#include "netstack/stream_port.hpp"
+#include "vmm/agent/session.hpp"
+#include "vmm/devices/virtio_net.hpp"
+#include "vmm/devices/virtio_vsock.hpp"
+#include "vmm/machine/accel.hpp"
+#include "vmm/machine/qemu_cmdline.hpp"
+#include "vmm/machine/qemu_process.hpp"
+#include "vmm/vhost_user/server.hpp"
+
+namespace causeway::cli {
+namespace asio = boost::asio;
+using json = nlohmann::json;
+
+namespace {
+
+constexpr auto kBootTimeout = std::chrono::seconds(90);  // TCG: ~4 s; a wedged boot ends here
+constexpr auto kQemuExitGrace = std::chrono::seconds(5);
+
+std::string runtime_dir() {
+  const char* rt = std::getenv("XDG_RUNTIME_DIR");
+  std::string tmpl = std::string(rt && *rt ? rt : "/tmp") + "/causeway-vm.XXXXXX";
+  if (!::mkdtemp(tmpl.data())) return {};
+  return tmpl;
+}
+
+// Restores the terminal however we leave.
+class RawTerminal {
+ public:
+  bool enter() {
+    if (::tcgetattr(0, &saved_) != 0) return false;
+    termios raw = saved_;
+    ::cfmakeraw(&raw);
+    active_ = ::tcsetattr(0, TCSANOW, &raw) == 0;
+    return active_;
+  }
+  ~RawTerminal() {
+    if (active_) ::tcsetattr(0, TCSANOW, &saved_);
+  }
+
+ private:
+  termios saved_{};
+  bool active_ = false;
+};
+
+void write_all(int fd, std::span<const uint8_t> data) {
+  size_t off = 0;
+  while (off < data.size()) {
+    const ssize_t n = ::write(fd, data.data() + off, data.size() - off);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return;  // our stdout went away: drop, the guest keeps running
+    off += static_cast<size_t>(n);
+  }
+}
+
+agent::NetConfig nat_lease(const netstack::NatConfig& nat, const std::vector<std::string>& search) {
+  agent::NetConfig c;
+  c.mtu = static_cast<uint32_t>(nat.mtu);
+  c.ipv6 = nat.ipv6;  // SLAAC from the engine's router advertisements
+  agent::IpAddr a{4, {}};
+  std::memcpy(a.bytes.data(), &nat.guest, 4);
+  c.addresses.push_back({a, 24});
+  agent::IpAddr gw{4, {}};
+  std::memcpy(gw.bytes.data(), &nat.gateway, 4);
+  c.routes.push_back({agent::IpAddr::v4(0, 0, 0, 0), 0, gw, 0});
+  agent::IpAddr dns{4, {}};
+  std::memcpy(dns.bytes.data(), &nat.dns, 4);
+  c.dns_servers.push_back(dns);
+  if (nat.ipv6) {
+    agent::IpAddr dns6{6, {}};
+    std::memcpy(dns6.bytes.data(), &nat.dns6, 16);
+    c.dns_servers.push_back(dns6);
+  }
+  c.search_domains = search;
+  return c;
+}
+
+}  // namespace
+
+boost::system::result<uint64_t, std::string> parse_memory_mib(std::string_view text) {
+  using R = boost::system::result<uint64_t, std::string>;
+  std::string t(text);
+  for (auto& ch : t) ch = static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
+  if (t.ends_with("B")) t.pop_back();
+  uint64_t mult = 1;  // MiB
+  if (t.ends_with("G")) mult = 1024, t.pop_back();
+  else if (t.ends_with("M")) t.pop_back();
+  uint64_t v = 0;
+  auto [p, ec] = std::from_chars(t.data(), t.data() + t.size(), v);
+  if (ec != std::errc{} || p != t.data() + t.size() || v == 0)
+    return R(boost::system::in_place_error, "bad memory size '" + std::string(text) + "' (e.g. 512, 512M, 4G, 4GB)");
+  const uint64_t mib = v * mult;
+  if (mib < 128 || mib > 1024 * 1024)
+    return R(boost::system::in_place_error, "memory size '" + std::string(text) + "' out of range (128M–1T)");
+  return mib;
+}
+
+int run_vm(const RunOptions& o, netstack::NatConfig nat, const DnsSetup& dns,
+           const std::vector<netstack::PortForward>& forwards) {
+  // ---- checks that need no machine: fail fast, say what to fix ----
+  const std::string guest_dir = o.guest_dir;
+  machine::QemuOptions q;
+  q.kernel = o.kernel.empty() ? guest_dir + "/vmlinuz" : o.kernel;
+  q.initrd = o.initrd.empty() ? guest_dir + "/initramfs.cpio.gz" : o.initrd;
+  if (auto r = machine::check_guest_files(q); r.has_error()) {
+    std::fprintf(stderr, "causeway run: %s\n", r.error().c_str());
+    if (o.kernel.empty()) std::fprintf(stderr, "causeway run: build the default guest with scripts/build-guest.sh\n");
+    return 1;
+  }
+  if (auto v = machine::check_qemu(q.qemu); v.has_error()) {
+    std::fprintf(stderr, "causeway run: %s\n", v.error().c_str());
+    return 1;
+  }
+  auto accel = machine::choose_accel(machine::probe_accel_facts(), o.accel);
+  if (accel.has_error()) {
+    std::fprintf(stderr, "causeway run: %s\n", accel.error().c_str());
+    return 1;
+  }
+  if (!accel->notice.empty() && !o.quiet) std::fprintf(stderr, "causeway: %s\n", accel->notice.c_str());
+  const std::string dir = runtime_dir();
+  if (dir.empty()) {
+    std::fprintf(stderr, "causeway run: cannot create a private directory: %s\n", std::strerror(errno));
+    return 1;
+  }
+  struct DirCleanup {
+    std::string d;
+    ~DirCleanup() {
+      std::error_code ec;
+      std::filesystem::remove_all(d, ec);
+    }
+  } cleanup{dir};
+
+  asio::io_context io(1);
+  Runtime rt(io, nat, "vm");
+  if (auto r = rt.enable_dns(dns); r.has_error()) {
+    std::fprintf(stderr, "causeway run: %s\n", r.error().c_str());
+    return 1;
+  }
+  if (auto r = rt.add_forwards(forwards); r.has_error()) {
+    std::fprintf(stderr, "causeway run: %s\n", r.error().c_str());
+    return 1;
+  }
+
+  // ---- devices ----
+  vmm::VirtioNetConfig ncfg;
+  ncfg.mtu = static_cast<uint16_t>(std::min<size_t>(nat.mtu, 65535));
+  std::unique_ptr<vmm::vhost_user::Server> net_server;
+  std::unique_ptr<asio::local::stream_protocol::acceptor> stream_acceptor;
+  const std::string net_path = dir + "/net.sock";
+  if (o.vm_net == "vhost-user") {
+    auto dev = std::make_unique<vmm::VirtioNetDevice>(io, rt.clock(), ncfg);
+    auto* raw = dev.get();
+    rt.add_guest(
+        "vm (vhost-user virtio-net)", std::move(dev),
+        [](netstack::FramePort& p, netstack::Engine& e) { static_cast<vmm::VirtioNetDevice&>(p).start(e); },
+        [raw] {
+          const auto& s = raw->stats();
+          return json{{"tx_frames", s.tx_frames}, {"tx_bytes", s.tx_bytes}, {"tx_malformed", s.tx_malformed},
+                      {"tx_oversized", s.tx_oversized}, {"rx_frames", s.rx_frames}, {"rx_drops", s.rx_drops_no_buffers + s.rx_drops_not_ready + s.rx_drops_too_big}};
+        });
+    net_server = std::make_unique<vmm::vhost_user::Server>(io, rt.clock(), *raw, "vhost-user net");
+    if (auto r = net_server->listen(net_path); r.has_error()) {
+      std::fprintf(stderr, "causeway run: %s\n", r.error().c_str());
+      return 1;
+    }
+    q.net = machine::NetAttachment::VhostUser;
+    q.host_mtu = ncfg.mtu;
+  } else {
+    // --vm-net stream: the same engine over QEMU's stream netdev (for comparison).
+    stream_acceptor = std::make_unique<asio::local::stream_protocol::acceptor>(io);
+    boost::system::error_code ec;
+    stream_acceptor->open(asio::local::stream_protocol(), ec);
+    if (!ec) stream_acceptor->bind(asio::local::stream_protocol::endpoint(net_path), ec);
+    if (!ec) stream_acceptor->listen(1, ec);
+    if (ec) {
+      std::fprintf(stderr, "causeway run: cannot listen on %s: %s\n", net_path.c_str(), ec.message().c_str());
+      return 1;
+    }
+    stream_acceptor->async_accept([&](boost::system::error_code aec, asio::local::stream_protocol::socket s) {
+      if (aec) return;
+      auto port = std::make_unique<netstack::StreamFramePort>(std::move(s), nat.mtu + netstack::kEthHeaderLen + 4,
+                                                              [](const std::string& why) {
+                                                                spdlog::debug("QEMU stream netdev ended: {}", why);
+                                                              });
+      auto* sp = port.get();
+      rt.add_guest(
+          "vm (stream netdev)", std::move(port),
+          [](netstack::FramePort& p, netstack::Engine& e) { static_cast<netstack::StreamFramePort&>(p).start(e); },
+          [sp] { return json{{"frames_read", sp->stats().frames_read}, {"frames_written", sp->stats().frames_written}}; });
+    });
+    q.net = machine::NetAttachment::Stream;
+  }
+  q.net_socket = net_path;
+
+  vmm::VirtioVsockDevice vsock(io, rt.clock(), vmm::VirtioVsockConfig{});
+  vmm::vhost_user::Server vsock_server(io, rt.clock(), vsock, "vhost-user vsock");
+  const std::string vsock_path = dir + "/vsock.sock";
+  if (auto r = vsock_server.listen(vsock_path); r.has_error()) {
+    std::fprintf(stderr, "causeway run: %s\n", r.error().c_str());
+    return 1;
+  }
+  q.vsock_socket = vsock_path;
+
+  // ---- the machine ----
+  q.accel = accel->accel;
+  q.machine = o.machine == "microvm" ? machine::MachineType::Microvm : machine::MachineType::Q35;
+  q.cpus = o.cpus;
+  q.memory_mib = o.memory_mib;
+  q.extra_cmdline = o.cmdline;
+  q.console_log = o.console_log.empty() ? dir + "/console.log" : o.console_log;
+  auto argv = machine::build_qemu_argv(q);
+  if (argv.has_error()) {
+    std::fprintf(stderr, "causeway run: %s\n", argv.error().c_str());
+    return 1;
+  }
+  const std::string qemu_log = dir + "/qemu.log";
+  auto qemu = machine::QemuProcess::spawn(io.get_executor(), *argv, qemu_log);
+  if (qemu.has_error()) {
+    std::fprintf(stderr, "causeway run: %s\n", qemu.error().c_str());
+    return 1;
+  }
+  const auto t_start = std::chrono::steady_clock::now();
+
+  // ---- the agent ----
+  int status = 1;
+  bool exited = false;
+  std::string failure;
+  std::unique_ptr<agent::AgentSession> session;
+  asio::steady_timer boot_timer(io);
+  std::unique_ptr<RawTerminal> term;
+  asio::posix::stream_descriptor in(io);
+  std::array<uint8_t, 16 * 1024> inbuf{};
+  const bool tty = o.tty;
+
+  auto fail = [&](std::string why) {
+    if (failure.empty()) failure = std::move(why);
+    (*qemu)->terminate(std::chrono::seconds(2));
+  };
+
+  std::function<void()> read_stdin = [&] {
+    in.async_read_some(asio::buffer(inbuf), [&](boost::system::error_code ec, size_t n) {
+      if (!session) return;
+      if (ec) {
+        session->close_stdin();
+        return;
+      }
+      size_t off = 0;
+      while (off < n) {
+        const size_t took = session->send_stdin({inbuf.data() + off, n - off});
+        if (took == 0) break;  // full: the rest is dropped only if the guest never drains (bounded queue)
+        off += took;
+      }
+      read_stdin();
+    });
+  };
+
+  agent::AgentCallbacks cb;
+  cb.on_ready = [&](const agent::Ready& r) {
+    boot_timer.cancel();
+    const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t_start);
+    spdlog::debug("guest agent ready after {} ms (guest uptime {} ms, kernel {})", ms.count(), r.uptime_ms,
+                  r.kernel_release);
+    const auto search = rt.dns_watch() ? rt.dns_watch()->current().search : nat.dns_search;
+    if (auto ec = session->configure_network(nat_lease(nat, search))) fail("cannot send the network configuration: " + ec.message());
+    agent::Run run;
+    run.argv = o.command;
+    run.env = {"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/root"};
+    if (const char* t = std::getenv("TERM"); t && tty) run.env.push_back(std::string("TERM=") + t);
+    run.tty = tty;
+    if (tty) {
+      winsize ws{};
+      if (::ioctl(0, TIOCGWINSZ, &ws) == 0) run.rows = ws.ws_row, run.cols = ws.ws_col;
+    }
+    if (auto ec = session->run(run)) {
+      fail("cannot start the command: " + ec.message());
+      return;
+    }
+    // Our stdin: a terminal or a pipe/socket; anything epoll cannot watch
+    // (a regular file, /dev/null) counts as empty.
+    struct stat st{};
+    const bool pollable = ::fstat(0, &st) == 0 && (S_ISFIFO(st.st_mode) || S_ISSOCK(st.st_mode) || ::isatty(0));
+    boost::system::error_code aec;
+    if (pollable) in.assign(::dup(0), aec);
+    if (!pollable || aec) {
+      session->close_stdin();
+    } else {
+      if (tty) {
+        term = std::make_unique<RawTerminal>();
+        term->enter();
+      }
+      read_stdin();
+    }
+  };
+  cb.on_stdout = [](std::span<const uint8_t> d) { write_all(1, d); };
+  cb.on_stderr = [](std::span<const uint8_t> d) { write_all(2, d); };
+  cb.on_exited = [&](const agent::Exited& e) {
+    status = e.shell_status();
+    exited = true;
+    session->shutdown();
+  };
+  cb.on_end = [&](const agent::SessionEnd& end) {
+    if (!end.ok() && !exited) fail(fmt::format("the guest agent session ended: {} {}", to_string(end.reason), end.detail));
+    // The guest powers off; QEMU exits on its own (bounded below).
+    boost::system::error_code ignored;
+    in.close(ignored);
+    (*qemu)->terminate(kQemuExitGrace);
+  };
+
+  vsock.listen(agent::kAgentVsockPort, [&](std::shared_ptr<vmm::VsockStream> stream) {
+    if (session) {
+      stream->close();  // one agent per guest
+      return;
+    }
+    session = std::make_unique<agent::AgentSession>(io.get_executor(), std::move(stream), cb);
+    session->start();
+  });
+
+  boot_timer.expires_after(kBootTimeout);
+  boot_timer.async_wait([&](boost::system::error_code ec) {
+    if (ec) return;
+    fail(fmt::format("the guest agent did not connect within {} s", kBootTimeout.count()));
+  });
+
+  (*qemu)->async_wait([&](const machine::ExitStatus& st) {
+    if (!exited && failure.empty()) failure = "QEMU exited before the command finished (" + st.describe() + ")";
+    io.stop();
+  });
+
+  int interrupts = 0;
+  asio::signal_set signals(io, SIGINT, SIGTERM);
+  std::function<void(boost::system::error_code, int)> on_signal = [&](boost::system::error_code ec, int sig) {
+    if (ec) return;
+    ++interrupts;
+    if (interrupts == 1 && session) session->signal(sig);
+    else if (interrupts == 2 && session) session->shutdown();
+    else (*qemu)->terminate(std::chrono::seconds(1));
+    signals.async_wait(on_signal);
+  };
+  signals.async_wait(on_signal);
+
+  io.run();
+  term.reset();
+  if (!failure.empty()) {
+    std::fprintf(stderr, "causeway run: %s\n", failure.c_str());
+    const std::string tail = machine::tail_file(q.console_log, 15);
+    if (!tail.empty()) std::fprintf(stderr, "causeway run: last lines of the guest console (%s):\n%s\n", q.console_log.c_str(), tail.c_str());
+    const std::string qtail = machine::tail_file(qemu_log, 5);
+    if (!qtail.empty()) std::fprintf(stderr, "causeway run: QEMU said:\n%s\n", qtail.c_str());
+    return exited ? status : 1;
+  }
+  return status;
+}
+
+}  // namespace causeway::cli

@@ -1,0 +1,38 @@
+// causeway run: the VM (see run.cpp for the theory of operation).
+#pragma once
+
+#include <boost/system/result.hpp>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "cli/runtime.hpp"
+#include "netstack/forward.hpp"
+#include "netstack/nat_config.hpp"
+#include "vmm/machine/accel.hpp"
+
+namespace causeway::cli {
+
+struct RunOptions {
+  std::vector<std::string> command{"/bin/sh"};
+  bool tty = false;                 // a pty in the guest (interactive)
+  unsigned cpus = 1;
+  uint64_t memory_mib = 512;
+  std::string guest_dir;            // vmlinuz + initramfs.cpio.gz
+  std::string kernel, initrd, cmdline;
+  std::string vm_net = "vhost-user";  // or "stream"
+  std::string machine = "q35";        // or "microvm"
+  machine::AccelRequest accel = machine::AccelRequest::Auto;
+  std::string console_log;
+  bool quiet = false;
+};
+
+// "512", "512M", "4G", "4GB" → MiB.
+boost::system::result<uint64_t, std::string> parse_memory_mib(std::string_view text);
+
+// Boots the guest, runs the command, returns its exit status (1 on our errors).
+int run_vm(const RunOptions& o, netstack::NatConfig nat, const DnsSetup& dns,
+           const std::vector<netstack::PortForward>& forwards);
+
+}  // namespace causeway::cli
