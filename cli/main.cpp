@@ -507,6 +507,10 @@ int run_run(NetOptions& o, cli::RunOptions ro, std::vector<std::string> command,
   if (!forwards) return kExitUsage;
   const auto dns = dns_setup(o);
   if (!dns) return kExitUsage;
+  // VM default MTU 16384, not 65520: libslirp has no TCP window scaling, and
+  // with 64 KiB frames the guest's 32 KiB window stalls bulk transfers until
+  // libslirp's 5 s persist timer (seen in the vhost-user e2e runs).
+  if (app->count("--mtu") == 0) o.mtu = 16384;
   return cli::run_vm(ro, nat_config(o), *dns, *forwards);
 }
 

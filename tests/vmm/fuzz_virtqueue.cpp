@@ -19,7 +19,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   constexpr uint64_t kBase = 0x100000;
   constexpr size_t kRam = 16384;
   constexpr uint32_t kQueue = 16;
-  alignas(4096) static uint8_t ram[kRam];  // the fuzzer's scratch guest RAM
+  // Scratch guest RAM, reused between runs (zeroed first): a harness-only
+  // static, not state the code under test keeps.
+  alignas(4096) static uint8_t ram[kRam];
   std::memset(ram, 0, kRam);
   std::memcpy(ram, data + 1, std::min(size - 1, kRam));
   GuestMemory mem;

@@ -16,8 +16,8 @@
 // soon as the guest has its lease; QEMU (chardev reconnect=1) reconnects and
 // replays the set-up, and the fetch must still complete.
 //
-// Usage: causeway_vmm_e2e --guest-dir DIR [--size BYTES] [--mtu N] [--vsock] [--drop-after-lease]
-//                         [--timeout S] [--keep] [--log LEVEL]
+// Usage: causeway_vmm_e2e --guest-dir DIR [--size BYTES] [--mtu N] [--machine q35|microvm] [--vsock]
+//                         [--drop-after-lease] [--timeout S] [--keep] [--log LEVEL]
 //        (--trace-frames, --external-qemu: debugging aids)
 // Exit: 0 pass, 1 fail, 77 skip (no qemu-system-x86_64 or no guest image; printed loudly).
 // Prints TIME lines: boot-to-lease (host clock, QEMU start → CW-LEASE on the
@@ -240,7 +240,10 @@ int main(int argc, char** argv) {
     else if (a == "--drop-after-lease") drop_after_lease = true;
     else if (a == "--log") log_level = next();
     else {
-      std::fprintf(stderr, "usage: %s --guest-dir DIR [--size BYTES] [--timeout S] [--keep] [--log LEVEL]\n", argv[0]);
+      std::fprintf(stderr,
+                   "usage: %s --guest-dir DIR [--size BYTES] [--mtu N] [--machine q35|microvm] [--vsock] "
+                   "[--drop-after-lease] [--timeout S] [--keep] [--log LEVEL] [--trace-frames] [--external-qemu]\n",
+                   argv[0]);
       return 2;
     }
   }

@@ -28,7 +28,11 @@
 //   header + frame are written straight into the guest's receive buffers.
 //   With VIRTIO_NET_F_MRG_RXBUF one frame may take several chains (the
 //   header's num_buffers says how many; §5.1.6.4); without it one chain must
-//   hold it all. When the guest has not posted enough buffers the chains
+//   hold it all. A merged frame's chains are published to the used ring
+//   together (one used.idx store): Linux reads the other num_buffers - 1
+//   entries right after the first and drops the frame if they are not there
+//   yet — publishing one by one lost frames under load (seen end to end as
+//   duplicate ACKs and 1.7 s retransmission stalls). When the guest has not posted enough buffers the chains
 //   taken so far are put back and the frame waits in a small bounded backlog
 //   (kRxBacklogFrames / kRxBacklogBytes), flushed on the guest's next receive
 //   kick; past the bound it is dropped and counted — TCP recovers as from

@@ -95,8 +95,12 @@ boost::system::result<std::vector<std::string>, std::string> build_qemu_argv(con
     case NetAttachment::VhostUser:
       // Offloads (csum, TSO) are whatever the back end offers; merged rx buffers are
       // asked for explicitly because the back end's receive path expects them.
-      add({"-chardev", "socket,id=net0-chr,path=" + qemu_escape(o.net_socket), "-netdev",
-           "vhost-user,id=net0,chardev=net0-chr", "-device", nic + ",mrg_rxbuf=on"});
+      // vectors=0 (q35 only): QEMU 7.2 under TCG dereferences NULL in
+      // msix_set_vector_notifiers when a vhost-user virtio-net-pci starts with
+      // MSI-X (seen under gdb); legacy INTx costs nothing at our rates.
+      add({"-chardev", "socket,id=net0-chr,path=" + qemu_escape(o.net_socket) + ",reconnect=1", "-netdev",
+           "vhost-user,id=net0,chardev=net0-chr", "-device",
+           nic + ",mrg_rxbuf=on" + (o.machine == MachineType::Q35 ? ",vectors=0" : "")});
       break;
     case NetAttachment::Stream:
       add({"-netdev", "stream,id=net0,addr.type=unix,addr.path=" + qemu_escape(o.net_socket), "-device", nic});

@@ -25,7 +25,9 @@
 // keeps accepting; QEMU's `reconnect=1` chardev reconnects and replays the
 // whole set-up, which a fresh Session answers from scratch. A connection
 // that arrives while one is active replaces it (the old one is usually a
-// half-dead socket from a QEMU that restarted; counted).
+// half-dead socket from a QEMU that restarted; counted). QEMU 7.2 can use
+// reconnect=1 for -netdev vhost-user but not for vhost-user-vsock, which it
+// realizes before an asynchronously reconnecting chardev is up.
 //
 // Thread safety: confined to the executor of the io_context given at
 // construction; the device is driven there too.
