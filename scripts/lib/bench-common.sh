@@ -15,7 +15,9 @@
 #   waiting          bench_wait_for, bench_wait_tcp_listen, bench_wait_default_route
 #   iperf3           bench_iperf3_gbps
 #   statistics       bench_stats
-#   results          bench_result_add, bench_report (table + optional JSON)
+#   results          bench_result_add, bench_report (table + optional JSON), bench_json_concat
+#   machine          bench_cpu_busy
+#   processes        bench_wait_pid_exit
 #
 # Safety rules the helpers follow: every namespace and process they create is recorded and
 # removed on exit; processes are only ever killed by the PID we started; the "host" namespace
@@ -305,6 +307,7 @@ bench_result_add() {
 # JSON_FILE is non-empty, writes a JSON list of rows:
 #   {"contender", "attach", "metric", "median", "min", "max", "runs", "status"}
 # (median/min/max are null when a contender produced no value).
+# BENCH_NAME_WIDTH (default 14) sets the width of the contender column.
 bench_report() {
     local file=$1 ref=$2 unit=$3 json=${4:-} rlabel=${5:-"$2/peer"}
     local c attach metric status vals note med min max n ref_med="" ratio
@@ -317,8 +320,8 @@ bench_report() {
         fi
     done < "$file"
 
-    printf '%-14s %10s  %-21s %5s  %s\n' contender "median" "[min – max]" runs "$rlabel"
-    printf '%-14s %10s  %-21s %5s  %s\n' "" "$unit" "" "" ""
+    printf "%-${BENCH_NAME_WIDTH:-14}s %10s  %-21s %5s  %s\n" contender "median" "[min – max]" runs "$rlabel"
+    printf "%-${BENCH_NAME_WIDTH:-14}s %10s  %-21s %5s  %s\n" "" "$unit" "" "" ""
     printf '%s\n' "-------------------------------------------------------------------"
     while IFS=$BENCH_FS read -r c attach metric status vals note; do
         med="" min="" max="" n=0
@@ -332,11 +335,11 @@ bench_report() {
                 ratio=$(awk -v a="$ref_med" -v b="$med" \
                     'BEGIN { if (b > 0) printf "%.2fx", a / b; else print "inf" }')
             fi
-            printf '%-14s %10.2f  %-21s %5s  %s%s\n' "$c" "$med" \
+            printf "%-${BENCH_NAME_WIDTH:-14}s %10.2f  %-21s %5s  %s%s\n" "$c" "$med" \
                 "$(printf '[%.2f – %.2f]' "$min" "$max")" "$n" "$ratio" \
                 "${note:+   ($note)}"
         else
-            printf '%-14s %10s  %-21s %5s  %s\n' "$c" "$status" "" 0 "${note:-}"
+            printf "%-${BENCH_NAME_WIDTH:-14}s %10s  %-21s %5s  %s\n" "$c" "$status" "" 0 "${note:-}"
         fi
         rows+=("$(printf '{"contender": "%s", "attach": "%s", "metric": "%s", "median": %s, "min": %s, "max": %s, "runs": %d, "status": "%s"}' \
             "$c" "$attach" "$metric" "${med:-null}" "${min:-null}" "${max:-null}" "$n" "$status")")
@@ -355,4 +358,57 @@ bench_report() {
             jq empty "$json" || bench_warn "wrote invalid JSON to $json"
         fi
     fi
+}
+
+# ---------------------------------------------------------------------------------------------
+# Additions for scripts with several tables (bench-forward.sh)
+
+# bench_json_concat OUT FILE...: joins JSON lists written by bench_report into one list in OUT
+# (files that are missing or empty are skipped).  No jq needed.
+bench_json_concat() {
+    local out=$1 f line first=1
+    shift
+    {
+        printf '[\n'
+        for f in "$@"; do
+            [[ -s $f ]] || continue
+            while IFS= read -r line; do
+                [[ $line == '[' || $line == ']' ]] && continue
+                line=${line%,}
+                (( first )) || printf ',\n'
+                printf '%s' "$line"
+                first=0
+            done < "$f"
+        done
+        (( first )) || printf '\n'
+        printf ']\n'
+    } > "$out"
+    if bench_have jq; then
+        jq empty "$out" || bench_warn "wrote invalid JSON to $out"
+    fi
+}
+
+# bench_cpu_busy [SECONDS]: prints how busy all CPUs were over the next SECONDS (default 1), as
+# a percentage of their total capacity (from /proc/stat; "?" if unreadable).  Before a run it
+# tells whether others are using the machine.
+bench_cpu_busy() {
+    local secs=${1:-1} a b
+    a=$(awk '/^cpu / {print $2 + $3 + $4 + $7 + $8 + $9, $5 + $6; exit}' /proc/stat 2>/dev/null) || a=""
+    sleep "$secs"
+    b=$(awk '/^cpu / {print $2 + $3 + $4 + $7 + $8 + $9, $5 + $6; exit}' /proc/stat 2>/dev/null) || b=""
+    if [[ -z $a || -z $b ]]; then echo '?'; return 0; fi
+    awk -v a="$a" -v b="$b" 'BEGIN {
+        split(a, x, " "); split(b, y, " ")
+        busy = y[1] - x[1]; idle = y[2] - x[2]
+        if (busy + idle <= 0) print "?"; else printf "%.0f\n", 100 * busy / (busy + idle) }'
+}
+
+# bench_wait_pid_exit PID SECONDS: until PID (a child of this shell) has exited; 1 on timeout.
+bench_wait_pid_exit() {
+    local pid=$1 deadline=$((SECONDS + $2))
+    while kill -0 "$pid" 2>/dev/null; do
+        [[ $(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null) == Z ]] && return 0
+        (( SECONDS >= deadline )) && return 1
+        sleep 0.05
+    done
 }
