@@ -661,6 +661,12 @@ int main(int argc, char** argv) {
       return run_serve(serve_opts, qemu_socket);
     }
     if (run->parsed()) {
+      // Like .wslconfig: a per-user file applies unless --config names another.
+      if (run_opts.config.empty()) {
+        const char* home = std::getenv("HOME");
+        const std::string user_cfg = std::string(home ? home : "") + "/.config/causeway/config";
+        if (home && ::access(user_cfg.c_str(), F_OK) == 0) run_opts.config = user_cfg;
+      }
       if (auto err = apply_config(run_opts, run)) {
         std::fprintf(stderr, "causeway: %s\n", err->c_str());
         return kExitUsage;
