@@ -182,16 +182,31 @@ boost::system::error_code Engine::attach_dns(dns::Proxy& proxy, const std::strin
 }
 
 bool Engine::take_dns_query(std::span<const uint8_t> frame) {
-  // Cheap screen first: only UDP to the DNS address is ours.
+  // Cheap screen first: only UDP to the DNS address, port 53, is ours.
   const uint16_t type = ether_type(frame);
   const Mac query_dst{frame[0], frame[1], frame[2], frame[3], frame[4], frame[5]};
-  auto answer_fits = [this](size_t overhead, std::vector<uint8_t>& answer, const std::vector<uint8_t>& query) {
-    if (answer.size() + overhead <= cfg_.mtu) return;
-    // Over the link MTU and we do not fragment: a TC answer makes the guest
-    // retry over TCP (RFC 1035 §4.2.1, RFC 7766 §5).
-    answer = dns::make_error_response(query, dns::Rcode::kNoError);
-    dns::set_tc(answer);
-    ++stats_.dns_truncated;
+  // Hands the query to the proxy; `build(answer)` makes the reply frame.
+  // `overhead` is the IP+UDP header size of the family.
+  auto forward = [&](std::span<const uint8_t> payload, size_t overhead, auto build) {
+    ++stats_.dns_udp_queries;
+    dns_->on_query(payload, dns::Transport::kUdp,
+                   [this, alive = std::weak_ptr<bool>(alive_), overhead, build,
+                    query = std::vector<uint8_t>(payload.begin(), payload.end())](std::vector<uint8_t> answer) {
+                     auto a = alive.lock();
+                     if (!a || !*a) return;
+                     if (answer.size() + overhead > cfg_.mtu) {
+                       // Over the link MTU and we do not fragment: a TC answer makes
+                       // the guest retry over TCP (RFC 1035 §4.2.1, RFC 7766 §5).
+                       answer = dns::make_error_response(query, dns::Rcode::kNoError);
+                       dns::set_tc(answer);
+                       ++stats_.dns_truncated;
+                     }
+                     const auto f = build(answer);
+                     ++stats_.frames_out;
+                     stats_.bytes_out += f.size();
+                     port_.send_to_guest(f);
+                   });
+    return true;
   };
   if (type == kEtherTypeIpv4) {
     if (frame.size() < kEthHeaderLen + 28 || frame[kEthHeaderLen + 9] != 17 ||
@@ -199,20 +214,10 @@ bool Engine::take_dns_query(std::span<const uint8_t> frame) {
       return false;
     const auto v = parse_udp4(frame);
     if (!v || v->dst_port != 53) return false;
-    ++stats_.dns_udp_queries;
-    std::vector<uint8_t> query(v->payload.begin(), v->payload.end());
-    dns_->on_query(v->payload, dns::Transport::kUdp,
-                   [this, alive = std::weak_ptr<bool>(alive_), query_dst, src_mac = v->src_mac, src = v->src,
-                    sport = v->src_port, query = std::move(query), answer_fits](std::vector<uint8_t> answer) mutable {
-                     auto a = alive.lock();
-                     if (!a || !*a) return;
-                     answer_fits(28, answer, query);
-                     const auto f = build_udp4(query_dst, src_mac, cfg_.dns, 53, src, sport, answer);
-                     ++stats_.frames_out;
-                     stats_.bytes_out += f.size();
-                     port_.send_to_guest(f);
-                   });
-    return true;
+    return forward(v->payload, 28, [this, query_dst, mac = v->src_mac, src = v->src, sport = v->src_port](
+                                       const std::vector<uint8_t>& answer) {
+      return build_udp4(query_dst, mac, cfg_.dns, 53, src, sport, answer);
+    });
   }
   if (type == kEtherTypeIpv6 && cfg_.ipv6) {
     if (frame.size() < kEthHeaderLen + 48 || frame[kEthHeaderLen + 6] != 17 ||
@@ -220,20 +225,10 @@ bool Engine::take_dns_query(std::span<const uint8_t> frame) {
       return false;
     const auto v = parse_udp6(frame);
     if (!v || v->dst_port != 53) return false;
-    ++stats_.dns_udp_queries;
-    std::vector<uint8_t> query(v->payload.begin(), v->payload.end());
-    dns_->on_query(v->payload, dns::Transport::kUdp,
-                   [this, alive = std::weak_ptr<bool>(alive_), query_dst, src_mac = v->src_mac, src = v->src,
-                    sport = v->src_port, query = std::move(query), answer_fits](std::vector<uint8_t> answer) mutable {
-                     auto a = alive.lock();
-                     if (!a || !*a) return;
-                     answer_fits(48, answer, query);
-                     const auto f = build_udp6(query_dst, src_mac, cfg_.dns6, 53, src, sport, answer);
-                     ++stats_.frames_out;
-                     stats_.bytes_out += f.size();
-                     port_.send_to_guest(f);
-                   });
-    return true;
+    return forward(v->payload, 48, [this, query_dst, mac = v->src_mac, src = v->src, sport = v->src_port](
+                                       const std::vector<uint8_t>& answer) {
+      return build_udp6(query_dst, mac, cfg_.dns6, 53, src, sport, answer);
+    });
   }
   return false;
 }
