@@ -19,6 +19,7 @@
 #include <boost/asio/local/stream_protocol.hpp>
 #include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <cstdio>
 #include <fstream>
 #include <sstream>
@@ -213,10 +214,9 @@ int run_netns(NetOptions& o, const std::string& attach, const std::string& ifnam
   char text[INET6_ADDRSTRLEN];
   inet_ntop(AF_INET, &nat.dns, text, sizeof text);
   tc.nameservers = {text};
-  if (nat.ipv6 && dns->tunneling) {  // libslirp's plain forwarder does not answer on fd00::3
-    inet_ntop(AF_INET6, &nat.dns6, text, sizeof text);
-    tc.nameservers.emplace_back(text);
-  }
+  // fd00::3 answers UDP only (libslirp's unix forwards, which carry DNS over
+  // TCP, are IPv4-only), so it is not listed: every listed server must answer
+  // both ways, or a truncated answer could not be retried over TCP.
   // Search domains: --dns-search if given, else the host's (followed live).
   const bool follow_search = nat.dns_search.empty() && dns->tunneling;
   tc.search = follow_search ? host_search(dns->host_resolv_conf) : nat.dns_search;
@@ -272,11 +272,26 @@ int run_netns(NetOptions& o, const std::string& attach, const std::string& ifnam
     return kExitFailure;
   }
   if (child && follow_search) {
-    rt.set_on_dns_search_change([&tc, path = child->resolv_conf_path](const std::vector<std::string>& search) {
+    rt.set_on_dns_search_change([&tc, path = child->resolv_conf_path, pid = child->pid](
+                                    const std::vector<std::string>& search) {
       if (!netstack::rewrite_resolv_conf(path, netstack::render_resolv_conf(tc.nameservers, search)))
         spdlog::warn("cannot update the namespace's resolv.conf: {}", std::strerror(errno));
+      netstack::ensure_resolv_conf_bound(pid, path);
     });
   }
+  // A host that replaces its resolv.conf by rename drops the namespace's bind
+  // mount on it (netns.hpp): look twice a second, bind again when gone.
+  asio::steady_timer resolv_guard(io);
+  std::function<void()> guard_resolv = [&] {
+    resolv_guard.expires_after(std::chrono::milliseconds(500));
+    resolv_guard.async_wait([&](boost::system::error_code ec) {
+      if (ec) return;
+      if (!netstack::ensure_resolv_conf_bound(child->pid, child->resolv_conf_path))
+        spdlog::debug("the namespace's /etc/resolv.conf could not be bound again");
+      guard_resolv();
+    });
+  };
+  if (child) guard_resolv();
   bool tap_closed = false;
   auto port = std::make_unique<netstack::TapFramePort>(io, std::move(tap), nat.mtu, [&] {
     tap_closed = true;

@@ -107,11 +107,7 @@ agent::NetConfig nat_lease(const netstack::NatConfig& nat, const std::vector<std
   agent::IpAddr dns{4, {}};
   std::memcpy(dns.bytes.data(), &nat.dns, 4);
   c.dns_servers.push_back(dns);
-  if (nat.ipv6) {
-    agent::IpAddr dns6{6, {}};
-    std::memcpy(dns6.bytes.data(), &nat.dns6, 16);
-    c.dns_servers.push_back(dns6);
-  }
+  // fd00::3 is not listed: it answers UDP only (see cli/main.cpp).
   c.search_domains = search;
   return c;
 }

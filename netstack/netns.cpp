@@ -387,6 +387,29 @@ Result attach_to_namespace(const TapConfig& cfg, const std::string& target) {
   return tap;
 }
 
+bool ensure_resolv_conf_bound(pid_t pid, const std::string& file) {
+  struct stat ours{}, seen{};
+  const std::string proc = "/proc/" + std::to_string(pid);
+  if (::stat(file.c_str(), &ours) < 0) return false;
+  if (::stat((proc + "/root/etc/resolv.conf").c_str(), &seen) == 0 && seen.st_ino == ours.st_ino &&
+      seen.st_dev == ours.st_dev)
+    return true;
+  UniqueFd mnt(::open((proc + "/ns/mnt").c_str(), O_RDONLY | O_CLOEXEC));
+  if (!mnt) return false;
+  UniqueFd user;
+  if (::geteuid() != 0) user.reset(::open((proc + "/ns/user").c_str(), O_RDONLY | O_CLOEXEC));
+  const pid_t c = ::fork();  // the engine is single-threaded: setns(CLONE_NEWNS) needs that
+  if (c < 0) return false;
+  if (c == 0) {
+    if (user && ::setns(user.get(), CLONE_NEWUSER) < 0) ::_exit(1);
+    if (::setns(mnt.get(), CLONE_NEWNS) < 0) ::_exit(1);
+    ::_exit(::mount(file.c_str(), "/etc/resolv.conf", nullptr, MS_BIND, nullptr) == 0 ? 0 : 1);
+  }
+  int st = 0;
+  ::waitpid(c, &st, 0);
+  return WIFEXITED(st) && WEXITSTATUS(st) == 0;
+}
+
 int shell_status(int st) {
   if (WIFEXITED(st)) return WEXITSTATUS(st);
   if (WIFSIGNALED(st)) return 128 + WTERMSIG(st);

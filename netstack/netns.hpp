@@ -84,6 +84,14 @@ boost::system::result<UniqueFd, std::string> create_configured_tap(const TapConf
 std::string render_resolv_conf(const std::vector<std::string>& nameservers, const std::vector<std::string>& search);
 bool rewrite_resolv_conf(const std::string& path, const std::string& text);
 
+// The host replacing its /etc/resolv.conf (rename over it: NetworkManager,
+// resolvconf, VPN clients) detaches the bind mount the namespace had on it
+// (mounts on a dentry removed in another mount namespace are dropped). This
+// checks, through /proc/PID/root, whether PID still sees `file` at
+// /etc/resolv.conf and, if not, binds it again from a short-lived child that
+// enters PID's mount namespace. Returns true when the namespace sees `file`.
+bool ensure_resolv_conf_bound(pid_t pid, const std::string& file);
+
 // Encodes a waitpid status as a shell would: the exit code, or 128 + signal.
 int shell_status(int wait_status);
 
