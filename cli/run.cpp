@@ -181,6 +181,10 @@ int run_vm(const RunOptions& o, netstack::NatConfig nat, const DnsSetup& dns,
   // ---- devices ----
   vmm::VirtioNetConfig ncfg;
   ncfg.mtu = static_cast<uint16_t>(std::min<size_t>(nat.mtu, 65535));
+  // Copy guest transmit frames out of shared memory before checking them:
+  // in place, the guest could rewrite a header between check_guest_frame and
+  // libslirp's parse (check-then-use on memory it controls).
+  ncfg.tx_zero_copy = false;
   std::unique_ptr<vmm::vhost_user::Server> net_server;
   std::unique_ptr<asio::local::stream_protocol::acceptor> stream_acceptor;
   const std::string net_path = dir + "/net.sock";
