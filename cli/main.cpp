@@ -526,6 +526,9 @@ int run_run(NetOptions& o, cli::RunOptions ro, std::vector<std::string> command,
   // with 64 KiB frames the guest's 32 KiB window stalls bulk transfers until
   // libslirp's 5 s persist timer (seen in the vhost-user e2e runs).
   if (app->count("--mtu") == 0) o.mtu = 16384;
+  ro.control = o.control;
+  ro.auto_forward = !o.no_auto_forward;
+  ro.ignored_ports = o.ignored_ports;
   return cli::run_vm(ro, nat_config(o), *dns, *forwards);
 }
 

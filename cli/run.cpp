@@ -2,6 +2,14 @@
 //
 //   QEMU (CPU, board; KVM or TCG) ──vhost-user──► VirtioNetDevice ──► Engine (NAT, DNS proxy)
 //                                 ──vhost-user──► VirtioVsockDevice ──► AgentSession (port 1024)
+//                                                                  ◄── relay streams (guest port 1025)
+//
+// Automatic localhost forwarding: the agent reports the guest's listeners
+// (ListenerAppeared/Gone); the set feeds a portfwd::AutoForwarder whose
+// relays reach the guest's own loopback over vsock (agent/relay_client.hpp).
+// Events are coalesced: one policy pass per engine turn, however many
+// arrived. The set is capped (kMaxGuestListeners, counted): the agent is
+// guest code and untrusted.
 //
 // Sequence: listen on the vhost-user sockets → spawn QEMU → the guest agent
 // connects over vsock → Ready → NetConfig (the NAT lease, static: no DHCP
@@ -39,8 +47,11 @@
 #include <filesystem>
 #include <optional>
 
+#include "cli/control.hpp"
 #include "cli/runtime.hpp"
 #include "netstack/stream_port.hpp"
+#include "portfwd/auto_forwarder.hpp"
+#include "vmm/agent/relay_client.hpp"
 #include "vmm/agent/session.hpp"
 #include "vmm/devices/virtio_net.hpp"
 #include "vmm/devices/virtio_vsock.hpp"
@@ -57,6 +68,17 @@ namespace {
 
 constexpr auto kBootTimeout = std::chrono::seconds(90);  // TCG: ~4 s; a wedged boot ends here
 constexpr auto kQemuExitGrace = std::chrono::seconds(5);
+constexpr size_t kMaxGuestListeners = 4096;
+
+portfwd::Listener from_agent(const agent::Listener& l) {
+  portfwd::Listener out;
+  out.proto = l.proto == agent::IpProto::Tcp ? portfwd::L4::kTcp : portfwd::L4::kUdp;
+  out.family = l.addr.family == 6 ? portfwd::Family::kIpv6 : portfwd::Family::kIpv4;
+  std::memcpy(&out.address, l.addr.bytes.data(), l.addr.family == 6 ? 16 : 4);
+  out.port = l.port;
+  out.v6only = l.v6only;
+  return out;
+}
 
 std::string runtime_dir() {
   const char* rt = std::getenv("XDG_RUNTIME_DIR");
@@ -242,6 +264,37 @@ int run_vm(const RunOptions& o, netstack::NatConfig nat, const DnsSetup& dns,
   }
   q.vsock_socket = vsock_path;
 
+  // ---- automatic localhost forwarding (agent listener events → host forwards → vsock relays) ----
+  agent::VsockRelayConnector relay_tcp4(io, vsock, 4), relay_tcp6(io, vsock, 6);
+  agent::VsockRelayDatagramChannel relay_udp4(io, vsock, 4), relay_udp6(io, vsock, 6);
+  std::unique_ptr<portfwd::AutoForwarder> autofwd;
+  std::set<portfwd::Listener> guest_listeners;
+  uint64_t listeners_over_cap = 0;
+  bool listeners_dirty = false;
+  if (o.auto_forward) {
+    portfwd::PolicySettings base;
+    for (int p : o.ignored_ports) base.ignored.insert(static_cast<uint16_t>(p));
+    autofwd = std::make_unique<portfwd::AutoForwarder>(
+        io, rt.clock(), portfwd::GuestSide{&relay_tcp4, &relay_tcp6, &relay_udp4, &relay_udp6}, base);
+    rt.set_auto_forwarder(autofwd.get(), base);
+  }
+  auto listeners_changed = [&] {
+    if (!autofwd || listeners_dirty) return;
+    listeners_dirty = true;
+    asio::post(io, [&] {
+      listeners_dirty = false;
+      autofwd->on_listeners(guest_listeners);
+    });
+  };
+  std::unique_ptr<ControlServer> control;
+  if (!o.control.empty()) {
+    control = std::make_unique<ControlServer>(io, o.control, [&rt](const json& req) { return rt.handle_control(req); });
+    if (auto r = control->start(); r.has_error()) {
+      std::fprintf(stderr, "causeway run: %s\n", r.error().c_str());
+      return 1;
+    }
+  }
+
   // ---- the machine ----
   q.accel = accel->accel;
   q.machine = o.machine == "microvm" ? machine::MachineType::Microvm : machine::MachineType::Q35;
@@ -332,6 +385,19 @@ int run_vm(const RunOptions& o, netstack::NatConfig nat, const DnsSetup& dns,
       read_stdin();
     }
   };
+  cb.on_listener_appeared = [&](const agent::ListenerAppeared& l) {
+    if (guest_listeners.size() >= kMaxGuestListeners) {
+      if (listeners_over_cap++ == 0)
+        spdlog::warn("the guest reports more than {} listeners; the rest are not forwarded", kMaxGuestListeners);
+      return;
+    }
+    guest_listeners.insert(from_agent(l));
+    listeners_changed();
+  };
+  cb.on_listener_gone = [&](const agent::ListenerGone& l) {
+    guest_listeners.erase(from_agent(l));
+    listeners_changed();
+  };
   cb.on_stdout = [](std::span<const uint8_t> d) { write_all(1, d); };
   cb.on_stderr = [](std::span<const uint8_t> d) { write_all(2, d); };
   cb.on_exited = [&](const agent::Exited& e) {
@@ -340,6 +406,8 @@ int run_vm(const RunOptions& o, netstack::NatConfig nat, const DnsSetup& dns,
     session->shutdown();
   };
   cb.on_end = [&](const agent::SessionEnd& end) {
+    guest_listeners.clear();  // the guest is going away: close its forwards
+    listeners_changed();
     if (!end.ok() && !exited) fail(fmt::format("the guest agent session ended: {} {}", to_string(end.reason), end.detail));
     // The guest powers off; QEMU exits on its own (bounded below).
     boost::system::error_code ignored;

@@ -26,6 +26,9 @@ struct RunOptions {
   machine::AccelRequest accel = machine::AccelRequest::Auto;
   std::string console_log;
   bool quiet = false;
+  std::string control;              // --control: serve the control API here
+  bool auto_forward = true;         // guest listeners → host localhost (agent + vsock relays)
+  std::vector<int> ignored_ports;   // never forwarded automatically
 };
 
 // "512", "512M", "4G", "4GB" → MiB.

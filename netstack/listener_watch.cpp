@@ -1,17 +1,8 @@
 #include "netstack/listener_watch.hpp"
 
-#include <linux/audit.h>
-#include <linux/filter.h>
-#include <linux/seccomp.h>
-#include <poll.h>
-#include <sys/ioctl.h>
-#include <sys/syscall.h>
-#include <unistd.h>
-
-#include <cerrno>
-#include <cstddef>
-#include <cstring>
 #include <spdlog/spdlog.h>
+
+#include "portfwd/listener_trap.hpp"
 
 namespace causeway::netstack {
 namespace {
@@ -20,27 +11,12 @@ constexpr auto kFirstRescan = std::chrono::milliseconds(1);
 constexpr auto kBurstRescan = std::chrono::milliseconds(3);
 constexpr int kBurstScans = 3;
 
-long seccomp(unsigned op, unsigned flags, void* args) { return ::syscall(SYS_seccomp, op, flags, args); }
-
 }  // namespace
 
 boost::system::result<UniqueFd> install_listener_trap() {
-  // seccomp_unotify(2): load arch; x86-64 only (others: allow, the poll sees them);
-  // bind and listen → USER_NOTIF; everything else → ALLOW.
-  sock_filter prog[] = {
-      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, arch)),
-      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64, 0, 4),
-      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, nr)),
-      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_listen, 2, 0),
-      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_bind, 1, 0),
-      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
-      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_USER_NOTIF),
-  };
-  // Jump targets above: arch mismatch skips 4 to ALLOW (index 5); listen jumps 2 and bind 1, both to NOTIF (index 6).
-  sock_fprog fprog{static_cast<unsigned short>(sizeof prog / sizeof prog[0]), prog};
-  const long fd = seccomp(SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_NEW_LISTENER, &fprog);
-  if (fd < 0) return boost::system::error_code(errno, boost::system::system_category());
-  return UniqueFd(static_cast<int>(fd));
+  const int fd = portfwd::install_listener_trap();
+  if (fd < 0) return boost::system::error_code(-fd, boost::system::system_category());
+  return UniqueFd(fd);
 }
 
 NetnsListenerSource::NetnsListenerSource(boost::asio::io_context& io, std::unique_ptr<portfwd::SockDiag> diag,
@@ -58,17 +34,7 @@ NetnsListenerSource::NetnsListenerSource(boost::asio::io_context& io, std::uniqu
 
 void NetnsListenerSource::set_trap(UniqueFd seccomp_notify) {
   notify_fd_ = std::move(seccomp_notify);
-  if (notify_fd_) {
-    seccomp_notif_sizes sizes{};
-    if (seccomp(SECCOMP_GET_NOTIF_SIZES, 0, &sizes) == 0) {
-      // The kernel's structures may be newer (larger) than our headers'.
-      notif_buf_.resize(std::max<size_t>(sizes.seccomp_notif, sizeof(seccomp_notif)));
-      resp_buf_.resize(std::max<size_t>(sizes.seccomp_notif_resp, sizeof(seccomp_notif_resp)));
-      notify_desc_.assign(notify_fd_.get());
-    } else {
-      notify_fd_.reset();
-    }
-  }
+  if (notify_fd_) notify_desc_.assign(notify_fd_.get());
   if (started_ && notify_desc_.is_open()) wait_notification();
 }
 
@@ -130,23 +96,16 @@ void NetnsListenerSource::wait_notification() {
 }
 
 void NetnsListenerSource::on_notification() {
-  // POLLHUP: every process under the filter has exited; stop watching.
-  pollfd p{notify_fd_.get(), POLLIN, 0};
-  if (::poll(&p, 1, 0) > 0 && (p.revents & POLLHUP)) return;
-  std::fill(notif_buf_.begin(), notif_buf_.end(), 0);
-  if (::ioctl(notify_fd_.get(), SECCOMP_IOCTL_NOTIF_RECV, notif_buf_.data()) == 0) {
-    seccomp_notif req{};
-    std::memcpy(&req, notif_buf_.data(), sizeof req);
-    std::fill(resp_buf_.begin(), resp_buf_.end(), 0);
-    seccomp_notif_resp resp{};
-    resp.id = req.id;
-    resp.flags = SECCOMP_USER_NOTIF_FLAG_CONTINUE;  // run the syscall as the process asked
-    std::memcpy(resp_buf_.data(), &resp, sizeof resp);
-    // ENOENT: the process died (or was interrupted) meanwhile; nothing to do.
-    ::ioctl(notify_fd_.get(), SECCOMP_IOCTL_NOTIF_SEND, resp_buf_.data());
-    ++stats_.trapped_syscalls;
-    burst_left_ = kBurstScans - 1;
-    schedule(kFirstRescan);
+  switch (responder_.answer_one(notify_fd_.get())) {
+    case portfwd::ListenerTrapResponder::Result::kHangup:
+      return;  // every process under the filter has exited; stop watching
+    case portfwd::ListenerTrapResponder::Result::kAnswered:
+      ++stats_.trapped_syscalls;
+      burst_left_ = kBurstScans - 1;
+      schedule(kFirstRescan);
+      break;
+    case portfwd::ListenerTrapResponder::Result::kNothing:
+      break;
   }
   wait_notification();
 }

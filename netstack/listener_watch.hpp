@@ -32,6 +32,7 @@
 
 #include "base/unique_fd.hpp"
 #include "portfwd/forward_policy.hpp"
+#include "portfwd/listener_trap.hpp"
 #include "portfwd/sock_diag.hpp"
 
 namespace causeway::netstack {
@@ -71,8 +72,7 @@ class NetnsListenerSource {
   std::chrono::steady_clock::time_point next_{};
   int burst_left_ = 0;
   bool started_ = false;
-  std::vector<uint8_t> notif_buf_;
-  std::vector<uint8_t> resp_buf_;
+  portfwd::ListenerTrapResponder responder_;
   ListenerWatchStats stats_;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };

@@ -1,5 +1,7 @@
 #include "netstack/netns.hpp"
 
+#include "base/fd_passing.hpp"
+
 #include "netstack/listener_watch.hpp"
 
 #include <arpa/inet.h>
@@ -106,20 +108,8 @@ void send_error(int sock, const std::string& text) {
 }
 
 bool send_fd(int sock, int fd) {
-  char tag = 'T';
-  iovec iov{&tag, 1};
-  alignas(cmsghdr) char ctrl[CMSG_SPACE(sizeof(int))] = {};
-  msghdr msg{};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  msg.msg_control = ctrl;
-  msg.msg_controllen = sizeof ctrl;
-  cmsghdr* c = CMSG_FIRSTHDR(&msg);
-  c->cmsg_level = SOL_SOCKET;
-  c->cmsg_type = SCM_RIGHTS;
-  c->cmsg_len = CMSG_LEN(sizeof(int));
-  std::memcpy(CMSG_DATA(c), &fd, sizeof fd);
-  return ::sendmsg(sock, &msg, MSG_NOSIGNAL) == 1;
+  const char tag = 'T';
+  return send_with_fd(sock, &tag, 1, fd) == 1;
 }
 
 Result receive_tap(int sock) {
@@ -127,23 +117,11 @@ Result receive_tap(int sock) {
   const int ms = static_cast<int>(std::chrono::duration_cast<std::chrono::milliseconds>(kChildSetupTimeout).count());
   if (::poll(&p, 1, ms) <= 0) return std::string("namespace setup timed out");
   char buf[512];
-  iovec iov{buf, sizeof buf - 1};
-  alignas(cmsghdr) char ctrl[CMSG_SPACE(sizeof(int))] = {};
-  msghdr msg{};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  msg.msg_control = ctrl;
-  msg.msg_controllen = sizeof ctrl;
-  const ssize_t n = ::recvmsg(sock, &msg, MSG_CMSG_CLOEXEC);
+  UniqueFd fd;
+  const ssize_t n = recv_with_fd(sock, buf, sizeof buf - 1, fd);
   if (n <= 0) return std::string("namespace setup failed (the helper process exited)");
   if (buf[0] == 'E') return std::string(buf + 1, static_cast<size_t>(n - 1));
-  for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
-    if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
-      int fd = -1;
-      std::memcpy(&fd, CMSG_DATA(c), sizeof fd);
-      return UniqueFd(fd);
-    }
-  }
+  if (fd) return fd;
   return std::string("namespace setup sent no tap descriptor");
 }
 

@@ -1,5 +1,7 @@
 #include "netstack/netns_sockets.hpp"
 
+#include "base/fd_passing.hpp"
+
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <sched.h>
@@ -24,21 +26,7 @@ struct Request {
 };
 
 bool send_reply(int sock, int err, int fd) {
-  iovec iov{&err, sizeof err};
-  alignas(cmsghdr) char ctrl[CMSG_SPACE(sizeof(int))] = {};
-  msghdr msg{};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  if (fd >= 0) {
-    msg.msg_control = ctrl;
-    msg.msg_controllen = sizeof ctrl;
-    cmsghdr* c = CMSG_FIRSTHDR(&msg);
-    c->cmsg_level = SOL_SOCKET;
-    c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(sizeof(int));
-    std::memcpy(CMSG_DATA(c), &fd, sizeof fd);
-  }
-  return ::sendmsg(sock, &msg, MSG_NOSIGNAL) == static_cast<ssize_t>(sizeof err);
+  return send_with_fd(sock, &err, sizeof err, fd) == static_cast<ssize_t>(sizeof err);
 }
 
 [[noreturn]] void helper_main(int sock, int netfd, int userfd) {
@@ -62,24 +50,10 @@ bool send_reply(int sock, int err, int fd) {
 
 boost::system::result<std::pair<int, UniqueFd>> recv_reply(int sock) {
   int err = 0;
-  iovec iov{&err, sizeof err};
-  alignas(cmsghdr) char ctrl[CMSG_SPACE(sizeof(int))] = {};
-  msghdr msg{};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  msg.msg_control = ctrl;
-  msg.msg_controllen = sizeof ctrl;
-  const ssize_t n = ::recvmsg(sock, &msg, MSG_CMSG_CLOEXEC);
+  UniqueFd fd;
+  const ssize_t n = recv_with_fd(sock, &err, sizeof err, fd);
   if (n != static_cast<ssize_t>(sizeof err))
     return boost::system::error_code(n < 0 ? errno : EPIPE, boost::system::system_category());
-  UniqueFd fd;
-  for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
-    if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
-      int raw = -1;
-      std::memcpy(&raw, CMSG_DATA(c), sizeof raw);
-      fd.reset(raw);
-    }
-  }
   return std::pair<int, UniqueFd>(err, std::move(fd));
 }
 

@@ -26,6 +26,11 @@ class VsockStream {
   // wait for on_writable). Never blocks.
   virtual size_t write(std::span<const uint8_t> data) = 0;
   virtual void set_on_data(std::function<void(std::span<const uint8_t>)> cb) = 0;
+  // Receive backpressure: while paused, nothing is handed to on_data; what
+  // the guest sends waits in the stream (bounded by the credit we advertise,
+  // so a paused stream stops the guest's sender). Unpausing delivers it on a
+  // later turn.
+  virtual void set_receive_paused(bool paused) = 0;
   virtual void set_on_writable(std::function<void()> cb) = 0;
   // Runs once: the guest shut down its sending side (eof=true) or the
   // stream ended (reset, device reset, close()).

@@ -27,6 +27,7 @@ class FakeVsockStream final : public vmm::VsockStream {
     return take;
   }
   void set_on_data(std::function<void(std::span<const uint8_t>)> cb) override { on_data_ = std::move(cb); }
+  void set_receive_paused(bool p) override { paused = p; }
   void set_on_writable(std::function<void()> cb) override { on_writable_ = std::move(cb); }
   void set_on_eof(std::function<void()> cb) override { on_eof_ = std::move(cb); }
   void set_on_closed(std::function<void(std::string_view)> cb) override { on_closed_ = std::move(cb); }
@@ -65,6 +66,7 @@ class FakeVsockStream final : public vmm::VsockStream {
   size_t credit = std::numeric_limits<size_t>::max();
   bool write_shut = false;
   bool closed = false;
+  bool paused = false;
 
  private:
   std::function<void(std::span<const uint8_t>)> on_data_;

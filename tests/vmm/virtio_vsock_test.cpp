@@ -195,6 +195,53 @@ TEST_F(VirtioVsockTest, DataBeforeOnDataIsKeptAndHandedOverLater) {
   EXPECT_EQ(got, "abc");
 }
 
+TEST_F(VirtioVsockTest, PausedReceiveHoldsDataAndWithholdsCredit) {
+  auto s = guest_connects(1025, 9000);
+  std::string got;
+  s->set_on_data([&](std::span<const uint8_t> d) { got.append(d.begin(), d.end()); });
+  s->set_receive_paused(true);
+  guest.send(guest.hdr(Op::kRw, 1025, 9000, 3), "abc");
+  kick();
+  guest.send(guest.hdr(Op::kRw, 1025, 9000, 3), "def");
+  kick();
+  EXPECT_EQ(got, "");
+  // No credit was returned for held bytes: a paused stream stops the guest's sender.
+  for (const auto& pk : guest.received()) EXPECT_EQ(pk.h.fwd_cnt, 0u);
+  s->set_receive_paused(false);
+  pump();
+  EXPECT_EQ(got, "abcdef");
+  guest.send(guest.hdr(Op::kRw, 1025, 9000, 1), "g");
+  kick();
+  EXPECT_EQ(got, "abcdefg");  // in order, and straight through again
+}
+
+TEST_F(VirtioVsockTest, GuestCloseWhilePausedDeliversTheDataBeforeTheEnd) {
+  auto s = guest_connects(1025, 9000);
+  std::string got;
+  std::vector<std::string> events;
+  s->set_on_data([&](std::span<const uint8_t> d) {
+    got.append(d.begin(), d.end());
+    events.emplace_back("data");
+  });
+  s->set_on_eof([&] { events.emplace_back("eof"); });
+  s->set_on_closed([&](std::string_view) { events.emplace_back("closed"); });
+  s->set_receive_paused(true);
+  guest.send(guest.hdr(Op::kRw, 1025, 9000, 4), "tail");
+  kick();
+  auto sh = guest.hdr(Op::kShutdown, 1025, 9000);
+  sh.flags = vsock::kShutdownMask;  // Linux's close(): both directions
+  guest.send(sh);
+  kick();
+  EXPECT_TRUE(events.empty()) << "nothing may end the stream before its held bytes are delivered";
+  s->set_receive_paused(false);
+  pump();
+  EXPECT_EQ(got, "tail");
+  ASSERT_EQ(events.size(), 3u);
+  EXPECT_EQ(events[0], "data");
+  EXPECT_EQ(events[1], "eof");
+  EXPECT_EQ(events[2], "closed");
+}
+
 TEST_F(VirtioVsockTest, HostToGuestRespectsTheGuestsCredit) {
   guest.buf_alloc = 1000;
   auto s = guest_connects(1025, 9000);

@@ -226,7 +226,6 @@ struct Validator {
     if (s.signo < 1 || s.signo > kMaxSignal) fail(ProtocolError::BadValue);
   }
   void operator()(const Resize&) {}
-  void operator()(const ConnectGuestPort& c) { proto(c.proto); }
   void operator()(const Shutdown&) {}
   void operator()(const Ready& r) {
     str(r.agent_version, kMaxVersionLen);
@@ -300,11 +299,6 @@ struct Encoder {
     w.u16(r.rows);
     w.u16(r.cols);
   }
-  void operator()(const ConnectGuestPort& c) {
-    w.u8(static_cast<uint8_t>(c.proto));
-    w.u16(c.port);
-    w.u32(c.stream_id);
-  }
   void operator()(const Shutdown&) {}
   void operator()(const Ready& r) {
     w.u16(r.version);
@@ -341,6 +335,8 @@ Listener read_listener(Reader& r) {
 }
 
 bool known_type(uint8_t t) {
+  constexpr uint8_t kReserved = 0x08;  // was ConnectGuestPort; never sent
+  if (t == kReserved) return false;
   return (t >= static_cast<uint8_t>(MessageType::Hello) && t <= static_cast<uint8_t>(MessageType::Shutdown)) ||
          (t >= static_cast<uint8_t>(MessageType::Ready) && t <= static_cast<uint8_t>(MessageType::Error));
 }
@@ -396,7 +392,7 @@ std::string IpAddr::to_string() const {
 MessageType type_of(const Message& m) {
   static constexpr MessageType kTypes[] = {
       MessageType::Hello,  MessageType::NetConfig, MessageType::Run,          MessageType::Stdin,
-      MessageType::StdinEof, MessageType::Signal,  MessageType::Resize,       MessageType::ConnectGuestPort,
+      MessageType::StdinEof, MessageType::Signal,  MessageType::Resize,
       MessageType::Shutdown, MessageType::Ready,   MessageType::Stdout,       MessageType::Stderr,
       MessageType::Exited, MessageType::ListenerAppeared, MessageType::ListenerGone, MessageType::Log,
       MessageType::Error};
@@ -417,7 +413,6 @@ std::string_view name_of(MessageType t) {
     case MessageType::StdinEof: return "StdinEof";
     case MessageType::Signal: return "Signal";
     case MessageType::Resize: return "Resize";
-    case MessageType::ConnectGuestPort: return "ConnectGuestPort";
     case MessageType::Shutdown: return "Shutdown";
     case MessageType::Ready: return "Ready";
     case MessageType::Stdout: return "Stdout";
@@ -555,14 +550,6 @@ std::optional<Message> decode_payload(MessageType type, std::span<const uint8_t>
       z.rows = r.u16();
       z.cols = r.u16();
       m = z;
-      break;
-    }
-    case MessageType::ConnectGuestPort: {
-      ConnectGuestPort c;
-      c.proto = r.proto();
-      c.port = r.u16();
-      c.stream_id = r.u32();
-      m = c;
       break;
     }
     case MessageType::Shutdown: m = Shutdown{}; break;

@@ -32,8 +32,8 @@
 //   05 StdinEof   —                                            bool core_dumped
 //   06 Signal     i32 signo (1–64)                45 ListenerAppeared  u8 proto, ipaddr addr, u16 port,
 //   07 Resize     u16 rows, u16 cols                                    bool v6only
-//   08 ConnectGuestPort u8 proto, u16 port,       46 ListenerGone      same fields
-//                 u32 stream_id                   47 Log       str text
+//   08 (reserved: was ConnectGuestPort,           46 ListenerGone      same fields
+//       never sent; relays use relay.hpp)         47 Log       str text
 //   09 Shutdown   —                               48 Error     str text
 //
 //   NetConfig := bool dhcp, u32 mtu (0 = leave as is), bool ipv6,
@@ -170,14 +170,6 @@ struct Resize {
   uint16_t rows = 0, cols = 0;
   friend bool operator==(const Resize&, const Resize&) = default;
 };
-// Port forwarding (later): the agent connects to `port` on the guest's loopback and
-// carries the connection over a vsock stream tagged with `stream_id`.
-struct ConnectGuestPort {
-  IpProto proto = IpProto::Tcp;
-  uint16_t port = 0;
-  uint32_t stream_id = 0;
-  friend bool operator==(const ConnectGuestPort&, const ConnectGuestPort&) = default;
-};
 struct Shutdown {
   friend bool operator==(const Shutdown&, const Shutdown&) = default;
 };
@@ -229,7 +221,7 @@ struct Error {
   friend bool operator==(const Error&, const Error&) = default;
 };
 
-using Message = std::variant<Hello, NetConfig, Run, Stdin, StdinEof, Signal, Resize, ConnectGuestPort, Shutdown,
+using Message = std::variant<Hello, NetConfig, Run, Stdin, StdinEof, Signal, Resize, Shutdown,
                              Ready, Stdout, Stderr, Exited, ListenerAppeared, ListenerGone, Log, Error>;
 
 enum class MessageType : uint8_t {
@@ -240,7 +232,6 @@ enum class MessageType : uint8_t {
   StdinEof = 0x05,
   Signal = 0x06,
   Resize = 0x07,
-  ConnectGuestPort = 0x08,
   Shutdown = 0x09,
   Ready = 0x41,
   Stdout = 0x42,

@@ -19,13 +19,20 @@ SocketVsockStream::~SocketVsockStream() {
 
 void SocketVsockStream::start() { read_some(); }
 
+void SocketVsockStream::set_receive_paused(bool paused) {
+  paused_ = paused;
+  if (!paused_ && !reading_ && !read_done_ && !closed_) read_some();
+}
+
 void SocketVsockStream::read_some() {
+  reading_ = true;
   socket_.async_read_some(boost::asio::buffer(rbuf_),
                           [self = shared_from_this()](boost::system::error_code ec, size_t n) {
+                            self->reading_ = false;
                             if (self->closed_) return;
                             if (!ec) {
                               if (auto cb = self->on_data_) cb(std::span<const uint8_t>(self->rbuf_.data(), n));
-                              if (!self->closed_) self->read_some();
+                              if (!self->closed_ && !self->paused_ && !self->reading_) self->read_some();
                               return;
                             }
                             if (ec == boost::asio::error::eof) {

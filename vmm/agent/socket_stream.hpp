@@ -40,6 +40,7 @@ class SocketVsockStream final : public vmm::VsockStream, public std::enable_shar
 
   size_t write(std::span<const uint8_t> data) override;
   void set_on_data(std::function<void(std::span<const uint8_t>)> cb) override { on_data_ = std::move(cb); }
+  void set_receive_paused(bool paused) override;
   void set_on_writable(std::function<void()> cb) override { on_writable_ = std::move(cb); }
   void set_on_eof(std::function<void()> cb) override { on_eof_ = std::move(cb); }
   void set_on_closed(std::function<void(std::string_view)> cb) override { on_closed_ = std::move(cb); }
@@ -58,6 +59,8 @@ class SocketVsockStream final : public vmm::VsockStream, public std::enable_shar
   std::vector<uint8_t> queued_;     // waiting for the in-flight write
   std::vector<uint8_t> in_flight_;  // owned by the in-flight async_write
   bool writing_ = false;
+  bool reading_ = false;
+  bool paused_ = false;
   bool refused_ = false;            // write() returned less than offered
   bool shutdown_pending_ = false;
   bool write_shut_ = false;

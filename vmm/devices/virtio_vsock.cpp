@@ -46,6 +46,8 @@ struct VirtioVsockDevice::Conn {
   bool shutdown_sent = false;
   bool peer_shut_send = false;
   bool peer_shut_rcv = false;
+  bool eof_deferred = false;    // SHUTDOWN(send) arrived while rx_pending held bytes
+  bool close_deferred = false;  // SHUTDOWN(both) likewise: close once they are delivered
   bool want_writable = false;
   bool in_ready = false;
 
@@ -81,6 +83,11 @@ class VirtioVsockDevice::Stream final : public VsockStream, public std::enable_s
     on_data_ = std::move(cb);
     if (usable() && on_data_) dev_->stream_set_on_data(key_, id_);
   }
+  void set_receive_paused(bool paused) override {
+    if (paused_ == paused) return;
+    paused_ = paused;
+    if (!paused_ && usable() && on_data_) dev_->stream_set_on_data(key_, id_);
+  }
   void set_on_writable(std::function<void()> cb) override { on_writable_ = std::move(cb); }
   void set_on_eof(std::function<void()> cb) override { on_eof_ = std::move(cb); }
   void set_on_closed(std::function<void(std::string_view)> cb) override { on_closed_ = std::move(cb); }
@@ -101,7 +108,7 @@ class VirtioVsockDevice::Stream final : public VsockStream, public std::enable_s
 
   // ---- device side ----
   [[nodiscard]] uint64_t id() const { return id_; }
-  [[nodiscard]] bool has_on_data() const { return static_cast<bool>(on_data_); }
+  [[nodiscard]] bool has_on_data() const { return static_cast<bool>(on_data_) && !paused_; }
   void data(std::span<const uint8_t> d) {
     auto cb = on_data_;  // a copy: the callback may replace itself or drop the stream
     if (cb) cb(d);
@@ -138,6 +145,7 @@ class VirtioVsockDevice::Stream final : public VsockStream, public std::enable_s
   uint64_t id_;
   uint32_t guest_port_;
   bool open_ = true;
+  bool paused_ = false;
   bool eof_fired_ = false;
   bool closed_fired_ = false;
   std::function<void(std::span<const uint8_t>)> on_data_;
@@ -412,13 +420,24 @@ void VirtioVsockDevice::stream_set_on_data(Key k, uint64_t id) {
   asio::post(io_, [this, alive, k, id] {
     if (alive.expired()) return;
     Conn* conn = find(k);
-    if (conn == nullptr || conn->id != id || conn->stream == nullptr || conn->rx_pending.empty()) return;
+    if (conn == nullptr || conn->id != id || conn->stream == nullptr || conn->rx_pending.empty() ||
+        !conn->stream->has_on_data())
+      return;
     std::vector<uint8_t> data = std::move(conn->rx_pending);
     conn->rx_pending.clear();
     conn->fwd_cnt += static_cast<uint32_t>(data.size());
     auto self = conn->stream->shared_from_this();
     maybe_credit_update(*conn);
     self->data(data);
+    // The guest's SHUTDOWN waited for these bytes.
+    conn = find(k);
+    if (conn == nullptr || conn->id != id || !conn->rx_pending.empty()) return;
+    if (conn->eof_deferred) {
+      conn->eof_deferred = false;
+      self->eof();
+    }
+    conn = find(k);
+    if (conn != nullptr && conn->id == id && conn->close_deferred) close_conn(k, "closed by guest", true);
   });
 }
 
@@ -572,14 +591,21 @@ void VirtioVsockDevice::on_packet(const Header& h, const DescriptorChain& chain)
         c->txq.clear();
         c->txq_off = 0;
       }
+      // Bytes still waiting for a paused (or not yet reading) consumer come
+      // first: the end of the stream is reported after them.
+      const bool held = c->stream != nullptr && !c->rx_pending.empty();
       if ((h.flags & vsock::kShutdownSend) && !c->peer_shut_send) {
         c->peer_shut_send = true;
-        if (c->stream) c->stream->shared_from_this()->eof();
+        if (held) c->eof_deferred = true;
+        else if (c->stream) c->stream->shared_from_this()->eof();
       }
       c = find(k);
       // Linux closes a stream by shutting down both directions and waiting
       // for the peer's RST (virtio_transport_close); give it one.
-      if (c != nullptr && c->peer_shut_send && c->peer_shut_rcv) close_conn(k, "closed by guest", true);
+      if (c != nullptr && c->peer_shut_send && c->peer_shut_rcv) {
+        if (held) c->close_deferred = true;
+        else close_conn(k, "closed by guest", true);
+      }
       return;
     }
     case Op::kRw: {
@@ -636,8 +662,9 @@ void VirtioVsockDevice::deliver(Conn& c, const DescriptorChain& chain, uint32_t 
     }
     payload = scratch_;
   }
-  if (c.stream == nullptr || !c.stream->has_on_data()) {
-    // Nobody reads yet: keep it (bounded by the credit check in on_packet).
+  if (c.stream == nullptr || !c.stream->has_on_data() || !c.rx_pending.empty()) {
+    // Nobody reads yet (or paused), or older bytes still wait for their posted
+    // delivery (order): keep it, bounded by the credit check in on_packet.
     c.rx_pending.insert(c.rx_pending.end(), payload.begin(), payload.end());
     return;
   }

@@ -7,6 +7,9 @@
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <linux/netlink.h>
+#include <linux/vm_sockets.h>
 #include <sys/wait.h>
 #include <termios.h>
 #include <unistd.h>
@@ -18,6 +21,8 @@
 #include <cstring>
 #include <exception>
 
+#include "base/fd_passing.hpp"
+#include "portfwd/listener_trap.hpp"
 #include "vmm/agent/guest/boot.hpp"
 #include "vmm/agent/guest/netconfig.hpp"
 
@@ -81,6 +86,14 @@ Agent::Agent(UniqueFd transport, AgentOptions opts) : transport_(std::move(trans
   sigaddset(&chld, SIGCHLD);
   sigprocmask(SIG_BLOCK, &chld, nullptr);
   sigfd_.reset(signalfd(-1, &chld, SFD_NONBLOCK | SFD_CLOEXEC));
+  if (opts_.relay_listener || opts_.sock_diag) {
+    ports_ = std::make_unique<PortService>(std::move(opts_.relay_listener), std::move(opts_.sock_diag), opts_.ports,
+                                           [this](bool appeared, const Listener& l) {
+                                             if (appeared) send(ListenerAppeared{l});
+                                             else send(ListenerGone{l});
+                                           });
+    ports_->set_on_problem([this](std::string text) { error(std::move(text)); });
+  }
 }
 
 Agent::~Agent() = default;
@@ -252,10 +265,6 @@ void Agent::on_message(Message& m) {
         ioctl(c->out.get(), TIOCSWINSZ, &ws);
       }
       break;
-    case MessageType::ConnectGuestPort:
-      ++counters_.unexpected;
-      error("protocol: ConnectGuestPort is not implemented by agent " CAUSEWAY_AGENT_VERSION);
-      break;
     case MessageType::Shutdown:
       kill_command();
       end(Outcome::Shutdown, "host asked to shut down");
@@ -352,6 +361,12 @@ void Agent::on_run(const Run& run) {
   int errpipe[2];
   if (pipe2(errpipe, O_CLOEXEC) != 0) return spawn_failed("pipe");
   UniqueFd err_r(errpipe[0]), err_w(errpipe[1]);
+  // The bind/listen trap's descriptor comes back from the child over this pair.
+  UniqueFd trap_r, trap_w;
+  if (ports_ && opts_.trap_listeners) {
+    int sp[2];
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp) == 0) trap_r.reset(sp[0]), trap_w.reset(sp[1]);
+  }
 
   const pid_t pid = fork();
   if (pid < 0) return spawn_failed("fork");
@@ -381,6 +396,15 @@ void Agent::on_run(const Run& run) {
       dup2(child_err.get(), 2);
     }
     if (chdir(cwd.c_str()) != 0) fail(1, errno);
+    if (trap_w) {
+      // Last, so nothing of our own setup is trapped. Without it the poll still finds listeners.
+      const int trap = portfwd::install_listener_trap();
+      if (trap >= 0) {
+        const char tag = 'T';
+        send_with_fd(trap_w.get(), &tag, 1, trap);
+        close(trap);
+      }
+    }
     int best = ENOENT;
     for (const auto& cand : candidates) {
       execve(cand.c_str(), argv_p.data(), env_p.data());
@@ -395,6 +419,7 @@ void Agent::on_run(const Run& run) {
   child_out.reset();
   child_err.reset();
   err_w.reset();
+  trap_w.reset();
   c->pid = pid;
   c->last_output = Clock::now();
   ExecFailure f{};
@@ -417,6 +442,13 @@ void Agent::on_run(const Run& run) {
   }
   for (const UniqueFd* fd : {&c->in, &c->out, &c->err})
     if (fd->valid()) set_nonblocking(fd->get());
+  if (trap_r) {
+    // Sent before exec, so it is there by now (the exec-failure pipe closed at exec).
+    char tag = 0;
+    UniqueFd trap;
+    if (recv_with_fd(trap_r.get(), &tag, 1, trap, MSG_DONTWAIT) == 1 && trap) ports_->set_trap(std::move(trap));
+    else log("port forwarding: the command runs without the bind/listen trap; listeners are found by polling");
+  }
   child_ = std::move(c);
   if (opts_.debug) console("started pid " + std::to_string(pid));
 }
@@ -548,6 +580,8 @@ Agent::Outcome Agent::run() {
   for (auto& line : opts_.early_logs) log(std::move(line));
   opts_.early_logs.clear();
   on_signalfd();  // zombies from before the signalfd existed
+  if (ports_) ports_->start();
+  std::vector<pollfd> fds;
 
   enum Slot { kTransport, kSignal, kOut, kErr, kIn, kSlots };
   while (!outcome_) {
@@ -558,8 +592,8 @@ Agent::Outcome Agent::run() {
       finish_command();
       continue;
     }
-    pollfd p[kSlots] = {};
-    for (auto& x : p) x.fd = -1;
+    fds.assign(kSlots, pollfd{-1, 0, 0});
+    pollfd* p = fds.data();
     const size_t pending_out = out_.size() - out_off_;
     p[kTransport].fd = transport_.get();
     if (!transport_eof_ && !(c && c->stdin_pending() >= kMaxStdinQueue)) p[kTransport].events |= POLLIN;
@@ -576,19 +610,31 @@ Agent::Outcome Agent::run() {
       p[kIn].fd = c->in.get();
       p[kIn].events = POLLOUT;
     }
+    if (ports_) ports_->add_pollfds(fds);
+    p = fds.data();
     int timeout_ms = -1;
     const auto dl = deadline();
+    const auto port_dl = ports_ ? ports_->deadline() : std::nullopt;
+    if (port_dl) {
+      const auto left = std::chrono::ceil<std::chrono::milliseconds>(*port_dl - Clock::now()).count();
+      if (left <= 0) {
+        ports_->on_deadline(Clock::now());
+        continue;
+      }
+      timeout_ms = static_cast<int>(std::min<long long>(left, 60'000));
+    }
     if (dl) {
       const auto left = std::chrono::ceil<std::chrono::milliseconds>(*dl - Clock::now()).count();
       if (left <= 0) {
         on_deadline();
         continue;
       }
-      timeout_ms = static_cast<int>(std::min<long long>(left, 60'000));
+      timeout_ms = timeout_ms < 0 ? static_cast<int>(std::min<long long>(left, 60'000))
+                                  : std::min(timeout_ms, static_cast<int>(std::min<long long>(left, 60'000)));
       // Output back-pressure must not stall the drain window: it restarts while paused.
       if (state_ == State::Running && c && c->status && pending_out >= kMaxOutQueue) c->last_output = Clock::now();
     }
-    const int n = poll(p, kSlots, timeout_ms);
+    const int n = poll(fds.data(), fds.size(), timeout_ms);
     if (n < 0) {
       if (errno == EINTR) continue;
       error(std::string("poll: ") + std::strerror(errno));
@@ -602,6 +648,7 @@ Agent::Outcome Agent::run() {
     if (child_ && p[kOut].fd >= 0 && (p[kOut].revents & (POLLIN | POLLHUP | POLLERR))) on_output(1);
     if (child_ && p[kErr].fd >= 0 && (p[kErr].revents & (POLLIN | POLLHUP | POLLERR))) on_output(2);
     if (child_ && p[kIn].fd >= 0 && p[kIn].revents) on_stdin_writable();
+    if (ports_) ports_->handle(std::span<const pollfd>(fds).subspan(kSlots));
   }
   // Deliver what is queued (the Exited, an Error) — bounded: the host may be gone.
   const auto flush_end = Clock::now() + opts_.flush_timeout;
@@ -623,9 +670,12 @@ namespace {
   std::fprintf(code ? stderr : stdout,
                "usage: causeway-agent                 (as PID 1 in a causeway guest: rdinit=/sbin/causeway-agent)\n"
                "       causeway-agent --test-fd N [--hello-timeout-ms MS] [--netconfig-timeout-ms MS]\n"
-               "                      [--shutdown-wait-ms MS] [--debug]\n"
+               "                      [--shutdown-wait-ms MS] [--test-relay-fd L] [--test-ports] [--debug]\n"
                "                      run one session over the already-connected stream socket N and exit\n"
-               "                      (no mounts, modules, network changes or power-off: for tests on a host)\n"
+               "                      (no mounts, modules, network changes or power-off: for tests on a host);\n"
+               "                      --test-relay-fd: serve relay streams on the listening socket L;\n"
+               "                      --test-ports: report this network namespace's listeners and trap\n"
+               "                      the command's bind/listen\n"
                "       causeway-agent --version\n");
   std::exit(code);
 }
@@ -637,6 +687,9 @@ bool parse_ms(const char* s, std::chrono::milliseconds& out) {
   out = std::chrono::milliseconds(v);
   return true;
 }
+
+// The NETLINK_SOCK_DIAG socket listener reports read (this network namespace's).
+UniqueFd open_sock_diag() { return UniqueFd(socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_SOCK_DIAG)); }
 
 int test_main(int fd, AgentOptions opts) {
   // Emulate PID 1's view: orphans of the command come back to us.
@@ -694,6 +747,23 @@ int test_main(int fd, AgentOptions opts) {
   opts.early_logs = std::move(early);
   opts.apply_net_config = [](const NetConfig& cfg) { return apply_net_config(cfg, NetTarget{}); };
   opts.run_dhcp = [] { return run_dhcp(NetTarget{}); };
+  // Automatic localhost forwarding: relays on vsock, listeners from sock_diag, the trap.
+  UniqueFd relay(socket(AF_VSOCK, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+  sockaddr_vm addr{};
+  addr.svm_family = AF_VSOCK;
+  addr.svm_cid = VMADDR_CID_ANY;
+  addr.svm_port = kAgentRelayPort;
+  if (!relay || bind(relay.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 || listen(relay.get(), 64) != 0) {
+    opts.early_logs.push_back(std::string("port forwarding: cannot listen on vsock port ") +
+                              std::to_string(kAgentRelayPort) + ": " + std::strerror(errno));
+    relay.reset();
+  }
+  opts.relay_listener = std::move(relay);
+  opts.sock_diag = open_sock_diag();
+  if (!opts.sock_diag)
+    opts.early_logs.push_back(std::string("port forwarding: no sock_diag (") + std::strerror(errno) +
+                              "): guest listeners are not reported");
+  opts.trap_listeners = true;
   Agent agent(std::move(fd), std::move(opts));
   const auto outcome = agent.run();
   console("session ended: " + agent.end_reason() + "; powering off");
@@ -728,6 +798,22 @@ int agent_main(int argc, char** argv) {
       if (!parse_ms(value(), opts.netconfig_timeout)) usage(2);
     } else if (a == "--shutdown-wait-ms") {
       if (!parse_ms(value(), opts.shutdown_wait)) usage(2);
+    } else if (a == "--test-relay-fd") {
+      char* end = nullptr;
+      const long v = std::strtol(value(), &end, 10);
+      if (!end || *end || v < 0 || v > 65535 || fcntl(static_cast<int>(v), F_GETFD) < 0) {
+        std::fprintf(stderr, "causeway-agent: --test-relay-fd needs an open listening socket\n");
+        return 2;
+      }
+      fcntl(static_cast<int>(v), F_SETFD, FD_CLOEXEC);
+      opts.relay_listener.reset(static_cast<int>(v));
+    } else if (a == "--test-ports") {
+      opts.sock_diag = open_sock_diag();
+      opts.trap_listeners = true;
+      if (!opts.sock_diag) {
+        std::fprintf(stderr, "causeway-agent: --test-ports: cannot open NETLINK_SOCK_DIAG: %s\n", std::strerror(errno));
+        return 2;
+      }
     } else if (a == "--debug") {
       opts.debug = true;
     } else if (a == "--version") {

@@ -24,6 +24,11 @@
 //   session; so does end of stream. The outbound queue is then flushed for
 //   at most flush_timeout.
 //
+// Port forwarding: a PortService (port_service.hpp) shares the loop. It
+// reports the guest's listeners as ListenerAppeared/Gone once Ready is sent
+// and serves relay streams on its own listener; the command is started under
+// the bind/listen trap so a new listener is reported within milliseconds.
+//
 // Flow control: at most kMaxOutQueue bytes wait for the transport; above
 // that the command's output is not read (the pipe fills, the command blocks).
 // At most kMaxStdinQueue bytes wait for the command's stdin; above that the
@@ -51,6 +56,7 @@
 #include <vector>
 
 #include "base/unique_fd.hpp"
+#include "vmm/agent/guest/port_service.hpp"
 #include "vmm/agent/protocol.hpp"
 
 namespace causeway::agent::guest {
@@ -72,6 +78,14 @@ struct AgentOptions {
   std::function<NetReport(const NetConfig&)> apply_net_config;
   std::function<NetReport()> run_dhcp;
   std::vector<std::string> early_logs;  // from boot, sent after Ready
+  // Automatic localhost forwarding (port_service.hpp): the relay listener
+  // (vsock port kAgentRelayPort in a VM), a NETLINK_SOCK_DIAG socket for
+  // listener reports, and whether the command runs under the bind/listen
+  // trap. Any of them may be absent.
+  UniqueFd relay_listener;
+  UniqueFd sock_diag;
+  bool trap_listeners = false;
+  PortServiceOptions ports;
 };
 
 struct AgentCounters {
@@ -101,6 +115,7 @@ class Agent {
   Outcome run();
   [[nodiscard]] const AgentCounters& counters() const { return counters_; }
   [[nodiscard]] const std::string& end_reason() const { return end_reason_; }
+  [[nodiscard]] const PortService* ports() const { return ports_.get(); }
 
  private:
   using Clock = std::chrono::steady_clock;
@@ -141,6 +156,7 @@ class Agent {
   Clock::time_point exited_at_;
   UniqueFd sigfd_;
   std::unique_ptr<Child> child_;
+  std::unique_ptr<PortService> ports_;
   AgentCounters counters_;
 };
 
