@@ -8,8 +8,8 @@
 // (ListenerAppeared/Gone); the set feeds a portfwd::AutoForwarder whose
 // relays reach the guest's own loopback over vsock (agent/relay_client.hpp).
 // Events are coalesced: one policy pass per engine turn, however many
-// arrived. The set is capped (kMaxGuestListeners, counted): the agent is
-// guest code and untrusted.
+// arrived. The set is capped (portfwd::GuestListenerSet, counted): the agent
+// is guest code and untrusted.
 //
 // Sequence: listen on the vhost-user sockets → spawn QEMU → the guest agent
 // connects over vsock → Ready → NetConfig (the NAT lease, static: no DHCP
@@ -51,6 +51,7 @@
 #include "cli/runtime.hpp"
 #include "netstack/stream_port.hpp"
 #include "portfwd/auto_forwarder.hpp"
+#include "portfwd/listener_set.hpp"
 #include "vmm/agent/relay_client.hpp"
 #include "vmm/agent/session.hpp"
 #include "vmm/devices/virtio_net.hpp"
@@ -68,7 +69,6 @@ namespace {
 
 constexpr auto kBootTimeout = std::chrono::seconds(90);  // TCG: ~4 s; a wedged boot ends here
 constexpr auto kQemuExitGrace = std::chrono::seconds(5);
-constexpr size_t kMaxGuestListeners = 4096;
 
 portfwd::Listener from_agent(const agent::Listener& l) {
   portfwd::Listener out;
@@ -268,8 +268,7 @@ int run_vm(const RunOptions& o, netstack::NatConfig nat, const DnsSetup& dns,
   agent::VsockRelayConnector relay_tcp4(io, vsock, 4), relay_tcp6(io, vsock, 6);
   agent::VsockRelayDatagramChannel relay_udp4(io, vsock, 4), relay_udp6(io, vsock, 6);
   std::unique_ptr<portfwd::AutoForwarder> autofwd;
-  std::set<portfwd::Listener> guest_listeners;
-  uint64_t listeners_over_cap = 0;
+  portfwd::GuestListenerSet guest_listeners;
   bool listeners_dirty = false;
   if (o.auto_forward) {
     portfwd::PolicySettings base;
@@ -283,7 +282,7 @@ int run_vm(const RunOptions& o, netstack::NatConfig nat, const DnsSetup& dns,
     listeners_dirty = true;
     asio::post(io, [&] {
       listeners_dirty = false;
-      autofwd->on_listeners(guest_listeners);
+      autofwd->on_listeners(guest_listeners.listeners());
     });
   };
   std::unique_ptr<ControlServer> control;
@@ -386,17 +385,14 @@ int run_vm(const RunOptions& o, netstack::NatConfig nat, const DnsSetup& dns,
     }
   };
   cb.on_listener_appeared = [&](const agent::ListenerAppeared& l) {
-    if (guest_listeners.size() >= kMaxGuestListeners) {
-      if (listeners_over_cap++ == 0)
-        spdlog::warn("the guest reports more than {} listeners; the rest are not forwarded", kMaxGuestListeners);
-      return;
-    }
-    guest_listeners.insert(from_agent(l));
-    listeners_changed();
+    const uint64_t refused = guest_listeners.refused();
+    if (guest_listeners.appeared(from_agent(l))) listeners_changed();
+    else if (guest_listeners.refused() > refused && refused == 0)
+      spdlog::warn("the guest reports more than {} listeners (or port 0); those are not forwarded",
+                   portfwd::GuestListenerSet::kDefaultCap);
   };
   cb.on_listener_gone = [&](const agent::ListenerGone& l) {
-    guest_listeners.erase(from_agent(l));
-    listeners_changed();
+    if (guest_listeners.gone(from_agent(l))) listeners_changed();
   };
   cb.on_stdout = [](std::span<const uint8_t> d) { write_all(1, d); };
   cb.on_stderr = [](std::span<const uint8_t> d) { write_all(2, d); };

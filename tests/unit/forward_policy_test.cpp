@@ -1,5 +1,6 @@
 // ForwardPolicy: which host ports a set of guest listeners gets.
 #include "portfwd/forward_policy.hpp"
+#include "portfwd/listener_set.hpp"
 
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
@@ -85,6 +86,32 @@ TEST(ForwardPolicy, TwoListenersClaimingOneHostEndpointYieldOneForward) {
   // 0.0.0.0:8000 and [::]:8000 (v6only) coexist in a guest; the v4 side is asked for once.
   auto fs = plan_forwards({v4("0.0.0.0", 8000), v6("::", 8000, true), v4("127.0.0.1", 8000)}, {});
   EXPECT_EQ(fs.size(), 2u);
+}
+
+TEST(GuestListenerSet, AFloodOfAppearancesIsCappedAndCounted) {
+  GuestListenerSet set(100);
+  size_t changed = 0;
+  for (uint32_t p = 1; p <= 10000; ++p) changed += set.appeared(v4("0.0.0.0", static_cast<uint16_t>(p)));
+  EXPECT_EQ(changed, 100u);
+  EXPECT_EQ(set.listeners().size(), 100u);
+  EXPECT_EQ(set.refused(), 9900u);
+  // Repeats of a known listener are no change and no refusal.
+  EXPECT_FALSE(set.appeared(v4("0.0.0.0", 1)));
+  EXPECT_EQ(set.refused(), 9900u);
+  // Room again after a Gone.
+  EXPECT_TRUE(set.gone(v4("0.0.0.0", 1)));
+  EXPECT_TRUE(set.appeared(v4("0.0.0.0", 20000)));
+}
+
+TEST(GuestListenerSet, PortZeroAndUnknownGoneChangeNothing) {
+  GuestListenerSet set;
+  EXPECT_FALSE(set.appeared(v4("0.0.0.0", 0)));
+  EXPECT_EQ(set.refused(), 1u);
+  EXPECT_FALSE(set.gone(v6("::", 80)));
+  EXPECT_TRUE(set.listeners().empty());
+  EXPECT_TRUE(set.appeared(v6("::", 80, true)));
+  EXPECT_FALSE(set.gone(v6("::", 80, false)));  // another listener: v6only differs
+  EXPECT_EQ(set.listeners().size(), 1u);
 }
 
 }  // namespace
