@@ -15,6 +15,8 @@
 #   causeway          127.0.0.1:P      automatic forward (guest listener detected by causeway)
 #   causeway-manual   127.0.0.1:P+2500 `-p 127.0.0.1:P+2500:P --no-auto-forward`
 #   causeway-attach   127.0.0.1:P      automatic forward, `--attach /run/netns/NAME` (detection only)
+#   causeway-vm       127.0.0.1:P      automatic forward from a VM (`causeway run`, QEMU/TCG here;
+#                                      the guest agent reports listeners over vsock; detection only)
 #   pasta             192.0.2.1:P      `-t P`; a non-loopback source address: pasta's tap path
 #   pasta-splice      127.0.0.1:P      `-t P`; a loopback source: pasta splices to guest loopback
 #                                      (detection: `-t auto -T auto`, see below)
@@ -28,9 +30,9 @@ REPO_DIR=$(cd "$SCRIPT_DIR/.." && pwd)
 . "$SCRIPT_DIR/lib/bench-common.sh"
 
 BENCH_ARGS=("$@")
-DETECT_CONTENDERS="causeway,causeway-attach,pasta"
+DETECT_CONTENDERS="causeway,causeway-attach,causeway-vm,pasta"
 FWD_CONTENDERS="causeway,causeway-manual,pasta,pasta-splice,slirp4netns,veth"
-ALL_CONTENDERS="causeway,causeway-attach,causeway-manual,pasta,pasta-splice,slirp4netns,veth"
+ALL_CONTENDERS="causeway,causeway-attach,causeway-vm,causeway-manual,pasta,pasta-splice,slirp4netns,veth"
 ALL_ROWS="detect,tcp,cps,rr"
 RUNS=3
 DURATION=5
@@ -56,6 +58,11 @@ Host -> guest port forwarding, guest = a network namespace.  Rows:
           up after BOUND ms.  Contenders:
             causeway         \$CAUSEWAY netns -- python3 guest.py   (seccomp trap + sock_diag)
             causeway-attach  \$CAUSEWAY netns --attach /run/netns/NAME  (sock_diag poll only)
+            causeway-vm      \$CAUSEWAY run -- causeway-netprobe listen-series ...  (a VM under
+                             QEMU; the agent's trap + sock_diag, reported over vsock). Guest and
+                             host clocks differ, so the latency runs from the moment the host
+                             reads the guest's "listening" line (it travels the same ordered
+                             vsock stream as the listener report) to the first accepted connect
             pasta            pasta -t auto -T auto  (pasta rescans /proc once a second; with
                              -T none, Debian's 2023 pasta never rescans, so -T auto is needed)
   tcp     iperf3 TCP throughput host -> guest through the forward (Gbit/s)
@@ -202,6 +209,25 @@ for c in "${CLIST[@]}"; do
     if [[ -z $bin ]] || [[ $bin == /* && -x $bin && -f $bin ]]; then AVAILABLE[$c]=1; fi
 done
 contender_available() { [[ -n ${AVAILABLE[$1]:-} ]]; }
+# causeway-vm: the default guest image plus the static netprobe (an initramfs overlay).
+VM_GUEST_DIR=${CAUSEWAY_GUEST_DIR:-$REPO_DIR/build/guest}
+VM_NETPROBE=$REPO_DIR/build/tests/tools/causeway-netprobe-guest
+VM_INITRD=$BENCH_TMPDIR/vm-initrd.cpio.gz
+if [[ -n ${AVAILABLE[causeway-vm]:-} ]]; then
+    why=""
+    bench_have qemu-system-x86_64 || why="qemu-system-x86_64 missing (apt-get install qemu-system-x86)"
+    [[ -z $why && ! -f $VM_GUEST_DIR/initramfs.cpio.gz ]] && why="no guest image in $VM_GUEST_DIR (scripts/build-guest.sh)"
+    [[ -z $why && ! -x $VM_NETPROBE ]] && why="no $VM_NETPROBE (cmake --build build --target causeway_netprobe_guest)"
+    if [[ -z $why ]]; then
+        mkdir -p "$BENCH_TMPDIR/vm-overlay/usr/bin"
+        cp "$VM_NETPROBE" "$BENCH_TMPDIR/vm-overlay/usr/bin/causeway-netprobe"
+        (cd "$BENCH_TMPDIR/vm-overlay" && find . -mindepth 1 | cpio --quiet -o -H newc -R 0:0) | gzip -1 > "$VM_INITRD.extra"
+        cat "$VM_GUEST_DIR/initramfs.cpio.gz" "$VM_INITRD.extra" > "$VM_INITRD"
+    else
+        unset 'AVAILABLE[causeway-vm]'
+        bench_warn "causeway-vm is not available: $why"
+    fi
+fi
 
 HOST_NS=cwfwd-$$-host
 SINK_NS=cwfwd-$$-sink
@@ -318,8 +344,50 @@ def host(ctrl, bound_ms, out):
             f.flush()
 
 
+def vmhost(fifo, bound_ms, out):
+    """The VM variant: "L ADDR PORT" lines on stdin (the guest command's stdout through
+    causeway run); "N" to the command's stdin (FIFO) after each measurement. T is the
+    arrival of the line here: the guest's clock is not ours."""
+    w = open(fifo, "w")
+    with open(out, "w") as o:
+        for line in sys.stdin:
+            if line.startswith("E"):
+                break
+            if not line.startswith("L "):
+                continue
+            t = time.monotonic()
+            _, addr, port = line.split()
+            port = int(port)
+            deadline = t + bound_ms / 1000.0
+            lat, reached = None, 0
+            while True:
+                p = socket.socket()
+                try:
+                    p.connect(("127.0.0.1", port))
+                    lat = (time.monotonic() - t) * 1000.0
+                except OSError:
+                    p.close()
+                    if time.monotonic() >= deadline:
+                        break
+                    time.sleep(0.0005)
+                    continue
+                p.settimeout(2)
+                try:
+                    reached = 1 if p.recv(1) == b"x" else 0
+                except OSError:
+                    pass
+                p.close()
+                break
+            o.write("%s %d %s %d\n" % (addr, port, "none" if lat is None else "%.3f" % lat, reached))
+            o.flush()
+            w.write("N\n")
+            w.flush()
+
+
 if __name__ == "__main__":
-    if sys.argv[1] == "guest":
+    if sys.argv[1] == "vmhost":
+        vmhost(sys.argv[2], float(sys.argv[3]), sys.argv[4])
+    elif sys.argv[1] == "guest":
         guest(sys.argv[2], int(sys.argv[3]), float(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6]))
     elif sys.argv[1] == "host":
         host(sys.argv[2], float(sys.argv[3]), sys.argv[4])
@@ -744,10 +812,13 @@ measure_detect() {
     ctrl=$BENCH_TMPDIR/ctl.$c.$round
     base=$((20000 + (round % 3) * 2000))
     rm -f "$ctrl"
-    ip netns exec "$HOST_NS" timeout -k 5 "$DETECT_TIMEOUT" \
-        "$PYTHON" "$AUTOFWD_PY" host "$ctrl" "$BOUND_MS" "$log.out" > "$log.poller" 2>&1 &
-    POLLER_PID=$!
-    bench_track_pid "$POLLER_PID"
+    POLLER_PID=
+    if [[ $c != causeway-vm ]]; then  # the VM's prober reads the guest's stdout instead
+        ip netns exec "$HOST_NS" timeout -k 5 "$DETECT_TIMEOUT" \
+            "$PYTHON" "$AUTOFWD_PY" host "$ctrl" "$BOUND_MS" "$log.out" > "$log.poller" 2>&1 &
+        POLLER_PID=$!
+        bench_track_pid "$POLLER_PID"
+    fi
     local guest=("$PYTHON" "$AUTOFWD_PY" guest "$ctrl" "$LISTENS" "$GAP_MS" "$base" "$((round + 1))")
     case $c in
         causeway)
@@ -755,6 +826,17 @@ measure_detect() {
             bench_run ip netns exec "$HOST_NS" timeout -k 5 "$DETECT_TIMEOUT" \
                 "$CAUSEWAY" netns --mtu "$MTU" -- "${guest[@]}" \
                 > "$log.guest" 2> "$log.engine" || rc=$? ;;
+        causeway-vm)
+            # The guest program prints "L ADDR PORT" after each listen; the host side answers on
+            # the command's stdin. Both ends run in the host namespace (QEMU needs no network).
+            local fifo=$BENCH_TMPDIR/vmin.$round
+            rm -f "$fifo"; mkfifo "$fifo"
+            bench_run ip netns exec "$HOST_NS" timeout -k 5 "$DETECT_TIMEOUT" bash -c '
+                "$1" run -q --guest-dir "$2" --initrd "$3" -- causeway-netprobe listen-series "$4" "$5" "$6" "$7" \
+                    < "$8" 2> "$9" | "${10}" "${11}" vmhost "$8" "${12}" "${13}"' _ \
+                "$CAUSEWAY" "$VM_GUEST_DIR" "$VM_INITRD" "$LISTENS" "$GAP_MS" "$base" "$((round + 1))" \
+                "$fifo" "$log.engine" "$PYTHON" "$AUTOFWD_PY" "$BOUND_MS" "$log.out" > "$log.guest" 2>&1 || rc=$?
+            rm -f "$fifo" ;;
         causeway-attach|pasta)
             bench_ns_add "$GUEST_NS"
             if [[ $c == pasta ]]; then
@@ -777,7 +859,9 @@ measure_detect() {
         echo "the guest side exited with status $rc" >> "$log.err"
         [[ -s $log.guest ]] && tail -n 5 "$log.guest" >> "$log.err"
     fi
-    bench_wait_pid_exit "$POLLER_PID" 10 || echo "the host-side prober did not finish" >> "$log.err"
+    if [[ -n $POLLER_PID ]]; then
+        bench_wait_pid_exit "$POLLER_PID" 10 || echo "the host-side prober did not finish" >> "$log.err"
+    fi
     teardown "$log"
     rm -f "$ctrl"
     lines=$(wc -l < "$log.out" 2>/dev/null || echo 0)

@@ -10,6 +10,12 @@
 //   causeway-netprobe send tcp|udp ADDR PORT MESSAGE [--timeout-ms N]
 //       One request/reply exchange; prints the reply, exit 0. Failure: one
 //       line on stderr, exit 1 (3 when the timeout, default 3000 ms, passed).
+//   causeway-netprobe listen-series N GAP_MS PORT_BASE SEED
+//       For scripts/bench-forward.sh in a VM (no python there): 2N listens on
+//       PORT_BASE.., alternating 0.0.0.0 and 127.0.0.1, each after a pseudo-
+//       random pause of 0..GAP_MS; after each listen() it prints
+//       "L ADDR PORT", answers connections with one byte, and closes the
+//       listener when a line arrives on stdin. Prints "E" at the end.
 //   causeway-netprobe check-netns
 //       Can this user make causeway's namespaces? Exit 0; 10 if /dev/net/tun
 //       cannot be opened; 11 if a user namespace (when not root) cannot be made.
@@ -210,6 +216,46 @@ int check_netns() {
 
 }  // namespace
 
+int run_listen_series(const std::vector<std::string>& args) {
+  if (args.size() != 4) return fail("listen-series N GAP_MS PORT_BASE SEED", kExitUsage);
+  const long n = std::atol(args[0].c_str()), gap = std::atol(args[1].c_str()), base = std::atol(args[2].c_str());
+  uint32_t rng = static_cast<uint32_t>(std::atol(args[3].c_str())) * 2654435761u + 1;
+  if (n <= 0 || gap < 0 || base <= 0 || base + 2 * n > 65535) return fail("listen-series: bad numbers", kExitUsage);
+  for (long i = 0; i < 2 * n; ++i) {
+    rng = rng * 1664525u + 1013904223u;  // Numerical Recipes' LCG: plenty for spreading pauses
+    const long pause_ms = gap ? static_cast<long>((rng >> 8) % static_cast<uint32_t>(gap + 1)) : 0;
+    ::usleep(static_cast<useconds_t>(pause_ms * 1000));
+    const bool any = i % 2 == 0;
+    UniqueFd s(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    const int one = 1;
+    ::setsockopt(s.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(any ? INADDR_ANY : INADDR_LOOPBACK);
+    a.sin_port = htons(static_cast<uint16_t>(base + i));
+    if (::bind(s.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || ::listen(s.get(), 16) != 0)
+      return fail("listen-series: port " + std::to_string(base + i) + ": " + std::strerror(errno), 1);
+    std::printf("L %s %ld\n", any ? "0.0.0.0" : "127.0.0.1", base + i);
+    std::fflush(stdout);
+    for (;;) {
+      pollfd p[2] = {{s.get(), POLLIN, 0}, {0, POLLIN, 0}};
+      if (::poll(p, 2, 30'000) <= 0) return fail("listen-series: no word on stdin for 30 s", 1);
+      if (p[0].revents) {
+        UniqueFd c(::accept(s.get(), nullptr, nullptr));
+        if (c) (void)!::send(c.get(), "x", 1, MSG_NOSIGNAL);
+      }
+      if (p[1].revents) {
+        char line[64];
+        if (!std::fgets(line, sizeof line, stdin)) return fail("listen-series: stdin ended", 1);
+        break;
+      }
+    }
+  }
+  std::printf("E\n");
+  std::fflush(stdout);
+  return 0;
+}
+
 int main(int argc, char** argv) {
   std::vector<std::string> args(argv + 1, argv + argc);
   if (args.empty()) return fail("usage: causeway-netprobe serve|send|check-netns ...", kExitUsage);
@@ -218,5 +264,6 @@ int main(int argc, char** argv) {
   if (cmd == "serve") return run_serve(args);
   if (cmd == "send") return run_send(args);
   if (cmd == "check-netns") return check_netns();
+  if (cmd == "listen-series") return run_listen_series(args);
   return fail("unknown command " + cmd, kExitUsage);
 }
