@@ -17,6 +17,6 @@ skip() {
 [ "$(id -u)" -eq 0 ] || skip "it needs root (network namespaces)"
 command -v qemu-system-x86_64 >/dev/null 2>&1 || skip "no qemu-system-x86_64 (apt-get install qemu-system-x86)"
 command -v curl >/dev/null 2>&1 || skip "no curl (apt-get install curl)"
-[ -f "$guest/vmlinuz" ] && [ -f "$guest/initramfs.cpio.gz" ] ||
+{ [ -f "$guest/vmlinuz" ] && [ -f "$guest/initramfs.cpio.gz" ]; } ||
     skip "no guest image in $guest (scripts/build-guest.sh builds it; or set CAUSEWAY_GUEST_DIR)"
 exec "$conformance" --target causeway-nat --attach vm --guest-dir "$guest"

@@ -101,15 +101,15 @@ for k in $(bench_child_pids "$CW_PID"); do cf_track "$k"; done
 declare -A PORT_OF=([auto_forward_tcp_v4]=$CF_VM_FWD_ANY [auto_forward_loopback_only]=$CF_VM_FWD_LO)
 declare -A BODY_OF=([auto_forward_tcp_v4]=guest-any [auto_forward_loopback_only]=guest-lo)
 declare -A WHAT_OF=([auto_forward_tcp_v4]="0.0.0.0" [auto_forward_loopback_only]="127.0.0.1")
-declare -A DONE=() LASTERR=()
-while (( ${#DONE[@]} < 2 )); do
+declare -A FINISHED=() LASTERR=()
+while (( ${#FINISHED[@]} < 2 )); do
     now=$(cf_now_ms)
     for c in auto_forward_tcp_v4 auto_forward_loopback_only; do
-        [[ -n ${DONE[$c]:-} ]] && continue
+        [[ -n ${FINISHED[$c]:-} ]] && continue
         p=${PORT_OF[$c]}
         if body=$(cf_host curl -sS --max-time 1 "http://127.0.0.1:$p/" 2>&1); then
             ms=$(( $(cf_now_ms) - t_listen ))
-            DONE[$c]=1
+            FINISHED[$c]=1
             if [[ $body != "${BODY_OF[$c]}" ]]; then
                 verdict "$c" fail "host 127.0.0.1:$p answered '${body:0:60}', not the guest's server"
             elif (( ms > 1000 )); then
@@ -123,8 +123,8 @@ while (( ${#DONE[@]} < 2 )); do
     done
     if (( now - t_listen >= 3000 )); then
         for c in auto_forward_tcp_v4 auto_forward_loopback_only; do
-            [[ -n ${DONE[$c]:-} ]] && continue
-            DONE[$c]=1
+            [[ -n ${FINISHED[$c]:-} ]] && continue
+            FINISHED[$c]=1
             verdict "$c" fail "host 127.0.0.1:${PORT_OF[$c]} did not reach the guest's ${WHAT_OF[$c]}:${PORT_OF[$c]} (busybox httpd) within 3 s, no -p given: ${LASTERR[$c]:-no answer}"
         done
     fi

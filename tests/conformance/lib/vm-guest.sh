@@ -47,6 +47,7 @@ echo "CFVM-LISTENING $FWD_LO $FWD_ANY"
 
 # --- icmp_echo_gateway, icmp_echo_remote
 for pair in "icmp_echo_gateway $GW" "icmp_echo_remote $REMOTE4"; do
+    # shellcheck disable=SC2086  # two words: check name and address
     set -- $pair
     out=$(timeout 6 ping -c 3 -i 0.2 -W 2 "$2" 2>&1)
     got=$(echo "$out" | grep -o '[0-9]* packets received' | head -n 1)
@@ -139,6 +140,8 @@ chmod +x /tmp/udhcpc.sh
 out=$(timeout 15 udhcpc -i "$IF" -f -q -n -t 4 -T 1 -O mtu -s /tmp/udhcpc.sh 2>&1)
 rc=$?
 if [ -s /tmp/lease.env ]; then
+    ip="" router="" dns="" mtu=""
+    # shellcheck disable=SC1091  # written by the udhcpc script above
     . /tmp/lease.env
     route=$(ip -4 route show default | head -n 1)
     if [ -z "$router" ]; then
