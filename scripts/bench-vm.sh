@@ -50,9 +50,10 @@ Measures iperf3 TCP throughput between a VM and the host, in both directions, fo
   qemu-passt     passt -t 127.0.0.1/P2:$GUEST_PORT + QEMU -netdev stream  (passt's default MTU 65520)
   qemu-causeway  \$CAUSEWAY serve --qemu-socket S --mtu $VM_MTU -p ... + QEMU -netdev stream
 Every contender boots the same kernel and bench initramfs with the same board (q35), memory,
-CPUs and accelerator; each engine keeps its own default MTU (shown with the rows), except
-causeway serve, given causeway's VM default (--mtu $VM_MTU; 65520 stalls a Linux guest against
-libslirp's 64 KiB window, see README Limits).  One boot per measurement:
+CPUs and accelerator; each engine keeps its own default MTU, except causeway serve, given
+causeway's VM default (--mtu $VM_MTU; 65520 stalls a Linux guest against libslirp's 64 KiB
+window, see README Limits).  The rows note the MTU the guest's eth0 really had (a plain QEMU
+guest learns it only from DHCP).  One boot per measurement:
   tcp_g2h_gbps   guest iperf3 client -> its default gateway (= host loopback) -> host server
   tcp_h2g_gbps   host client -> 127.0.0.1:P2 -> the engine's forward -> guest server :$GUEST_PORT
   rss_mb         peak RSS (VmHWM) of the engine process: causeway run (engine + devices + agent
@@ -160,7 +161,9 @@ header_lines=(
     "test:    iperf3 TCP, VM <-> host loopback, ${DURATION}s per direction, ${RUNS} runs per contender, interleaved, one boot per run"
     "guest:   q35, ${CPUS} vCPU, ${MEMORY}, kernel $(cat "$BENCH_GUEST/kernel-release" 2>/dev/null || echo '?') + bench initramfs ($BENCH_GUEST)"
     "peers:   QEMU $(pkg_version qemu-system-x86), passt $(pkg_version passt), iperf3 $(pkg_version iperf3)"
-    "MTU:     causeway-run $VM_MTU (its VM default), qemu-causeway $VM_MTU (--mtu), qemu-passt 65520 (passt's default), qemu-user 1500 (fixed)"
+    "MTU:     each engine's own: causeway-run $VM_MTU (its VM default, virtio host_mtu), qemu-causeway --mtu $VM_MTU (DHCP is all a"
+    "         plain QEMU guest learns it from), qemu-passt 65520 (passt's default, DHCP), qemu-user 1500 (fixed); the rows"
+    "         show the MTU the guest's eth0 really had"
 )
 if [[ -x $CAUSEWAY ]]; then
     cw_version=$(timeout 5 "$CAUSEWAY" --version 2>/dev/null | head -n 1 || true)
@@ -312,7 +315,7 @@ failure_text() {
 # ---------------------------------------------------------------------------------------------
 # Interleaved rounds (round r starts at contender r mod count)
 
-declare -A V_G2H=() V_H2G=() V_RSS=() FAILS=() FIRST_FAIL=() SHMEM=()
+declare -A V_G2H=() V_H2G=() V_RSS=() FAILS=() FIRST_FAIL=() SHMEM=() GMTU=()
 NC=${#CLIST[@]}
 port=$PORT_BASE
 for ((r = 0; r < RUNS; r++)); do
@@ -326,6 +329,9 @@ for ((r = 0; r < RUNS; r++)); do
         [[ -n $H2G ]] && V_H2G[$c]="${V_H2G[$c]:-} $H2G"
         [[ -n $RSS ]] && V_RSS[$c]="${V_RSS[$c]:-} $RSS"
         if [[ -s $log.rss ]]; then SHMEM[$c]=$(awk '{printf "%.0f", $2 / 1024}' "$log.rss"); fi
+        # the MTU the guest's eth0 really had (what the engine advertised and the guest applied)
+        m=$(tr -d '\r' < "$log.out" 2>/dev/null | sed -n 's/^CW-BENCH-START mtu \([0-9]*\).*/\1/p' | head -n 1)
+        if [[ -n $m && " ${GMTU[$c]:-} " != *" $m "* ]]; then GMTU[$c]="${GMTU[$c]:+${GMTU[$c]} }$m"; fi
         if [[ -z $G2H || -z $H2G ]]; then
             FAILS[$c]=$(( ${FAILS[$c]:-0} + 1 ))
             [[ -n ${FIRST_FAIL[$c]:-} ]] || FIRST_FAIL[$c]=$log
@@ -351,6 +357,9 @@ report_metric() { # METRIC UNIT ARRAY-NAME TITLE
         if ! contender_available "$c"; then
             bench_result_add "$res" "$c" vm "$metric" missing "" "$(contender_binary "$c") not found"
             continue
+        fi
+        if [[ $metric != rss_mb && -n ${GMTU[$c]:-} ]]; then
+            note="guest MTU ${GMTU[$c]// /\/}"
         fi
         if [[ $metric == rss_mb ]]; then
             [[ $c == qemu-user ]] && continue          # libslirp runs inside QEMU: no engine process
