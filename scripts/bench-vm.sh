@@ -189,7 +189,7 @@ bench_setup_host_ns "$HOST_NS" "$SINK_NS" 65520
 # One measurement: a host iperf3 server (g2h), the engine, one boot, the host's client (h2g).
 # Sets G2H, H2G, RSS (empty when that part failed); explanations go to $LOG.err.
 
-SERVER_PID="" ENGINE_PID="" VM_PID="" RSS_FILE=""
+SERVER_PID="" ENGINE_PID="" VM_PID="" VM_KIDS="" RSS_FILE=""
 
 start_server() { # PORT LOG
     ip netns exec "$HOST_NS" iperf3 -s -1 -J -B 127.0.0.1 -p "$1" > "$2.g2h.json" 2> "$2.server.err" &
@@ -264,8 +264,12 @@ run_vm() { # CONTENDER LOG P1 P2
     esac
 
     # guest→host runs first, by itself; then the guest's server says READY
-    local deadline=$((SECONDS + BOOT_BOUND + DURATION))
+    local deadline=$((SECONDS + BOOT_BOUND + DURATION)) k
     while ! _guest_said "$log.out" "CW-BENCH-READY"; do
+        # causeway run's QEMU: tracked too, so that an interrupted run stops it as well
+        if [[ $c == causeway-run && -z $VM_KIDS ]]; then
+            for k in $(bench_child_pids "$VM_PID"); do bench_track_pid "$k"; VM_KIDS+=" $k"; done
+        fi
         if ! kill -0 "$VM_PID" 2>/dev/null || (( SECONDS >= deadline )); then
             echo "the guest's iperf3 server never became ready ($( kill -0 "$VM_PID" 2>/dev/null && echo "no READY within $((BOOT_BOUND + DURATION)) s" || echo "the VM exited" ))" >> "$log.err"
             rc=1
@@ -288,10 +292,12 @@ run_vm() { # CONTENDER LOG P1 P2
 
 G2H="" H2G="" RSS=""
 run_one() { # CONTENDER LOG P1 P2 — always tears down what it started
-    local c=$1 log=$2
+    local c=$1 log=$2 k
     G2H="" H2G="" RSS=""
     run_vm "$@" || true
     if [[ -n $VM_PID ]]; then bench_kill_pid_tree "$VM_PID"; VM_PID=""; fi
+    for k in $VM_KIDS; do bench_kill_pid "$k"; done    # gone with their parent: just forgotten
+    VM_KIDS=""
     if [[ -n $ENGINE_PID ]]; then bench_kill_pid "$ENGINE_PID"; ENGINE_PID=""; fi
     if [[ -n ${BENCH_RSS_WATCH_PID:-} ]]; then bench_kill_pid "$BENCH_RSS_WATCH_PID"; BENCH_RSS_WATCH_PID=""; fi
     if [[ -n $SERVER_PID ]]; then bench_kill_pid "$SERVER_PID"; SERVER_PID=""; fi
