@@ -17,7 +17,7 @@ for f in "$SCRIPT_DIR"/bench-*.sh; do
     f=${f##*/}
     [[ " $ALL_AREAS " == *":$f "* ]] || ALL_AREAS+=" $(n=${f#bench-}; echo "${n%.sh}"):$f"
 done
-PACKAGES="iperf3 passt slirp4netns wrk dnsperf qemu-system-x86"
+PACKAGES="iperf3 passt slirp4netns wrk dnsperf qemu-system-x86 cpio"
 RUNS=""
 DURATION=""
 QUICK=0

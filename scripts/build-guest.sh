@@ -123,7 +123,7 @@ need sha256sum coreutils
 # build_bench_image: DIR's default image + iperf3 (and its libraries and loader) +
 # /sbin/cw-bench + this tree's /init, in BENCH_OUT (see the header).
 build_bench_image() {
-    local iperf lib stage tree f n=0
+    local iperf stage tree f n=0
     [[ -f $OUT/vmlinuz && -f $OUT/initramfs.cpio.gz ]] ||
         die "no default image in $OUT to derive the bench image from (build it first: scripts/build-guest.sh --out $OUT)"
     need ldd libc-bin
