@@ -17,6 +17,7 @@
 #   CW-FETCH-SUM <bytes> <md5>                     size and md5 of the fetched body
 #   CW-FETCH-FAIL rc <rc> <wget error>             fetch failed
 #   CW-HTTPD-READY port <port>                     (dhcp-httpd mode) guest httpd listening
+#   CW-EXEC-RC <rc>                                (dhcp-exec mode) cw.exec's exit status
 #   CW-TIME <event> <uptime seconds>               guest-side timing of lease/fetch
 #   CW-DONE <mode> result <ok|fail>                last line before poweroff
 #
@@ -26,6 +27,10 @@
 #                       stay up until cw.hold seconds (default 60) have passed, power off
 #   cw.mode=shell       DHCP attempt, then an interactive shell on the console (default mode)
 #   cw.mode=off         power off right after bringing the links up
+#   cw.mode=dhcp-exec   DHCP on eth0, run the program cw.exec (an absolute path in the image;
+#                       it reads its own cw.* parameters from /proc/cmdline), print
+#                       CW-EXEC-RC <rc>, power off (scripts/bench-vm.sh: cw.exec=/sbin/cw-bench)
+#   cw.exec=PATH        what dhcp-exec runs
 #   cw.url=URL          what dhcp-test fetches
 #   cw.port=N, cw.hold=S  see dhcp-httpd
 #   cw.debug=1          set -x and list loaded modules
@@ -71,6 +76,7 @@ CW_URL=
 CW_PORT=8080
 CW_HOLD=60
 CW_DEBUG=0
+CW_EXEC=
 # shellcheck disable=SC2013  # word splitting of the kernel command line is intended
 for arg in $(cat /proc/cmdline); do
     case "$arg" in
@@ -79,6 +85,7 @@ for arg in $(cat /proc/cmdline); do
         cw.port=*)  CW_PORT=${arg#cw.port=} ;;
         cw.hold=*)  CW_HOLD=${arg#cw.hold=} ;;
         cw.debug=*) CW_DEBUG=${arg#cw.debug=} ;;
+        cw.exec=*)  CW_EXEC=${arg#cw.exec=} ;;
     esac
 done
 [ "$CW_DEBUG" = 1 ] && set -x
@@ -187,6 +194,20 @@ case "$CW_MODE" in
         else
             marker "CW-DONE dhcp-httpd result fail"
         fi
+        ;;
+    dhcp-exec)
+        result=fail
+        if do_dhcp; then
+            if [ -n "$CW_EXEC" ] && [ -x "$CW_EXEC" ]; then
+                "$CW_EXEC"
+                rc=$?
+                marker "CW-EXEC-RC $rc"
+                [ "$rc" -eq 0 ] && result=ok
+            else
+                marker "CW-EXEC-FAIL cw.exec '${CW_EXEC}' is not an executable in this image"
+            fi
+        fi
+        marker "CW-DONE dhcp-exec result $result"
         ;;
     off)
         marker "CW-DONE off result ok"

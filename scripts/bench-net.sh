@@ -43,6 +43,8 @@ Measures iperf3 TCP throughput from a network namespace (the guest) to the host,
   veth          the kernel's veth path between two namespaces (the physical limit)
 Runs are interleaved round-robin (N rounds, every contender once per round) and summarised as
 median [min-max] Gbit/s plus the ratio of causeway's median to each contender's median.
+A second table, rss_mb, is each engine process's peak RSS (VmHWM from /proc, sampled every
+100 ms and once more right before an engine is stopped) over the same runs (veth: no engine).
 
 Options:
   --runs N            repetitions per contender (default $RUNS)
@@ -59,37 +61,16 @@ forwards nothing; no traffic leaves the machine.
 EOF
 }
 
-die_usage() { printf 'bench-net.sh: %s\n(see --help)\n' "$1" >&2; exit 2; }
-
-while (( $# > 0 )); do
+BENCH_SCRIPT=bench-net.sh
+bench_script_option() {
     case $1 in
-        --runs) [[ $# -ge 2 ]] || die_usage "--runs needs a value"; RUNS=$2; shift 2 ;;
-        --runs=*) RUNS=${1#*=}; shift ;;
-        --duration) [[ $# -ge 2 ]] || die_usage "--duration needs a value"; DURATION=$2; shift 2 ;;
-        --duration=*) DURATION=${1#*=}; shift ;;
-        --mtu) [[ $# -ge 2 ]] || die_usage "--mtu needs a value"; MTU=$2; shift 2 ;;
-        --mtu=*) MTU=${1#*=}; shift ;;
-        --contenders) [[ $# -ge 2 ]] || die_usage "--contenders needs a value"; CONTENDERS=$2; shift 2 ;;
-        --contenders=*) CONTENDERS=${1#*=}; shift ;;
-        --json) [[ $# -ge 2 ]] || die_usage "--json needs a value"; JSON_OUT=$2; shift 2 ;;
-        --json=*) JSON_OUT=${1#*=}; shift ;;
-        --keep-logs) BENCH_KEEP_TMP=1; shift ;;
-        -h|--help) usage; exit 0 ;;
-        *) die_usage "unknown argument: $1" ;;
+        --mtu|--mtu=*) bench_opt_value --mtu "$@"; MTU=$BENCH_OPTVAL ;;
     esac
-done
-
-[[ $RUNS =~ ^[1-9][0-9]*$ ]] || die_usage "--runs must be a positive integer"
-[[ $DURATION =~ ^[1-9][0-9]*$ ]] || die_usage "--duration must be a positive integer (seconds)"
+}
+bench_parse_options "$@"
 if ! [[ $MTU =~ ^[0-9]+$ ]] || (( MTU < 1280 || MTU > 65521 )); then
-    die_usage "--mtu must be between 1280 and 65521"
+    bench_die_usage "--mtu must be between 1280 and 65521"
 fi
-
-IFS=',' read -r -a CLIST <<< "$CONTENDERS"
-(( ${#CLIST[@]} > 0 )) || die_usage "--contenders is empty"
-for c in "${CLIST[@]}"; do
-    [[ ,$ALL_CONTENDERS, == *",$c,"* ]] || die_usage "unknown contender '$c' (known: $ALL_CONTENDERS)"
-done
 
 bench_require_root
 bench_check_tools REQUIRED ip:iproute2 ss:iproute2 iperf3:iperf3 timeout:coreutils awk:mawk
@@ -103,9 +84,6 @@ if [[ -n ${CAUSEWAY:-} ]]; then
     [[ $CAUSEWAY == /* ]] || CAUSEWAY=$PWD/$CAUSEWAY
 else
     CAUSEWAY=$REPO_DIR/build/causeway
-fi
-if [[ -n $JSON_OUT ]]; then
-    : > "$JSON_OUT" || bench_die "cannot write $JSON_OUT"
 fi
 
 # contender -> binary it needs ("" when only the kernel is needed)
@@ -189,6 +167,8 @@ start_engine() {
     ip netns exec "$HOST_NS" "$@" > "$log.engine" 2>&1 &
     ENGINE_PID=$!
     bench_track_pid "$ENGINE_PID"
+    RSS_FILE=$log.rss
+    bench_rss_watch "$ENGINE_PID" "$RSS_FILE"
 }
 
 engine_alive() {
@@ -265,26 +245,36 @@ run_pasta() { # LOG PORT splice|tap
 }
 
 run_causeway() { # LOG PORT
-    local log=$1 port=$2 rc=0
+    local log=$1 port=$2 rc=0 pid
     start_server 127.0.0.1 "$port" "$log" || return 1
-    # the engine creates the guest namespace itself and exits with the command's status
-    bench_run ip netns exec "$HOST_NS" timeout -k 5 "$CLIENT_TIMEOUT" \
-        "$CAUSEWAY" netns --mtu "$MTU" -- \
+    # the engine creates the guest namespace itself and exits with the command's status; its
+    # PID is the engine's (ip execs it), so its peak RSS can be sampled; bounded by our own
+    # watchdog instead of timeout(1), which would put itself in between
+    ip netns exec "$HOST_NS" "$CAUSEWAY" netns --mtu "$MTU" -- \
         iperf3 -c 10.0.2.2 -p "$port" -t "$DURATION" -J --connect-timeout 5000 \
-        > "$log.json" 2>> "$log.err" || rc=$?
-    if (( rc == 124 || rc == 137 )); then
+        > "$log.json" 2>> "$log.err" &
+    pid=$!
+    bench_track_pid "$pid"
+    RSS_FILE=$log.rss
+    bench_rss_watch "$pid" "$RSS_FILE"
+    if ! bench_wait_pid_exit "$pid" "$CLIENT_TIMEOUT"; then
         echo "causeway netns -- iperf3 timed out after ${CLIENT_TIMEOUT}s" >> "$log.err"
-    elif (( rc != 0 )); then
-        echo "causeway exited with status $rc" >> "$log.err"
+        bench_kill_pid_tree "$pid"
+        return 124
     fi
+    wait "$pid" || rc=$?
+    bench_kill_pid "$pid"   # forgets it
+    (( rc == 0 )) || echo "causeway exited with status $rc" >> "$log.err"
     return "$rc"
 }
 
 # run_one CONTENDER LOG PORT: runs one measurement, always tears down what it created, and sets
 # GBPS.  Not to be called in a subshell: the EXIT trap must know every namespace and PID.
 GBPS=""
+RSS="" RSS_FILE=""
 run_one() {
     local c=$1 log=$2 port=$3 rc=0
+    RSS="" RSS_FILE=""
     case $c in
         causeway)     run_causeway "$log" "$port" || rc=$? ;;
         pasta)        run_pasta "$log" "$port" tap || rc=$? ;;
@@ -296,8 +286,11 @@ run_one() {
         if (( rc == 0 )) && ! kill -0 "$ENGINE_PID" 2>/dev/null; then
             echo "note: the engine had exited by the end of the run" >> "$log.err"
         fi
+        bench_rss_sample "$ENGINE_PID" "$RSS_FILE"
         bench_kill_pid "$ENGINE_PID"; ENGINE_PID=""
     fi
+    if [[ -n ${BENCH_RSS_WATCH_PID:-} ]]; then bench_kill_pid "$BENCH_RSS_WATCH_PID"; BENCH_RSS_WATCH_PID=""; fi
+    [[ -n $RSS_FILE ]] && RSS=$(bench_rss_mb "$RSS_FILE" || true)
     if [[ -n $SERVER_PID ]]; then bench_kill_pid "$SERVER_PID"; SERVER_PID=""; fi
     bench_ns_del "$GUEST_NS"
     (( rc == 0 )) || return "$rc"
@@ -319,7 +312,7 @@ failure_text() {
 # Interleaved runs: round r starts at contender r (mod count) so no contender is always first.
 # One measurement for each one printed before the next, on stderr; the summary goes to stdout.
 
-declare -A VALUES=() FAILS=() FIRST_FAIL=()
+declare -A VALUES=() FAILS=() FIRST_FAIL=() RSSV=()
 NC=${#CLIST[@]}
 port=$PORT_BASE
 for ((r = 0; r < RUNS; r++)); do
@@ -330,7 +323,9 @@ for ((r = 0; r < RUNS; r++)); do
         port=$((port + 1))
         if run_one "$c" "$log" "$port"; then
             VALUES[$c]="${VALUES[$c]:-} $GBPS"
-            printf 'run %d/%d  %-13s %8.2f Gbit/s\n' $((r + 1)) "$RUNS" "$c" "$GBPS" >&2
+            [[ -n $RSS ]] && RSSV[$c]="${RSSV[$c]:-} $RSS"
+            printf 'run %d/%d  %-13s %8.2f Gbit/s%s\n' $((r + 1)) "$RUNS" "$c" "$GBPS" \
+                "${RSS:+   (engine peak RSS $RSS MB)}" >&2
         else
             FAILS[$c]=$(( ${FAILS[$c]:-0} + 1 ))
             [[ -n ${FIRST_FAIL[$c]:-} ]] || FIRST_FAIL[$c]=$log
@@ -361,7 +356,27 @@ for c in "${CLIST[@]}"; do
     fi
 done
 
-bench_report "$RESULTS" causeway "Gbit/s" "$JSON_OUT" "causeway/this"
+bench_report "$RESULTS" causeway "Gbit/s" "$BENCH_TMPDIR/json.tcp" "causeway/this"
+
+# peak RSS of each engine process over its successful runs (veth has none)
+RSS_RESULTS=$BENCH_TMPDIR/results-rss.tsv
+: > "$RSS_RESULTS"
+for c in "${CLIST[@]}"; do
+    [[ $c == veth ]] && continue
+    contender_available "$c" || continue
+    vals=${RSSV[$c]:-}
+    vals=${vals# }
+    if [[ -n $vals ]]; then
+        bench_result_add "$RSS_RESULTS" "$c" netns rss_mb ok "$vals" ""
+    else
+        bench_result_add "$RSS_RESULTS" "$c" netns rss_mb failed "" "no sample"
+    fi
+done
+if [[ -s $RSS_RESULTS ]]; then
+    printf '\npeak RSS of the engine process (VmHWM; lower is better)\n'
+    bench_report "$RSS_RESULTS" causeway "MB" "$BENCH_TMPDIR/json.rss" "causeway/this"
+fi
+[[ -n $JSON_OUT ]] && bench_json_concat "$JSON_OUT" "$BENCH_TMPDIR/json.tcp" "$BENCH_TMPDIR/json.rss"
 
 if (( ${#FIRST_FAIL[@]} > 0 )); then
     printf '\nFailures (first failed run of each contender):\n'

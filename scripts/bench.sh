@@ -11,13 +11,13 @@ REPO_DIR=$(cd "$SCRIPT_DIR/.." && pwd)
 
 BENCH_ARGS=("$@")
 # area:script — the known areas first, in this order, then any other scripts/bench-*.sh
-ALL_AREAS="net:bench-net.sh forward:bench-forward.sh dns:bench-dns.sh boot:bench-boot.sh"
+ALL_AREAS="net:bench-net.sh forward:bench-forward.sh dns:bench-dns.sh boot:bench-boot.sh vm:bench-vm.sh"
 for f in "$SCRIPT_DIR"/bench-*.sh; do
     [[ -e $f ]] || continue
     f=${f##*/}
     [[ " $ALL_AREAS " == *":$f "* ]] || ALL_AREAS+=" $(n=${f#bench-}; echo "${n%.sh}"):$f"
 done
-PACKAGES="iperf3 passt slirp4netns wrk dnsperf qemu-system-x86"
+PACKAGES="iperf3 passt slirp4netns wrk dnsperf qemu-system-x86 cpio"
 RUNS=""
 DURATION=""
 QUICK=0
@@ -37,7 +37,7 @@ $(for a in $ALL_AREAS; do printf '  %-8s scripts/%s%s\n' "${a%%:*}" "${a#*:}" \
 and prints one table of all their rows:
   area, contender, attach, metric, median, [min – max], runs, causeway vs this, better
 "causeway vs this" is how many times better causeway's median is than the row's, for the same
-area, metric and attachment (>1: causeway better): causeway/row for metrics where higher is
+area, metric and attachment (>1: causeway better; in the vm area the reference is causeway-run): causeway/row for metrics where higher is
 better (Gbit/s, qps, conn/s), row/causeway where lower is better (µs, ms, MB, misses).  The
 per-area scripts print causeway/this as measured; this table turns it the same way round.  Absolute numbers vary between machines (and up to 2x between
 runs on shared VMs): compare only ratios taken in the same run.
@@ -140,16 +140,6 @@ fi
 # ---------------------------------------------------------------------------------------------
 # Header
 
-accelerator_line() {
-    if [[ -e /dev/kvm ]] && grep -Eqw 'vmx|svm' /proc/cpuinfo 2>/dev/null && [[ ! -d /sys/module/kvm_pvm ]]; then
-        echo "KVM (hardware virtualization): VM rows (attach=vm) run at near-native CPU speed"
-    elif [[ -d /sys/module/kvm_pvm ]]; then
-        echo "TCG — no hardware virtualization (/dev/kvm is PVM, unusable for a stock guest): every VM row (attach=vm) is bounded by the emulated CPU"
-    else
-        echo "TCG — no hardware virtualization (no vmx/svm): every VM row (attach=vm) is bounded by the emulated CPU"
-    fi
-}
-
 bench_init
 BENCH_KEEP_TMP=$KEEP_LOGS
 areas_line=""
@@ -158,7 +148,7 @@ for a in "${AREAS[@]}"; do
     areas_line+="${areas_line:+, }${a%%:*} ($s$([[ -x $SCRIPT_DIR/$s ]] || echo ': not present, skipped'))"
 done
 bench_header "causeway bench: every area, one table" \
-    "accel:   $(accelerator_line)" \
+    "accel:   $(bench_accel_line)" \
     "areas:   ${areas_line:-none}" \
     "options: ${RUNS:+--runs $RUNS }${DURATION:+--duration $DURATION }$( ((QUICK)) && echo '(--quick)')" \
     "cpu use: $(bench_cpu_busy 1)% of all CPUs busy in the second before the first run"
@@ -245,10 +235,14 @@ def better(metric):
         return "lower"
     return "?"
 
+# the reference row of an (area, attachment, metric): causeway's; in the VM areas that is
+# "causeway-run" (bench-vm.sh) where there is no plain "causeway" row
+REFS = ("causeway", "causeway-run")
 ref = {}
-for r in rows:
-    if r.get("contender") == "causeway" and r.get("median") is not None:
-        ref[(r["area"], r.get("attach"), r.get("metric"))] = r["median"]
+for name in reversed(REFS):
+    for r in rows:
+        if r.get("contender") == name and r.get("median") is not None:
+            ref[(r["area"], r.get("attach"), r.get("metric"))] = r["median"]
 
 def fmt(v):
     if v is None:

@@ -5,12 +5,17 @@
 # network provided by causeway.
 #
 # Usage: scripts/build-guest.sh [--out DIR] [--agent PATH | --no-agent] [--force] [--quiet]
+#                                [--with-bench-tools | --bench-only] [--bench-out DIR2]
 #   --out DIR      output directory (default: <repo>/build/guest)
 #   --agent PATH   the statically linked guest agent (default: <repo>/build/causeway-agent,
 #                  built by `cmake --build build --target causeway-agent`)
 #   --no-agent     build the image without the agent (only guest/init.sh as /init)
 #   --force        rebuild even if the stamp says the inputs are unchanged
 #   --quiet        only print errors and the final line
+#   --with-bench-tools  also derive the bench image (below) from the default one
+#   --bench-only   only derive the bench image from the default image already in DIR (no
+#                  kernel download, no agent needed; DIR is not modified)
+#   --bench-out DIR2  where the bench image goes (default: DIR/bench)
 #
 # Outputs (in DIR):
 #   vmlinuz               the kernel (bzImage) from Debian's linux-image-<ver>-cloud-amd64
@@ -21,6 +26,15 @@
 #   kernel-release        the kernel release string (e.g. 6.1.0-56-cloud-amd64)
 #   .stamp                hash of all inputs; the build is skipped when it is unchanged
 #   cache/                the downloaded .deb and its extracted tree (reused)
+#
+# The bench image (--with-bench-tools / --bench-only; for scripts/bench-vm.sh), in DIR2:
+#   vmlinuz               the same kernel (a hard link, or a copy across file systems)
+#   initramfs.cpio.gz     the default initramfs with a second gzip'd cpio appended (the kernel
+#                         unpacks both; later entries win): /usr/bin/iperf3 with the shared
+#                         libraries ldd lists and the dynamic loader, at their host paths;
+#                         /sbin/cw-bench (guest/bench-guest.sh); /init = guest/init.sh of
+#                         this tree (so cw.mode=dhcp-exec exists even in an older default
+#                         image). The default image is left as it is (and as small as it is).
 #
 # Booting: the kernel runs /init (guest/init.sh: the marker-printing test guest its
 # cw.mode=... parameters select) unless the command line says rdinit=/sbin/causeway-agent,
@@ -51,6 +65,8 @@ FORCE=0
 QUIET=0
 AGENT="$ROOT/build/causeway-agent"
 WITH_AGENT=1
+BENCH=0            # 1: --with-bench-tools, 2: --bench-only
+BENCH_OUT=
 META_PKG=linux-image-cloud-amd64
 
 # Modules the guest needs, by module name. Their dependencies are pulled in from modules.dep;
@@ -80,13 +96,19 @@ while [[ $# -gt 0 ]]; do
         --no-agent) WITH_AGENT=0; shift ;;
         --force) FORCE=1; shift ;;
         --quiet) QUIET=1; shift ;;
+        --with-bench-tools) [[ $BENCH == 2 ]] || BENCH=1; shift ;;
+        --bench-only) BENCH=2; shift ;;
+        --bench-out) [[ $# -ge 2 ]] || die "--bench-out needs a directory"; BENCH_OUT=$2; shift 2 ;;
+        --bench-out=*) BENCH_OUT=${1#--bench-out=}; shift ;;
         -h|--help) sed -n '2,/^set -euo/p' "$SELF" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
         *) die "unknown argument: $1 (see --help)" ;;
     esac
 done
-mkdir -p "$OUT"
+[[ $BENCH == 2 ]] || mkdir -p "$OUT"
+[[ -d $OUT ]] || die "no directory $OUT (--bench-only derives from an existing image)"
 OUT=$(cd "$OUT" && pwd)
 CACHE="$OUT/cache"
+BENCH_OUT=${BENCH_OUT:-$OUT/bench}
 
 need() { command -v "$1" >/dev/null 2>&1 || die "'$1' not found: install $2"; }
 need apt-cache apt
@@ -96,6 +118,56 @@ need dpkg-deb dpkg
 need cpio cpio
 need gzip gzip
 need sha256sum coreutils
+
+# ------------------------------------------------------------------ bench image
+# build_bench_image: DIR's default image + iperf3 (and its libraries and loader) +
+# /sbin/cw-bench + this tree's /init, in BENCH_OUT (see the header).
+build_bench_image() {
+    local iperf stage tree f n=0
+    [[ -f $OUT/vmlinuz && -f $OUT/initramfs.cpio.gz ]] ||
+        die "no default image in $OUT to derive the bench image from (build it first: scripts/build-guest.sh --out $OUT)"
+    need ldd libc-bin
+    iperf=$(command -v iperf3 || true)
+    [[ -n $iperf ]] || die "iperf3 not found: apt-get install iperf3"
+    iperf=$(readlink -f "$iperf")
+    [[ -f $ROOT/guest/bench-guest.sh ]] || die "missing $ROOT/guest/bench-guest.sh"
+    mkdir -p "$BENCH_OUT"
+    BENCH_OUT=$(cd "$BENCH_OUT" && pwd)
+    [[ $BENCH_OUT != "$OUT" ]] || die "--bench-out must differ from --out (the default image stays as it is)"
+    stage=$(mktemp -d "$BENCH_OUT/.staging.XXXXXX")
+    tree=$stage/tree
+    mkdir -p "$tree/usr/bin" "$tree/sbin"
+    cp "$iperf" "$tree/usr/bin/iperf3"
+    # Every library at the path ldd resolves it to on this host (the loader's default
+    # directories include Debian's multiarch ones), and the loader itself ("/lib64/ld-...").
+    while IFS= read -r f; do
+        [[ -n $f && -e $f ]] || continue
+        mkdir -p "$tree$(dirname "$f")"
+        cp -L "$f" "$tree$f"
+        n=$((n + 1))
+    done < <(ldd "$iperf" | awk '$2 == "=>" && $3 ~ /^\// { print $3 } $1 ~ /^\// { print $1 }')
+    (( n >= 2 )) || die "ldd $iperf listed no libraries and loader (is iperf3 statically linked?)"
+    if command -v strip >/dev/null 2>&1; then
+        find "$tree" -type f \( -name '*.so*' -o -name iperf3 \) -exec strip --strip-unneeded {} + 2>/dev/null || true
+    fi
+    install -m 0755 "$ROOT/guest/bench-guest.sh" "$tree/sbin/cw-bench"
+    install -m 0755 "$ROOT/guest/init.sh" "$tree/init"
+    (cd "$tree" && find . -mindepth 1 -print0 | LC_ALL=C sort -z |
+        cpio --quiet -o -0 -H newc -R 0:0) | gzip -9n > "$stage/extra.cpio.gz"
+    cat "$OUT/initramfs.cpio.gz" "$stage/extra.cpio.gz" > "$stage/initramfs.cpio.gz"
+    mv -f "$stage/initramfs.cpio.gz" "$BENCH_OUT/initramfs.cpio.gz"
+    rm -f "$BENCH_OUT/vmlinuz"
+    ln "$OUT/vmlinuz" "$BENCH_OUT/vmlinuz" 2>/dev/null || cp "$OUT/vmlinuz" "$BENCH_OUT/vmlinuz"
+    [[ -f $OUT/kernel-release ]] && cp "$OUT/kernel-release" "$BENCH_OUT/kernel-release"
+    rm -rf "$stage"
+    printf 'build-guest: bench image %s: initramfs.cpio.gz %s KiB (default %s KiB + iperf3 %s, %d libraries and loader, /sbin/cw-bench)\n' \
+        "$BENCH_OUT" "$(du -k "$BENCH_OUT/initramfs.cpio.gz" | cut -f1)" "$(du -k "$OUT/initramfs.cpio.gz" | cut -f1)" \
+        "$(dpkg-query -W -f='${Version}' iperf3 2>/dev/null || echo '?')" $((n - 1))
+}
+if [[ $BENCH == 2 ]]; then
+    build_bench_image
+    exit 0
+fi
 
 # ------------------------------------------------------------------ busybox-static
 BUSYBOX=$(command -v busybox || true)
@@ -173,6 +245,7 @@ HASH=$(input_hash)
 if [[ $FORCE == 0 && -f $OUT/.stamp && -f $OUT/vmlinuz && -f $OUT/initramfs.cpio.gz ]] &&
     [[ $(cat "$OUT/.stamp") == "$HASH" ]]; then
     say "up to date: $OUT (kernel $(cat "$OUT/kernel-release" 2>/dev/null || echo '?'))"
+    [[ $BENCH == 1 ]] && build_bench_image
     exit 0
 fi
 
@@ -372,3 +445,5 @@ rm -rf "$STAGE"
 printf 'build-guest: built %s: vmlinuz (%s KiB), initramfs.cpio.gz (%s KiB), kernel %s, %s\n' \
     "$OUT" "$(du -k "$OUT/vmlinuz" | cut -f1)" "$(du -k "$OUT/initramfs.cpio.gz" | cut -f1)" "$KREL" \
     "$([[ $WITH_AGENT == 1 ]] && echo "agent (rdinit=/sbin/causeway-agent)" || echo "no agent")"
+[[ $BENCH == 1 ]] && build_bench_image
+exit 0

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # conformance.sh — does a network engine keep the promises a user relies on?  Runs the small,
 # independent checks in tests/conformance/checks/ against one target engine and prints a
-# check × result matrix.  See --help and tests/conformance/README.md.
+# check × result matrix (--attach vm: a subset in one boot of causeway run, lib/vm-batch.sh).
+# See --help and tests/conformance/README.md.
 set -uo pipefail
 
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -12,7 +13,7 @@ TARGETS="causeway-nat causeway-mirrored pasta slirp4netns"
 
 usage() {
     cat <<EOF
-Usage: $0 --target TARGET [--attach netns|vm] [--json FILE] [--only CHECK,...]
+Usage: $0 --target TARGET [--attach netns|vm] [--guest-dir DIR] [--json FILE] [--only CHECK,...]
        $0 --list
        $0 --merge-md [--brief] FILE.json...  (a Markdown matrix of several --json results)
 
@@ -27,7 +28,12 @@ Targets:  $TARGETS
 
 Options:
   --target T          the engine to check (required)
-  --attach netns|vm   how the guest is attached (default netns; vm: not available yet)
+  --attach netns|vm   how the guest is attached (default netns).  vm: a subset of the checks
+                      (tests/conformance/lib/vm-subset.sh) runs in ONE boot of \`causeway run\`
+                      (busybox guest; needs QEMU and the guest image); the rest are n/a with
+                      why.  Only --target causeway-nat has a VM adapter.
+  --guest-dir DIR     the guest image for --attach vm (default: \$CAUSEWAY_GUEST_DIR, else
+                      guest/ beside \$CAUSEWAY, else $CF_REPO/build/guest)
   --json FILE         also write the results as JSON
   --only LIST         run only these checks (comma-separated names; see --list)
   --check-timeout S   stop a check that runs longer than S seconds (default 60; it fails)
@@ -40,7 +46,8 @@ target's binary is missing.  Needs root: each check builds its own namespaces �
 namespace whose only link leads to a sink namespace that forwards nothing (no traffic leaves
 the machine), DNS upstreams (dnsmasq) on that host namespace's loopback, and the guest.
 Debian packages: iproute2 dnsmasq-base bind9-dnsutils busybox-static socat python3
-util-linux, plus passt / slirp4netns for the peer targets.
+util-linux, plus passt / slirp4netns for the peer targets; for --attach vm also
+qemu-system-x86 and curl (the guest image: scripts/build-guest.sh).
 EOF
 }
 
@@ -112,6 +119,7 @@ JSON_OUT=""
 ONLY=""
 CHECK_TIMEOUT=60
 KEEP_LOGS=0
+GUEST_DIR=""
 (( $# > 0 )) || { usage >&2; exit 2; }
 while (( $# > 0 )); do
     case $1 in
@@ -120,6 +128,8 @@ while (( $# > 0 )); do
         --attach) [[ $# -ge 2 ]] || die_usage "--attach needs a value"; ATTACH=$2; shift 2 ;;
         --attach=*) ATTACH=${1#*=}; shift ;;
         --json) [[ $# -ge 2 ]] || die_usage "--json needs a value"; JSON_OUT=$2; shift 2 ;;
+        --guest-dir) [[ $# -ge 2 ]] || die_usage "--guest-dir needs a value"; GUEST_DIR=$2; shift 2 ;;
+        --guest-dir=*) GUEST_DIR=${1#*=}; shift ;;
         --json=*) JSON_OUT=${1#*=}; shift ;;
         --only) [[ $# -ge 2 ]] || die_usage "--only needs a value"; ONLY=$2; shift 2 ;;
         --only=*) ONLY=${1#*=}; shift ;;
@@ -198,12 +208,34 @@ fi
 # Reasons that make every check n/a without running it
 
 ALL_NA=""
+VM_BATCH=0
 if [[ $ATTACH == vm ]]; then
-    if [[ $TARGET == causeway-* ]] &&
-       "$CAUSEWAY" --help 2>/dev/null | awk '/^Subcommands:/ {f = 1; next} f && $1 == "run" {found = 1} END {exit !found}'; then
-        ALL_NA="VM attachment not available yet (causeway run exists, but this suite has no VM adapter yet: the checks' guest-side tools — python3, dig — are not in the busybox guest image)"
+    # shellcheck source=../tests/conformance/lib/vm-subset.sh
+    . "$CF_LIB/vm-subset.sh"
+    if [[ $TARGET != causeway-nat ]]; then
+        ALL_NA="no VM adapter for target $TARGET (the VM subset runs causeway run: --target causeway-nat)"
+    elif ! "$CAUSEWAY" --help 2>/dev/null | awk '/^Subcommands:/ {f = 1; next} f && $1 == "run" {found = 1} END {exit !found}'; then
+        ALL_NA="VM attachment not available: $CAUSEWAY has no run subcommand"
     else
-        ALL_NA="VM attachment not available yet"
+        if [[ -z $GUEST_DIR ]]; then
+            if [[ -n ${CAUSEWAY_GUEST_DIR:-} ]]; then GUEST_DIR=$CAUSEWAY_GUEST_DIR
+            elif [[ -f $(dirname "$CAUSEWAY")/guest/vmlinuz ]]; then GUEST_DIR=$(dirname "$CAUSEWAY")/guest
+            else GUEST_DIR=$CF_REPO/build/guest
+            fi
+        fi
+        [[ $GUEST_DIR == /* ]] || GUEST_DIR=$PWD/$GUEST_DIR
+        vm_missing=()
+        command -v qemu-system-x86_64 >/dev/null 2>&1 || vm_missing+=(qemu-system-x86)
+        command -v curl >/dev/null 2>&1 || vm_missing+=(curl)
+        if (( ${#vm_missing[@]} > 0 )); then
+            printf 'conformance.sh: --attach vm needs: apt-get install %s\n' "${vm_missing[*]}" >&2
+            exit 2
+        fi
+        if [[ ! -f $GUEST_DIR/vmlinuz || ! -f $GUEST_DIR/initramfs.cpio.gz ]]; then
+            printf 'conformance.sh: --attach vm: no guest image (vmlinuz, initramfs.cpio.gz) in %s\n  (build it: scripts/build-guest.sh; or --guest-dir DIR / CAUSEWAY_GUEST_DIR)\n' "$GUEST_DIR" >&2
+            exit 2
+        fi
+        VM_BATCH=1
     fi
 elif mode_why=$(target_mode_unavailable); then
     ALL_NA=${mode_why:-mode not available}
@@ -250,8 +282,30 @@ ENGINE_LINE=$(target_version)
     printf 'engine:  %s\n' "$ENGINE_LINE"
     printf 'kernel:  %s %s, %s CPUs, load %s\n' "$(uname -s)" "$(uname -r)" "$(nproc)" "$(cut -d' ' -f1-3 /proc/loadavg)"
     [[ -n $ALL_NA ]] && printf 'note:    every check is n/a: %s\n' "$ALL_NA"
+    (( VM_BATCH )) && printf 'vm:      one boot of causeway run (guest image %s) for the VM subset: %s\n' "$GUEST_DIR" "${CF_VM_SUBSET[*]}"
     printf '\n'
 } >&2
+
+# --attach vm: the subset runs in one boot, before the matrix is filled in
+VM_MS=0
+if (( VM_BATCH )); then
+    CUR_IDX=vm
+    dir=$RUN_TMP/vm
+    mkdir -p "$dir/verdicts"
+    printf '[vm] booting causeway run for %d checks ...\n' "${#CF_VM_SUBSET[@]}" >&2
+    t0=$(date +%s%N)
+    timeout -k 10 "$CHECK_TIMEOUT" bash "$CF_LIB/vm-batch.sh" "$dir/verdicts" "$dir/pids" "$dir" \
+        "$NS_BASE-vm" "$GUEST_DIR" > "$dir/stdout" 2> "$dir/stderr" &
+    CUR_PID=$!
+    wait "$CUR_PID"; rc=$?
+    CUR_PID=""
+    VM_MS=$(( ($(date +%s%N) - t0) / 1000000 ))
+    stop_leftovers vm
+    (( rc == 0 )) || printf '[vm] the batch ended with status %s%s\n' "$rc" \
+        "$( (( rc == 124 || rc == 137 )) && echo " (stopped after ${CHECK_TIMEOUT} s)")" >&2
+    printf '[vm] %.1f s for the boot and the subset\n' "$(awk -v m="$VM_MS" 'BEGIN {print m / 1000}')" >&2
+    CUR_IDX=""
+fi
 
 declare -a R_NAME=() R_RES=() R_REASON=() R_MS=()
 n_pass=0 n_fail=0 n_skip=0
@@ -263,6 +317,16 @@ for c in "${CHECKS[@]}"; do
     res="" reason="" ms=0
     if [[ -n $ALL_NA ]]; then
         res=n/a reason=$ALL_NA
+    elif (( VM_BATCH )); then
+        if ! cf_vm_in_subset "$c"; then
+            res=n/a reason=$(cf_vm_na_reason "$c")
+        elif [[ -s $RUN_TMP/vm/verdicts/$c ]]; then
+            IFS=$'\t' read -r res reason < "$RUN_TMP/vm/verdicts/$c"
+            ms=$VM_MS
+        else
+            res=fail
+            reason="no verdict from the VM batch: $(grep -v '^causeway: ' "$RUN_TMP/vm/stderr" 2>/dev/null | tail -n 1)"
+        fi
     else
         dir=$RUN_TMP/$idx
         mkdir -p "$dir"
@@ -293,7 +357,7 @@ for c in "${CHECKS[@]}"; do
         *)    res=fail; n_fail=$((n_fail + 1)) ;;
     esac
     R_NAME+=("$c") R_RES+=("$res") R_REASON+=("$reason") R_MS+=("$ms")
-    if [[ -z $ALL_NA ]]; then
+    if [[ -z $ALL_NA ]] && ! { (( VM_BATCH )) && [[ $res == n/a ]]; }; then
         printf '[%2d/%d] %-34s %-4s  %5.1f s  %s\n' "$idx" "$total" "$c" \
             "$( [[ $res == fail ]] && echo FAIL || echo "$res")" "$(awk -v m="$ms" 'BEGIN {print m / 1000}')" \
             "${reason:0:100}" >&2

@@ -7,6 +7,8 @@
 #     bench_init            # temp dir + EXIT/INT/TERM traps that clean up
 #
 # What it offers (all names start with bench_ / BENCH_):
+#   options          bench_parse_options (--runs, --duration, --contenders, --json, --keep-logs,
+#                    -h; a script's own options through its bench_script_option)
 #   logging          bench_log, bench_warn, bench_die
 #   preconditions    bench_require_root, bench_have, bench_check_tools
 #   header           bench_header
@@ -17,7 +19,9 @@
 #   statistics       bench_stats
 #   results          bench_result_add, bench_report (table + optional JSON), bench_json_concat
 #   machine          bench_cpu_busy
-#   processes        bench_wait_pid_exit
+#   processes        bench_wait_pid_exit, bench_child_pids, bench_kill_pid_tree
+#   memory           bench_rss_watch, bench_rss_mb (peak RSS of an engine process)
+#   accelerator      bench_accel, bench_accel_line (KVM or TCG for the VM rows)
 #
 # Safety rules the helpers follow: every namespace and process they create is recorded and
 # removed on exit; processes are only ever killed by the PID we started; the "host" namespace
@@ -411,4 +415,137 @@ bench_wait_pid_exit() {
         (( SECONDS >= deadline )) && return 1
         sleep 0.05
     done
+}
+
+# ---------------------------------------------------------------------------------------------
+# Options every benchmark script shares
+
+# bench_parse_options "$@": parses the shared options into the script's globals
+#   --runs N            RUNS (positive integer)
+#   --duration S        DURATION (positive integer, seconds)
+#   --contenders LIST   CONTENDERS (comma-separated; each must be in ALL_CONTENDERS); sets CLIST
+#   --json FILE         JSON_OUT (truncated here, so a bad path fails before any measurement)
+#   --keep-logs         BENCH_KEEP_TMP=1
+#   -h, --help          calls the script's usage and exits 0
+# (each also as --opt=value).  Anything else goes to the script's bench_script_option "$@", if it
+# defines one, which sets BENCH_SHIFT to the number of words it consumed (0: unknown; then this
+# stops with a usage error).  BENCH_SCRIPT (default: the script's file name) prefixes messages.
+BENCH_SHIFT=0
+bench_die_usage() { printf '%s: %s\n(see --help)\n' "${BENCH_SCRIPT:-${0##*/}}" "$1" >&2; exit 2; }
+# bench_opt_value NAME "$@": the value of an option given as "--name VALUE" (BENCH_SHIFT=2) or
+# "--name=VALUE" (BENCH_SHIFT=1), for bench_script_option implementations
+bench_opt_value() {
+    local name=$1; shift
+    if [[ $1 == "$name="* ]]; then BENCH_OPTVAL=${1#*=}; BENCH_SHIFT=1; return 0; fi
+    [[ $# -ge 2 ]] || bench_die_usage "$name needs a value"
+    BENCH_OPTVAL=$2; BENCH_SHIFT=2
+}
+bench_parse_options() {
+    local c
+    while (( $# > 0 )); do
+        BENCH_SHIFT=0
+        case $1 in
+            --runs|--runs=*) bench_opt_value --runs "$@"; RUNS=$BENCH_OPTVAL ;;
+            --duration|--duration=*) bench_opt_value --duration "$@"; DURATION=$BENCH_OPTVAL ;;
+            --contenders|--contenders=*) bench_opt_value --contenders "$@"; CONTENDERS=$BENCH_OPTVAL ;;
+            --json|--json=*) bench_opt_value --json "$@"; JSON_OUT=$BENCH_OPTVAL ;;
+            --keep-logs) BENCH_KEEP_TMP=1; BENCH_SHIFT=1 ;;
+            -h|--help) usage; exit 0 ;;
+            *)
+                if declare -F bench_script_option >/dev/null; then bench_script_option "$@"; fi
+                (( BENCH_SHIFT > 0 )) || bench_die_usage "unknown argument: $1" ;;
+        esac
+        shift "$BENCH_SHIFT"
+    done
+    [[ ${RUNS:-} =~ ^[1-9][0-9]*$ ]] || bench_die_usage "--runs must be a positive integer"
+    [[ ${DURATION:-} =~ ^[1-9][0-9]*$ ]] || bench_die_usage "--duration must be a positive integer (seconds)"
+    IFS=',' read -r -a CLIST <<< "${CONTENDERS:-}"
+    (( ${#CLIST[@]} > 0 )) || bench_die_usage "--contenders is empty"
+    for c in "${CLIST[@]}"; do
+        [[ ,${ALL_CONTENDERS:-}, == *",$c,"* ]] || bench_die_usage "unknown contender '$c' (known: ${ALL_CONTENDERS:-})"
+    done
+    if [[ -n ${JSON_OUT:-} ]]; then
+        [[ $JSON_OUT == /* ]] || JSON_OUT=$PWD/$JSON_OUT
+        : > "$JSON_OUT" 2>/dev/null || bench_die_usage "cannot write $JSON_OUT"
+    fi
+}
+
+# ---------------------------------------------------------------------------------------------
+# Processes: children, and stopping a process together with the ones it started
+
+# bench_child_pids PID: the direct children of PID (one per line)
+bench_child_pids() {
+    local t
+    for t in /proc/"$1"/task/*/children; do
+        [[ -r $t ]] && tr ' ' '\n' < "$t"
+    done | awk 'NF' || true
+}
+
+# bench_kill_pid_tree PID: stops PID as bench_kill_pid does, then its direct children of that
+# moment if they outlived it (a launcher killed while its VMM runs must not leave the VMM
+# behind).  Only PIDs read from PID's own children list are touched, right before the kill.
+bench_kill_pid_tree() {
+    local pid=$1 kids k i
+    kids=$(bench_child_pids "$pid")
+    bench_kill_pid "$pid"
+    for k in $kids; do
+        kill -0 "$k" 2>/dev/null || continue
+        kill -TERM "$k" 2>/dev/null || true
+        for ((i = 0; i < 40; i++)); do kill -0 "$k" 2>/dev/null || break; sleep 0.05; done
+        kill -KILL "$k" 2>/dev/null || true
+    done
+}
+
+# ---------------------------------------------------------------------------------------------
+# Peak memory of an engine process
+
+# bench_rss_watch PID FILE: samples PID's peak RSS (VmHWM) and its shared-memory RSS
+# (RssShmem) every 100 ms into FILE ("hwm_kB shmem_kB", rewritten each time) until PID exits;
+# VmHWM only grows, so the last sample is the peak up to 100 ms before the end (call
+# bench_rss_sample right before killing an engine to close that gap).  Sets
+# BENCH_RSS_WATCH_PID (tracked; stop it with bench_kill_pid after PID is gone).
+bench_rss_sample() { # PID FILE
+    local line
+    line=$(awk '/^VmHWM:/ {h = $2} /^RssShmem:/ {s = $2} END {if (h != "") print h, s + 0}' "/proc/$1/status" 2>/dev/null) || return 0
+    [[ -n $line ]] && printf '%s\n' "$line" > "$2.tmp" && mv -f "$2.tmp" "$2"
+    return 0
+}
+bench_rss_watch() {
+    local pid=$1 file=$2
+    (
+        while kill -0 "$pid" 2>/dev/null; do
+            [[ $(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null) == Z ]] && break
+            bench_rss_sample "$pid" "$file"
+            sleep 0.1
+        done
+    ) &
+    BENCH_RSS_WATCH_PID=$!
+    bench_track_pid "$BENCH_RSS_WATCH_PID"
+}
+# bench_rss_mb FILE: the peak RSS in MB (MiB, one decimal) from a bench_rss_watch file
+bench_rss_mb() {
+    [[ -s $1 ]] || return 1
+    awk 'NR == 1 && $1 > 0 {printf "%.1f\n", $1 / 1024; ok = 1} END {exit !ok}' "$1"
+}
+
+# ---------------------------------------------------------------------------------------------
+# Accelerator for VM rows
+
+# bench_accel: "kvm" when the host really has hardware virtualization, "tcg" otherwise (PVM's
+# /dev/kvm answers the KVM API but cannot run a stock guest at a usable speed)
+bench_accel() {
+    if [[ -w /dev/kvm ]] && grep -Eqw 'vmx|svm' /proc/cpuinfo 2>/dev/null && [[ ! -d /sys/module/kvm_pvm ]]; then
+        echo kvm
+    else
+        echo tcg
+    fi
+}
+bench_accel_line() {
+    if [[ $(bench_accel) == kvm ]]; then
+        echo "KVM (hardware virtualization): VM rows (attach=vm) run at near-native CPU speed"
+    elif [[ -d /sys/module/kvm_pvm ]]; then
+        echo "TCG — no hardware virtualization (/dev/kvm is PVM, unusable for a stock guest): every VM row (attach=vm) is bounded by the emulated CPU"
+    else
+        echo "TCG — no hardware virtualization (no vmx/svm): every VM row (attach=vm) is bounded by the emulated CPU"
+    fi
 }
