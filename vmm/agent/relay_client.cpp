@@ -21,6 +21,10 @@ constexpr size_t kBridgeHigh = 256 * 1024;  // guest → host bytes waiting for 
 
 boost::system::error_code errno_code(int e) { return {e, boost::system::system_category()}; }
 
+}  // namespace
+
+namespace detail {
+
 class StreamBridge : public std::enable_shared_from_this<StreamBridge> {
  public:
   StreamBridge(asio::io_context& io, int fd, std::shared_ptr<vmm::VsockStream> stream)
@@ -43,6 +47,8 @@ class StreamBridge : public std::enable_shared_from_this<StreamBridge> {
     if (!early.empty()) on_stream_data(early);
     read_socket();
   }
+  // Ends the relay now: closes the socket, resets the stream.
+  void close() { finish(); }
 
  private:
   // ---- guest → host: stream bytes into the socket
@@ -151,6 +157,12 @@ class StreamBridge : public std::enable_shared_from_this<StreamBridge> {
   bool stream_dead_ = false, done_ = false;
 };
 
+}  // namespace detail
+
+namespace {
+
+using detail::StreamBridge;
+
 void detach(vmm::VsockStream& s) {
   s.set_on_data(nullptr);
   s.set_on_writable(nullptr);
@@ -170,24 +182,33 @@ struct Handshake {
 
 }  // namespace
 
-void bridge_stream(asio::io_context& io, int unix_fd, std::shared_ptr<vmm::VsockStream> stream,
-                   std::vector<uint8_t> early) {
-  std::make_shared<StreamBridge>(io, unix_fd, std::move(stream))->start(std::move(early));
+std::weak_ptr<StreamBridge> bridge_stream(asio::io_context& io, int unix_fd, std::shared_ptr<vmm::VsockStream> stream,
+                                          std::vector<uint8_t> early) {
+  auto b = std::make_shared<StreamBridge>(io, unix_fd, std::move(stream));
+  b->start(std::move(early));
+  return b;
 }
+
+void close_bridge(StreamBridge& b) { b.close(); }
 
 // ---------------------------------------------------------------- TCP
 VsockRelayConnector::VsockRelayConnector(asio::io_context& io, vmm::VsockHost& vsock, uint8_t family)
     : io_(io), vsock_(vsock), family_(family) {}
 
-VsockRelayConnector::~VsockRelayConnector() { *alive_ = false; }
+VsockRelayConnector::~VsockRelayConnector() {
+  *alive_ = false;
+  for (auto& w : *bridges_)
+    if (auto b = w.lock()) b->close();
+}
 
 void VsockRelayConnector::async_connect(uint16_t guest_port, ConnectHandler handler) {
   auto hs = std::make_shared<Handshake>(io_);
   hs->handler = std::move(handler);
   auto stats = stats_;
   auto& io = io_;
+  auto bridges = bridges_;
   // Ends the handshake once: a socket for the relay, or an error.
-  auto complete = [&io, stats](const std::shared_ptr<Handshake>& h, boost::system::error_code ec) {
+  auto complete = [&io, stats, bridges](const std::shared_ptr<Handshake>& h, boost::system::error_code ec) {
     if (h->done) return;
     h->done = true;
     h->timer.cancel();
@@ -197,7 +218,8 @@ void VsockRelayConnector::async_connect(uint16_t guest_port, ConnectHandler hand
       if (!ec) {
         std::vector<uint8_t> early(h->got.begin() + kRelayReplySize, h->got.end());
         detach(*h->stream);
-        bridge_stream(io, sv[1], std::move(h->stream), std::move(early));
+        std::erase_if(*bridges, [](const std::weak_ptr<StreamBridge>& w) { return w.expired(); });
+        bridges->push_back(bridge_stream(io, sv[1], std::move(h->stream), std::move(early)));
         portfwd::StreamSocket s(io, boost::asio::generic::stream_protocol(AF_UNIX, 0), sv[0]);
         auto done = std::move(h->handler);
         done({}, std::move(s));

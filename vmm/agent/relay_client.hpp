@@ -41,6 +41,10 @@
 
 namespace causeway::agent {
 
+namespace detail {
+class StreamBridge;
+}
+
 struct RelayClientStats {
   uint64_t streams = 0;        // relay streams opened (TCP connections + UDP flows)
   uint64_t refused = 0;        // the guest answered with an errno
@@ -53,6 +57,7 @@ class VsockRelayConnector final : public portfwd::GuestConnector {
   static constexpr auto kHandshakeTimeout = std::chrono::seconds(5);
   // `family` 4: guest 127.0.0.1; 6: guest ::1.
   VsockRelayConnector(boost::asio::io_context& io, vmm::VsockHost& vsock, uint8_t family);
+  // Ends the relays it made that are still running (their sockets and streams close).
   ~VsockRelayConnector() override;
   void async_connect(uint16_t guest_port, ConnectHandler handler) override;
   [[nodiscard]] const RelayClientStats& stats() const { return *stats_; }
@@ -62,6 +67,9 @@ class VsockRelayConnector final : public portfwd::GuestConnector {
   vmm::VsockHost& vsock_;
   uint8_t family_;
   std::shared_ptr<RelayClientStats> stats_ = std::make_shared<RelayClientStats>();
+  // Live bridges (weak: a bridge owns itself through its pending I/O).
+  std::shared_ptr<std::vector<std::weak_ptr<detail::StreamBridge>>> bridges_ =
+      std::make_shared<std::vector<std::weak_ptr<detail::StreamBridge>>>();
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };
 
@@ -93,8 +101,10 @@ class VsockRelayDatagramChannel final : public portfwd::GuestDatagramChannel {
 
 // Splices a unix stream socket and a vsock stream until both directions end
 // (owns itself; exposed for tests). `early` are stream bytes that arrived
-// with the handshake reply and go to the socket first.
-void bridge_stream(boost::asio::io_context& io, int unix_fd, std::shared_ptr<vmm::VsockStream> stream,
-                   std::vector<uint8_t> early);
+// with the handshake reply and go to the socket first. The handle lets an
+// owner end it early (close_bridge); it expires when the bridge is done.
+std::weak_ptr<detail::StreamBridge> bridge_stream(boost::asio::io_context& io, int unix_fd,
+                                                  std::shared_ptr<vmm::VsockStream> stream, std::vector<uint8_t> early);
+void close_bridge(detail::StreamBridge& b);
 
 }  // namespace causeway::agent
