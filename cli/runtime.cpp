@@ -48,7 +48,7 @@ json engine_stats_json(const netstack::EngineStats& s) {
               {"bytes_out", s.bytes_out},       {"dropped", dropped},             {"dropped_total", s.dropped_total()},
               {"guest_errors", s.guest_errors}, {"host_sockets", s.host_sockets}, {"forwards", s.forwards},
               {"pumps", s.pumps},               {"udp_flows", s.udp_flows},       {"dns_udp_queries", s.dns_udp_queries},
-              {"dns_truncated", s.dns_truncated}};
+              {"dns_truncated", s.dns_truncated}, {"dhcp_mtu_offered", s.dhcp_mtu_offered}};
 }
 
 Runtime::Runtime(boost::asio::io_context& io, netstack::NatConfig nat, std::string attach)

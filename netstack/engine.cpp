@@ -528,6 +528,16 @@ ssize_t Engine::cb_send_packet(const void* buf, size_t len, void* opaque) {
       return static_cast<ssize_t>(len);
     }
   }
+  if (self->cfg_.mtu != 1500 && len > kEthHeaderLen + 28 + 240 && ether_type(frame) == kEtherTypeIpv4 &&
+      frame[kEthHeaderLen + 9] == 17) {
+    // A DHCP reply gets the link MTU (libslirp's server does not offer it).
+    std::vector<uint8_t> copy(frame.begin(), frame.end());
+    if (add_dhcp_mtu_option(copy, static_cast<uint16_t>(std::min<size_t>(self->cfg_.mtu, 65535)))) {
+      ++self->stats_.dhcp_mtu_offered;
+      self->port_.send_to_guest(copy);
+      return static_cast<ssize_t>(len);
+    }
+  }
   self->port_.send_to_guest(frame);
   return static_cast<ssize_t>(len);
 }

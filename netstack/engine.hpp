@@ -98,6 +98,7 @@ struct EngineStats {
   uint64_t dns_udp_queries = 0;
   uint64_t dns_truncated = 0;        // answers over the link MTU sent as TC=1
   uint64_t dns_answers_dropped = 0;  // guest MAC gone, or answer after the engine changed
+  uint64_t dhcp_mtu_offered = 0;     // DHCP replies given the link MTU (option 26)
   [[nodiscard]] uint64_t dropped_total() const;
 };
 

@@ -80,6 +80,48 @@ std::vector<uint8_t> build_udp4(const Mac& src_mac, const Mac& dst_mac, in_addr 
   return f;
 }
 
+bool add_dhcp_mtu_option(std::span<uint8_t> frame, uint16_t mtu) {
+  const auto v = parse_udp4(frame);
+  if (!v || v->src_port != 67 || v->dst_port != 68) return false;
+  // RFC 2131 §2: op, htype, hlen, hops, xid, secs, flags, ciaddr, yiaddr, siaddr, giaddr (28 bytes),
+  // chaddr (16), sname (64), file (128) = 236 bytes, then the magic cookie and the options.
+  constexpr size_t kOptions = 240;
+  const std::span<const uint8_t> bootp = v->payload;
+  if (bootp.size() < kOptions + 1 || bootp[0] != 2 || bootp[236] != 99 || bootp[237] != 130 || bootp[238] != 83 ||
+      bootp[239] != 99)
+    return false;
+  size_t i = kOptions;
+  while (i < bootp.size() && bootp[i] != 255) {
+    if (bootp[i] == 0) {
+      ++i;
+      continue;
+    }
+    if (bootp[i] == 26) return false;  // already offered
+    if (i + 1 >= bootp.size()) return false;
+    i += 2 + bootp[i + 1];
+  }
+  if (i + 5 > bootp.size()) return false;  // no END, or no room for 26/2/MTU + END
+  const size_t at = static_cast<size_t>(bootp.data() - frame.data()) + i;
+  frame[at] = 26;
+  frame[at + 1] = 2;
+  put16(frame.data() + at + 2, mtu);
+  frame[at + 4] = 255;
+  // The UDP checksum, recomputed (RFC 768); the IPv4 header is unchanged.
+  const size_t ip = kEthHeaderLen;
+  const size_t ihl = (frame[ip] & 0x0f) * 4u;
+  uint8_t* udp = frame.data() + ip + ihl;
+  const size_t udp_len = 8 + bootp.size();
+  udp[6] = udp[7] = 0;
+  uint8_t pseudo[12] = {};
+  std::memcpy(pseudo, &v->src, 4);
+  std::memcpy(pseudo + 4, &v->dst, 4);
+  pseudo[9] = kProtoUdp;
+  put16(pseudo + 10, static_cast<uint16_t>(udp_len));
+  const uint16_t sum = static_cast<uint16_t>(~checksum_fold(checksum_add({udp, udp_len}, checksum_add(pseudo))));
+  put16(udp + 6, sum == 0 ? 0xffff : sum);
+  return true;
+}
+
 namespace {
 // RFC 1624 eqn. 3: HC' = ~(~HC + ~m + m') for one 16-bit word.
 uint16_t csum_replace16(uint16_t hc, uint16_t old_word, uint16_t new_word) {

@@ -64,6 +64,16 @@ bool rewrite_tcp4_address(std::span<uint8_t> frame, bool destination, in_addr to
 // The TCP ports of an IPv4 TCP frame, if it is one.
 std::optional<std::pair<uint16_t, uint16_t>> tcp4_ports(std::span<const uint8_t> frame);
 
+// libslirp's DHCP server offers no interface MTU (RFC 2132 §5.1, option 26),
+// so a guest that configures itself by DHCP (a plain QEMU guest behind
+// `causeway serve`) would stay at 1500. Given a frame libslirp sends — a
+// BOOTP reply from port 67 to 68 — this writes option 26 = `mtu` over the
+// END option and the padding after it (libslirp sends the whole 312-byte
+// vendor area, so there is room) and fixes the UDP checksum. Returns false
+// and leaves the frame alone for anything else, or when the option is
+// already there or does not fit.
+bool add_dhcp_mtu_option(std::span<uint8_t> frame, uint16_t mtu);
+
 // RFC 1071 one's-complement sum, folded, not inverted; `initial` chains sums.
 uint32_t checksum_add(std::span<const uint8_t> data, uint32_t initial = 0);
 uint16_t checksum_fold(uint32_t sum);

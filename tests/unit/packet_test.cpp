@@ -69,6 +69,56 @@ TEST(Udp4, RejectsFragmentsTruncationAndOtherProtocols) {
 namespace causeway::netstack {
 namespace {
 
+// A DHCP ACK shaped like libslirp's: BOOTP header, cookie, options, END, then padding.
+std::vector<uint8_t> dhcp_reply(std::vector<uint8_t> options, size_t padding) {
+  std::vector<uint8_t> bootp(236, 0);
+  bootp[0] = 2;  // BOOTREPLY
+  bootp.insert(bootp.end(), {99, 130, 83, 99});
+  bootp.insert(bootp.end(), options.begin(), options.end());
+  bootp.push_back(255);
+  bootp.insert(bootp.end(), padding, 0);
+  return build_udp4(kGw, kGuest, ip("10.0.2.2"), 67, ip("10.0.2.15"), 68, bootp);
+}
+
+TEST(DhcpMtu, OptionIsWrittenOverEndAndTheChecksumStaysValid) {
+  auto f = dhcp_reply({53, 1, 5, 1, 4, 255, 255, 255, 0}, 60);
+  ASSERT_TRUE(add_dhcp_mtu_option(f, 16384));
+  auto v = parse_udp4(f);
+  ASSERT_TRUE(v);
+  const auto& b = v->payload;
+  const size_t opt = 240 + 9;  // after our two options
+  EXPECT_EQ(b[opt], 26);
+  EXPECT_EQ(b[opt + 1], 2);
+  EXPECT_EQ((b[opt + 2] << 8) | b[opt + 3], 16384);
+  EXPECT_EQ(b[opt + 4], 255);
+  const uint8_t* ipb = f.data() + kEthHeaderLen;
+  uint8_t pseudo[12] = {};
+  std::memcpy(pseudo, ipb + 12, 8);
+  pseudo[9] = 17;
+  const size_t udp_len = 8 + b.size();
+  pseudo[10] = static_cast<uint8_t>(udp_len >> 8);
+  pseudo[11] = static_cast<uint8_t>(udp_len);
+  EXPECT_EQ(checksum_fold(checksum_add({ipb + 20, udp_len}, checksum_add(pseudo))), 0xffff);
+}
+
+TEST(DhcpMtu, LeavesEverythingElseAlone) {
+  auto with26 = dhcp_reply({26, 2, 5, 220}, 60);
+  EXPECT_FALSE(add_dhcp_mtu_option(with26, 16384)) << "the option is already there";
+  auto tight = dhcp_reply({53, 1, 5}, 2);
+  const auto before = tight;
+  EXPECT_FALSE(add_dhcp_mtu_option(tight, 16384)) << "no room after END";
+  EXPECT_EQ(tight, before);
+  auto request = dhcp_reply({53, 1, 5}, 60);
+  request[kEthHeaderLen + 20 + 8] = 1;  // BOOTREQUEST
+  EXPECT_FALSE(add_dhcp_mtu_option(request, 16384));
+  const std::vector<uint8_t> dns(300, 0);
+  auto other = build_udp4(kGw, kGuest, ip("10.0.2.3"), 53, ip("10.0.2.15"), 68, dns);
+  EXPECT_FALSE(add_dhcp_mtu_option(other, 16384)) << "not from port 67";
+  auto truncated = dhcp_reply({53, 1, 5, 12, 200}, 0);  // an option running past the end
+  truncated.resize(truncated.size());
+  EXPECT_FALSE(add_dhcp_mtu_option(truncated, 16384));
+}
+
 TEST(Udp6, BuiltFrameParsesBackWithAValidChecksum) {
   in6_addr a{}, b{};
   inet_pton(AF_INET6, "fd00::3", &a);
