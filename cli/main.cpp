@@ -62,6 +62,7 @@ struct NetOptions {
   bool no_dns_tunneling = false;
   std::string host_resolv_conf = "/etc/resolv.conf";
   std::vector<std::string> dns_routes;
+  std::string tcp_engine = "slirp";
 };
 
 void add_net_options(CLI::App* app, NetOptions& o) {
@@ -85,6 +86,10 @@ void add_net_options(CLI::App* app, NetOptions& o) {
                 "Plain DNS: libslirp forwards 10.0.2.3 to the host's first server (no proxy, no TCP, no live follow)");
   app->add_option("--ignore-port", o.ignored_ports, "Never forward this guest port automatically (repeatable)")
       ->check(CLI::Range(1, 65535));
+  app->add_option("--tcp-engine", o.tcp_engine,
+                  "slirp (default: libslirp's TCP stack) or fast (guest TCP connections map onto host sockets; "
+                  "experimental, needs Linux 6.10+)")
+      ->check(CLI::IsMember({"slirp", "fast"}));
 }
 
 // Merges the config file under the command line; returns an error line.
@@ -113,6 +118,7 @@ netstack::NatConfig nat_config(const NetOptions& o) {
   c.host_loopback = !o.no_host_loopback;
   c.ipv6 = !o.no_ipv6;
   c.dns_search = o.dns_search;
+  c.tcp_fast = o.tcp_engine == "fast";
   return c;
 }
 

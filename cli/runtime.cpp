@@ -48,7 +48,11 @@ json engine_stats_json(const netstack::EngineStats& s) {
               {"bytes_out", s.bytes_out},       {"dropped", dropped},             {"dropped_total", s.dropped_total()},
               {"guest_errors", s.guest_errors}, {"host_sockets", s.host_sockets}, {"forwards", s.forwards},
               {"pumps", s.pumps},               {"udp_flows", s.udp_flows},       {"dns_udp_queries", s.dns_udp_queries},
-              {"dns_truncated", s.dns_truncated}, {"dhcp_mtu_offered", s.dhcp_mtu_offered}};
+              {"dns_truncated", s.dns_truncated}, {"dhcp_mtu_offered", s.dhcp_mtu_offered},
+              {"tcp_fast", json{{"flows", s.tcp.flows}, {"opened", s.tcp.flows_opened}, {"refused", s.tcp.connect_refused},
+                                {"full", s.tcp.flows_full}, {"bytes_in", s.tcp.bytes_in}, {"bytes_out", s.tcp.bytes_out},
+                                {"out_of_order", s.tcp.out_of_order}, {"retransmits", s.tcp.retransmits},
+                                {"resets_from_guest", s.tcp.resets_from_guest}, {"resets_to_guest", s.tcp.resets_to_guest}}}};
 }
 
 Runtime::Runtime(boost::asio::io_context& io, netstack::NatConfig nat, std::string attach)

@@ -119,11 +119,23 @@ Engine::Engine(boost::asio::io_context& io, const Clock& clock, NatConfig cfg, F
   cache_reset_ms_ = clock_.now_ms();
   slirp_.reset(slirp_new(&sc, &callbacks, this));
   if (!slirp_) throw std::runtime_error("libslirp refused the network configuration (slirp_new failed)");
+  if (cfg_.tcp_fast) {
+    if (TcpSplicer::available()) {
+      tcp_ = std::make_unique<TcpSplicer>(io_, cfg_, [this](std::span<const uint8_t> f) {
+        ++stats_.frames_out;
+        stats_.bytes_out += f.size();
+        port_.send_to_guest(f);
+      });
+    } else {
+      spdlog::warn("--tcp-engine fast needs Linux 6.10 or later (TCP SO_PEEK_OFF); TCP stays on libslirp");
+    }
+  }
   schedule_pump();
 }
 
 Engine::~Engine() {
   *alive_ = false;
+  tcp_.reset();
   relayed_.clear();  // relays close their flows on us: before our tables go
   wake_timer_.cancel();
   ep_desc_.cancel();
@@ -161,6 +173,7 @@ void Engine::on_guest_frame(std::span<const uint8_t> frame) {
     guest_mac_known_ = true;
     if (!udp_flows_.empty() && take_udp_flow_reply(frame)) return;
   }
+  if (tcp_ && tcp_->on_guest_frame(frame)) return;
   slirp_input(slirp_.get(), frame.data(), static_cast<int>(frame.size()));
   schedule_pump();
 }
@@ -381,6 +394,7 @@ EngineStats Engine::stats() const {
   s.host_sockets = fds_.size();
   s.forwards = forwards_.size();
   s.udp_flows = udp_flows_.size();
+  if (tcp_) s.tcp = tcp_->stats();
   return s;
 }
 

@@ -70,6 +70,7 @@
 #include "netstack/frame.hpp"
 #include "netstack/frame_port.hpp"
 #include "netstack/nat_config.hpp"
+#include "netstack/tcp_splice.hpp"
 #include "dns/proxy.hpp"
 #include "portfwd/guest_datagram.hpp"
 #include "portfwd/loopback_connector.hpp"
@@ -99,6 +100,7 @@ struct EngineStats {
   uint64_t dns_truncated = 0;        // answers over the link MTU sent as TC=1
   uint64_t dns_answers_dropped = 0;  // guest MAC gone, or answer after the engine changed
   uint64_t dhcp_mtu_offered = 0;     // DHCP replies given the link MTU (option 26)
+  TcpSpliceStats tcp;                // the TCP fast path (zeros when it is off)
   [[nodiscard]] uint64_t dropped_total() const;
 };
 
@@ -211,6 +213,7 @@ class Engine final : public FrameSink, public portfwd::GuestDatagramChannel {
   Mac guest_mac_{};
   bool guest_mac_known_ = false;
   bool take_udp_flow_reply(std::span<const uint8_t> frame);
+  std::unique_ptr<TcpSplicer> tcp_;  // the TCP fast path, when NatConfig::tcp_fast
   bool take_dns_query(std::span<const uint8_t> frame);
   bool dns_tcp_shadowed_ = false;
   in_addr dns_shadow_{};

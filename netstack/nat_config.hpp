@@ -35,6 +35,9 @@ struct NatConfig {
   // the engine has a dns::Proxy (Engine::attach_dns); on in plain mode
   // (dnsTunneling=false).
   bool slirp_dns = true;
+  // The TCP fast path (netstack/tcp_splice.hpp) for guest-opened TCP
+  // connections instead of libslirp's TCP stack (`--tcp-engine fast`).
+  bool tcp_fast = false;
 };
 
 // The gateway's MAC as libslirp derives it (52:55 + the gateway's IPv4 address).

@@ -1,0 +1,655 @@
+// The TCP fast path; theory of operation in tcp_splice.hpp.
+#include "netstack/tcp_splice.hpp"
+
+#include <arpa/inet.h>
+#include <linux/sockios.h>
+#include <netinet/tcp.h>
+#include <stdlib.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <boost/asio/posix/stream_descriptor.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+
+#include "netstack/packet.hpp"
+
+namespace causeway::netstack {
+namespace asio = boost::asio;
+
+namespace {
+
+constexpr uint8_t kFin = 0x01, kSyn = 0x02, kRst = 0x04, kPsh = 0x08, kAck = 0x10;
+constexpr auto kRtoMin = std::chrono::milliseconds(200);
+constexpr auto kRtoMax = std::chrono::milliseconds(3000);
+constexpr size_t kPeekBudget = 512 * 1024;  // bytes peeked per readable event (fairness between flows)
+constexpr size_t kToHostCap = 256 * 1024;   // guest bytes we hold for a full host socket, per flow
+
+// RFC 9293 §3.4 sequence arithmetic (modulo 2^32).
+bool seq_lt(uint32_t a, uint32_t b) { return static_cast<int32_t>(a - b) < 0; }
+bool seq_le(uint32_t a, uint32_t b) { return static_cast<int32_t>(a - b) <= 0; }
+
+uint16_t get16(const uint8_t* p) { return static_cast<uint16_t>((p[0] << 8) | p[1]); }
+uint32_t get32(const uint8_t* p) {
+  return (uint32_t{p[0]} << 24) | (uint32_t{p[1]} << 16) | (uint32_t{p[2]} << 8) | p[3];
+}
+void put16(uint8_t* p, uint16_t v) {
+  p[0] = static_cast<uint8_t>(v >> 8);
+  p[1] = static_cast<uint8_t>(v);
+}
+void put32(uint8_t* p, uint32_t v) {
+  p[0] = static_cast<uint8_t>(v >> 24);
+  p[1] = static_cast<uint8_t>(v >> 16);
+  p[2] = static_cast<uint8_t>(v >> 8);
+  p[3] = static_cast<uint8_t>(v);
+}
+
+// Does this kernel let us peek TCP data at an offset (SO_PEEK_OFF on TCP: Linux 6.10)?
+bool tcp_peek_off_supported() {
+  static const bool ok = [] {
+    const int s = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (s < 0) return false;
+    int zero = 0;
+    const bool r = ::setsockopt(s, SOL_SOCKET, SO_PEEK_OFF, &zero, sizeof zero) == 0;
+    ::close(s);
+    return r;
+  }();
+  return ok;
+}
+
+}  // namespace
+
+std::optional<TcpSegment> parse_tcp_segment(std::span<const uint8_t> f) {
+  if (f.size() < kEthHeaderLen + 20) return std::nullopt;
+  TcpSegment s;
+  std::copy_n(f.begin() + 6, 6, s.src_mac.begin());
+  const uint16_t et = get16(f.data() + 12);
+  size_t l4 = 0, l4_len = 0;
+  const uint8_t* ip = f.data() + kEthHeaderLen;
+  if (et == kEtherTypeIpv4) {
+    const size_t ihl = (ip[0] & 0x0f) * 4u;
+    const size_t total = get16(ip + 2);
+    if ((ip[0] >> 4) != 4 || ihl < 20 || ip[9] != 6 || total < ihl + 20 || kEthHeaderLen + total > f.size())
+      return std::nullopt;
+    if ((get16(ip + 6) & 0x3fff) != 0) return std::nullopt;  // a fragment: libslirp reassembles
+    s.family = AF_INET;
+    std::memcpy(s.src.data(), ip + 12, 4);
+    std::memcpy(s.dst.data(), ip + 16, 4);
+    l4 = kEthHeaderLen + ihl;
+    l4_len = total - ihl;
+  } else if (et == kEtherTypeIpv6) {
+    if (f.size() < kEthHeaderLen + 40 + 20 || (ip[0] >> 4) != 6 || ip[6] != 6) return std::nullopt;
+    const size_t plen = get16(ip + 4);
+    if (plen < 20 || kEthHeaderLen + 40 + plen > f.size()) return std::nullopt;
+    s.family = AF_INET6;
+    std::memcpy(s.src.data(), ip + 8, 16);
+    std::memcpy(s.dst.data(), ip + 24, 16);
+    l4 = kEthHeaderLen + 40;
+    l4_len = plen;
+  } else {
+    return std::nullopt;
+  }
+  const uint8_t* t = f.data() + l4;
+  const size_t doff = (t[12] >> 4) * 4u;
+  if (doff < 20 || doff > l4_len) return std::nullopt;
+  s.sport = get16(t);
+  s.dport = get16(t + 2);
+  s.seq = get32(t + 4);
+  s.ack = get32(t + 8);
+  s.flags = t[13];
+  s.window = get16(t + 14);
+  if (s.flags & kSyn) {
+    // Options (RFC 9293 §3.2): MSS (kind 2), window scale (kind 3, RFC 7323 §2.2).
+    for (size_t i = 20; i < doff;) {
+      const uint8_t kind = t[i];
+      if (kind == 0) break;
+      if (kind == 1) {
+        ++i;
+        continue;
+      }
+      if (i + 1 >= doff || t[i + 1] < 2 || i + t[i + 1] > doff) break;
+      if (kind == 2 && t[i + 1] == 4) s.mss = get16(t + i + 2);
+      if (kind == 3 && t[i + 1] == 3) s.wscale = static_cast<int8_t>(std::min<uint8_t>(t[i + 2], 14));
+      i += t[i + 1];
+    }
+  }
+  s.payload = f.subspan(l4 + doff, l4_len - doff);
+  return s;
+}
+
+struct TcpSplicer::Flow {
+  explicit Flow(asio::io_context& io) : rto_timer(io) {}
+  Key key{};
+  Mac guest_mac{};
+  std::unique_ptr<asio::posix::stream_descriptor> desc;  // owns the host socket
+  asio::steady_timer rto_timer;
+  enum class State { kConnecting, kSynSent, kEstablished } state = State::kConnecting;
+  uint32_t rcv_nxt = 0;                    // next guest byte expected
+  uint32_t iss = 0, snd_una = 0, snd_nxt = 0;  // our side, toward the guest
+  uint32_t g_wnd = 0;                      // guest's window, scaled
+  uint8_t g_wscale = 0;
+  bool wscale_ok = false;                  // both sides sent the option
+  uint16_t g_mss = 536;
+  int sndbuf = 0;
+  bool guest_fin = false;                  // FIN received (SHUT_WR once to_host is flushed)
+  bool shut_wr = false;                    // shutdown(SHUT_WR) done
+  std::vector<uint8_t> to_host;            // acknowledged guest bytes the socket has not taken yet
+  size_t to_host_off = 0;
+  bool host_eof = false;                   // the host socket has no more data
+  bool fin_sent = false, fin_acked = false;
+  bool read_wait = false, write_wait = false;
+  bool window_closed = false;              // we advertised 0
+  int dupacks = 0;
+  std::chrono::milliseconds rto = kRtoMin;
+  uint64_t rto_gen = 0;
+  bool dead = false;
+
+  [[nodiscard]] int fd() const { return desc ? desc->native_handle() : -1; }
+  [[nodiscard]] uint32_t data_in_flight() const { return snd_nxt - snd_una - (fin_sent && !fin_acked ? 1 : 0); }
+};
+
+TcpSplicer::TcpSplicer(asio::io_context& io, const NatConfig& cfg, SendToGuest send, size_t max_flows)
+    : io_(io), cfg_(cfg), gw_mac_(gateway_mac(cfg)), send_(std::move(send)), max_flows_(max_flows) {
+  seg_buf_.resize(kPeekBudget);
+}
+
+TcpSplicer::~TcpSplicer() {
+  *alive_ = false;
+  for (auto& [k, f] : flows_) {
+    f->dead = true;
+    f->rto_timer.cancel();
+    if (f->desc) f->desc->close();
+  }
+}
+
+std::shared_ptr<TcpSplicer::Flow> TcpSplicer::shared(const Flow& f) const {
+  auto it = flows_.find(f.key);
+  return it != flows_.end() && it->second.get() == &f ? it->second : nullptr;
+}
+
+TcpSpliceStats TcpSplicer::stats() const {
+  TcpSpliceStats s = stats_;
+  s.flows = flows_.size();
+  return s;
+}
+
+bool TcpSplicer::available() { return tcp_peek_off_supported(); }
+
+bool TcpSplicer::on_guest_frame(std::span<const uint8_t> frame) {
+  auto s = parse_tcp_segment(frame);
+  if (!s) return false;
+  Key k{s->family, s->src, s->dst, s->sport, s->dport};
+  if (auto it = flows_.find(k); it != flows_.end()) {
+    ++stats_.segments_in;
+    auto f = it->second;  // keeps it alive through the handling
+    on_segment(*f, *s);
+    return true;
+  }
+  if ((s->flags & (kSyn | kAck | kRst)) == kSyn) return on_syn(*s);
+  return false;
+}
+
+// ---------------------------------------------------------------- opening
+bool TcpSplicer::on_syn(const TcpSegment& s) {
+  sockaddr_storage dst{};
+  socklen_t dlen = 0;
+  if (s.family == AF_INET) {
+    in_addr d{};
+    std::memcpy(&d, s.dst.data(), 4);
+    const uint32_t h = ntohl(d.s_addr);
+    if ((h >> 28) >= 14 || h == 0xffffffff) return false;  // multicast, reserved, broadcast: not TCP's
+    if (d.s_addr == cfg_.gateway.s_addr) {
+      if (!cfg_.host_loopback) return false;  // libslirp answers (it refuses too)
+      d.s_addr = htonl(INADDR_LOOPBACK);
+    } else if ((d.s_addr & cfg_.netmask.s_addr) == (cfg_.network.s_addr & cfg_.netmask.s_addr)) {
+      return false;  // the DNS address, the shadow, other virtual hosts: libslirp's
+    }
+    auto* a = reinterpret_cast<sockaddr_in*>(&dst);
+    a->sin_family = AF_INET;
+    a->sin_addr = d;
+    a->sin_port = htons(s.dport);
+    dlen = sizeof *a;
+  } else {
+    in6_addr d{};
+    std::memcpy(&d, s.dst.data(), 16);
+    if (d.s6_addr[0] == 0xff) return false;
+    if (std::memcmp(&d, &cfg_.gateway6, 16) == 0) {
+      if (!cfg_.host_loopback) return false;
+      d = in6addr_loopback;
+    } else if (std::memcmp(&d, &cfg_.prefix6, 8) == 0) {
+      return false;  // fd00::3 (DNS) and other virtual hosts
+    }
+    auto* a = reinterpret_cast<sockaddr_in6*>(&dst);
+    a->sin6_family = AF_INET6;
+    a->sin6_addr = d;
+    a->sin6_port = htons(s.dport);
+    dlen = sizeof *a;
+  }
+  if (flows_.size() >= max_flows_) {
+    ++stats_.flows_full;
+    send_rst_for(s);  // RFC 9293 §3.10.7.1 style: the guest sees a refused connection, not a hang
+    return true;
+  }
+  auto f = std::make_shared<Flow>(io_);
+  f->key = Key{s.family, s.src, s.dst, s.sport, s.dport};
+  f->guest_mac = s.src_mac;
+  f->rcv_nxt = s.seq + 1;
+  f->iss = arc4random();
+  f->g_wnd = s.window;  // a SYN's window is never scaled (RFC 7323 §2.2)
+  f->wscale_ok = s.wscale >= 0;
+  f->g_wscale = f->wscale_ok ? static_cast<uint8_t>(s.wscale) : 0;
+  f->g_mss = s.mss ? s.mss : 536;
+  const int fd = ::socket(s.family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    ++stats_.connect_refused;
+    send_rst_for(s);
+    return true;
+  }
+  f->desc = std::make_unique<asio::posix::stream_descriptor>(io_, fd);
+  const int one = 1, zero = 0;
+  ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  ::setsockopt(fd, SOL_SOCKET, SO_PEEK_OFF, &zero, sizeof zero);
+  flows_[f->key] = f;
+  ++stats_.segments_in;
+  const int r = ::connect(fd, reinterpret_cast<sockaddr*>(&dst), dlen);
+  if (r == 0 || errno != EINPROGRESS) {
+    connected(f, r == 0 ? 0 : errno);
+    return true;
+  }
+  f->desc->async_wait(asio::posix::descriptor_base::wait_write,
+                      [this, f, alive = std::weak_ptr<bool>(alive_)](boost::system::error_code ec) {
+                        if (alive.expired() || f->dead || ec) return;
+                        int err = 0;
+                        socklen_t len = sizeof err;
+                        if (::getsockopt(f->fd(), SOL_SOCKET, SO_ERROR, &err, &len) != 0) err = errno;
+                        connected(f, err);
+                      });
+  return true;
+}
+
+void TcpSplicer::connected(const std::shared_ptr<Flow>& f, int err) {
+  if (err) {
+    ++stats_.connect_refused;
+    // RST|ACK acknowledging the SYN: the guest's connect() fails with ECONNREFUSED.
+    send_segment(*f, kRst | kAck, 0, {});
+    remove(*f);
+    return;
+  }
+  socklen_t len = sizeof f->sndbuf;
+  ::getsockopt(f->fd(), SOL_SOCKET, SO_SNDBUF, &f->sndbuf, &len);
+  f->state = Flow::State::kSynSent;
+  f->snd_una = f->iss;
+  f->snd_nxt = f->iss + 1;
+  send_segment(*f, kSyn | kAck, f->iss, {}, /*syn_options=*/true);
+  ++stats_.flows_opened;
+}
+
+// ---------------------------------------------------------------- guest segments
+void TcpSplicer::on_segment(Flow& f, const TcpSegment& s) {
+  if (s.flags & kRst) {
+    ++stats_.resets_from_guest;
+    abort_flow(f, /*rst_guest=*/false, /*rst_host=*/true);
+    return;
+  }
+  if (s.flags & kSyn) {
+    // The guest did not get our SYN-ACK (or it is a stray): answer it again.
+    if (f.state == Flow::State::kSynSent) send_segment(f, kSyn | kAck, f.iss, {}, true);
+    return;
+  }
+  if (f.state == Flow::State::kConnecting || !(s.flags & kAck)) return;
+  auto self = shared(f);
+  if (!self) return;
+  if (f.state == Flow::State::kSynSent) {
+    if (s.ack != f.iss + 1) {
+      send_rst_for(s);  // §3.10.7.3: an unacceptable ACK in SYN-RECEIVED gets a reset
+      return;
+    }
+    f.state = Flow::State::kEstablished;
+    f.snd_una = f.iss + 1;
+  }
+  // ACK processing (§3.10.7.4).
+  const uint32_t new_wnd = static_cast<uint32_t>(s.window) << f.g_wscale;
+  if (seq_lt(f.snd_una, s.ack) && seq_le(s.ack, f.snd_nxt)) {
+    uint32_t acked = s.ack - f.snd_una;
+    const uint32_t data = f.data_in_flight();
+    if (f.fin_sent && !f.fin_acked && s.ack == f.snd_nxt) f.fin_acked = true;
+    const uint32_t consume = std::min(acked, data);
+    // The guest has these bytes: take them out of the host socket (MSG_TRUNC discards, no copy).
+    uint32_t left = consume;
+    while (left > 0) {
+      const ssize_t n = ::recv(f.fd(), nullptr, left, MSG_TRUNC | MSG_DONTWAIT);
+      if (n <= 0) break;
+      left -= static_cast<uint32_t>(n);
+    }
+    f.snd_una = s.ack;
+    f.dupacks = 0;
+    f.rto = kRtoMin;
+    ++f.rto_gen;  // restart the timer for what is still in flight
+    f.rto_timer.cancel();
+    if (f.snd_una != f.snd_nxt) arm_rto(self);
+  } else if (s.ack == f.snd_una && f.snd_nxt != f.snd_una && s.payload.empty() && !(s.flags & kFin) &&
+             new_wnd == f.g_wnd) {
+    if (++f.dupacks == 3) retransmit(f);  // RFC 5681 §3.2 fast retransmit
+  }
+  f.g_wnd = new_wnd;
+  if (!s.payload.empty() || (s.flags & kFin)) write_to_host(f, s);
+  if (f.dead) return;
+  push_to_guest(f);
+  maybe_finish(f);
+}
+
+void TcpSplicer::write_to_host(Flow& f, const TcpSegment& s) {
+  if (f.guest_fin) {
+    send_segment(f, kAck, f.snd_nxt, {});  // a retransmission after its FIN: acknowledge again
+    return;
+  }
+  if (seq_lt(f.rcv_nxt, s.seq)) {
+    ++stats_.out_of_order;
+    send_segment(f, kAck, f.snd_nxt, {});  // duplicate ACK: the gap is the guest's to fill
+    return;
+  }
+  const uint32_t skip = f.rcv_nxt - s.seq;
+  const bool fin = s.flags & kFin;
+  if (skip > s.payload.size()) {  // entirely old (a FIN beyond it would need skip == size)
+    send_segment(f, kAck, f.snd_nxt, {});
+    return;
+  }
+  const auto data = s.payload.subspan(skip);
+  size_t taken = 0;
+  if (!data.empty()) {
+    size_t written = 0;
+    if (f.to_host_off == f.to_host.size()) {  // nothing held: straight to the socket
+      const ssize_t n = ::send(f.fd(), data.data(), data.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
+      if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
+        abort_flow(f, /*rst_guest=*/true, /*rst_host=*/false);
+        return;
+      }
+      written = n > 0 ? static_cast<size_t>(n) : 0;
+    }
+    // What the socket did not take is held (bounded) and acknowledged; beyond the
+    // bound it is not acknowledged and the guest sends it again.
+    const size_t held = f.to_host.size() - f.to_host_off;
+    const size_t keep = std::min(data.size() - written, kToHostCap > held ? kToHostCap - held : 0);
+    if (keep > 0) {
+      if (f.to_host_off == f.to_host.size()) f.to_host.clear(), f.to_host_off = 0;
+      f.to_host.insert(f.to_host.end(), data.begin() + static_cast<std::ptrdiff_t>(written),
+                       data.begin() + static_cast<std::ptrdiff_t>(written + keep));
+      wait_writable(shared(f));
+    }
+    taken = written + keep;
+    f.rcv_nxt += static_cast<uint32_t>(taken);
+    stats_.bytes_in += taken;
+  }
+  if (taken == data.size() && fin) {
+    f.guest_fin = true;
+    f.rcv_nxt += 1;
+    flush_to_host(f);  // shuts the socket's write side once nothing is held
+  }
+  send_segment(f, kAck, f.snd_nxt, {});
+}
+
+void TcpSplicer::flush_to_host(Flow& f) {
+  while (f.to_host_off < f.to_host.size()) {
+    const ssize_t n = ::send(f.fd(), f.to_host.data() + f.to_host_off, f.to_host.size() - f.to_host_off,
+                             MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      wait_writable(shared(f));
+      return;
+    }
+    if (n <= 0) {
+      abort_flow(f, /*rst_guest=*/true, /*rst_host=*/false);
+      return;
+    }
+    f.to_host_off += static_cast<size_t>(n);
+  }
+  f.to_host.clear();
+  f.to_host_off = 0;
+  if (f.guest_fin && !f.shut_wr) {
+    f.shut_wr = true;
+    ::shutdown(f.fd(), SHUT_WR);  // half-close, as the guest did (§3.6)
+  }
+}
+
+// ---------------------------------------------------------------- host → guest
+void TcpSplicer::push_to_guest(Flow& f) {
+  if (f.dead || f.state != Flow::State::kEstablished || f.fin_sent) return;
+  const size_t hdr = f.key.family == AF_INET ? 40 : 60;
+  const size_t mss = std::min<size_t>(f.g_mss, cfg_.mtu > hdr ? cfg_.mtu - hdr : 536);
+  size_t budget = kPeekBudget;
+  while (budget > 0) {
+    const uint32_t inflight = f.snd_nxt - f.snd_una;
+    if (inflight >= f.g_wnd) return;  // the guest's window is full: its ACK resumes us
+    const size_t room = std::min<size_t>({f.g_wnd - inflight, budget, seg_buf_.size()});
+    const ssize_t n = ::recv(f.fd(), seg_buf_.data(), room, MSG_PEEK | MSG_DONTWAIT);
+    if (n < 0) {
+      if (errno == EAGAIN || errno == EWOULDBLOCK) {
+        wait_readable(shared(f));
+        return;
+      }
+      abort_flow(f, /*rst_guest=*/true, /*rst_host=*/false);
+      return;
+    }
+    if (n == 0) {
+      // EOF and every byte before it sent: our FIN (§3.6).
+      f.host_eof = true;
+      f.fin_sent = true;
+      send_segment(f, kFin | kAck, f.snd_nxt, {});
+      f.snd_nxt += 1;
+      arm_rto(shared(f));
+      return;
+    }
+    for (size_t off = 0; off < static_cast<size_t>(n);) {
+      const size_t len = std::min(mss, static_cast<size_t>(n) - off);
+      const bool last = off + len == static_cast<size_t>(n);
+      send_segment(f, kAck | (last ? kPsh : 0), f.snd_nxt, std::span<const uint8_t>(seg_buf_.data() + off, len));
+      f.snd_nxt += static_cast<uint32_t>(len);
+      stats_.bytes_out += len;
+      off += len;
+    }
+    budget -= static_cast<size_t>(n);
+    arm_rto(shared(f));
+  }
+  // Budget spent with data left: continue on a later turn, after other work.
+  auto self = shared(f);
+  if (!self) return;
+  asio::post(io_, [this, self, alive = std::weak_ptr<bool>(alive_)] {
+    if (!alive.expired() && !self->dead) push_to_guest(*self);
+  });
+}
+
+void TcpSplicer::wait_readable(const std::shared_ptr<Flow>& f) {
+  if (!f || f->read_wait || f->dead) return;
+  f->read_wait = true;
+  f->desc->async_wait(asio::posix::descriptor_base::wait_read,
+                      [this, f, alive = std::weak_ptr<bool>(alive_)](boost::system::error_code ec) {
+                        if (alive.expired() || f->dead) return;
+                        f->read_wait = false;
+                        if (ec) return;
+                        push_to_guest(*f);
+                        maybe_finish(*f);
+                      });
+}
+
+void TcpSplicer::wait_writable(const std::shared_ptr<Flow>& f) {
+  if (!f || f->write_wait || f->dead) return;
+  f->write_wait = true;
+  f->desc->async_wait(asio::posix::descriptor_base::wait_write,
+                      [this, f, alive = std::weak_ptr<bool>(alive_)](boost::system::error_code ec) {
+                        if (alive.expired() || f->dead) return;
+                        f->write_wait = false;
+                        if (ec) return;
+                        const bool was_closed = f->window_closed;
+                        flush_to_host(*f);
+                        if (!f->dead && (was_closed || f->to_host.empty()))
+                          send_segment(*f, kAck, f->snd_nxt, {});  // window update
+                        if (!f->dead) maybe_finish(*f);
+                      });
+}
+
+// ---------------------------------------------------------------- retransmission
+void TcpSplicer::arm_rto(const std::shared_ptr<Flow>& f) {
+  if (!f || f->dead) return;
+  const uint64_t gen = ++f->rto_gen;
+  f->rto_timer.expires_after(f->rto);
+  f->rto_timer.async_wait([this, f, gen, alive = std::weak_ptr<bool>(alive_)](boost::system::error_code ec) {
+    if (ec || alive.expired() || f->dead || gen != f->rto_gen) return;
+    if (f->snd_una == f->snd_nxt) return;
+    f->rto = std::min(f->rto * 2, kRtoMax);
+    retransmit(*f);
+    if (!f->dead && f->snd_una != f->snd_nxt) arm_rto(f);
+  });
+}
+
+void TcpSplicer::retransmit(Flow& f) {
+  ++stats_.retransmits;
+  // Peek again from snd_una: rewind the peek offset to the unacknowledged start.
+  const int zero = 0;
+  ::setsockopt(f.fd(), SOL_SOCKET, SO_PEEK_OFF, &zero, sizeof zero);
+  f.snd_nxt = f.snd_una;
+  if (f.fin_sent && !f.fin_acked) f.fin_sent = false;
+  if (f.g_wnd == 0) f.g_wnd = 1;  // a zero window probe: one byte (§3.8.6.1)
+  push_to_guest(f);
+}
+
+// ---------------------------------------------------------------- closing
+void TcpSplicer::maybe_finish(Flow& f) {
+  if (!f.dead && f.guest_fin && f.shut_wr && f.fin_sent && f.fin_acked) remove(f);
+}
+
+void TcpSplicer::abort_flow(Flow& f, bool rst_guest, bool rst_host) {
+  if (rst_guest) {
+    ++stats_.resets_to_guest;
+    send_segment(f, kRst | kAck, f.snd_nxt, {});
+  }
+  if (rst_host && f.desc) {
+    const linger l{1, 0};  // close() sends RST
+    ::setsockopt(f.fd(), SOL_SOCKET, SO_LINGER, &l, sizeof l);
+  }
+  remove(f);
+}
+
+void TcpSplicer::remove(Flow& f) {
+  if (f.dead) return;
+  f.dead = true;
+  f.rto_timer.cancel();
+  if (f.desc) f.desc->close();
+  flows_.erase(f.key);
+}
+
+// ---------------------------------------------------------------- frames
+uint32_t TcpSplicer::our_window(Flow& f) const {
+  // What the host socket can still take (its send buffer grows with the kernel's autotuning),
+  // less what we already hold for it.
+  int outq = 0, sndbuf = f.sndbuf;
+  socklen_t len = sizeof sndbuf;
+  if (f.fd() < 0 || ::ioctl(f.fd(), SIOCOUTQ, &outq) != 0) outq = 0;
+  if (f.fd() >= 0) ::getsockopt(f.fd(), SOL_SOCKET, SO_SNDBUF, &sndbuf, &len);
+  const int64_t held = static_cast<int64_t>(f.to_host.size() - f.to_host_off);
+  const int64_t free_bytes = std::max<int64_t>(0, int64_t{sndbuf} - outq - held);
+  const uint8_t ws = f.wscale_ok ? kWindowScale : 0;
+  return static_cast<uint32_t>(std::min<int64_t>(free_bytes >> ws, 65535));
+}
+
+void TcpSplicer::send_segment(Flow& f, uint8_t flags, uint32_t seq, std::span<const uint8_t> payload,
+                              bool syn_options) {
+  const bool v4 = f.key.family == AF_INET;
+  const size_t iplen = v4 ? 20 : 40;
+  const size_t tcplen = (syn_options ? 28 : 20) + payload.size();
+  frame_buf_.assign(kEthHeaderLen + iplen + tcplen, 0);
+  uint8_t* p = frame_buf_.data();
+  std::copy(f.guest_mac.begin(), f.guest_mac.end(), p);
+  std::copy(gw_mac_.begin(), gw_mac_.end(), p + 6);
+  put16(p + 12, v4 ? kEtherTypeIpv4 : kEtherTypeIpv6);
+  uint8_t* ip = p + kEthHeaderLen;
+  uint8_t pseudo[40] = {};
+  size_t pseudo_len;
+  if (v4) {
+    ip[0] = 0x45;
+    put16(ip + 2, static_cast<uint16_t>(iplen + tcplen));
+    put16(ip + 6, 0x4000);  // DF
+    ip[8] = 64;
+    ip[9] = 6;
+    std::memcpy(ip + 12, f.key.daddr.data(), 4);  // from the peer the guest addressed
+    std::memcpy(ip + 16, f.key.gaddr.data(), 4);
+    put16(ip + 10, static_cast<uint16_t>(~checksum_fold(checksum_add({ip, 20}))));
+    std::memcpy(pseudo, ip + 12, 8);
+    pseudo[9] = 6;
+    put16(pseudo + 10, static_cast<uint16_t>(tcplen));
+    pseudo_len = 12;
+  } else {
+    ip[0] = 0x60;
+    put16(ip + 4, static_cast<uint16_t>(tcplen));
+    ip[6] = 6;
+    ip[7] = 64;
+    std::memcpy(ip + 8, f.key.daddr.data(), 16);
+    std::memcpy(ip + 24, f.key.gaddr.data(), 16);
+    std::memcpy(pseudo, ip + 8, 32);
+    put32(pseudo + 32, static_cast<uint32_t>(tcplen));
+    pseudo[39] = 6;
+    pseudo_len = 40;
+  }
+  uint8_t* t = ip + iplen;
+  put16(t, f.key.dport);
+  put16(t + 2, f.key.gport);
+  put32(t + 4, seq);
+  put32(t + 8, (flags & kAck) ? f.rcv_nxt : 0);
+  t[12] = static_cast<uint8_t>(((syn_options ? 28 : 20) / 4) << 4);
+  t[13] = flags;
+  uint32_t wnd;
+  if (syn_options) {
+    wnd = std::min<uint32_t>(65535, static_cast<uint32_t>(std::max(f.sndbuf, 0)));
+  } else {
+    wnd = (flags & kRst) ? 0 : our_window(f);
+    const bool closed = wnd == 0 && !(flags & kRst);
+    if (closed && !f.window_closed) {
+      if (auto sp = shared(f)) wait_writable(sp);  // a window update follows when the socket drains
+    }
+    f.window_closed = closed;
+  }
+  put16(t + 14, static_cast<uint16_t>(wnd));
+  if (syn_options) {
+    const size_t hdr = v4 ? 40 : 60;
+    const uint16_t mss = static_cast<uint16_t>(std::min<size_t>(cfg_.mtu > hdr ? cfg_.mtu - hdr : 536, 65535));
+    t[20] = 2;
+    t[21] = 4;
+    put16(t + 22, mss);
+    t[24] = 1;  // NOP
+    if (f.wscale_ok) {
+      t[25] = 3;
+      t[26] = 3;
+      t[27] = kWindowScale;
+    } else {
+      t[25] = t[26] = t[27] = 1;  // no scaling offered: the guest did not offer it (RFC 7323 §2.2)
+    }
+  }
+  std::copy(payload.begin(), payload.end(), t + (syn_options ? 28 : 20));
+  const uint16_t sum = static_cast<uint16_t>(
+      ~checksum_fold(checksum_add({t, tcplen}, checksum_add({pseudo, pseudo_len}))));
+  put16(t + 16, sum);
+  ++stats_.segments_out;
+  send_(frame_buf_);
+}
+
+void TcpSplicer::send_rst_for(const TcpSegment& s) {
+  // RFC 9293 §3.10.7.1: <SEQ=SEG.ACK><CTL=RST> if the segment has ACK, else
+  // <SEQ=0><ACK=SEG.SEQ+SEG.LEN><CTL=RST,ACK>. Built with a throwaway flow.
+  Flow tmp(io_);
+  tmp.key = Key{s.family, s.src, s.dst, s.sport, s.dport};
+  tmp.guest_mac = s.src_mac;
+  const uint32_t seglen = static_cast<uint32_t>(s.payload.size()) + ((s.flags & kSyn) ? 1 : 0) + ((s.flags & kFin) ? 1 : 0);
+  ++stats_.resets_to_guest;
+  if (s.flags & kAck) {
+    tmp.rcv_nxt = 0;
+    send_segment(tmp, kRst, s.ack, {});
+  } else {
+    tmp.rcv_nxt = s.seq + seglen;
+    send_segment(tmp, kRst | kAck, 0, {});
+  }
+}
+
+}  // namespace causeway::netstack

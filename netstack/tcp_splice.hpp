@@ -1,0 +1,167 @@
+// TcpSplicer: the TCP fast path. Guest TCP connections are mapped onto host
+// kernel sockets one to one — no second TCP stack in user space, the design
+// passt/pasta use. Behind the engine's classifier (`--tcp-engine fast`).
+//
+// Theory of operation
+// -------------------
+// Scope (this version): connections the guest opens, IPv4 and IPv6, in NAT
+// mode. A guest SYN to D:P becomes a non-blocking connect() to D:P (to the
+// host's loopback when D is the gateway and host loopback is allowed); the
+// SYN-ACK goes to the guest only once the host connect succeeded, so a
+// refused connect is an RST to the guest (RFC 9293 §3.10.7.1 as seen from
+// the guest: its SYN is answered with RST). Flows libslirp started (host
+// forwards) and everything that is not a SYN of a new flow or a segment of
+// one of ours go to libslirp as before.
+//
+// Sequence space (RFC 9293 §3.3.1 names):
+//   guest → host   rcv_nxt: the next guest byte we expect. A segment at
+//                  rcv_nxt is written to the host socket at once; what the
+//                  socket does not take is held (at most kToHostCap bytes per
+//                  flow, written when the socket drains) and acknowledged;
+//                  beyond that bound it is not acknowledged and the guest
+//                  retransmits it. Out-of-order
+//                  segments are dropped and answered with a duplicate ACK
+//                  (RFC 9293 §3.10.7.4: "send an acknowledgment"); the
+//                  guest's own retransmission fills the gap.
+//   host → guest   snd_una..snd_nxt: bytes sent to the guest, not yet
+//                  acknowledged. They are *peeked* from the host socket, not
+//                  read: the socket keeps them until the guest's ACK covers
+//                  them, then they are consumed (recv with MSG_TRUNC). So
+//                  retransmission is peeking again from snd_una (SO_PEEK_OFF
+//                  rewound), and our memory per flow is one segment buffer.
+//                  Send window: the guest's advertised window (scaled,
+//                  RFC 7323 §2) minus what is in flight.
+// Our window toward the guest is the free space of the host socket's send
+// buffer (SO_SNDBUF minus SIOCOUTQ), scaled by kWindowScale; when it is zero
+// we wait for the socket to become writable and then send a window update.
+//
+// Retransmission (RFC 6298 in spirit, simplified for a virtual link): one
+// timer per flow while data or a FIN is unacknowledged, RTO from 200 ms,
+// doubling to 3 s; three duplicate ACKs trigger an immediate resend
+// (RFC 5681 §3.2). Loss on this link means the guest's receive ring was full.
+//
+// Closing: guest FIN → shutdown(SHUT_WR) on the host socket once every byte
+// before it was written (RFC 9293 §3.6 half-close); host EOF → FIN to the
+// guest after every byte. The flow is removed when both FINs are
+// acknowledged. Guest RST → the host socket is closed with SO_LINGER 0 (an
+// RST to the peer). A host socket error → RST to the guest.
+//
+// States: kConnecting (host connect() in progress; guest SYN retransmissions
+// ignored) → kSynSent (our SYN-ACK sent; resent on a repeated SYN) →
+// kEstablished. FIN flags are tracked beside the state. Only the engine
+// thread changes them.
+//
+// Bounds: at most max_flows flows; a SYN beyond that is answered with RST
+// and counted. Per flow: the socket, one timer, a few counters. Segments for
+// flows we do not know are not ours (libslirp answers them per RFC 9293).
+// Checksums of guest segments are not verified (a bad one only harms the
+// guest's own flow); ours are computed.
+//
+// Thread safety: confined to the engine executor.
+#pragma once
+
+#include <netinet/in.h>
+
+#include <boost/asio/io_context.hpp>
+#include <array>
+#include <cstdint>
+#include <optional>
+#include <functional>
+#include <map>
+#include <memory>
+#include <span>
+#include <vector>
+
+#include "netstack/frame.hpp"
+#include "netstack/nat_config.hpp"
+
+namespace causeway::netstack {
+
+struct TcpSpliceStats {
+  uint64_t flows_opened = 0;      // SYN-ACK sent
+  uint64_t connect_refused = 0;   // RST to the guest's SYN
+  uint64_t flows_full = 0;        // SYN refused: max_flows
+  uint64_t segments_in = 0, segments_out = 0;
+  uint64_t bytes_in = 0, bytes_out = 0;  // payload guest → host, host → guest
+  uint64_t out_of_order = 0;      // guest segments not at rcv_nxt (dropped, dup-ACKed)
+  uint64_t retransmits = 0;       // timer or triple duplicate ACK
+  uint64_t resets_from_guest = 0, resets_to_guest = 0;
+  size_t flows = 0;
+};
+
+// A parsed TCP segment (IPv4 or IPv6, no fragments, no IPv6 extension headers).
+struct TcpSegment {
+  int family = 0;  // AF_INET / AF_INET6
+  Mac src_mac{};
+  std::array<uint8_t, 16> src{}, dst{};  // IPv4 in the first 4 bytes
+  uint16_t sport = 0, dport = 0;
+  uint32_t seq = 0, ack = 0;
+  uint8_t flags = 0;
+  uint16_t window = 0;
+  uint16_t mss = 0;         // from a SYN's options; 0 if absent
+  int8_t wscale = -1;       // from a SYN's options; -1 if absent
+  std::span<const uint8_t> payload;
+};
+std::optional<TcpSegment> parse_tcp_segment(std::span<const uint8_t> frame);
+
+class TcpSplicer {
+ public:
+  static constexpr uint8_t kWindowScale = 7;  // our window: up to 65535 << 7 ≈ 8 MiB
+  using SendToGuest = std::function<void(std::span<const uint8_t>)>;
+
+  TcpSplicer(boost::asio::io_context& io, const NatConfig& cfg, SendToGuest send, size_t max_flows = 4096);
+  ~TcpSplicer();
+  TcpSplicer(const TcpSplicer&) = delete;
+  TcpSplicer& operator=(const TcpSplicer&) = delete;
+
+  // Whether this kernel can peek TCP data at an offset (SO_PEEK_OFF on TCP,
+  // Linux 6.10): the fast path needs it; without it the engine keeps libslirp.
+  static bool available();
+
+  // True when the frame was ours (consumed); false: hand it to libslirp.
+  bool on_guest_frame(std::span<const uint8_t> frame);
+  [[nodiscard]] TcpSpliceStats stats() const;
+
+  struct Flow;
+  struct Key {
+    int family;
+    std::array<uint8_t, 16> gaddr, daddr;
+    uint16_t gport, dport;
+    auto operator<=>(const Key&) const = default;
+  };
+
+ private:
+  bool on_syn(const TcpSegment& s);
+  void on_segment(Flow& f, const TcpSegment& s);
+  void start_connect(const std::shared_ptr<Flow>& f, const TcpSegment& syn);
+  void connected(const std::shared_ptr<Flow>& f, int err);
+  void send_segment(Flow& f, uint8_t flags, uint32_t seq, std::span<const uint8_t> payload, bool syn_options = false);
+  void send_rst_for(const TcpSegment& s);
+  void push_to_guest(Flow& f);
+  void write_to_host(Flow& f, const TcpSegment& s);
+  void flush_to_host(Flow& f);
+  void on_host_readable(const std::shared_ptr<Flow>& f);
+  void on_host_writable(const std::shared_ptr<Flow>& f);
+  void arm_rto(const std::shared_ptr<Flow>& f);
+  void retransmit(Flow& f);
+  void maybe_finish(Flow& f);
+  void abort_flow(Flow& f, bool rst_guest, bool rst_host);
+  void remove(Flow& f);
+  [[nodiscard]] uint32_t our_window(Flow& f) const;
+  void wait_readable(const std::shared_ptr<Flow>& f);
+  void wait_writable(const std::shared_ptr<Flow>& f);
+  [[nodiscard]] std::shared_ptr<Flow> shared(const Flow& f) const;
+
+  boost::asio::io_context& io_;
+  NatConfig cfg_;
+  Mac gw_mac_;
+  SendToGuest send_;
+  size_t max_flows_;
+  std::map<Key, std::shared_ptr<Flow>> flows_;
+  std::vector<uint8_t> frame_buf_;
+  std::vector<uint8_t> seg_buf_;
+  TcpSpliceStats stats_;
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
+};
+
+}  // namespace causeway::netstack
