@@ -9,10 +9,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <boost/asio/buffer.hpp>
 #include <cerrno>
 #include <cstring>
 #include <fmt/format.h>
+#include <vector>
 
 namespace causeway::netstack {
 namespace {
@@ -42,6 +44,19 @@ bool send_reply(int sock, int err, int fd) {
     std::memcpy(CMSG_DATA(c), &fd, sizeof fd);
   }
   return ::sendmsg(sock, &msg, MSG_NOSIGNAL) == static_cast<ssize_t>(sizeof err);
+}
+
+// Closes every descriptor from 3 up except those in `keep` (-1 entries ignored).
+void close_all_but(std::vector<int> keep) {
+  keep.push_back(2);  // stderr and below stay
+  std::sort(keep.begin(), keep.end());
+  unsigned next = 3;
+  for (int fd : keep) {
+    if (fd < static_cast<int>(next)) continue;
+    if (static_cast<unsigned>(fd) > next) ::close_range(next, static_cast<unsigned>(fd) - 1, 0);
+    next = static_cast<unsigned>(fd) + 1;
+  }
+  ::close_range(next, ~0U, 0);
 }
 
 [[noreturn]] void helper_main(int sock, int netfd, int userfd) {
@@ -109,6 +124,9 @@ boost::system::result<std::unique_ptr<NamespaceSocketFactory>, std::string> Name
   if (pid < 0) return fail(fmt::format("fork: {}", std::strerror(errno)));
   if (pid == 0) {
     ours.reset();
+    // Keep only our three descriptors: an inherited copy of another
+    // factory's socket would keep that factory's helper from ever seeing EOF.
+    close_all_but({theirs.get(), netfd.get(), userfd ? userfd.get() : -1});
     helper_main(theirs.get(), netfd.release(), userfd ? userfd.release() : -1);
   }
   theirs.reset();

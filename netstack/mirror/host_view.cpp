@@ -10,6 +10,9 @@
 #include <netlink/route/link.h>
 #include <netlink/route/nexthop.h>
 #include <netlink/route/route.h>
+#include <netlink/route/rtnl.h>
+#include <netlink/handlers.h>
+#include <netlink/msg.h>
 #include <sys/socket.h>
 
 #include <algorithm>
@@ -38,6 +41,39 @@ std::optional<IpAddress> to_ip(nl_addr* a) {
   const size_t len = std::min<size_t>(nl_addr_get_len(a), family == AF_INET ? 4 : 16);
   std::memcpy(ip.bytes.data(), nl_addr_get_binary_addr(a), len);
   return ip;
+}
+
+struct RouteDeleter {
+  void operator()(rtnl_route* r) const { rtnl_route_put(r); }
+};
+struct RouteDump {
+  std::vector<std::unique_ptr<rtnl_route, RouteDeleter>> routes;
+  uint64_t over_cap = 0;
+};
+
+int on_route_message(nl_msg* msg, void* arg) {
+  auto* dump = static_cast<RouteDump*>(arg);
+  rtnl_route* r = nullptr;
+  if (rtnl_route_parse(nlmsg_hdr(msg), &r) < 0 || !r) return NL_SKIP;
+  if (dump->routes.size() >= kMaxReadRoutes) {
+    rtnl_route_put(r);
+    ++dump->over_cap;
+  } else {
+    dump->routes.emplace_back(r);
+  }
+  return NL_OK;
+}
+
+int dump_routes(nl_sock* sk, RouteDump& dump) {
+  if (int err = nl_rtgen_request(sk, RTM_GETROUTE, AF_UNSPEC, NLM_F_DUMP); err < 0) return err;
+  nl_cb* base = nl_socket_get_cb(sk);
+  nl_cb* cb = nl_cb_clone(base);
+  nl_cb_put(base);
+  if (!cb) return -NLE_NOMEM;
+  nl_cb_set(cb, NL_CB_VALID, NL_CB_CUSTOM, on_route_message, &dump);
+  const int err = nl_recvmsgs(sk, cb);
+  nl_cb_put(cb);
+  return err < 0 ? err : 0;
 }
 
 }  // namespace
@@ -77,9 +113,13 @@ boost::system::result<NetState, std::string> read_netlink_state(nl_sock* sk, Rea
     return fmt::format("netlink address dump: {}", nl_geterror(err));
   Cache addrs(raw);
   raw = nullptr;
-  if (int err = rtnl_route_alloc_cache(sk, AF_UNSPEC, 0, &raw); err < 0)
-    return fmt::format("netlink route dump: {}", nl_geterror(err));
-  Cache routes(raw);
+  // Routes are dumped without libnl's cache: the cache identifies a route by
+  // family, tos, table, dst and priority — not by device — so IPv6 routes to
+  // the same prefix on different links (fe80::/64 on every link) would
+  // collapse into one.
+  RouteDump dump;
+  if (int err = dump_routes(sk, dump); err < 0) return fmt::format("netlink route dump: {}", nl_geterror(err));
+  counters.routes_over_cap += dump.over_cap;
 
   NetState st;
   std::map<int, std::string> names;
@@ -128,12 +168,8 @@ boost::system::result<NetState, std::string> read_netlink_state(nl_sock* sk, Rea
     h.preferred_lifetime = rtnl_addr_get_preferred_lifetime(a);
     st.addresses.push_back(std::move(h));
   }
-  for (nl_object* o = nl_cache_get_first(routes.get()); o; o = nl_cache_get_next(o)) {
-    auto* r = reinterpret_cast<rtnl_route*>(o);  // SAFETY: a route cache holds rtnl_route objects
-    if (st.routes.size() >= kMaxReadRoutes) {
-      ++counters.routes_over_cap;
-      continue;
-    }
+  for (const auto& route : dump.routes) {
+    rtnl_route* r = route.get();
     HostRoute h;
     h.family = rtnl_route_get_family(r);
     if (h.family != AF_INET && h.family != AF_INET6) continue;
