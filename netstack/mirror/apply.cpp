@@ -25,6 +25,8 @@ namespace causeway::netstack::mirror {
 namespace {
 
 using VoidResult = boost::system::result<void, std::string>;
+// true: the kernel changed something; false: it was already so ("exists" / "not there").
+using ChangeResult = boost::system::result<bool, std::string>;
 
 struct LinkDeleter {
   void operator()(rtnl_link* l) const { rtnl_link_put(l); }
@@ -100,18 +102,24 @@ ApplyReport NetlinkGuestApplier::apply(const std::vector<Op>& ops) {
     if (r.has_error()) {
       report.errors.push_back(OpError{op.describe(), r.error()});
       spdlog::debug("mirror: {} failed: {}", op.describe(), r.error());
-    } else {
+    } else if (*r) {
       ++report.applied;
+    } else {
+      ++report.already;
     }
   }
   return report;
 }
 
-VoidResult NetlinkGuestApplier::run(const Op& op) {
+ChangeResult NetlinkGuestApplier::run(const Op& op) {
+  auto changed = [](VoidResult r) -> ChangeResult {
+    if (r.has_error()) return r.error();
+    return true;
+  };
   switch (op.kind) {
-    case OpKind::kAddLink: return add_link(op.link);
-    case OpKind::kSetLink: return set_link(op.link);
-    case OpKind::kRemoveLink: return remove_link(op.link);
+    case OpKind::kAddLink: return changed(add_link(op.link));
+    case OpKind::kSetLink: return changed(set_link(op.link));
+    case OpKind::kRemoveLink: return changed(remove_link(op.link));
     case OpKind::kAddAddress: return change_address(op.address, true);
     case OpKind::kRemoveAddress: return change_address(op.address, false);
     case OpKind::kAddRoute: return change_route(op.route, true);
@@ -192,7 +200,7 @@ VoidResult NetlinkGuestApplier::remove_link(const HostLink& l) {
   return {};
 }
 
-VoidResult NetlinkGuestApplier::change_address(const HostAddress& a, bool add) {
+ChangeResult NetlinkGuestApplier::change_address(const HostAddress& a, bool add) {
   const int ifindex = ifindex_of(a.link);
   if (!ifindex) return "no guest link " + a.link;
   AddrPtr x(rtnl_addr_alloc());
@@ -214,11 +222,12 @@ VoidResult NetlinkGuestApplier::change_address(const HostAddress& a, bool add) {
     if (a.local.family == AF_INET) rtnl_addr_set_scope(x.get(), a.scope);
   }
   const int err = add ? rtnl_addr_add(sk_.get(), x.get(), 0) : rtnl_addr_delete(sk_.get(), x.get(), 0);
-  if (err == 0 || (add && err == -NLE_EXIST) || (!add && (err == -NLE_NOADDR || err == -NLE_OBJ_NOTFOUND))) return {};
+  if (err == 0) return true;
+  if ((add && err == -NLE_EXIST) || (!add && (err == -NLE_NOADDR || err == -NLE_OBJ_NOTFOUND))) return false;
   return std::string(nl_geterror(err));
 }
 
-VoidResult NetlinkGuestApplier::change_route(const HostRoute& r, bool add) {
+ChangeResult NetlinkGuestApplier::change_route(const HostRoute& r, bool add) {
   RoutePtr x(rtnl_route_alloc());
   rtnl_route_set_family(x.get(), static_cast<uint8_t>(r.family));
   rtnl_route_set_table(x.get(), r.table);
@@ -247,7 +256,8 @@ VoidResult NetlinkGuestApplier::change_route(const HostRoute& r, bool add) {
     rtnl_route_add_nexthop(x.get(), n);  // the route owns n from here
   }
   const int err = add ? rtnl_route_add(sk_.get(), x.get(), NLM_F_EXCL) : rtnl_route_delete(sk_.get(), x.get(), 0);
-  if (err == 0 || (add && err == -NLE_EXIST) || (!add && err == -NLE_OBJ_NOTFOUND)) return {};
+  if (err == 0) return true;
+  if ((add && err == -NLE_EXIST) || (!add && err == -NLE_OBJ_NOTFOUND)) return false;
   return std::string(nl_geterror(err));
 }
 

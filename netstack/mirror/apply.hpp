@@ -73,7 +73,8 @@ struct OpError {
 };
 
 struct ApplyReport {
-  size_t applied = 0;
+  size_t applied = 0;  // operations that changed the guest
+  size_t already = 0;  // "exists" on an add, "not there" on a remove
   std::vector<OpError> errors;
 };
 
@@ -96,12 +97,12 @@ class NetlinkGuestApplier {
  private:
   NetlinkGuestApplier(NamespaceSocketFactory& ns, NlSocket sk, ApplyHooks hooks)
       : ns_(ns), sk_(std::move(sk)), hooks_(std::move(hooks)) {}
-  boost::system::result<void, std::string> run(const Op& op);
+  boost::system::result<bool, std::string> run(const Op& op);
   boost::system::result<void, std::string> add_link(const HostLink& l);
   boost::system::result<void, std::string> set_link(const HostLink& l);
   boost::system::result<void, std::string> remove_link(const HostLink& l);
-  boost::system::result<void, std::string> change_address(const HostAddress& a, bool add);
-  boost::system::result<void, std::string> change_route(const HostRoute& r, bool add);
+  boost::system::result<bool, std::string> change_address(const HostAddress& a, bool add);
+  boost::system::result<bool, std::string> change_route(const HostRoute& r, bool add);
   int ifindex_of(const std::string& name);
 
   struct Tap {

@@ -113,6 +113,20 @@ void MirrorSyncer::sync() {
       rec.converged = true;
       break;
     }
+    if (pass == kMaxPasses - 1) {
+      // Applied, yet still different: something the namespace has that we do
+      // not manage is in the way (the kernel answered "exists").
+      for (const auto& op : ops) {
+        if (rec.errors.size() < kMaxErrorsKept)
+          rec.errors.push_back(OpError{op.describe(), fmt::format("still differs after {} passes: a route or address "
+                                                                  "mirrored mode does not manage is in the way (the "
+                                                                  "NAT tap's default route?)",
+                                                                  pass)});
+      }
+      rec.errors_total += ops.size();
+      failed = true;
+      break;
+    }
     const ApplyReport report = guest_.apply(ops);
     rec.changes += report.applied;
     rec.errors_total += report.errors.size();
@@ -128,7 +142,8 @@ void MirrorSyncer::sync() {
   rec.duration_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
   totals_.changes += rec.changes;
   totals_.errors += rec.errors_total;
-  if (rec.changes || failed)
+  // Retries of the same failure log at debug level only.
+  if (rec.changes || (failed && attempt_ == 0))
     spdlog::info("mirror: sync applied {} change(s) in {:.1f} ms{}", rec.changes, rec.duration_ms,
                  failed ? fmt::format(", {} error(s) (first: {}: {})", rec.errors_total, rec.errors.front().op,
                                       rec.errors.front().error)

@@ -7,7 +7,11 @@
 //       ops    = diff(plan.desired, actual)      empty → converged, stop
 //       guest.apply(ops)                         errors recorded, the rest applied
 //       … again, at most kMaxPasses times (the kernel adds routes of its own
-//         when an address is added; the next pass removes what the host lacks)
+//         when an address is added; the next pass removes what the host lacks);
+//         the last pass only checks: what still differs is reported as an
+//         error (the applier takes "exists" as success, so a route that
+//         conflicts with one mirrored mode does not manage — same table,
+//         destination and metric, like the NAT tap's default — shows here)
 //
 // Timers: the host view's debounce (kDebounce) bounds how bursts are merged;
 // a sync with errors is retried with back-off (kRetryInitial doubling up to
