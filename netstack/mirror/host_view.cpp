@@ -25,7 +25,6 @@
 namespace causeway::netstack::mirror {
 namespace {
 
-constexpr int kNotifyRcvbuf = 1 << 20;  // bytes; a VPN coming up is a few dozen messages, a route flap more
 
 struct CacheDeleter {
   void operator()(nl_cache* c) const { nl_cache_free(c); }
@@ -212,8 +211,14 @@ boost::system::result<NetState, std::string> read_netlink_state(nl_sock* sk, Rea
   return st;
 }
 
-HostView::HostView(boost::asio::io_context& io, SocketMaker make_socket, std::chrono::milliseconds debounce)
-    : io_(io), make_socket_(std::move(make_socket)), debounce_(debounce), notify_(io), timer_(io) {}
+HostView::HostView(boost::asio::io_context& io, SocketMaker make_socket, std::chrono::milliseconds debounce,
+                   int notify_rcvbuf)
+    : io_(io),
+      make_socket_(std::move(make_socket)),
+      debounce_(debounce),
+      notify_rcvbuf_(notify_rcvbuf),
+      notify_(io),
+      timer_(io) {}
 
 HostView::~HostView() {
   boost::system::error_code ec;
@@ -238,7 +243,7 @@ boost::system::result<void, std::string> HostView::start(OnChange on_change) {
     if (::setsockopt(fd->get(), SOL_NETLINK, NETLINK_ADD_MEMBERSHIP, &group, sizeof group) < 0)
       return fmt::format("cannot subscribe to netlink group {}: {}", group, std::strerror(errno));
   }
-  (void)::setsockopt(fd->get(), SOL_SOCKET, SO_RCVBUF, &kNotifyRcvbuf, sizeof kNotifyRcvbuf);
+  (void)::setsockopt(fd->get(), SOL_SOCKET, SO_RCVBUF, &notify_rcvbuf_, sizeof notify_rcvbuf_);
   boost::system::error_code ec;
   notify_.assign(fd->release(), ec);
   if (!ec) notify_.non_blocking(true, ec);

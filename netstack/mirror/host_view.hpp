@@ -40,6 +40,7 @@ struct nl_sock;
 namespace causeway::netstack::mirror {
 
 inline constexpr auto kDebounce = std::chrono::milliseconds(50);  // a burst (VPN up: link, addrs, routes) is one read
+inline constexpr int kNotifyRcvbuf = 1 << 20;  // bytes; a VPN coming up is a few dozen messages, a route flap more
 inline constexpr size_t kMaxReadLinks = 4096;
 inline constexpr size_t kMaxReadAddresses = 65536;
 inline constexpr size_t kMaxReadRoutes = 262144;
@@ -79,7 +80,9 @@ class HostView {
   };
   using OnChange = std::function<void(const NetState&)>;
 
-  HostView(boost::asio::io_context& io, SocketMaker make_socket, std::chrono::milliseconds debounce = kDebounce);
+  // `notify_rcvbuf`: the notification socket's SO_RCVBUF (tests make it tiny to force ENOBUFS).
+  HostView(boost::asio::io_context& io, SocketMaker make_socket, std::chrono::milliseconds debounce = kDebounce,
+           int notify_rcvbuf = kNotifyRcvbuf);
   ~HostView();
   HostView(const HostView&) = delete;
   HostView& operator=(const HostView&) = delete;
@@ -101,6 +104,7 @@ class HostView {
   boost::asio::io_context& io_;
   SocketMaker make_socket_;
   std::chrono::milliseconds debounce_;
+  int notify_rcvbuf_;
   NlSocket request_;
   boost::asio::posix::stream_descriptor notify_;
   boost::asio::steady_timer timer_;

@@ -37,10 +37,12 @@ auto address_key(const HostAddress& a) {
 }
 using AddressKey = decltype(address_key(HostAddress{}));
 
-// Sort key for routes: what survives a cap first — the main table, then the
-// least specific (default routes), then the lowest metric.
+// Sort key for routes: what survives a cap first — the main table, then
+// on-link routes (gateway routes need them: without 192.0.2.0/24 the kernel
+// refuses "via 192.0.2.1"), then the least specific (default routes), then
+// the lowest metric.
 auto route_order(const HostRoute& r) {
-  return std::make_tuple(r.table != kTableMain, r.dst_len, r.priority, r.family, r.dst, r.nexthops);
+  return std::make_tuple(r.table != kTableMain, r.has_gateway(), r.dst_len, r.priority, r.family, r.dst, r.nexthops);
 }
 
 auto address_order(const HostAddress& a) {
@@ -268,10 +270,19 @@ Plan plan(const NetState& host, const PlanOptions& o) {
   auto have_onlink = [&](const HostRoute& r) {
     return std::any_of(onlink.begin(), onlink.end(), [&](const HostRoute& x) { return x.same_as(r); });
   };
+  // Thousands of routes usually share a handful of gateways: remember the answers.
+  std::map<std::tuple<IpAddress, std::string, uint32_t>, bool> on_link_memo;
+  auto on_link = [&](const IpAddress& gw, const std::string& link, uint32_t table) {
+    auto key = std::make_tuple(gw, link, table);
+    auto it = on_link_memo.find(key);
+    if (it == on_link_memo.end())
+      it = on_link_memo.emplace(key, gateway_on_link(gw, link, table, p.desired.addresses, candidates)).first;
+    return it->second;
+  };
   for (auto& r : candidates) {
     std::vector<HostRoute> needed;
     for (const auto& nh : r.nexthops) {
-      if (!nh.gateway || gateway_on_link(*nh.gateway, nh.link, r.table, p.desired.addresses, candidates)) continue;
+      if (!nh.gateway || on_link(*nh.gateway, nh.link, r.table)) continue;
       HostRoute h;
       h.family = r.family;
       h.table = r.table;

@@ -44,7 +44,9 @@
 //              (/32, /128) first — what VPN clients install with `onlink`.
 //   caps       kMaxLinks links, kMaxAddressesPerLink per link, kMaxRoutes
 //              routes; what is over a cap is dropped and counted
-//              (PlanCounters), never silently.
+//              (PlanCounters), never silently. Kept first: the oldest links;
+//              IPv4, then global, addresses; main-table routes, on-link ones
+//              before gateway ones (which need them), least specific first.
 //
 // diff(desired, actual) — ordered operations, each independent enough that a
 // failure (reported by the applier) does not stop the rest:

@@ -170,7 +170,7 @@ class MirrorSync : public testing::Test {
     must(host_->ip({"addr", "add", "198.51.100.2/24", "dev", "vpn0"}));
   }
 
-  void start_mirror() {
+  void start_mirror(int notify_rcvbuf = mirror::kNotifyRcvbuf) {
     // Forks first (the factories' helpers), threads last.
     auto hf = netstack::NamespaceSocketFactory::start(host_->path(), "");
     ASSERT_TRUE(hf.has_value()) << hf.error();
@@ -183,7 +183,8 @@ class MirrorSync : public testing::Test {
     ASSERT_TRUE(poll.has_value()) << poll.error();
     poll_ = std::move(*poll);
     auto* h = host_factory_.get();
-    view_ = std::make_unique<mirror::HostView>(io_, [h](int f, int t, int p) { return h->create(f, t, p); });
+    view_ = std::make_unique<mirror::HostView>(
+        io_, [h](int f, int t, int p) { return h->create(f, t, p); }, mirror::kDebounce, notify_rcvbuf);
     auto applier = mirror::NetlinkGuestApplier::open(*guest_factory_);
     ASSERT_TRUE(applier.has_value()) << applier.error();
     applier_ = std::move(*applier);
@@ -386,6 +387,68 @@ TEST_F(MirrorSync, AddressTheGuestCannotTakeIsReportedAndTheRestApplies) {
                      << last.errors.front().error;
   const auto status = on_io([this] { return syncer_->status_json(); });
   EXPECT_GT(status["last_sync"]["errors_total"].get<size_t>(), 0u) << status.dump(2);
+}
+
+TEST_F(MirrorSync, BurstOfThousandsOfRoutesOverrunsNetlinkAndEndsCappedAfterAFullResync) {
+  start_mirror(/*notify_rcvbuf=*/1);  // the kernel's minimum: the burst below overruns it
+  if (HasFatalFailure()) return;
+  TempDir dir;
+  const auto batch = dir.path() / "burst.ip";
+  {
+    std::string text;
+    for (int i = 0; i < 5000; ++i)
+      text += "route add 10." + std::to_string(1 + i / 256) + "." + std::to_string(i % 256) + ".0/24 via 192.0.2.1 dev lan0\n";
+    for (int i = 0; i < 300; ++i)
+      text += "addr add 198.18." + std::to_string(1 + i / 250) + "." + std::to_string(1 + i % 250) + "/15 dev lan0\n";
+    FILE* f = std::fopen(batch.c_str(), "w");
+    ASSERT_NE(f, nullptr);
+    std::fwrite(text.data(), 1, text.size(), f);
+    std::fclose(f);
+  }
+  const auto t0 = Clock::now();
+  const auto r = run(host_->ip({"-batch", batch.string()}), 30s);
+  ASSERT_EQ(r.status, 0) << r.describe();
+  auto managed_routes = [](const mirror::NetState& s) {
+    return std::count_if(s.routes.begin(), s.routes.end(), [](const mirror::HostRoute& x) {
+      return x.table != mirror::kTableLocal && x.type == RTN_UNICAST && !x.nexthops.empty() &&
+             x.nexthops[0].link == "lan0";
+    });
+  };
+  auto lan_addresses = [](const mirror::NetState& s) {
+    return std::count_if(s.addresses.begin(), s.addresses.end(), [](auto& a) { return a.link == "lan0"; });
+  };
+  const auto capped = time_until(
+      [&](const mirror::NetState& s) {
+        return managed_routes(s) == static_cast<long>(mirror::kMaxRoutes) &&
+               lan_addresses(s) == static_cast<long>(mirror::kMaxAddressesPerLink);
+      },
+      t0, 10s);
+  ASSERT_TRUE(capped.has_value()) << "the guest never settled at the caps";
+  std::printf("[ mirror ] 5000 routes + 300 addresses in one burst → guest at the caps (%zu routes, %zu addresses) "
+              "after %lld ms (from before `ip -batch` runs)\n",
+              mirror::kMaxRoutes, mirror::kMaxAddressesPerLink, static_cast<long long>(capped->count()));
+  // The caps may be reached mid-burst; wait (bounded) for the sync of the whole burst.
+  const bool settled = wait_until(
+      [&] {
+        return on_io([this] {
+          return syncer_->plan_counters().addresses_over_cap == 303 - mirror::kMaxAddressesPerLink &&
+                 syncer_->last_sync().converged;
+        });
+      },
+      kSyncBound, 10ms);
+  EXPECT_TRUE(settled);
+  const auto stats = on_io([this] { return view_->stats(); });
+  EXPECT_GT(stats.overruns, 0u) << "the tiny receive buffer should have overrun";
+  const auto counters = on_io([this] { return syncer_->plan_counters(); });
+  EXPECT_GT(counters.routes_over_cap, 0u);
+  const auto last = on_io([this] { return syncer_->last_sync(); });
+  EXPECT_EQ(last.errors_total, 0u);
+  EXPECT_TRUE(guest_matches([&](const mirror::NetState& s) {
+    return managed_routes(s) == static_cast<long>(mirror::kMaxRoutes) &&
+           lan_addresses(s) == static_cast<long>(mirror::kMaxAddressesPerLink);
+  }));
+  // The defaults survive the cap.
+  EXPECT_TRUE(guest_matches([](auto& s) { return has_route(s, "0.0.0.0", 0) && has_route(s, "::", 0); }));
 }
 
 // The same through the real binary: `causeway netns --mode mirrored` run in the host namespace.

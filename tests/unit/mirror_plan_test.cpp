@@ -304,6 +304,20 @@ TEST(MirrorPlan, RoutesOverTheCapAreCountedAndDefaultsSurvive) {
   EXPECT_NE(find_route(p.desired, "0.0.0.0", 0), nullptr) << "the least specific routes are kept first";
 }
 
+TEST(MirrorPlan, OnLinkRoutesSurviveTheCapBeforeTheGatewayRoutesThatNeedThem) {
+  NetState h;
+  h.links.push_back(link(2, "eth0", kUp, kEthMac));
+  h.addresses.push_back(addr("eth0", "192.0.2.10", 24));
+  for (int i = 0; i < 5000; ++i) {
+    const std::string dst = "10." + std::to_string(i / 256 + 1) + "." + std::to_string(i % 256) + ".0";
+    h.routes.push_back(route(dst.c_str(), 24, "eth0", "192.0.2.1", 0));
+  }
+  h.routes.push_back(route("192.0.2.0", 24, "eth0", nullptr, 0));  // sorts after 10.x by address
+  const Plan p = plan(h, PlanOptions{});
+  EXPECT_NE(find_route(p.desired, "192.0.2.0", 24), nullptr) << "the gateway 192.0.2.1 needs it";
+  EXPECT_EQ(p.counters.routes_over_cap, 5001 - kMaxRoutes);
+}
+
 // ---- diff ----
 
 std::vector<OpKind> kinds(const std::vector<Op>& ops) {
