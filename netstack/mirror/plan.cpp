@@ -224,10 +224,9 @@ Plan plan(const NetState& host, const PlanOptions& o) {
     }
     for (auto& a : list) p.desired.addresses.push_back(std::move(a));
   }
-  auto local_address = [&](const IpAddress& ip) {
-    return std::any_of(p.desired.addresses.begin(), p.desired.addresses.end(),
-                       [&](const HostAddress& a) { return a.local == ip; });
-  };
+  std::set<IpAddress> locals;
+  for (const auto& a : p.desired.addresses) locals.insert(a.local);
+  auto local_address = [&](const IpAddress& ip) { return locals.count(ip) > 0; };
 
   // Routes: unicast, not the local table, next hops on mirrored links.
   std::vector<HostRoute> candidates;

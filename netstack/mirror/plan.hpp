@@ -62,8 +62,10 @@
 // is never touched.
 //
 // Limits: policy rules (`ip rule`) are not mirrored; RTA_VIA next hops (a
-// gateway of another family) are dropped and counted; IPv6 route preference
-// and expiry are not carried (the syncer follows the host instead).
+// gateway of another family) are dropped and counted; routes that name a
+// nexthop object (`nhid`) carry no next hop libnl 3.7 shows us and are
+// dropped as "unmirrored link"; IPv6 route preference and address/route
+// lifetimes are not carried (the syncer follows the host instead).
 //
 // Thread safety: pure functions and plain values; safe from any thread.
 #pragma once
