@@ -35,6 +35,9 @@
 #include "cli/runtime.hpp"
 #include "dns/host_config.hpp"
 #include "netstack/listener_watch.hpp"
+#include "netstack/mirror/apply.hpp"
+#include "netstack/mirror/host_view.hpp"
+#include "netstack/mirror/syncer.hpp"
 #include "netstack/netns.hpp"
 #include "netstack/netns_sockets.hpp"
 #include "netstack/stream_port.hpp"
@@ -63,6 +66,7 @@ struct NetOptions {
   std::string host_resolv_conf = "/etc/resolv.conf";
   std::vector<std::string> dns_routes;
   std::string tcp_engine = "slirp";
+  std::string mode = "nat";  // netns only: nat or mirrored (--mode, networkingMode)
 };
 
 void add_net_options(CLI::App* app, NetOptions& o) {
@@ -93,13 +97,15 @@ void add_net_options(CLI::App* app, NetOptions& o) {
 }
 
 // Merges the config file under the command line; returns an error line.
-std::optional<std::string> apply_config(NetOptions& o, CLI::App* app) {
+// `mirrored_ok`: the subcommand has mirrored mode (netns only, so far).
+std::optional<std::string> apply_config(NetOptions& o, CLI::App* app, bool mirrored_ok = false) {
   if (o.config.empty()) return std::nullopt;
   auto cfg = cli::load_config(o.config);
   if (cfg.has_error()) return cfg.error();
   for (auto& w : cfg->warnings) spdlog::warn("{}", w);
-  if (cfg->networking_mode && *cfg->networking_mode != "nat")
-    return o.config + ": networkingMode=" + *cfg->networking_mode + " is not supported yet (only nat)";
+  if (cfg->networking_mode && *cfg->networking_mode != "nat" && !mirrored_ok)
+    return o.config + ": networkingMode=" + *cfg->networking_mode + " is not supported yet here (only nat)";
+  if (cfg->networking_mode && app->count("--mode") == 0) o.mode = *cfg->networking_mode;
   if (cfg->mtu && app->count("--mtu") == 0) o.mtu = *cfg->mtu;
   if (cfg->host_loopback && !o.no_host_loopback) o.no_host_loopback = !*cfg->host_loopback;
   if (cfg->ipv6 && !o.no_ipv6) o.no_ipv6 = !*cfg->ipv6;
@@ -251,13 +257,23 @@ int run_netns(NetOptions& o, const std::string& attach, const std::string& ifnam
 
   // Automatic forwarding reads the namespace's listeners and connects to its
   // loopback through sockets made inside it (netstack/netns_sockets.hpp).
+  const bool mirrored = o.mode == "mirrored";
   std::unique_ptr<netstack::NamespaceSocketFactory> factory;
-  if (auto_forward) {
+  if (auto_forward || mirrored) {
     const bool is_pid = !attach.empty() && attach.find_first_not_of("0123456789") == std::string::npos;
     const std::string proc = child ? "/proc/" + std::to_string(child->pid) : (is_pid ? "/proc/" + attach : "");
     const std::string net = proc.empty() ? attach : proc + "/ns/net";
     const std::string user = (::geteuid() != 0 && !proc.empty()) ? proc + "/ns/user" : "";
     auto f = netstack::NamespaceSocketFactory::start(net, user);
+    if (f.has_error() && mirrored) {
+      std::fprintf(stderr, "causeway netns: mirrored mode needs sockets in the namespace: %s\n", f.error().c_str());
+      if (child) {
+        ::kill(child->pid, SIGKILL);
+        ::waitpid(child->pid, nullptr, 0);
+        ::unlink(child->resolv_conf_path.c_str());
+      }
+      return kExitFailure;
+    }
     if (f.has_error()) {
       spdlog::warn("automatic port forwarding is off: {}", f.error());
     } else {
@@ -325,11 +341,36 @@ int run_netns(NetOptions& o, const std::string& attach, const std::string& ifnam
   auto ctl = start_control(io, rt, o.control, status);
   if (status != 0) return fail_child(status);
 
+  // Mirrored mode (control plane): the host's links, addresses and routes
+  // follow into the namespace (netstack/mirror/). The NAT tap above keeps
+  // working; the mirrored data path is not there yet.
+  std::unique_ptr<netstack::mirror::HostView> mirror_view;
+  std::unique_ptr<netstack::mirror::NetlinkGuestApplier> mirror_applier;
+  std::unique_ptr<netstack::mirror::MirrorSyncer> mirror_syncer;
+  if (mirrored) {
+    mirror_view = std::make_unique<netstack::mirror::HostView>(io, netstack::mirror::current_namespace_sockets());
+    auto applier = netstack::mirror::NetlinkGuestApplier::open(*factory);
+    if (applier.has_error()) {
+      std::fprintf(stderr, "causeway netns: mirrored mode: %s\n", applier.error().c_str());
+      return fail_child(kExitFailure);
+    }
+    mirror_applier = std::move(*applier);
+    netstack::mirror::PlanOptions po;
+    po.reserved_names = {"lo", ifname};
+    mirror_syncer = std::make_unique<netstack::mirror::MirrorSyncer>(io, *mirror_view, *mirror_applier, po);
+    if (auto r = mirror_syncer->start(); r.has_error()) {
+      std::fprintf(stderr, "causeway netns: mirrored mode: %s\n", r.error().c_str());
+      return fail_child(kExitFailure);
+    }
+    rt.set_mode("mirrored");
+    rt.set_mirror_status([&mirror_syncer] { return mirror_syncer->status_json(); });
+  }
+
   std::unique_ptr<netstack::NetnsConnector> tcp4, tcp6;
   std::unique_ptr<netstack::NetnsDatagramChannel> udp4, udp6;
   std::unique_ptr<portfwd::AutoForwarder> autofwd;
   std::unique_ptr<netstack::NetnsListenerSource> listeners;
-  if (factory) {
+  if (factory && auto_forward) {
     auto diag_sock = factory->create(AF_NETLINK, SOCK_RAW, NETLINK_SOCK_DIAG);
     if (diag_sock.has_error()) {
       spdlog::warn("automatic port forwarding is off: cannot open sock_diag in the namespace: {}",
@@ -542,7 +583,7 @@ int run_run(NetOptions& o, cli::RunOptions ro, std::vector<std::string> command,
 int run_ctl(const std::string& path, const std::vector<std::string>& args) {
   if (args.empty()) {
     std::fprintf(stderr, "causeway ctl: give a command: status, stats, ports, forward-list, forward-add SPEC, "
-                         "forward-remove SPEC, raw JSON\n");
+                         "forward-remove SPEC, mirror, raw JSON\n");
     return kExitUsage;
   }
   json req;
@@ -561,7 +602,7 @@ int run_ctl(const std::string& path, const std::vector<std::string>& args) {
                           cmd.c_str()),
              kExitUsage;
     req = json{{"cmd", cmd}, {"spec", args[1]}};
-  } else if (cmd == "status" || cmd == "stats" || cmd == "forward-list" || cmd == "ports") {
+  } else if (cmd == "status" || cmd == "stats" || cmd == "forward-list" || cmd == "ports" || cmd == "mirror") {
     req = json{{"cmd", cmd}};
   } else {
     std::fprintf(stderr, "causeway ctl: unknown command '%s'\n", cmd.c_str());
@@ -610,6 +651,9 @@ int main(int argc, char** argv) {
   add_net_options(netns, netns_opts);
   netns->add_option("--attach", attach, "Attach to an existing namespace: a PID or a path like /run/netns/NAME");
   netns->add_option("--ifname", ifname, "Name of the tap device in the namespace (default tap0)");
+  netns->add_option("--mode", netns_opts.mode,
+                    "nat (default) or mirrored: also mirror the host's links, addresses and routes into the namespace")
+      ->check(CLI::IsMember({"nat", "mirrored"}));
 
   NetOptions serve_opts;
   std::string qemu_socket;
@@ -645,7 +689,7 @@ int main(int argc, char** argv) {
   std::vector<std::string> ctl_args;
   auto* ctl = app.add_subcommand("ctl", "Query or change a running causeway through its --control socket");
   ctl->add_option("path", ctl_path, "Control socket path")->required();
-  ctl->add_option("command", ctl_args, "status | stats | ports | forward-list | forward-add SPEC | forward-remove SPEC | raw JSON")
+  ctl->add_option("command", ctl_args, "status | stats | ports | forward-list | forward-add SPEC | forward-remove SPEC | mirror | raw JSON")
       ->expected(0, -1);
 
   try {
@@ -671,7 +715,7 @@ int main(int argc, char** argv) {
   }
   try {
     if (netns->parsed()) {
-      if (auto err = apply_config(netns_opts, netns)) {
+      if (auto err = apply_config(netns_opts, netns, /*mirrored_ok=*/true)) {
         std::fprintf(stderr, "causeway: %s\n", err->c_str());
         return kExitUsage;
       }

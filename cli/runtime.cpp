@@ -255,7 +255,7 @@ json Runtime::handle_control(const json& req) {
     return json{{"ok", true},
                 {"version", CAUSEWAY_VERSION},
                 {"pid", ::getpid()},
-                {"mode", "nat"},
+                {"mode", mode_},
                 {"attach", attach_},
                 {"guests", guests_.size()},
                 {"forwards", forwards_.size()},
@@ -263,6 +263,10 @@ json Runtime::handle_control(const json& req) {
                 {"uptime_s", (clock_.now_ms() - started_ms_) / 1000}};
   }
   if (cmd == "stats") return stats_json();
+  if (cmd == "mirror") {
+    if (!mirror_status_) return json{{"ok", false}, {"error", "not in mirrored mode (causeway netns --mode mirrored)"}};
+    return json{{"ok", true}, {"mirror", mirror_status_()}};
+  }
   if (cmd == "ports") return ports_json();
   if (cmd == "forward-list") {
     json list = json::array();
@@ -280,7 +284,7 @@ json Runtime::handle_control(const json& req) {
     return json{{"ok", true}, {cmd == "forward-add" ? "added" : "removed", names}};
   }
   return json{{"ok", false},
-              {"error", fmt::format("unknown command '{}' (status, stats, ports, forward-list, forward-add, forward-remove)",
+              {"error", fmt::format("unknown command '{}' (status, stats, ports, forward-list, forward-add, forward-remove, mirror)",
                                     cmd)}};
 }
 

@@ -78,6 +78,11 @@ class Runtime {
   void set_auto_forwarder(portfwd::AutoForwarder* af, portfwd::PolicySettings base);
   [[nodiscard]] portfwd::PolicySettings auto_settings() const;
 
+  // Networking mode shown by `status` ("nat" unless told otherwise).
+  void set_mode(std::string mode) { mode_ = std::move(mode); }
+  // Mirrored mode: `{"cmd":"mirror"}` answers {"ok":true,"mirror":status()}.
+  void set_mirror_status(std::function<nlohmann::json()> status) { mirror_status_ = std::move(status); }
+
   nlohmann::json handle_control(const nlohmann::json& request);
   nlohmann::json ports_json() const;
   nlohmann::json stats_json() const;
@@ -103,6 +108,8 @@ class Runtime {
   std::unique_ptr<netstack::DnsTcpFrontend> dns_tcp_;
   std::string dns_dir_;
   std::function<void(const std::vector<std::string>&)> on_search_change_;
+  std::string mode_ = "nat";
+  std::function<nlohmann::json()> mirror_status_;
 };
 
 nlohmann::json engine_stats_json(const netstack::EngineStats& s);

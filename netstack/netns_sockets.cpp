@@ -11,22 +11,40 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <boost/asio/buffer.hpp>
 #include <cerrno>
 #include <cstring>
 #include <fmt/format.h>
+#include <vector>
 
 namespace causeway::netstack {
 namespace {
 
+enum RequestKind : int { kSocket = 0, kOpen = 1 };
 struct Request {
-  int family;
-  int type;
-  int protocol;
+  int kind;
+  int family;    // kSocket
+  int type;      // kSocket; open(2) flags for kOpen
+  int protocol;  // kSocket
+  char path[128];  // kOpen, NUL-terminated
 };
 
 bool send_reply(int sock, int err, int fd) {
   return send_with_fd(sock, &err, sizeof err, fd) == static_cast<ssize_t>(sizeof err);
+}
+
+// Closes every descriptor from 3 up except those in `keep` (-1 entries ignored).
+void close_all_but(std::vector<int> keep) {
+  keep.push_back(2);  // stderr and below stay
+  std::sort(keep.begin(), keep.end());
+  unsigned next = 3;
+  for (int fd : keep) {
+    if (fd < static_cast<int>(next)) continue;
+    if (static_cast<unsigned>(fd) > next) ::close_range(next, static_cast<unsigned>(fd) - 1, 0);
+    next = static_cast<unsigned>(fd) + 1;
+  }
+  ::close_range(next, ~0U, 0);
 }
 
 [[noreturn]] void helper_main(int sock, int netfd, int userfd) {
@@ -42,7 +60,8 @@ bool send_reply(int sock, int err, int fd) {
     Request r{};
     const ssize_t n = ::recv(sock, &r, sizeof r, 0);
     if (n != static_cast<ssize_t>(sizeof r)) ::_exit(0);  // the engine went away
-    const int fd = ::socket(r.family, r.type | SOCK_CLOEXEC, r.protocol);
+    r.path[sizeof r.path - 1] = '\0';
+    const int fd = r.kind == kOpen ? ::open(r.path, r.type | O_CLOEXEC) : ::socket(r.family, r.type | SOCK_CLOEXEC, r.protocol);
     send_reply(sock, fd < 0 ? errno : 0, fd);
     if (fd >= 0) ::close(fd);
   }
@@ -79,6 +98,9 @@ boost::system::result<std::unique_ptr<NamespaceSocketFactory>, std::string> Name
   if (pid < 0) return fail(fmt::format("fork: {}", std::strerror(errno)));
   if (pid == 0) {
     ours.reset();
+    // Keep only our three descriptors: an inherited copy of another
+    // factory's socket would keep that factory's helper from ever seeing EOF.
+    close_all_but({theirs.get(), netfd.get(), userfd ? userfd.get() : -1});
     helper_main(theirs.get(), netfd.release(), userfd ? userfd.release() : -1);
   }
   theirs.reset();
@@ -97,8 +119,19 @@ NamespaceSocketFactory::~NamespaceSocketFactory() {
 }
 
 boost::system::result<UniqueFd> NamespaceSocketFactory::create(int family, int type, int protocol) {
-  const Request r{family, type, protocol};
-  if (::send(sock_.get(), &r, sizeof r, MSG_NOSIGNAL) != static_cast<ssize_t>(sizeof r))
+  Request r{kSocket, family, type, protocol, {}};
+  return request(&r, sizeof r);
+}
+
+boost::system::result<UniqueFd> NamespaceSocketFactory::open_file(const std::string& path, int flags) {
+  Request r{kOpen, 0, flags, 0, {}};
+  if (path.size() >= sizeof r.path) return boost::system::error_code(ENAMETOOLONG, boost::system::system_category());
+  std::memcpy(r.path, path.data(), path.size());
+  return request(&r, sizeof r);
+}
+
+boost::system::result<UniqueFd> NamespaceSocketFactory::request(const void* r, size_t len) {
+  if (::send(sock_.get(), r, len, MSG_NOSIGNAL) != static_cast<ssize_t>(len))
     return boost::system::error_code(errno, boost::system::system_category());
   auto reply = recv_reply(sock_.get());
   if (reply.has_error()) return reply.error();

@@ -1,6 +1,7 @@
 // Sockets inside a guest's network namespace, for the engine that lives
 // outside it: automatic forwarding reads the namespace's listeners and
-// connects to its loopback from here.
+// connects to its loopback from here; mirrored mode opens its taps and
+// per-link sysctls through it.
 //
 // A socket belongs to the namespace it was created in, whichever namespace
 // the process later uses it from. So only creation has to happen inside:
@@ -47,8 +48,13 @@ class NamespaceSocketFactory {
   NamespaceSocketFactory& operator=(const NamespaceSocketFactory&) = delete;
 
   boost::system::result<UniqueFd> create(int family, int type, int protocol = 0);
+  // open(2) inside the namespace: /dev/net/tun (a tap made through this
+  // descriptor belongs to the namespace) or a /proc/sys/net file (which
+  // shows the namespace of the process that opened it). Mirrored mode uses it.
+  boost::system::result<UniqueFd> open_file(const std::string& path, int flags);
 
  private:
+  boost::system::result<UniqueFd> request(const void* r, size_t len);
   NamespaceSocketFactory(pid_t pid, UniqueFd sock) : pid_(pid), sock_(std::move(sock)) {}
   pid_t pid_;
   UniqueFd sock_;

@@ -13,37 +13,11 @@
 #include "tests/integration/causeway_env.hpp"
 #include "tests/integration/guest_server.hpp"
 #include "tests/integration/harness.hpp"
+#include "tests/integration/named_netns.hpp"
 #include "tests/tools/net_util.hpp"
 
 namespace causeway::integration {
 namespace {
-
-// A named namespace (/run/netns/NAME) for the life of the object.
-class NamedNetns {
- public:
-  explicit NamedNetns(std::string name) : name_(std::move(name)) {
-    created_ = run({"ip", "netns", "add", name_});
-  }
-  NamedNetns(const NamedNetns&) = delete;
-  NamedNetns& operator=(const NamedNetns&) = delete;
-  ~NamedNetns() {
-    if (ok()) run({"ip", "netns", "delete", name_});
-  }
-  bool ok() const { return created_.status == 0; }
-  const RunResult& created() const { return created_; }
-  const std::string& name() const { return name_; }
-  std::string path() const { return "/run/netns/" + name_; }
-  // ip netns exec NAME ARGV...
-  std::vector<std::string> exec(const std::vector<std::string>& argv) const {
-    std::vector<std::string> out{"ip", "netns", "exec", name_};
-    out.insert(out.end(), argv.begin(), argv.end());
-    return out;
-  }
-
- private:
-  std::string name_;
-  RunResult created_;
-};
 
 class Attach : public testing::Test {
  protected:

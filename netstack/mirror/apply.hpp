@@ -1,0 +1,121 @@
+// Mirrored mode: applying diff operations to a guest network namespace with
+// libnl, and reading the guest's actual state back.
+//
+// Everything happens through descriptors made inside the guest namespace by
+// NamespaceSocketFactory (netstack/netns_sockets.hpp): one NETLINK_ROUTE
+// socket for requests and dumps, and for each new link a /dev/net/tun
+// descriptor and its /proc/sys/net/ipv6/conf/NAME/* files.
+//
+// Guest links are **taps**: they must carry traffic once the mirrored data
+// path exists, and tun/tap cannot be made over rtnetlink, only with
+// TUNSETIFF on a /dev/net/tun descriptor — one opened inside the namespace
+// makes the device there. The applier holds each tap's descriptor: the link
+// lives exactly as long as that (closing it removes the device, which is how
+// a link is removed), and nothing of a crashed causeway stays behind. Before
+// the link comes up it gets accept_ra=0, accept_dad=0, use_tempaddr=0 and
+// addr_gen_mode=1 (none: no kernel-made link-local address), so the guest
+// never autoconfigures on it; addresses are added with IFA_F_NODAD.
+// txqueuelen is kTapTxQueue: until the data path reads the taps, what the
+// guest sends on them is dropped once that many frames wait.
+//
+// Hook for the data path: `on_link_created` receives MirroredLinkCreated
+// (name, guest ifindex, the tap descriptor — the applier keeps ownership;
+// dup() it to keep it) right after a link is up; `on_link_removed` before
+// the descriptor is closed.
+//
+// Errors: every operation runs; each failure is one OpError (operation and
+// kernel message) in the report. "Already there" on an add and "not there"
+// on a remove count as success — the state is what was asked for.
+//
+// Managed state: read_actual() returns only the links this applier created
+// (and their addresses and routes outside the local table); other guest
+// links (lo, the NAT tap) are reported by name in unmanaged_links() and
+// never touched.
+//
+// Thread safety: confined to one thread (the engine executor); netlink
+// requests block briefly on the local kernel.
+#pragma once
+
+#include <boost/system/result.hpp>
+#include <functional>
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "base/unique_fd.hpp"
+#include "netstack/mirror/host_view.hpp"
+#include "netstack/mirror/plan.hpp"
+
+namespace causeway::netstack {
+class NamespaceSocketFactory;
+}
+
+namespace causeway::netstack::mirror {
+
+inline constexpr unsigned kTapTxQueue = 64;  // frames queued on an unread tap before the kernel drops
+
+struct MirroredLinkCreated {
+  std::string name;
+  int ifindex = 0;
+  int tap_fd = -1;  // owned by the applier
+};
+
+struct ApplyHooks {
+  std::function<void(const MirroredLinkCreated&)> on_link_created;
+  std::function<void(const std::string& name)> on_link_removed;
+};
+
+struct OpError {
+  std::string op;
+  std::string error;
+};
+
+struct ApplyReport {
+  size_t applied = 0;  // operations that changed the guest
+  size_t already = 0;  // "exists" on an add, "not there" on a remove
+  std::vector<OpError> errors;
+};
+
+class NetlinkGuestApplier {
+ public:
+  // `ns` must outlive the applier.
+  static boost::system::result<std::unique_ptr<NetlinkGuestApplier>, std::string> open(NamespaceSocketFactory& ns,
+                                                                                     ApplyHooks hooks = {});
+  ~NetlinkGuestApplier();
+  NetlinkGuestApplier(const NetlinkGuestApplier&) = delete;
+  NetlinkGuestApplier& operator=(const NetlinkGuestApplier&) = delete;
+
+  // The managed part of the guest's state (see above).
+  boost::system::result<NetState, std::string> read_actual();
+  // Guest links not created here, as of the last read_actual().
+  [[nodiscard]] const std::set<std::string>& unmanaged_links() const { return unmanaged_; }
+  ApplyReport apply(const std::vector<Op>& ops);
+  [[nodiscard]] size_t managed_link_count() const { return taps_.size(); }
+
+ private:
+  NetlinkGuestApplier(NamespaceSocketFactory& ns, NlSocket sk, ApplyHooks hooks)
+      : ns_(ns), sk_(std::move(sk)), hooks_(std::move(hooks)) {}
+  boost::system::result<bool, std::string> run(const Op& op);
+  boost::system::result<void, std::string> add_link(const HostLink& l);
+  boost::system::result<void, std::string> set_link(const HostLink& l);
+  boost::system::result<void, std::string> remove_link(const HostLink& l);
+  boost::system::result<bool, std::string> change_address(const HostAddress& a, bool add);
+  boost::system::result<bool, std::string> change_route(const HostRoute& r, bool add);
+  int ifindex_of(const std::string& name);
+
+  struct Tap {
+    UniqueFd fd;
+    int ifindex = 0;
+  };
+  NamespaceSocketFactory& ns_;
+  NlSocket sk_;
+  ApplyHooks hooks_;
+  std::map<std::string, Tap> taps_;
+  std::map<std::string, int> ifindexes_;  // every guest link, as of the last read
+  std::set<std::string> unmanaged_;
+  ReadCounters read_counters_;
+};
+
+}  // namespace causeway::netstack::mirror

@@ -1,0 +1,106 @@
+// Mirrored mode: the loop that keeps a guest's links, addresses and routes
+// equal to the plan made from the host's.
+//
+//   HostView ──(debounced change)──► sync():
+//       actual = guest.read_actual()
+//       plan   = plan(host, options + guest's own link names reserved)
+//       ops    = diff(plan.desired, actual)      empty → converged, stop
+//       guest.apply(ops)                         errors recorded, the rest applied
+//       … again, at most kMaxPasses times (the kernel adds routes of its own
+//         when an address is added; the next pass removes what the host lacks);
+//         the last pass only checks: what still differs is reported as an
+//         error (the applier takes "exists" as success, so a route that
+//         conflicts with one mirrored mode does not manage — same table,
+//         destination and metric, like the NAT tap's default — shows here)
+//
+// Timers: the host view's debounce (kDebounce) bounds how bursts are merged;
+// a sync with errors is retried with back-off (kRetryInitial doubling up to
+// kRetryMax, at most kMaxRetries times — an address the guest cannot take is
+// reported and skipped, not retried forever); every kPeriodicResync the
+// guest is checked again, which repairs changes made inside the guest.
+//
+// The last sync (wall-clock time, duration, operations applied, errors) and
+// both views are kept for `causeway ctl PATH mirror` (status_json).
+//
+// Thread safety: confined to the executor of the io_context it is given.
+#pragma once
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/system/result.hpp>
+#include <chrono>
+#include <cstdint>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "netstack/mirror/apply.hpp"
+#include "netstack/mirror/host_view.hpp"
+#include "netstack/mirror/plan.hpp"
+
+namespace causeway::netstack::mirror {
+
+inline constexpr auto kRetryInitial = std::chrono::milliseconds(100);
+inline constexpr auto kRetryMax = std::chrono::milliseconds(5000);
+inline constexpr int kMaxRetries = 6;
+inline constexpr int kMaxPasses = 3;
+inline constexpr auto kPeriodicResync = std::chrono::seconds(30);
+inline constexpr size_t kMaxErrorsKept = 32;     // per sync, for ctl
+inline constexpr size_t kMaxListedInStatus = 256;  // links/addresses/routes per view in status_json
+
+class MirrorSyncer {
+ public:
+  struct LastSync {
+    std::string time;  // ISO 8601, UTC
+    double duration_ms = 0;
+    size_t changes = 0;
+    size_t passes = 0;
+    bool converged = false;
+    std::vector<OpError> errors;
+    size_t errors_total = 0;
+  };
+  struct Totals {
+    uint64_t syncs = 0;
+    uint64_t changes = 0;
+    uint64_t errors = 0;
+    uint64_t retries = 0;
+    uint64_t read_errors = 0;
+  };
+
+  MirrorSyncer(boost::asio::io_context& io, HostView& host, NetlinkGuestApplier& guest, PlanOptions options);
+  ~MirrorSyncer();
+  MirrorSyncer(const MirrorSyncer&) = delete;
+  MirrorSyncer& operator=(const MirrorSyncer&) = delete;
+
+  // Starts the host view; the first sync runs before this returns.
+  boost::system::result<void, std::string> start();
+  // Runs a sync now (also what the host view's callback does).
+  void sync();
+
+  [[nodiscard]] const LastSync& last_sync() const { return last_; }
+  [[nodiscard]] const Totals& totals() const { return totals_; }
+  [[nodiscard]] const NetState& guest_view() const { return guest_view_; }
+  [[nodiscard]] const PlanCounters& plan_counters() const { return counters_; }
+  nlohmann::json status_json() const;
+
+ private:
+  void schedule_retry();
+  void schedule_periodic();
+
+  boost::asio::io_context& io_;
+  HostView& host_;
+  NetlinkGuestApplier& guest_;
+  PlanOptions options_;
+  boost::asio::steady_timer retry_timer_;
+  boost::asio::steady_timer periodic_timer_;
+  int attempt_ = 0;
+  LastSync last_;
+  Totals totals_;
+  NetState guest_view_;
+  PlanCounters counters_;
+};
+
+nlohmann::json to_json(const NetState& s, size_t max_items = kMaxListedInStatus);
+nlohmann::json to_json(const PlanCounters& c);
+
+}  // namespace causeway::netstack::mirror
