@@ -1,0 +1,283 @@
+// The TCP fast path (netstack/tcp_splice) against a simulated guest: the test
+// writes the guest's TCP segments as Ethernet frames and reads what the
+// splicer sends back; the far end is a real socket on this host's loopback
+// (the guest addresses it as the gateway 10.0.2.2).
+#include "netstack/tcp_splice.hpp"
+
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <boost/asio/io_context.hpp>
+#include <cstring>
+#include <deque>
+
+#include "base/unique_fd.hpp"
+#include "netstack/packet.hpp"
+#include "tests/support/fakes.hpp"
+
+namespace causeway::netstack {
+namespace {
+
+using namespace std::chrono_literals;
+constexpr uint8_t kFin = 0x01, kSyn = 0x02, kRst = 0x04, kAck = 0x10;
+const Mac kGuestMac{0x02, 0x43, 0x57, 0, 0, 0x0f};
+
+// A listening socket on 127.0.0.1 (what the guest reaches through 10.0.2.2).
+struct HostServer {
+  HostServer() {
+    fd.reset(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ::bind(fd.get(), reinterpret_cast<sockaddr*>(&a), sizeof a);
+    ::listen(fd.get(), 8);
+    socklen_t l = sizeof a;
+    ::getsockname(fd.get(), reinterpret_cast<sockaddr*>(&a), &l);
+    port = ntohs(a.sin_port);
+  }
+  UniqueFd accept_one() {
+    timeval tv{5, 0};
+    ::setsockopt(fd.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    UniqueFd c(::accept(fd.get(), nullptr, nullptr));
+    if (c) ::setsockopt(c.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    return c;
+  }
+  UniqueFd fd;
+  uint16_t port = 0;
+};
+
+class TcpSpliceTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (!TcpSplicer::available()) GTEST_SKIP() << "this kernel has no TCP SO_PEEK_OFF (Linux 6.10+)";
+    cfg.mtu = 1500;
+    splicer = std::make_unique<TcpSplicer>(io, cfg, [this](std::span<const uint8_t> f) {
+      auto s = parse_tcp_segment(f);
+      ASSERT_TRUE(s) << "the splicer sent something that is not a TCP segment";
+      out.push_back(Seg{*s, std::vector<uint8_t>(s->payload.begin(), s->payload.end())});
+    });
+  }
+  struct Seg {
+    TcpSegment s;
+    std::vector<uint8_t> data;
+  };
+
+  // A guest segment from 10.0.2.15:gport to 10.0.2.2:dport.
+  bool guest(uint8_t flags, uint32_t seq, uint32_t ack, std::string_view data = {}, uint16_t window = 65535,
+             bool syn_opts = true) {
+    const size_t optlen = (flags & kSyn) && syn_opts ? 8 : 0;
+    std::vector<uint8_t> tcp(20 + optlen + data.size(), 0);
+    tcp[0] = static_cast<uint8_t>(gport >> 8), tcp[1] = static_cast<uint8_t>(gport);
+    tcp[2] = static_cast<uint8_t>(dport >> 8), tcp[3] = static_cast<uint8_t>(dport);
+    for (int i = 0; i < 4; ++i) tcp[4 + i] = static_cast<uint8_t>(seq >> (24 - 8 * i));
+    for (int i = 0; i < 4; ++i) tcp[8 + i] = static_cast<uint8_t>(ack >> (24 - 8 * i));
+    tcp[12] = static_cast<uint8_t>(((20 + optlen) / 4) << 4);
+    tcp[13] = flags;
+    tcp[14] = static_cast<uint8_t>(window >> 8), tcp[15] = static_cast<uint8_t>(window);
+    if (optlen) {
+      const uint8_t o[8] = {2, 4, 0x05, 0xb4, 1, 3, 3, 7};  // MSS 1460, NOP, WS 7
+      std::memcpy(tcp.data() + 20, o, 8);
+    }
+    std::memcpy(tcp.data() + 20 + optlen, data.data(), data.size());
+    std::vector<uint8_t> f(kEthHeaderLen + 20 + tcp.size(), 0);
+    std::copy(kGuestMac.begin(), kGuestMac.end(), f.begin() + 6);
+    f[12] = 0x08;
+    uint8_t* ip = f.data() + kEthHeaderLen;
+    ip[0] = 0x45;
+    ip[2] = static_cast<uint8_t>((20 + tcp.size()) >> 8), ip[3] = static_cast<uint8_t>(20 + tcp.size());
+    ip[8] = 64;
+    ip[9] = 6;
+    std::memcpy(ip + 12, &cfg.guest, 4);
+    std::memcpy(ip + 16, dst ? &*dst : &cfg.gateway, 4);
+    std::memcpy(ip + 20, tcp.data(), tcp.size());
+    return splicer->on_guest_frame(f);
+  }
+  // Runs the loop until the splicer has sent something matching `pred`.
+  std::optional<Seg> expect(const std::function<bool(const Seg&)>& pred, std::chrono::milliseconds d = 3s) {
+    std::optional<Seg> got;
+    testing::run_until(io, [&] {
+      while (!out.empty()) {
+        Seg s = std::move(out.front());
+        out.pop_front();
+        if (pred(s)) {
+          got = std::move(s);
+          return true;
+        }
+      }
+      return false;
+    }, d);
+    return got;
+  }
+  // SYN → SYN-ACK → ACK. Returns our ISN + 1 (the splicer's next sequence number).
+  uint32_t handshake(uint32_t isn = 1000) {
+    EXPECT_TRUE(guest(kSyn, isn, 0));
+    auto sa = expect([](const Seg& s) { return (s.s.flags & (kSyn | kAck)) == (kSyn | kAck); });
+    EXPECT_TRUE(sa) << "no SYN-ACK";
+    if (!sa) return 0;
+    EXPECT_EQ(sa->s.ack, isn + 1);
+    EXPECT_EQ(sa->s.mss, 1460) << "MSS = MTU 1500 - 40";
+    EXPECT_EQ(sa->s.wscale, TcpSplicer::kWindowScale);
+    EXPECT_TRUE(guest(kAck, isn + 1, sa->s.seq + 1));
+    return sa->s.seq + 1;
+  }
+
+  boost::asio::io_context io;
+  NatConfig cfg;
+  std::unique_ptr<TcpSplicer> splicer;
+  std::deque<Seg> out;
+  uint16_t gport = 40000, dport = 0;
+  std::optional<in_addr> dst;  // default: the gateway
+};
+
+TEST_F(TcpSpliceTest, HandshakeThenDataBothWays) {
+  HostServer srv;
+  dport = srv.port;
+  const uint32_t ours = handshake();
+  UniqueFd c = srv.accept_one();
+  ASSERT_TRUE(c) << "the splicer did not connect to the host service";
+
+  // guest → host, then its ACK
+  ASSERT_TRUE(guest(kAck, 1001, ours, "hello host"));
+  char buf[64] = {};
+  ASSERT_EQ(::read(c.get(), buf, sizeof buf), 10);
+  EXPECT_EQ(std::string(buf, 10), "hello host");
+  auto ack = expect([](const Seg& s) { return s.s.ack == 1011; });
+  EXPECT_TRUE(ack) << "the guest's data was not acknowledged";
+
+  // host → guest
+  ASSERT_EQ(::write(c.get(), "hello guest", 11), 11);
+  auto data = expect([](const Seg& s) { return !s.data.empty(); });
+  ASSERT_TRUE(data);
+  EXPECT_EQ(std::string(data->data.begin(), data->data.end()), "hello guest");
+  EXPECT_EQ(data->s.seq, ours);
+  EXPECT_TRUE(guest(kAck, 1011, ours + 11));
+  EXPECT_EQ(splicer->stats().bytes_out, 11u);
+  EXPECT_EQ(splicer->stats().bytes_in, 10u);
+}
+
+TEST_F(TcpSpliceTest, UnacknowledgedDataIsSentAgainFromTheSocket) {
+  HostServer srv;
+  dport = srv.port;
+  const uint32_t ours = handshake();
+  UniqueFd c = srv.accept_one();
+  ASSERT_TRUE(c);
+  ASSERT_EQ(::write(c.get(), "again", 5), 5);
+  auto first = expect([](const Seg& s) { return !s.data.empty(); });
+  ASSERT_TRUE(first);
+  // No ACK from the guest: after the RTO (200 ms) the same bytes come again.
+  auto again = expect([&](const Seg& s) { return !s.data.empty() && s.s.seq == ours; }, 2s);
+  ASSERT_TRUE(again) << "no retransmission";
+  EXPECT_EQ(std::string(again->data.begin(), again->data.end()), "again");
+  EXPECT_GE(splicer->stats().retransmits, 1u);
+  // Acknowledged now: nothing more is resent.
+  ASSERT_TRUE(guest(kAck, 1001, ours + 5));
+  out.clear();
+  EXPECT_FALSE(expect([](const Seg& s) { return !s.data.empty(); }, 600ms));
+}
+
+TEST_F(TcpSpliceTest, RefusedConnectIsAResetToTheGuest) {
+  {
+    HostServer gone;  // bind, learn the port, close: nothing listens there
+    dport = gone.port;
+  }
+  ASSERT_TRUE(guest(kSyn, 5000, 0));
+  auto rst = expect([](const Seg& s) { return (s.s.flags & kRst) != 0; });
+  ASSERT_TRUE(rst);
+  EXPECT_EQ(rst->s.ack, 5001u);
+  EXPECT_EQ(splicer->stats().connect_refused, 1u);
+  EXPECT_EQ(splicer->stats().flows, 0u);
+}
+
+TEST_F(TcpSpliceTest, HalfCloseBothWaysThenTheFlowIsGone) {
+  HostServer srv;
+  dport = srv.port;
+  const uint32_t ours = handshake();
+  UniqueFd c = srv.accept_one();
+  ASSERT_TRUE(c);
+  // The guest sends and closes its side; the host reads to EOF and can still answer.
+  ASSERT_TRUE(guest(kAck | kFin, 1001, ours, "request"));
+  char buf[64];
+  ASSERT_EQ(::read(c.get(), buf, sizeof buf), 7);
+  EXPECT_EQ(::read(c.get(), buf, sizeof buf), 0) << "the guest's FIN did not become EOF";
+  auto ack = expect([](const Seg& s) { return s.s.ack == 1009; });  // 7 bytes + FIN
+  ASSERT_TRUE(ack);
+  ASSERT_EQ(::write(c.get(), "reply", 5), 5);
+  c.reset();  // and the host closes
+  auto fin = expect([](const Seg& s) { return (s.s.flags & kFin) != 0; });
+  ASSERT_TRUE(fin);
+  EXPECT_EQ(fin->s.seq, ours + 5) << "the FIN follows the reply's bytes";
+  ASSERT_TRUE(guest(kAck, 1009, ours + 6));
+  EXPECT_EQ(splicer->stats().flows, 0u);
+  // A segment for the closed flow is not ours any more (libslirp answers it).
+  EXPECT_FALSE(guest(kAck, 1009, ours + 6));
+}
+
+TEST_F(TcpSpliceTest, GuestResetResetsTheHostConnection) {
+  HostServer srv;
+  dport = srv.port;
+  const uint32_t ours = handshake();
+  UniqueFd c = srv.accept_one();
+  ASSERT_TRUE(c);
+  ASSERT_TRUE(guest(kRst, 1001, ours));
+  char buf[8];
+  errno = 0;
+  EXPECT_EQ(::read(c.get(), buf, sizeof buf), -1);
+  EXPECT_EQ(errno, ECONNRESET);
+  EXPECT_EQ(splicer->stats().flows, 0u);
+}
+
+TEST_F(TcpSpliceTest, OutOfOrderSegmentsAreDroppedAndAnsweredWithTheExpectedSequence) {
+  HostServer srv;
+  dport = srv.port;
+  const uint32_t ours = handshake();
+  UniqueFd c = srv.accept_one();
+  ASSERT_TRUE(c);
+  ASSERT_TRUE(guest(kAck, 1101, ours, "later"));  // 100 bytes ahead
+  auto dup = expect([](const Seg& s) { return s.s.ack == 1001; });
+  ASSERT_TRUE(dup);
+  EXPECT_EQ(splicer->stats().out_of_order, 1u);
+  ASSERT_TRUE(guest(kAck, 1001, ours, "now"));
+  char buf[16];
+  ASSERT_EQ(::read(c.get(), buf, sizeof buf), 3);
+  EXPECT_EQ(std::string(buf, 3), "now");
+}
+
+TEST_F(TcpSpliceTest, OnlyNewSynsAndOurFlowsAreTaken) {
+  dport = 80;
+  EXPECT_FALSE(guest(kAck, 1, 1)) << "an ACK for an unknown flow is libslirp's";
+  EXPECT_FALSE(guest(kAck | kSyn, 1, 1)) << "a SYN-ACK (answer to a libslirp-started flow) is libslirp's";
+  // The DNS address and other virtual hosts stay with libslirp.
+  dst = cfg.dns;
+  EXPECT_FALSE(guest(kSyn, 1, 0)) << "TCP to 10.0.2.3 is the DNS path's";
+  in_addr shadow{};
+  inet_pton(AF_INET, "10.0.2.254", &shadow);
+  dst = shadow;
+  EXPECT_FALSE(guest(kSyn, 1, 0));
+  std::vector<uint8_t> junk(30, 0xff);
+  EXPECT_FALSE(splicer->on_guest_frame(junk)) << "not TCP at all";
+  EXPECT_EQ(splicer->stats().flows, 0u);
+}
+
+TEST_F(TcpSpliceTest, AFullFlowTableRefusesNewSynsWithReset) {
+  HostServer srv;
+  dport = srv.port;
+  splicer = std::make_unique<TcpSplicer>(io, cfg, [this](std::span<const uint8_t> f) {
+    auto s = parse_tcp_segment(f);
+    if (s) out.push_back(Seg{*s, {}});
+  }, /*max_flows=*/2);
+  for (uint16_t p : {40001, 40002}) {
+    gport = p;
+    ASSERT_TRUE(guest(kSyn, 7000, 0));
+  }
+  gport = 40003;
+  ASSERT_TRUE(guest(kSyn, 7000, 0));
+  auto rst = expect([](const Seg& s) { return (s.s.flags & kRst) != 0 && s.s.dport == 40003; });
+  ASSERT_TRUE(rst);
+  EXPECT_EQ(splicer->stats().flows_full, 1u);
+}
+
+}  // namespace
+}  // namespace causeway::netstack
