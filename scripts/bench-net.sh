@@ -11,6 +11,7 @@
 #
 # The guest always reaches the host's loopback through the engine's gateway mapping:
 #   causeway      10.0.2.2            (engine maps the gateway to host loopback)
+#   causeway-fast 10.0.2.2            the same with --tcp-engine fast (the TCP fast path)
 #   slirp4netns   10.0.2.2            (libslirp's host-loopback mapping)
 #   pasta         the gateway pasta copies from the host (192.0.2.254), mapped to host loopback
 #   pasta-splice  127.0.0.1 in the guest, forwarded with -T PORT (loopback splice, no tap)
@@ -23,7 +24,7 @@ REPO_DIR=$(cd "$SCRIPT_DIR/.." && pwd)
 . "$SCRIPT_DIR/lib/bench-common.sh"
 
 BENCH_ARGS=("$@")
-ALL_CONTENDERS="causeway,pasta,pasta-splice,slirp4netns,veth"
+ALL_CONTENDERS="causeway,causeway-fast,pasta,pasta-splice,slirp4netns,veth"
 RUNS=3
 DURATION=5
 MTU=65520
@@ -37,6 +38,7 @@ Usage: $0 [options]
 
 Measures iperf3 TCP throughput from a network namespace (the guest) to the host, for:
   causeway      \$CAUSEWAY netns --mtu MTU -- iperf3 -c 10.0.2.2 ...  (CAUSEWAY=${CAUSEWAY:-build/causeway})
+  causeway-fast the same with --tcp-engine fast (guest TCP mapped onto host sockets)
   pasta         pasta's tap path (guest -> gateway address, mapped to host loopback)
   pasta-splice  pasta's loopback splice (guest 127.0.0.1:PORT -> host 127.0.0.1:PORT, -T PORT)
   slirp4netns   slirp4netns --configure (guest -> 10.0.2.2 = host loopback)
@@ -89,7 +91,7 @@ fi
 # contender -> binary it needs ("" when only the kernel is needed)
 contender_binary() {
     case $1 in
-        causeway) printf '%s' "$CAUSEWAY" ;;
+        causeway|causeway-fast) printf '%s' "$CAUSEWAY" ;;
         pasta|pasta-splice) command -v pasta || printf 'pasta' ;;
         slirp4netns) command -v slirp4netns || printf 'slirp4netns' ;;
         veth) printf '' ;;
@@ -244,13 +246,14 @@ run_pasta() { # LOG PORT splice|tap
     client_in_guest "$log" "$target" "$port"
 }
 
-run_causeway() { # LOG PORT
+run_causeway() { # LOG PORT [EXTRA CAUSEWAY OPTIONS...]
     local log=$1 port=$2 rc=0 pid
+    shift 2
     start_server 127.0.0.1 "$port" "$log" || return 1
     # the engine creates the guest namespace itself and exits with the command's status; its
     # PID is the engine's (ip execs it), so its peak RSS can be sampled; bounded by our own
     # watchdog instead of timeout(1), which would put itself in between
-    ip netns exec "$HOST_NS" "$CAUSEWAY" netns --mtu "$MTU" -- \
+    ip netns exec "$HOST_NS" "$CAUSEWAY" netns --mtu "$MTU" "$@" -- \
         iperf3 -c 10.0.2.2 -p "$port" -t "$DURATION" -J --connect-timeout 5000 \
         > "$log.json" 2>> "$log.err" &
     pid=$!
@@ -277,6 +280,7 @@ run_one() {
     RSS="" RSS_FILE=""
     case $c in
         causeway)     run_causeway "$log" "$port" || rc=$? ;;
+        causeway-fast) run_causeway "$log" "$port" --tcp-engine fast || rc=$? ;;
         pasta)        run_pasta "$log" "$port" tap || rc=$? ;;
         pasta-splice) run_pasta "$log" "$port" splice || rc=$? ;;
         slirp4netns)  run_slirp4netns "$log" "$port" || rc=$? ;;
