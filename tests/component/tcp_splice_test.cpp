@@ -82,7 +82,7 @@ class TcpSpliceTest : public ::testing::Test {
       const uint8_t o[8] = {2, 4, 0x05, 0xb4, 1, 3, 3, 7};  // MSS 1460, NOP, WS 7
       std::memcpy(tcp.data() + 20, o, 8);
     }
-    std::memcpy(tcp.data() + 20 + optlen, data.data(), data.size());
+    if (!data.empty()) std::memcpy(tcp.data() + 20 + optlen, data.data(), data.size());
     std::vector<uint8_t> f(kEthHeaderLen + 20 + tcp.size(), 0);
     std::copy(kGuestMac.begin(), kGuestMac.end(), f.begin() + 6);
     f[12] = 0x08;
