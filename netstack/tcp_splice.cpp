@@ -29,6 +29,7 @@ constexpr auto kRtoMin = std::chrono::milliseconds(200);
 constexpr auto kRtoMax = std::chrono::milliseconds(3000);
 constexpr size_t kPeekBudget = 512 * 1024;  // bytes peeked per readable event (fairness between flows)
 constexpr size_t kToHostCap = 256 * 1024;   // guest bytes we hold for a full host socket, per flow
+constexpr int kSendBuffer = 4 << 20;         // SO_SNDBUF of host sockets (tcp_wmem's maximum)
 
 // RFC 9293 §3.4 sequence arithmetic (modulo 2^32).
 bool seq_lt(uint32_t a, uint32_t b) { return static_cast<int32_t>(a - b) < 0; }
@@ -254,6 +255,11 @@ bool TcpSplicer::on_syn(const TcpSegment& s) {
   const int one = 1, zero = 0;
   ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
   ::setsockopt(fd, SOL_SOCKET, SO_PEEK_OFF, &zero, sizeof zero);
+  // Our window toward the guest is this socket's free send buffer: start it large instead of
+  // at tcp_wmem's 16 KiB default, or every connection crawls through the autotuner's ramp.
+  // (The kernel caps it at net.core.wmem_max and allocates only what is queued.)
+  const int sndbuf = kSendBuffer;
+  ::setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf);
   flows_[f->key] = f;
   ++stats_.segments_in;
   const int r = ::connect(fd, reinterpret_cast<sockaddr*>(&dst), dlen);
