@@ -45,6 +45,7 @@ Measures iperf3 TCP throughput from a network namespace (the guest) to the host,
   veth          the kernel's veth path between two namespaces (the physical limit)
 Runs are interleaved round-robin (N rounds, every contender once per round) and summarised as
 median [min-max] Gbit/s plus the ratio of causeway's median to each contender's median.
+A third table, cpu_s_per_gb, is the engine process's user+system CPU seconds per GB moved.
 A second table, rss_mb, is each engine process's peak RSS (VmHWM from /proc, sampled every
 100 ms and once more right before an engine is stopped) over the same runs (veth: no engine).
 
@@ -274,10 +275,10 @@ run_causeway() { # LOG PORT [EXTRA CAUSEWAY OPTIONS...]
 # run_one CONTENDER LOG PORT: runs one measurement, always tears down what it created, and sets
 # GBPS.  Not to be called in a subshell: the EXIT trap must know every namespace and PID.
 GBPS=""
-RSS="" RSS_FILE=""
+RSS="" RSS_FILE="" CPU_S=""
 run_one() {
     local c=$1 log=$2 port=$3 rc=0
-    RSS="" RSS_FILE=""
+    RSS="" RSS_FILE="" CPU_S=""
     case $c in
         causeway)     run_causeway "$log" "$port" || rc=$? ;;
         causeway-fast) run_causeway "$log" "$port" --tcp-engine fast || rc=$? ;;
@@ -295,6 +296,7 @@ run_one() {
     fi
     if [[ -n ${BENCH_RSS_WATCH_PID:-} ]]; then bench_kill_pid "$BENCH_RSS_WATCH_PID"; BENCH_RSS_WATCH_PID=""; fi
     [[ -n $RSS_FILE ]] && RSS=$(bench_rss_mb "$RSS_FILE" || true)
+    [[ -n $RSS_FILE ]] && CPU_S=$(bench_cpu_seconds "$RSS_FILE" || true)
     if [[ -n $SERVER_PID ]]; then bench_kill_pid "$SERVER_PID"; SERVER_PID=""; fi
     bench_ns_del "$GUEST_NS"
     (( rc == 0 )) || return "$rc"
@@ -316,7 +318,7 @@ failure_text() {
 # Interleaved runs: round r starts at contender r (mod count) so no contender is always first.
 # One measurement for each one printed before the next, on stderr; the summary goes to stdout.
 
-declare -A VALUES=() FAILS=() FIRST_FAIL=() RSSV=()
+declare -A VALUES=() FAILS=() FIRST_FAIL=() RSSV=() CPUV=()
 NC=${#CLIST[@]}
 port=$PORT_BASE
 for ((r = 0; r < RUNS; r++)); do
@@ -328,6 +330,11 @@ for ((r = 0; r < RUNS; r++)); do
         if run_one "$c" "$log" "$port"; then
             VALUES[$c]="${VALUES[$c]:-} $GBPS"
             [[ -n $RSS ]] && RSSV[$c]="${RSSV[$c]:-} $RSS"
+            # CPU seconds per GB moved: the engine's user+system time over the bytes iperf3 counted
+            if [[ -n $CPU_S ]]; then
+                CPUV[$c]="${CPUV[$c]:-} $(awk -v s="$CPU_S" -v g="$GBPS" -v d="$DURATION" \
+                    'BEGIN {gb = g * d / 8; if (gb > 0) printf "%.3f", s / gb}')"
+            fi
             printf 'run %d/%d  %-13s %8.2f Gbit/s%s\n' $((r + 1)) "$RUNS" "$c" "$GBPS" \
                 "${RSS:+   (engine peak RSS $RSS MB)}" >&2
         else
@@ -380,7 +387,22 @@ if [[ -s $RSS_RESULTS ]]; then
     printf '\npeak RSS of the engine process (VmHWM; lower is better)\n'
     bench_report "$RSS_RESULTS" causeway "MB" "$BENCH_TMPDIR/json.rss" "causeway/this"
 fi
-[[ -n $JSON_OUT ]] && bench_json_concat "$JSON_OUT" "$BENCH_TMPDIR/json.tcp" "$BENCH_TMPDIR/json.rss"
+# engine CPU per GB moved (user+system of the engine process; sampled every 0.1 s, so a
+# slight underestimate)
+CPU_RESULTS=$BENCH_TMPDIR/results-cpu.tsv
+: > "$CPU_RESULTS"
+for c in "${CLIST[@]}"; do
+    [[ $c == veth ]] && continue
+    contender_available "$c" || continue
+    vals=${CPUV[$c]:-}
+    vals=${vals# }
+    [[ -n $vals ]] && bench_result_add "$CPU_RESULTS" "$c" netns cpu_s_per_gb ok "$vals" ""
+done
+if [[ -s $CPU_RESULTS ]]; then
+    printf '\nengine CPU seconds (user+system) per GB moved (lower is better)\n'
+    bench_report "$CPU_RESULTS" causeway "s/GB" "$BENCH_TMPDIR/json.cpu" "causeway/this"
+fi
+[[ -n $JSON_OUT ]] && bench_json_concat "$JSON_OUT" "$BENCH_TMPDIR/json.tcp" "$BENCH_TMPDIR/json.rss" "$BENCH_TMPDIR/json.cpu"
 
 if (( ${#FIRST_FAIL[@]} > 0 )); then
     printf '\nFailures (first failed run of each contender):\n'

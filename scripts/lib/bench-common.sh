@@ -504,11 +504,18 @@ bench_kill_pid_tree() {
 # VmHWM only grows, so the last sample is the peak up to 100 ms before the end (call
 # bench_rss_sample right before killing an engine to close that gap).  Sets
 # BENCH_RSS_WATCH_PID (tracked; stop it with bench_kill_pid after PID is gone).
-bench_rss_sample() { # PID FILE
-    local line
+bench_rss_sample() { # PID FILE: writes "VmHWM_kB RssShmem_kB cpu_ticks" (user+system, clock ticks)
+    local line ticks
     line=$(awk '/^VmHWM:/ {h = $2} /^RssShmem:/ {s = $2} END {if (h != "") print h, s + 0}' "/proc/$1/status" 2>/dev/null) || return 0
-    [[ -n $line ]] && printf '%s\n' "$line" > "$2.tmp" && mv -f "$2.tmp" "$2"
+    # /proc/PID/stat: utime and stime are fields 14 and 15, counted after the ")" that ends comm
+    ticks=$(sed 's/^.*) //' "/proc/$1/stat" 2>/dev/null | awk '{print $12 + $13}') || ticks=""
+    [[ -n $line ]] && printf '%s %s\n' "$line" "${ticks:-0}" > "$2.tmp" && mv -f "$2.tmp" "$2"
     return 0
+}
+# bench_cpu_seconds FILE: the engine's user+system CPU seconds at its last sample
+bench_cpu_seconds() {
+    [[ -s $1 ]] || return 1
+    awk -v hz="$(getconf CLK_TCK)" 'NR == 1 && NF >= 3 && $3 > 0 {printf "%.3f\n", $3 / hz; ok = 1} END {exit !ok}' "$1"
 }
 bench_rss_watch() {
     local pid=$1 file=$2
