@@ -65,7 +65,7 @@ struct NetOptions {
   bool no_dns_tunneling = false;
   std::string host_resolv_conf = "/etc/resolv.conf";
   std::vector<std::string> dns_routes;
-  std::string tcp_engine = "slirp";
+  std::string tcp_engine = "auto";
   std::string mode = "nat";  // netns only: nat or mirrored (--mode, networkingMode)
 };
 
@@ -91,9 +91,9 @@ void add_net_options(CLI::App* app, NetOptions& o) {
   app->add_option("--ignore-port", o.ignored_ports, "Never forward this guest port automatically (repeatable)")
       ->check(CLI::Range(1, 65535));
   app->add_option("--tcp-engine", o.tcp_engine,
-                  "slirp (default: libslirp's TCP stack) or fast (guest TCP connections map onto host sockets; "
-                  "experimental, needs Linux 6.10+)")
-      ->check(CLI::IsMember({"slirp", "fast"}));
+                  "auto (default: fast where the kernel allows, else slirp), fast (guest TCP connections map onto "
+                  "host sockets; needs Linux 6.10+) or slirp (libslirp's TCP stack)")
+      ->check(CLI::IsMember({"auto", "slirp", "fast"}));
 }
 
 // Merges the config file under the command line; returns an error line.
@@ -124,7 +124,8 @@ netstack::NatConfig nat_config(const NetOptions& o) {
   c.host_loopback = !o.no_host_loopback;
   c.ipv6 = !o.no_ipv6;
   c.dns_search = o.dns_search;
-  c.tcp_fast = o.tcp_engine == "fast";
+  c.tcp_fast = o.tcp_engine != "slirp";
+  c.tcp_fast_explicit = o.tcp_engine == "fast";
   return c;
 }
 

@@ -126,8 +126,10 @@ Engine::Engine(boost::asio::io_context& io, const Clock& clock, NatConfig cfg, F
         stats_.bytes_out += f.size();
         port_.send_to_guest(f);
       });
-    } else {
+    } else if (cfg_.tcp_fast_explicit) {
       spdlog::warn("--tcp-engine fast needs Linux 6.10 or later (TCP SO_PEEK_OFF); TCP stays on libslirp");
+    } else {
+      spdlog::debug("TCP fast path unavailable (needs TCP SO_PEEK_OFF, Linux 6.10+): TCP on libslirp");
     }
   }
   schedule_pump();

@@ -36,8 +36,11 @@ struct NatConfig {
   // (dnsTunneling=false).
   bool slirp_dns = true;
   // The TCP fast path (netstack/tcp_splice.hpp) for guest-opened TCP
-  // connections instead of libslirp's TCP stack (`--tcp-engine fast`).
-  bool tcp_fast = false;
+  // connections instead of libslirp's TCP stack. It needs Linux 6.10+; when
+  // the kernel lacks it the engine keeps libslirp, and says so at warning
+  // level only when the fast path was asked for explicitly (`--tcp-engine fast`).
+  bool tcp_fast = true;
+  bool tcp_fast_explicit = false;
 };
 
 // The gateway's MAC as libslirp derives it (52:55 + the gateway's IPv4 address).

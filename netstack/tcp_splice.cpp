@@ -146,6 +146,7 @@ struct TcpSplicer::Flow {
   bool read_wait = false, write_wait = false;
   bool window_closed = false;              // we advertised 0
   int dupacks = 0;
+  int rto_failures = 0;                    // timeouts since the guest last sent an ACK
   std::chrono::milliseconds rto = kRtoMin;
   uint64_t rto_gen = 0;
   bool dead = false;
@@ -154,8 +155,13 @@ struct TcpSplicer::Flow {
   [[nodiscard]] uint32_t data_in_flight() const { return snd_nxt - snd_una - (fin_sent && !fin_acked ? 1 : 0); }
 };
 
-TcpSplicer::TcpSplicer(asio::io_context& io, const NatConfig& cfg, SendToGuest send, size_t max_flows)
-    : io_(io), cfg_(cfg), gw_mac_(gateway_mac(cfg)), send_(std::move(send)), max_flows_(max_flows) {
+TcpSplicer::TcpSplicer(asio::io_context& io, const NatConfig& cfg, SendToGuest send, size_t max_flows, int max_retries)
+    : io_(io),
+      cfg_(cfg),
+      gw_mac_(gateway_mac(cfg)),
+      send_(std::move(send)),
+      max_flows_(max_flows),
+      max_retries_(max_retries) {
   seg_buf_.resize(kPeekBudget);
 }
 
@@ -293,6 +299,7 @@ void TcpSplicer::connected(const std::shared_ptr<Flow>& f, int err) {
   f->snd_nxt = f->iss + 1;
   send_segment(*f, kSyn | kAck, f->iss, {}, /*syn_options=*/true);
   ++stats_.flows_opened;
+  arm_rto(f);  // resent until the guest's ACK; a guest that never answers loses the flow
 }
 
 // ---------------------------------------------------------------- guest segments
@@ -310,6 +317,7 @@ void TcpSplicer::on_segment(Flow& f, const TcpSegment& s) {
   if (f.state == Flow::State::kConnecting || !(s.flags & kAck)) return;
   auto self = shared(f);
   if (!self) return;
+  f.rto_failures = 0;  // the guest is alive
   if (f.state == Flow::State::kSynSent) {
     if (s.ack != f.iss + 1) {
       send_rst_for(s);  // §3.10.7.3: an unacceptable ACK in SYN-RECEIVED gets a reset
@@ -317,6 +325,9 @@ void TcpSplicer::on_segment(Flow& f, const TcpSegment& s) {
     }
     f.state = Flow::State::kEstablished;
     f.snd_una = f.iss + 1;
+    ++f.rto_gen;  // the SYN-ACK's timer is done
+    f.rto_timer.cancel();
+    f.rto = kRtoMin;
   }
   // ACK processing (§3.10.7.4).
   const uint32_t new_wnd = static_cast<uint32_t>(s.window) << f.g_wscale;
@@ -505,8 +516,19 @@ void TcpSplicer::arm_rto(const std::shared_ptr<Flow>& f) {
   f->rto_timer.async_wait([this, f, gen, alive = std::weak_ptr<bool>(alive_)](boost::system::error_code ec) {
     if (ec || alive.expired() || f->dead || gen != f->rto_gen) return;
     if (f->snd_una == f->snd_nxt) return;
+    // A guest that stopped answering altogether (it ACKs nothing, not even a zero window
+    // probe) loses the flow after max_retries timeouts (~15 s), rather than holding it forever.
+    if (++f->rto_failures > max_retries_) {
+      abort_flow(*f, /*rst_guest=*/true, /*rst_host=*/true);
+      return;
+    }
     f->rto = std::min(f->rto * 2, kRtoMax);
-    retransmit(*f);
+    if (f->state == Flow::State::kSynSent) {
+      ++stats_.retransmits;
+      send_segment(*f, kSyn | kAck, f->iss, {}, true);  // our SYN-ACK was lost, or its ACK
+    } else {
+      retransmit(*f);
+    }
     if (!f->dead && f->snd_una != f->snd_nxt) arm_rto(f);
   });
 }

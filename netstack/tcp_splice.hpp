@@ -36,9 +36,12 @@
 // we wait for the socket to become writable and then send a window update.
 //
 // Retransmission (RFC 6298 in spirit, simplified for a virtual link): one
-// timer per flow while data or a FIN is unacknowledged, RTO from 200 ms,
-// doubling to 3 s; three duplicate ACKs trigger an immediate resend
-// (RFC 5681 §3.2). Loss on this link means the guest's receive ring was full.
+// timer per flow while our SYN-ACK, data or a FIN is unacknowledged, RTO
+// from 200 ms, doubling to 3 s; three duplicate ACKs trigger an immediate
+// resend (RFC 5681 §3.2). Loss on this link means the guest's receive ring
+// was full. After max_retries timeouts in a row with no ACK at all from the
+// guest (not even for a zero-window probe) the flow is reset both ways: a
+// guest that vanished does not hold a flow forever.
 //
 // Closing: guest FIN → shutdown(SHUT_WR) on the host socket once every byte
 // before it was written (RFC 9293 §3.6 half-close); host EOF → FIN to the
@@ -109,7 +112,10 @@ class TcpSplicer {
   static constexpr uint8_t kWindowScale = 7;  // our window: up to 65535 << 7 ≈ 8 MiB
   using SendToGuest = std::function<void(std::span<const uint8_t>)>;
 
-  TcpSplicer(boost::asio::io_context& io, const NatConfig& cfg, SendToGuest send, size_t max_flows = 4096);
+  // max_retries: retransmission timeouts in a row without any ACK from the guest before the
+  // flow is reset both ways (RTO 200 ms doubling to 3 s: 8 is ~15 s).
+  TcpSplicer(boost::asio::io_context& io, const NatConfig& cfg, SendToGuest send, size_t max_flows = 4096,
+             int max_retries = 8);
   ~TcpSplicer();
   TcpSplicer(const TcpSplicer&) = delete;
   TcpSplicer& operator=(const TcpSplicer&) = delete;
@@ -157,6 +163,7 @@ class TcpSplicer {
   Mac gw_mac_;
   SendToGuest send_;
   size_t max_flows_;
+  int max_retries_;
   std::map<Key, std::shared_ptr<Flow>> flows_;
   std::vector<uint8_t> frame_buf_;
   std::vector<uint8_t> seg_buf_;

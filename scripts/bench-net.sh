@@ -11,7 +11,8 @@
 #
 # The guest always reaches the host's loopback through the engine's gateway mapping:
 #   causeway      10.0.2.2            (engine maps the gateway to host loopback)
-#   causeway-fast 10.0.2.2            the same with --tcp-engine fast (the TCP fast path)
+#   causeway-slirp 10.0.2.2           the same with --tcp-engine slirp (libslirp's TCP; the default
+#                                     is the TCP fast path where the kernel has it)
 #   slirp4netns   10.0.2.2            (libslirp's host-loopback mapping)
 #   pasta         the gateway pasta copies from the host (192.0.2.254), mapped to host loopback
 #   pasta-splice  127.0.0.1 in the guest, forwarded with -T PORT (loopback splice, no tap)
@@ -24,7 +25,7 @@ REPO_DIR=$(cd "$SCRIPT_DIR/.." && pwd)
 . "$SCRIPT_DIR/lib/bench-common.sh"
 
 BENCH_ARGS=("$@")
-ALL_CONTENDERS="causeway,causeway-fast,pasta,pasta-splice,slirp4netns,veth"
+ALL_CONTENDERS="causeway,causeway-slirp,pasta,pasta-splice,slirp4netns,veth"
 RUNS=3
 DURATION=5
 MTU=65520
@@ -38,7 +39,7 @@ Usage: $0 [options]
 
 Measures iperf3 TCP throughput from a network namespace (the guest) to the host, for:
   causeway      \$CAUSEWAY netns --mtu MTU -- iperf3 -c 10.0.2.2 ...  (CAUSEWAY=${CAUSEWAY:-build/causeway})
-  causeway-fast the same with --tcp-engine fast (guest TCP mapped onto host sockets)
+  causeway-slirp the same with --tcp-engine slirp (libslirp's TCP stack instead of the fast path)
   pasta         pasta's tap path (guest -> gateway address, mapped to host loopback)
   pasta-splice  pasta's loopback splice (guest 127.0.0.1:PORT -> host 127.0.0.1:PORT, -T PORT)
   slirp4netns   slirp4netns --configure (guest -> 10.0.2.2 = host loopback)
@@ -92,7 +93,7 @@ fi
 # contender -> binary it needs ("" when only the kernel is needed)
 contender_binary() {
     case $1 in
-        causeway|causeway-fast) printf '%s' "$CAUSEWAY" ;;
+        causeway|causeway-slirp) printf '%s' "$CAUSEWAY" ;;
         pasta|pasta-splice) command -v pasta || printf 'pasta' ;;
         slirp4netns) command -v slirp4netns || printf 'slirp4netns' ;;
         veth) printf '' ;;
@@ -281,7 +282,7 @@ run_one() {
     RSS="" RSS_FILE="" CPU_S=""
     case $c in
         causeway)     run_causeway "$log" "$port" || rc=$? ;;
-        causeway-fast) run_causeway "$log" "$port" --tcp-engine fast || rc=$? ;;
+        causeway-slirp) run_causeway "$log" "$port" --tcp-engine slirp || rc=$? ;;
         pasta)        run_pasta "$log" "$port" tap || rc=$? ;;
         pasta-splice) run_pasta "$log" "$port" splice || rc=$? ;;
         slirp4netns)  run_slirp4netns "$log" "$port" || rc=$? ;;

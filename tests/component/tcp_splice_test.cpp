@@ -280,6 +280,26 @@ TEST_F(TcpSpliceTest, AFullFlowTableRefusesNewSynsWithReset) {
   EXPECT_EQ(splicer->stats().flows_full, 1u);
 }
 
+TEST_F(TcpSpliceTest, AGuestThatStopsAnsweringLosesTheFlow) {
+  HostServer srv;
+  dport = srv.port;
+  splicer = std::make_unique<TcpSplicer>(io, cfg, [this](std::span<const uint8_t> f) {
+    if (auto s = parse_tcp_segment(f)) out.push_back(Seg{*s, std::vector<uint8_t>(s->payload.begin(), s->payload.end())});
+  }, 4096, /*max_retries=*/2);
+  // SYN, and then silence: the SYN-ACK is resent, then the flow goes.
+  ASSERT_TRUE(guest(kSyn, 9000, 0));
+  UniqueFd c = srv.accept_one();
+  ASSERT_TRUE(c);
+  ASSERT_TRUE(testing::run_until(io, [&] { return splicer->stats().flows == 0; }, 4s)) << "the flow was kept";
+  int synacks = 0;
+  for (const auto& s : out) synacks += (s.s.flags & (kSyn | kAck)) == (kSyn | kAck);
+  EXPECT_EQ(synacks, 3) << "the first SYN-ACK and two retransmissions";
+  char buf[8];
+  errno = 0;
+  EXPECT_EQ(::read(c.get(), buf, sizeof buf), -1) << "the host side should be reset";
+  EXPECT_EQ(errno, ECONNRESET);
+}
+
 // Hostile guest: seeded random segment sequences — SYNs, data at random
 // sequence numbers, wrapped ACKs, zero windows, FIN/RST in any state, bogus
 // options — against a real host service. Nothing may crash (ASan/UBSan in
