@@ -38,7 +38,7 @@ and prints one table of all their rows:
   area, contender, attach, metric, median, [min – max], runs, causeway vs this, better
 "causeway vs this" is how many times better causeway's median is than the row's, for the same
 area, metric and attachment (>1: causeway better; in the vm area the reference is causeway-run): causeway/row for metrics where higher is
-better (Gbit/s, qps, conn/s), row/causeway where lower is better (µs, ms, MB, misses).  The
+better (Gbit/s, qps, conn/s), row/causeway where lower is better (µs, ms, MB, misses, CPU s per GB).  The
 per-area scripts print causeway/this as measured; this table turns it the same way round.  Absolute numbers vary between machines (and up to 2x between
 runs on shared VMs): compare only ratios taken in the same run.
 
@@ -227,7 +227,7 @@ for spec in sys.argv[2:]:
         rows.append(r)
 
 HIGHER = ("_gbps", "_mbps", "_bps", "_qps", "_per_s", "qps")
-LOWER = ("_us", "_ms", "_mb", "_missed")
+LOWER = ("_us", "_ms", "_mb", "_missed", "_per_gb")
 def better(metric):
     if metric.endswith(HIGHER):
         return "higher"
