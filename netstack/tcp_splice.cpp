@@ -571,14 +571,13 @@ void TcpSplicer::remove(Flow& f) {
 
 // ---------------------------------------------------------------- frames
 uint32_t TcpSplicer::our_window(Flow& f) const {
-  // What the host socket can still take (its send buffer grows with the kernel's autotuning),
-  // less what we already hold for it.
-  int outq = 0, sndbuf = f.sndbuf;
-  socklen_t len = sizeof sndbuf;
+  // What the host socket can still take, less what we already hold for it. SO_SNDBUF was set
+  // explicitly (which turns the kernel's autotuning off), so the size read once at connect
+  // stays right: one ioctl per segment, not two syscalls.
+  int outq = 0;
   if (f.fd() < 0 || ::ioctl(f.fd(), SIOCOUTQ, &outq) != 0) outq = 0;
-  if (f.fd() >= 0) ::getsockopt(f.fd(), SOL_SOCKET, SO_SNDBUF, &sndbuf, &len);
   const int64_t held = static_cast<int64_t>(f.to_host.size() - f.to_host_off);
-  const int64_t free_bytes = std::max<int64_t>(0, int64_t{sndbuf} - outq - held);
+  const int64_t free_bytes = std::max<int64_t>(0, int64_t{f.sndbuf} - outq - held);
   const uint8_t ws = f.wscale_ok ? kWindowScale : 0;
   return static_cast<uint32_t>(std::min<int64_t>(free_bytes >> ws, 65535));
 }

@@ -304,6 +304,33 @@ def guest(ctrl, n, gap_ms, port_base, seed):
     f.flush()
 
 
+def probe(o, addr, port, t, bound_ms):
+    """connect() to 127.0.0.1:PORT every 0.5 ms until it succeeds or BOUND_MS have passed
+    since T; then wait up to 2 s for the guest's byte. Writes one result line to O."""
+    deadline = t + bound_ms / 1000.0
+    lat, reached = None, 0
+    while True:
+        p = socket.socket()
+        try:
+            p.connect(("127.0.0.1", port))
+            lat = (time.monotonic() - t) * 1000.0
+        except OSError:
+            p.close()
+            if time.monotonic() >= deadline:
+                break
+            time.sleep(0.0005)
+            continue
+        p.settimeout(2)
+        try:
+            reached = 1 if p.recv(1) == b"x" else 0
+        except OSError:
+            pass
+        p.close()
+        break
+    o.write("%s %d %s %d\n" % (addr, port, "none" if lat is None else "%.3f" % lat, reached))
+    o.flush()
+
+
 def host(ctrl, bound_ms, out):
     ls = socket.socket(socket.AF_UNIX)
     ls.bind(ctrl)
@@ -318,28 +345,7 @@ def host(ctrl, bound_ms, out):
                 break
             _, addr, port, t = line.split()
             port, t = int(port), float(t)
-            deadline = t + bound_ms / 1000.0
-            lat, reached = None, 0
-            while True:
-                p = socket.socket()
-                try:
-                    p.connect(("127.0.0.1", port))
-                    lat = (time.monotonic() - t) * 1000.0
-                except OSError:
-                    p.close()
-                    if time.monotonic() >= deadline:
-                        break
-                    time.sleep(0.0005)
-                    continue
-                p.settimeout(2)
-                try:
-                    reached = 1 if p.recv(1) == b"x" else 0
-                except OSError:
-                    pass
-                p.close()
-                break
-            o.write("%s %d %s %d\n" % (addr, port, "none" if lat is None else "%.3f" % lat, reached))
-            o.flush()
+            probe(o, addr, port, t, bound_ms)
             f.write("N\n")
             f.flush()
 
@@ -358,28 +364,7 @@ def vmhost(fifo, bound_ms, out):
             t = time.monotonic()
             _, addr, port = line.split()
             port = int(port)
-            deadline = t + bound_ms / 1000.0
-            lat, reached = None, 0
-            while True:
-                p = socket.socket()
-                try:
-                    p.connect(("127.0.0.1", port))
-                    lat = (time.monotonic() - t) * 1000.0
-                except OSError:
-                    p.close()
-                    if time.monotonic() >= deadline:
-                        break
-                    time.sleep(0.0005)
-                    continue
-                p.settimeout(2)
-                try:
-                    reached = 1 if p.recv(1) == b"x" else 0
-                except OSError:
-                    pass
-                p.close()
-                break
-            o.write("%s %d %s %d\n" % (addr, port, "none" if lat is None else "%.3f" % lat, reached))
-            o.flush()
+            probe(o, addr, port, t, bound_ms)
             w.write("N\n")
             w.flush()
 

@@ -125,6 +125,20 @@ class TcpSpliceTest : public ::testing::Test {
     return sa->s.seq + 1;
   }
 
+  // A host service, a completed handshake to it, and the service's end of the connection.
+  struct Connected {
+    uint32_t ours = 0;  // the splicer's next sequence number toward the guest
+    UniqueFd host;
+  };
+  Connected connect_flow(HostServer& srv) {
+    dport = srv.port;
+    Connected c;
+    c.ours = handshake();
+    c.host = srv.accept_one();
+    EXPECT_TRUE(c.host) << "the splicer did not connect to the host service";
+    return c;
+  }
+
   boost::asio::io_context io;
   NatConfig cfg;
   std::unique_ptr<TcpSplicer> splicer;
@@ -135,10 +149,8 @@ class TcpSpliceTest : public ::testing::Test {
 
 TEST_F(TcpSpliceTest, HandshakeThenDataBothWays) {
   HostServer srv;
-  dport = srv.port;
-  const uint32_t ours = handshake();
-  UniqueFd c = srv.accept_one();
-  ASSERT_TRUE(c) << "the splicer did not connect to the host service";
+  auto [ours, c] = connect_flow(srv);
+  ASSERT_TRUE(c);
 
   // guest → host, then its ACK
   ASSERT_TRUE(guest(kAck, 1001, ours, "hello host"));
@@ -161,9 +173,7 @@ TEST_F(TcpSpliceTest, HandshakeThenDataBothWays) {
 
 TEST_F(TcpSpliceTest, UnacknowledgedDataIsSentAgainFromTheSocket) {
   HostServer srv;
-  dport = srv.port;
-  const uint32_t ours = handshake();
-  UniqueFd c = srv.accept_one();
+  auto [ours, c] = connect_flow(srv);
   ASSERT_TRUE(c);
   ASSERT_EQ(::write(c.get(), "again", 5), 5);
   auto first = expect([](const Seg& s) { return !s.data.empty(); });
@@ -194,9 +204,7 @@ TEST_F(TcpSpliceTest, RefusedConnectIsAResetToTheGuest) {
 
 TEST_F(TcpSpliceTest, HalfCloseBothWaysThenTheFlowIsGone) {
   HostServer srv;
-  dport = srv.port;
-  const uint32_t ours = handshake();
-  UniqueFd c = srv.accept_one();
+  auto [ours, c] = connect_flow(srv);
   ASSERT_TRUE(c);
   // The guest sends and closes its side; the host reads to EOF and can still answer.
   ASSERT_TRUE(guest(kAck | kFin, 1001, ours, "request"));
@@ -218,9 +226,7 @@ TEST_F(TcpSpliceTest, HalfCloseBothWaysThenTheFlowIsGone) {
 
 TEST_F(TcpSpliceTest, GuestResetResetsTheHostConnection) {
   HostServer srv;
-  dport = srv.port;
-  const uint32_t ours = handshake();
-  UniqueFd c = srv.accept_one();
+  auto [ours, c] = connect_flow(srv);
   ASSERT_TRUE(c);
   ASSERT_TRUE(guest(kRst, 1001, ours));
   char buf[8];
@@ -232,9 +238,7 @@ TEST_F(TcpSpliceTest, GuestResetResetsTheHostConnection) {
 
 TEST_F(TcpSpliceTest, OutOfOrderSegmentsAreDroppedAndAnsweredWithTheExpectedSequence) {
   HostServer srv;
-  dport = srv.port;
-  const uint32_t ours = handshake();
-  UniqueFd c = srv.accept_one();
+  auto [ours, c] = connect_flow(srv);
   ASSERT_TRUE(c);
   ASSERT_TRUE(guest(kAck, 1101, ours, "later"));  // 100 bytes ahead
   auto dup = expect([](const Seg& s) { return s.s.ack == 1001; });
