@@ -156,9 +156,12 @@ struct TcpSplicer::Flow {
 };
 
 TcpSplicer::TcpSplicer(asio::io_context& io, const NatConfig& cfg, SendToGuest send, size_t max_flows, int max_retries)
+    : TcpSplicer(io, nat_tcp_policy(cfg), std::move(send), max_flows, max_retries) {}
+
+TcpSplicer::TcpSplicer(asio::io_context& io, TcpSplicePolicy policy, SendToGuest send, size_t max_flows,
+                       int max_retries)
     : io_(io),
-      cfg_(cfg),
-      gw_mac_(gateway_mac(cfg)),
+      policy_(std::move(policy)),
       send_(std::move(send)),
       max_flows_(max_flows),
       max_retries_(max_retries) {
@@ -187,6 +190,20 @@ TcpSpliceStats TcpSplicer::stats() const {
 
 bool TcpSplicer::available() { return tcp_peek_off_supported(); }
 
+bool TcpSplicer::reject(std::span<const uint8_t> frame) {
+  auto s = parse_tcp_segment(frame);
+  if (!s) return false;
+  if (!(s->flags & kRst)) send_rst_for(*s);
+  return true;
+}
+
+void TcpSplicer::reset_all() {
+  std::vector<std::shared_ptr<Flow>> all;
+  all.reserve(flows_.size());
+  for (auto& [k, f] : flows_) all.push_back(f);
+  for (auto& f : all) abort_flow(*f, /*rst_guest=*/true, /*rst_host=*/true);
+}
+
 bool TcpSplicer::on_guest_frame(std::span<const uint8_t> frame) {
   auto s = parse_tcp_segment(frame);
   if (!s) return false;
@@ -202,41 +219,52 @@ bool TcpSplicer::on_guest_frame(std::span<const uint8_t> frame) {
 }
 
 // ---------------------------------------------------------------- opening
+TcpSplicePolicy nat_tcp_policy(const NatConfig& cfg) {
+  TcpSplicePolicy p;
+  p.our_mac = gateway_mac(cfg);
+  p.mtu = cfg.mtu;
+  p.route = [cfg](const TcpSegment& s) -> std::optional<TcpConnectPlan> {
+    TcpConnectPlan plan;
+    if (s.family == AF_INET) {
+      in_addr d{};
+      std::memcpy(&d, s.dst.data(), 4);
+      const uint32_t h = ntohl(d.s_addr);
+      if ((h >> 28) >= 14 || h == 0xffffffff) return std::nullopt;  // multicast, reserved, broadcast: not TCP's
+      if (d.s_addr == cfg.gateway.s_addr) {
+        if (!cfg.host_loopback) return std::nullopt;  // libslirp answers (it refuses too)
+        d.s_addr = htonl(INADDR_LOOPBACK);
+      } else if ((d.s_addr & cfg.netmask.s_addr) == (cfg.network.s_addr & cfg.netmask.s_addr)) {
+        return std::nullopt;  // the DNS address, the shadow, other virtual hosts: libslirp's
+      }
+      auto* a = reinterpret_cast<sockaddr_in*>(&plan.dst);
+      a->sin_family = AF_INET;
+      a->sin_addr = d;
+      a->sin_port = htons(s.dport);
+      plan.dst_len = sizeof *a;
+    } else {
+      in6_addr d{};
+      std::memcpy(&d, s.dst.data(), 16);
+      if (d.s6_addr[0] == 0xff) return std::nullopt;
+      if (std::memcmp(&d, &cfg.gateway6, 16) == 0) {
+        if (!cfg.host_loopback) return std::nullopt;
+        d = in6addr_loopback;
+      } else if (std::memcmp(&d, &cfg.prefix6, 8) == 0) {
+        return std::nullopt;  // fd00::3 (DNS) and other virtual hosts
+      }
+      auto* a = reinterpret_cast<sockaddr_in6*>(&plan.dst);
+      a->sin6_family = AF_INET6;
+      a->sin6_addr = d;
+      a->sin6_port = htons(s.dport);
+      plan.dst_len = sizeof *a;
+    }
+    return plan;
+  };
+  return p;
+}
+
 bool TcpSplicer::on_syn(const TcpSegment& s) {
-  sockaddr_storage dst{};
-  socklen_t dlen = 0;
-  if (s.family == AF_INET) {
-    in_addr d{};
-    std::memcpy(&d, s.dst.data(), 4);
-    const uint32_t h = ntohl(d.s_addr);
-    if ((h >> 28) >= 14 || h == 0xffffffff) return false;  // multicast, reserved, broadcast: not TCP's
-    if (d.s_addr == cfg_.gateway.s_addr) {
-      if (!cfg_.host_loopback) return false;  // libslirp answers (it refuses too)
-      d.s_addr = htonl(INADDR_LOOPBACK);
-    } else if ((d.s_addr & cfg_.netmask.s_addr) == (cfg_.network.s_addr & cfg_.netmask.s_addr)) {
-      return false;  // the DNS address, the shadow, other virtual hosts: libslirp's
-    }
-    auto* a = reinterpret_cast<sockaddr_in*>(&dst);
-    a->sin_family = AF_INET;
-    a->sin_addr = d;
-    a->sin_port = htons(s.dport);
-    dlen = sizeof *a;
-  } else {
-    in6_addr d{};
-    std::memcpy(&d, s.dst.data(), 16);
-    if (d.s6_addr[0] == 0xff) return false;
-    if (std::memcmp(&d, &cfg_.gateway6, 16) == 0) {
-      if (!cfg_.host_loopback) return false;
-      d = in6addr_loopback;
-    } else if (std::memcmp(&d, &cfg_.prefix6, 8) == 0) {
-      return false;  // fd00::3 (DNS) and other virtual hosts
-    }
-    auto* a = reinterpret_cast<sockaddr_in6*>(&dst);
-    a->sin6_family = AF_INET6;
-    a->sin6_addr = d;
-    a->sin6_port = htons(s.dport);
-    dlen = sizeof *a;
-  }
+  const auto plan = policy_.route ? policy_.route(s) : std::nullopt;
+  if (!plan) return false;
   if (flows_.size() >= max_flows_) {
     ++stats_.flows_full;
     send_rst_for(s);  // RFC 9293 §3.10.7.1 style: the guest sees a refused connection, not a hang
@@ -257,6 +285,18 @@ bool TcpSplicer::on_syn(const TcpSegment& s) {
     send_rst_for(s);
     return true;
   }
+  if (plan->bind_len) {
+    // The port comes with connect(): without this the kernel would pick one per
+    // address at bind time and run out of them long before (address, peer) pairs.
+    const int on = 1;
+    ::setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &on, sizeof on);  // SOL_IP: IPv6 sockets too
+    if (::bind(fd, reinterpret_cast<const sockaddr*>(&plan->bind), plan->bind_len) != 0) {
+      ++stats_.connect_refused;  // the address left the host (a sync is on its way): refuse
+      ::close(fd);
+      send_rst_for(s);
+      return true;
+    }
+  }
   f->desc = std::make_unique<asio::posix::stream_descriptor>(io_, fd);
   const int one = 1, zero = 0;
   ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
@@ -268,7 +308,7 @@ bool TcpSplicer::on_syn(const TcpSegment& s) {
   ::setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf);
   flows_[f->key] = f;
   ++stats_.segments_in;
-  const int r = ::connect(fd, reinterpret_cast<sockaddr*>(&dst), dlen);
+  const int r = ::connect(fd, reinterpret_cast<const sockaddr*>(&plan->dst), plan->dst_len);
   if (r == 0 || errno != EINPROGRESS) {
     connected(f, r == 0 ? 0 : errno);
     return true;
@@ -436,7 +476,7 @@ void TcpSplicer::flush_to_host(Flow& f) {
 void TcpSplicer::push_to_guest(Flow& f) {
   if (f.dead || f.state != Flow::State::kEstablished || f.fin_sent) return;
   const size_t hdr = f.key.family == AF_INET ? 40 : 60;
-  const size_t mss = std::min<size_t>(f.g_mss, cfg_.mtu > hdr ? cfg_.mtu - hdr : 536);
+  const size_t mss = std::min<size_t>(f.g_mss, policy_.mtu > hdr ? policy_.mtu - hdr : 536);
   size_t budget = kPeekBudget;
   while (budget > 0) {
     const uint32_t inflight = f.snd_nxt - f.snd_una;
@@ -590,7 +630,7 @@ void TcpSplicer::send_segment(Flow& f, uint8_t flags, uint32_t seq, std::span<co
   frame_buf_.assign(kEthHeaderLen + iplen + tcplen, 0);
   uint8_t* p = frame_buf_.data();
   std::copy(f.guest_mac.begin(), f.guest_mac.end(), p);
-  std::copy(gw_mac_.begin(), gw_mac_.end(), p + 6);
+  std::copy(policy_.our_mac.begin(), policy_.our_mac.end(), p + 6);
   put16(p + 12, v4 ? kEtherTypeIpv4 : kEtherTypeIpv6);
   uint8_t* ip = p + kEthHeaderLen;
   uint8_t pseudo[40] = {};
@@ -641,7 +681,7 @@ void TcpSplicer::send_segment(Flow& f, uint8_t flags, uint32_t seq, std::span<co
   put16(t + 14, static_cast<uint16_t>(wnd));
   if (syn_options) {
     const size_t hdr = v4 ? 40 : 60;
-    const uint16_t mss = static_cast<uint16_t>(std::min<size_t>(cfg_.mtu > hdr ? cfg_.mtu - hdr : 536, 65535));
+    const uint16_t mss = static_cast<uint16_t>(std::min<size_t>(policy_.mtu > hdr ? policy_.mtu - hdr : 536, 65535));
     t[20] = 2;
     t[21] = 4;
     put16(t + 22, mss);

@@ -64,6 +64,7 @@
 #pragma once
 
 #include <netinet/in.h>
+#include <sys/socket.h>
 
 #include <boost/asio/io_context.hpp>
 #include <array>
@@ -107,6 +108,30 @@ struct TcpSegment {
 };
 std::optional<TcpSegment> parse_tcp_segment(std::span<const uint8_t> frame);
 
+// Where a guest SYN goes on the host: the address to connect() to and,
+// optionally, the local address to bind() first (mirrored mode binds the
+// guest's own source address, which is the host's: host routing and VPN
+// policy then pick the path as for a host process).
+struct TcpConnectPlan {
+  sockaddr_storage dst{};
+  socklen_t dst_len = 0;
+  sockaddr_storage bind{};
+  socklen_t bind_len = 0;  // 0: no bind
+};
+
+// What differs between attachments: the MAC our frames come from, the link
+// MTU (our MSS), and which SYNs are ours. `route` returns nothing for a SYN
+// that is not ours (TcpSplicer::on_guest_frame then returns false).
+struct TcpSplicePolicy {
+  Mac our_mac{};
+  size_t mtu = kMaxMtu;
+  std::function<std::optional<TcpConnectPlan>(const TcpSegment&)> route;
+};
+
+// NAT mode: the gateway stands for the host's loopback (when allowed), other
+// virtual addresses are libslirp's, everything else is connected to as is.
+TcpSplicePolicy nat_tcp_policy(const NatConfig& cfg);
+
 class TcpSplicer {
  public:
   static constexpr uint8_t kWindowScale = 7;  // our window: up to 65535 << 7 ≈ 8 MiB
@@ -115,6 +140,8 @@ class TcpSplicer {
   // max_retries: retransmission timeouts in a row without any ACK from the guest before the
   // flow is reset both ways (RTO 200 ms doubling to 3 s: 8 is ~15 s).
   TcpSplicer(boost::asio::io_context& io, const NatConfig& cfg, SendToGuest send, size_t max_flows = 4096,
+             int max_retries = 8);
+  TcpSplicer(boost::asio::io_context& io, TcpSplicePolicy policy, SendToGuest send, size_t max_flows = 4096,
              int max_retries = 8);
   ~TcpSplicer();
   TcpSplicer(const TcpSplicer&) = delete;
@@ -127,6 +154,12 @@ class TcpSplicer {
   // True when the frame was ours (consumed); false: hand it to libslirp.
   bool on_guest_frame(std::span<const uint8_t> frame);
   [[nodiscard]] TcpSpliceStats stats() const;
+  // Answers a TCP segment nobody owns with RST (RFC 9293 §3.10.7.1), unless it
+  // is itself an RST. For attachments with no libslirp behind the splicer
+  // (mirrored mode). Returns false when the frame is not a TCP segment.
+  bool reject(std::span<const uint8_t> frame);
+  // Resets every flow both ways (the link the flows ran on went away).
+  void reset_all();
 
   struct Flow;
   struct Key {
@@ -159,8 +192,7 @@ class TcpSplicer {
   [[nodiscard]] std::shared_ptr<Flow> shared(const Flow& f) const;
 
   boost::asio::io_context& io_;
-  NatConfig cfg_;
-  Mac gw_mac_;
+  TcpSplicePolicy policy_;
   SendToGuest send_;
   size_t max_flows_;
   int max_retries_;
