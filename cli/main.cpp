@@ -12,6 +12,7 @@
 #include <sys/socket.h>
 #include <signal.h>
 #include <sys/wait.h>
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
@@ -26,6 +27,7 @@
 #include <iostream>
 #include <cstring>
 #include <list>
+#include <map>
 #include <optional>
 
 #include "base/log.hpp"
@@ -36,6 +38,7 @@
 #include "dns/host_config.hpp"
 #include "netstack/listener_watch.hpp"
 #include "netstack/mirror/apply.hpp"
+#include "netstack/mirror/datapath.hpp"
 #include "netstack/mirror/host_view.hpp"
 #include "netstack/mirror/syncer.hpp"
 #include "netstack/netns.hpp"
@@ -224,6 +227,14 @@ int run_netns(NetOptions& o, const std::string& attach, const std::string& ifnam
   tc.address = nat.guest;
   tc.gateway = nat.gateway;
   tc.ipv6 = nat.ipv6;
+  const bool mirrored = o.mode == "mirrored";
+  if (mirrored) {
+    // The NAT tap stays as an internal link (DNS at 10.0.2.3, the host's
+    // loopback at 10.0.2.2, manual forwards) without default routes: the
+    // mirrored links' routes carry the guest's traffic.
+    tc.default_route = false;
+    tc.ipv6 = false;
+  }
   char text[INET6_ADDRSTRLEN];
   inet_ntop(AF_INET, &nat.dns, text, sizeof text);
   tc.nameservers = {text};
@@ -258,7 +269,6 @@ int run_netns(NetOptions& o, const std::string& attach, const std::string& ifnam
 
   // Automatic forwarding reads the namespace's listeners and connects to its
   // loopback through sockets made inside it (netstack/netns_sockets.hpp).
-  const bool mirrored = o.mode == "mirrored";
   std::unique_ptr<netstack::NamespaceSocketFactory> factory;
   if (auto_forward || mirrored) {
     const bool is_pid = !attach.empty() && attach.find_first_not_of("0123456789") == std::string::npos;
@@ -342,15 +352,45 @@ int run_netns(NetOptions& o, const std::string& attach, const std::string& ifnam
   auto ctl = start_control(io, rt, o.control, status);
   if (status != 0) return fail_child(status);
 
-  // Mirrored mode (control plane): the host's links, addresses and routes
-  // follow into the namespace (netstack/mirror/). The NAT tap above keeps
-  // working; the mirrored data path is not there yet.
+  // Mirrored mode: the host's links, addresses and routes follow into the
+  // namespace (netstack/mirror/ control plane); each mirrored link is a tap
+  // whose frames a MirrorLink carries out through host sockets bound to the
+  // guest's source address (datapath.hpp).
+  // Declared first: the applier's destructor reports its links removed.
+  struct MirrorLinkRuntime {
+    std::unique_ptr<netstack::TapFramePort> port;
+    std::unique_ptr<netstack::mirror::MirrorLink> link;
+  };
+  std::map<std::string, MirrorLinkRuntime> mirror_links;
   std::unique_ptr<netstack::mirror::HostView> mirror_view;
   std::unique_ptr<netstack::mirror::NetlinkGuestApplier> mirror_applier;
   std::unique_ptr<netstack::mirror::MirrorSyncer> mirror_syncer;
   if (mirrored) {
     mirror_view = std::make_unique<netstack::mirror::HostView>(io, netstack::mirror::current_namespace_sockets());
-    auto applier = netstack::mirror::NetlinkGuestApplier::open(*factory);
+    netstack::mirror::ApplyHooks hooks;
+    hooks.on_link_created = [&io, &mirror_links](const netstack::mirror::MirroredLinkCreated& c) {
+      causeway::UniqueFd fd(::fcntl(c.tap_fd, F_DUPFD_CLOEXEC, 0));
+      if (!fd) {
+        spdlog::warn("mirrored link {}: cannot keep its tap: {}", c.name, std::strerror(errno));
+        return;
+      }
+      mirror_links.erase(c.name);
+      MirrorLinkRuntime r;
+      r.port = std::make_unique<netstack::TapFramePort>(io, std::move(fd), 65535, [] {});
+      netstack::mirror::MirrorLinkConfig mc;
+      mc.name = c.name;
+      mc.host_ifindex = c.host_ifindex;
+      mc.mtu = c.mtu;
+      r.link = std::make_unique<netstack::mirror::MirrorLink>(io, *r.port, mc);
+      r.port->start(*r.link);
+      mirror_links.emplace(c.name, std::move(r));
+      spdlog::debug("mirrored link {}: data path up (mtu {})", c.name, c.mtu);
+    };
+    hooks.on_link_removed = [&mirror_links](const std::string& name) { mirror_links.erase(name); };
+    hooks.on_link_mtu = [&mirror_links](const std::string& name, uint32_t mtu) {
+      if (auto it = mirror_links.find(name); it != mirror_links.end()) it->second.link->set_mtu(mtu);
+    };
+    auto applier = netstack::mirror::NetlinkGuestApplier::open(*factory, std::move(hooks));
     if (applier.has_error()) {
       std::fprintf(stderr, "causeway netns: mirrored mode: %s\n", applier.error().c_str());
       return fail_child(kExitFailure);
@@ -364,7 +404,13 @@ int run_netns(NetOptions& o, const std::string& attach, const std::string& ifnam
       return fail_child(kExitFailure);
     }
     rt.set_mode("mirrored");
-    rt.set_mirror_status([&mirror_syncer] { return mirror_syncer->status_json(); });
+    rt.set_mirror_status([&mirror_syncer, &mirror_links] {
+      auto j = mirror_syncer->status_json();
+      auto& dp = j["data_path"];
+      dp = nlohmann::json::object();
+      for (const auto& [name, r] : mirror_links) dp[name] = netstack::mirror::to_json(r.link->stats());
+      return j;
+    });
   }
 
   std::unique_ptr<netstack::NetnsConnector> tcp4, tcp6;
@@ -383,6 +429,7 @@ int run_netns(NetOptions& o, const std::string& attach, const std::string& ifnam
       udp6 = std::make_unique<netstack::NetnsDatagramChannel>(io, *factory, portfwd::Family::kIpv6);
       portfwd::PolicySettings base;
       for (int p : o.ignored_ports) base.ignored.insert(static_cast<uint16_t>(p));
+      base.host_wildcard = mirrored;  // the guest has the host's addresses: its servers answer on them
       autofwd = std::make_unique<portfwd::AutoForwarder>(
           io, rt.clock(), portfwd::GuestSide{tcp4.get(), tcp6.get(), udp4.get(), udp6.get()}, base);
       rt.set_auto_forwarder(autofwd.get(), base);

@@ -195,6 +195,7 @@ Result create_configured_tap(const TapConfig& cfg) {
   rtnl_addr_put(addr);
   if (aerr < 0) return fmt::format("netlink: cannot add address {}: {}", text, nl_geterror(aerr));
 
+  if (!cfg.default_route) return tap;
   NlAddr dst;
   NlAddr gw;
   inet_ntop(AF_INET, &cfg.gateway, text, sizeof text);

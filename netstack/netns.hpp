@@ -46,6 +46,7 @@ struct TapConfig {
   in_addr address{htonl(0x0a00020f)};
   uint8_t prefix_len = 24;
   in_addr gateway{htonl(0x0a000202)};
+  bool default_route = true;  // false: only the on-link prefix (mirrored mode's internal NAT link)
   bool ipv6 = true;
   std::vector<std::string> nameservers{"10.0.2.3"};
   std::vector<std::string> search;

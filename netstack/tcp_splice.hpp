@@ -160,6 +160,8 @@ class TcpSplicer {
   bool reject(std::span<const uint8_t> frame);
   // Resets every flow both ways (the link the flows ran on went away).
   void reset_all();
+  // The link MTU changed: new flows' MSS and segment sizes follow.
+  void set_mtu(size_t mtu) { policy_.mtu = mtu; }
 
   struct Flow;
   struct Key {

@@ -7,17 +7,17 @@
 namespace causeway::portfwd {
 
 namespace {
-sockaddr_storage host_loopback(Family f, uint16_t port) {
+sockaddr_storage host_address(Family f, uint16_t port, bool wildcard) {
   sockaddr_storage ss{};
   if (f == Family::kIpv4) {
     auto* a = reinterpret_cast<sockaddr_in*>(&ss);  // SAFETY: sockaddr_storage fits any sockaddr
     a->sin_family = AF_INET;
-    a->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    a->sin_addr.s_addr = htonl(wildcard ? INADDR_ANY : INADDR_LOOPBACK);
     a->sin_port = htons(port);
   } else {
     auto* a = reinterpret_cast<sockaddr_in6*>(&ss);  // SAFETY: as above
     a->sin6_family = AF_INET6;
-    a->sin6_addr = in6addr_loopback;
+    a->sin6_addr = wildcard ? in6addr_any : in6addr_loopback;
     a->sin6_port = htons(port);
   }
   return ss;
@@ -47,7 +47,7 @@ void AutoForwarder::set_settings(PolicySettings s) {
 }
 
 boost::system::error_code AutoForwarder::try_open(const HostForward& f, Entry& e) {
-  const auto host = host_loopback(f.host_family, f.port);
+  const auto host = host_address(f.host_family, f.port, f.wildcard);
   boost::system::error_code ec;
   if (f.proto == L4::kTcp) {
     GuestConnector* c = f.guest_family == Family::kIpv4 ? guest_.tcp4 : guest_.tcp6;

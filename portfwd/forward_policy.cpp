@@ -24,6 +24,7 @@ std::string Listener::describe() const {
 }
 
 std::string HostForward::host_endpoint() const {
+  if (wildcard) return fmt::format("{}:{}", host_family == Family::kIpv4 ? "0.0.0.0" : "[::]", port);
   return fmt::format("{}:{}", host_family == Family::kIpv4 ? "127.0.0.1" : "[::1]", port);
 }
 std::string HostForward::guest_endpoint() const {
@@ -33,24 +34,31 @@ std::string HostForward::guest_endpoint() const {
 std::set<HostForward> plan_forwards(const std::set<Listener>& listeners, const PolicySettings& s) {
   std::set<HostForward> out;
   if (!s.enabled) return out;
-  auto want = [&](L4 proto, Family host, Family guest, uint16_t port) {
+  auto want = [&](L4 proto, Family host, Family guest, uint16_t port, bool wildcard = false) {
     if (s.ignored.count(port) || s.manual.count({proto, host, port})) return;
     // Two listeners may claim one host endpoint (0.0.0.0:P and [::]:P):
-    // keep the first; both lead to the same guest port.
-    for (auto& f : out)
-      if (f.proto == proto && f.host_family == host && f.port == port) return;
-    out.insert(HostForward{proto, host, port, guest});
+    // keep one; both lead to the same guest port. A wildcard one wins (it
+    // covers the loopback too).
+    for (auto it = out.begin(); it != out.end(); ++it) {
+      if (it->proto != proto || it->host_family != host || it->port != port) continue;
+      if (!wildcard || it->wildcard) return;
+      out.erase(it);
+      break;
+    }
+    out.insert(HostForward{proto, host, port, guest, wildcard});
   };
+  const bool wide = s.host_wildcard;
   for (const auto& l : listeners) {
     if (l.port == 0) continue;
     if (l.proto == L4::kUdp && l.port >= s.udp_ephemeral.first && l.port <= s.udp_ephemeral.second) continue;
     if (l.family == Family::kIpv4) {
-      if (is_v4_any(l.address) || is_v4_loopback(l.address)) want(l.proto, Family::kIpv4, Family::kIpv4, l.port);
+      if (is_v4_any(l.address)) want(l.proto, Family::kIpv4, Family::kIpv4, l.port, wide);
+      if (is_v4_loopback(l.address)) want(l.proto, Family::kIpv4, Family::kIpv4, l.port);
       continue;
     }
     if (IN6_IS_ADDR_UNSPECIFIED(&l.address)) {
-      if (!l.v6only) want(l.proto, Family::kIpv4, Family::kIpv4, l.port);
-      want(l.proto, Family::kIpv6, Family::kIpv6, l.port);
+      if (!l.v6only) want(l.proto, Family::kIpv4, Family::kIpv4, l.port, wide);
+      want(l.proto, Family::kIpv6, Family::kIpv6, l.port, wide);
     } else if (IN6_IS_ADDR_LOOPBACK(&l.address)) {
       want(l.proto, Family::kIpv6, Family::kIpv6, l.port);
     }

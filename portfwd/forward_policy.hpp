@@ -9,6 +9,11 @@
 //   [::]:P (IPV6_V6ONLY)     → [::1]:P          → guest [::1]:P
 //   [::1]:P                  → [::1]:P          → guest [::1]:P
 //   any other address        → nothing (documented: only wildcard and loopback listeners are forwarded)
+// With `host_wildcard` (mirrored mode, where the guest has the host's
+// addresses) a wildcard guest listener gets the host's wildcard instead —
+// 0.0.0.0:P and [::]:P (IPV6_V6ONLY) — so it is reachable on the host's own
+// addresses too, not only on localhost; a loopback-only guest listener
+// still gets the host's loopback.
 // Relays connect to the guest's own loopback, so a service bound only to the
 // guest's 127.0.0.1 or ::1 is reachable too — the point of the feature.
 //
@@ -65,8 +70,9 @@ struct HostForward {
   Family host_family = Family::kIpv4;  // 127.0.0.1 or [::1]
   uint16_t port = 0;                   // same port on both sides
   Family guest_family = Family::kIpv4; // guest 127.0.0.1 or [::1]
+  bool wildcard = false;               // host side 0.0.0.0 / [::] instead of loopback
   auto operator<=>(const HostForward&) const = default;
-  [[nodiscard]] std::string host_endpoint() const;   // "127.0.0.1:8000"
+  [[nodiscard]] std::string host_endpoint() const;   // "127.0.0.1:8000" ("0.0.0.0:8000" when wildcard)
   [[nodiscard]] std::string guest_endpoint() const;  // "[::1]:8000"
 };
 
@@ -76,6 +82,7 @@ struct PolicySettings {
   // (proto, host family, port) held by manual forwards.
   std::set<std::tuple<L4, Family, uint16_t>> manual;
   std::pair<uint16_t, uint16_t> udp_ephemeral{32768, 60999};  // net.ipv4.ip_local_port_range default
+  bool host_wildcard = false;  // mirrored mode: wildcard guest listeners → host wildcard
 };
 
 // The forwards to have open for this set of listeners (deduplicated; when a

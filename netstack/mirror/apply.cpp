@@ -169,7 +169,7 @@ VoidResult NetlinkGuestApplier::add_link(const HostLink& l) {
   if (auto r = set_link(l); r.has_error()) return r;
   if (rtnl_link_change(sk_.get(), link.get(), change.get(), 0) < 0)
     spdlog::debug("mirror: cannot shorten {}'s queue", l.name);
-  if (hooks_.on_link_created) hooks_.on_link_created(MirroredLinkCreated{l.name, ifindex, fd});
+  if (hooks_.on_link_created) hooks_.on_link_created(MirroredLinkCreated{l.name, ifindex, fd, l.mtu, l.ifindex});
   return {};
 }
 
@@ -188,6 +188,7 @@ VoidResult NetlinkGuestApplier::set_link(const HostLink& l) {
   if (l.up()) rtnl_link_set_flags(change.get(), IFF_UP);
   if (int err = rtnl_link_change(sk_.get(), link.get(), change.get(), 0); err < 0)
     return fmt::format("cannot set mtu {}/mac/up on {}: {}", l.mtu, l.name, nl_geterror(err));
+  if (hooks_.on_link_mtu) hooks_.on_link_mtu(l.name, l.mtu);
   return {};
 }
 

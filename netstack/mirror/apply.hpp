@@ -60,11 +60,14 @@ struct MirroredLinkCreated {
   std::string name;
   int ifindex = 0;
   int tap_fd = -1;  // owned by the applier
+  uint32_t mtu = 1500;
+  int host_ifindex = 0;  // the host link it mirrors
 };
 
 struct ApplyHooks {
   std::function<void(const MirroredLinkCreated&)> on_link_created;
   std::function<void(const std::string& name)> on_link_removed;
+  std::function<void(const std::string& name, uint32_t mtu)> on_link_mtu;  // after every successful link update
 };
 
 struct OpError {

@@ -1,0 +1,148 @@
+// Mirrored mode, data path: one MirrorLink per mirrored guest link carries
+// the guest's traffic out through host sockets bound to the guest's source
+// address — which, in mirrored mode, is the host's own address on that link.
+// The host's routing table, policy rules and VPN client then choose the path
+// exactly as for a host process; nothing here routes.
+//
+//   guest link (tap in netns; macvlan on virtio-net in a VM)
+//     │ Ethernet frames
+//     ▼
+//   MirrorLink::on_guest_frame
+//     ARP request          → reply: every address is behind our MAC (proxy ARP)
+//     ICMPv6 NS            → NA with our MAC (router flag), so the guest's
+//                            gateways and on-link peers all resolve to us
+//     TCP                  → TcpSplicer (tcp_splice.hpp) with a policy that
+//                            binds the host socket to the guest's source
+//                            address and connects to the real destination;
+//                            a segment of no flow gets RST (RFC 9293 §3.10.7.1)
+//     UDP                  → one host socket per (guest address, guest port),
+//                            bound to that address and, when free, the same
+//                            port (else an ephemeral one); replies from any
+//                            peer go back as frames (endpoint-independent
+//                            mapping, RFC 4787 §4.1)
+//     ICMP / ICMPv6 echo   → one ping socket (SOCK_DGRAM, IPPROTO_ICMP[V6]) per
+//                            (guest address, echo id), bound to the address;
+//                            the kernel picks the id on the wire, replies get
+//                            the guest's id back
+//     anything else        → dropped, counted by reason
+//
+// Our side of every link is one MAC (kMirrorRouterMac): the guest sees one
+// router that answers for every address. The guest's own addresses are never
+// claimed: ARP probes (sender 0.0.0.0), gratuitous ARP and DAD (NS from ::)
+// are not answered.
+//
+// Bounds: TCP flows as TcpSplicer's max_flows (RST beyond); UDP and ping
+// flows capped (the oldest idle one is closed for a new one); UDP flows idle
+// for udp_idle (dns_idle for port 53) are closed by a sweep every few
+// seconds. Replies that would not fit the link MTU are dropped and counted
+// (no fragmentation toward the guest). Guest IPv4 fragments are dropped and
+// counted (no reassembly: the guest's PMTU discovery keeps TCP unfragmented;
+// large UDP datagrams need the MTU).
+//
+// Not here: inbound connections (the auto-forward machinery listens on the
+// host's wildcard address in mirrored mode), DNS (the guest's resolver is
+// the proxy on the NAT link), ICMP errors for UDP/TCP (the socket's error is
+// a refused connect / RST for TCP; UDP errors are dropped).
+//
+// The guest is untrusted: every header is bounds-checked here or in
+// parse_tcp_segment / parse_udp4 / parse_udp6 before use; nothing it sends
+// can make us write outside a buffer or keep unbounded state.
+//
+// Thread safety: confined to the executor of the io_context it is built on.
+#pragma once
+
+#include <netinet/in.h>
+
+#include <array>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <nlohmann/json_fwd.hpp>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "netstack/frame.hpp"
+#include "netstack/frame_port.hpp"
+#include "netstack/tcp_splice.hpp"
+
+namespace causeway::netstack::mirror {
+
+// Locally administered, outside causeway's 02:43:57 prefix that the plan
+// excludes from mirroring (this MAC never names a host link).
+inline constexpr Mac kMirrorRouterMac{0x02, 0x43, 0x58, 0x00, 0x00, 0x01};
+
+struct MirrorLinkConfig {
+  std::string name;         // the guest link's name (for logs and status)
+  int host_ifindex = 0;     // the host link's: scope of link-local IPv6 peers (0: none)
+  Mac our_mac = kMirrorRouterMac;
+  size_t mtu = 1500;
+  size_t max_tcp_flows = 4096;
+  size_t max_udp_flows = 1024;
+  size_t max_ping_flows = 256;
+  std::chrono::seconds udp_idle{180};
+  std::chrono::seconds dns_idle{20};
+};
+
+struct MirrorLinkStats {
+  uint64_t frames_in = 0, frames_out = 0;
+  uint64_t arp_replies = 0, nd_adverts = 0;
+  uint64_t udp_flows_opened = 0, udp_out = 0, udp_in = 0;
+  uint64_t udp_errors = 0;        // a bind or send the host refused
+  uint64_t udp_evicted = 0;       // flows closed to make room (cap)
+  uint64_t ping_out = 0, ping_in = 0, ping_errors = 0;
+  uint64_t too_big = 0;           // replies over the link MTU, dropped
+  uint64_t dropped_malformed = 0, dropped_fragment = 0, dropped_unsupported = 0, dropped_not_for_us = 0;
+  size_t udp_flows = 0, ping_flows = 0;
+  TcpSpliceStats tcp;
+};
+nlohmann::json to_json(const MirrorLinkStats& s);
+
+class MirrorLink final : public FrameSink {
+ public:
+  // `port` carries frames to the guest and must outlive the link.
+  MirrorLink(boost::asio::io_context& io, FramePort& port, MirrorLinkConfig cfg);
+  ~MirrorLink() override;
+  MirrorLink(const MirrorLink&) = delete;
+  MirrorLink& operator=(const MirrorLink&) = delete;
+
+  void on_guest_frame(std::span<const uint8_t> frame) override;
+  // The guest link's MTU changed (the plan follows the host's).
+  void set_mtu(size_t mtu);
+  [[nodiscard]] MirrorLinkStats stats() const;
+  [[nodiscard]] const MirrorLinkConfig& config() const { return cfg_; }
+
+  struct DgramFlow;  // a UDP or ping socket, private to datapath.cpp
+
+ private:
+  void on_arp(std::span<const uint8_t> frame);
+  void on_ipv4(std::span<const uint8_t> frame);
+  void on_ipv6(std::span<const uint8_t> frame);
+  void on_neighbor_solicit(std::span<const uint8_t> frame, std::span<const uint8_t> icmp);
+  void on_udp(int family, const Mac& src_mac, const uint8_t* src, const uint8_t* dst, uint16_t sport,
+              uint16_t dport, std::span<const uint8_t> payload);
+  void on_echo(int family, const Mac& src_mac, const uint8_t* src, const uint8_t* dst,
+               std::span<const uint8_t> icmp);
+  void read_flow(const std::shared_ptr<DgramFlow>& f);
+  void deliver(DgramFlow& f, const sockaddr_storage& peer, std::span<const uint8_t> data);
+  bool make_room(std::map<std::vector<uint8_t>, std::shared_ptr<DgramFlow>>& table, size_t cap);
+  void sweep();
+  void send(std::span<const uint8_t> frame);
+
+  boost::asio::io_context& io_;
+  FramePort& port_;
+  MirrorLinkConfig cfg_;
+  TcpSplicer tcp_;
+  std::map<std::vector<uint8_t>, std::shared_ptr<DgramFlow>> udp_;   // key: family, address, port
+  std::map<std::vector<uint8_t>, std::shared_ptr<DgramFlow>> ping_;  // key: family, address, echo id
+  boost::asio::steady_timer sweep_timer_;
+  std::vector<uint8_t> out_;
+  std::vector<uint8_t> rx_;
+  MirrorLinkStats stats_;
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
+};
+
+}  // namespace causeway::netstack::mirror
