@@ -1,0 +1,376 @@
+// Mirrored mode's data path (netstack/mirror/datapath) against a simulated
+// guest link: the test writes the guest's frames and reads what the link
+// sends back through a FakeFramePort; the far ends are real sockets on this
+// host's loopback. The guest's source addresses are loopback addresses
+// (127.0.0.1, 127.0.0.2, ::1) because mirrored mode binds host sockets to
+// the guest's source, which must be a host address.
+#include "netstack/mirror/datapath.hpp"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <net/if.h>
+#include <sched.h>
+#include <sys/ioctl.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <boost/asio/io_context.hpp>
+#include <cstring>
+#include <random>
+
+#include "base/unique_fd.hpp"
+#include "netstack/packet.hpp"
+#include "tests/support/fakes.hpp"
+
+namespace causeway::netstack::mirror {
+namespace {
+
+using namespace std::chrono_literals;
+const Mac kGuestMac{0x52, 0x54, 0x00, 0x12, 0x34, 0x56};
+const Mac kOurMac = kMirrorRouterMac;
+
+void put16(uint8_t* p, uint16_t v) {
+  p[0] = static_cast<uint8_t>(v >> 8);
+  p[1] = static_cast<uint8_t>(v);
+}
+uint16_t get16(const uint8_t* p) { return static_cast<uint16_t>((p[0] << 8) | p[1]); }
+
+std::vector<uint8_t> eth(const Mac& dst, uint16_t type, std::span<const uint8_t> payload) {
+  std::vector<uint8_t> f(kEthHeaderLen + payload.size());
+  std::copy(dst.begin(), dst.end(), f.begin());
+  std::copy(kGuestMac.begin(), kGuestMac.end(), f.begin() + 6);
+  put16(f.data() + 12, type);
+  std::copy(payload.begin(), payload.end(), f.begin() + kEthHeaderLen);
+  return f;
+}
+
+std::vector<uint8_t> arp_request(const char* sender, const char* target) {
+  std::vector<uint8_t> a(28, 0);
+  put16(a.data(), 1);
+  put16(a.data() + 2, kEtherTypeIpv4);
+  a[4] = 6, a[5] = 4;
+  put16(a.data() + 6, 1);
+  std::copy(kGuestMac.begin(), kGuestMac.end(), a.begin() + 8);
+  inet_pton(AF_INET, sender, a.data() + 14);
+  inet_pton(AF_INET, target, a.data() + 24);
+  const Mac bcast{0xff, 0xff, 0xff, 0xff, 0xff, 0xff};
+  return eth(bcast, kEtherTypeArp, a);
+}
+
+std::vector<uint8_t> ipv4(const char* src, const char* dst, uint8_t proto, std::span<const uint8_t> l4) {
+  std::vector<uint8_t> ip(20 + l4.size(), 0);
+  ip[0] = 0x45;
+  put16(ip.data() + 2, static_cast<uint16_t>(ip.size()));
+  ip[8] = 64;
+  ip[9] = proto;
+  inet_pton(AF_INET, src, ip.data() + 12);
+  inet_pton(AF_INET, dst, ip.data() + 16);
+  put16(ip.data() + 10, static_cast<uint16_t>(~checksum_fold(checksum_add({ip.data(), 20}))));
+  std::copy(l4.begin(), l4.end(), ip.begin() + 20);
+  return eth(kOurMac, kEtherTypeIpv4, ip);
+}
+
+std::vector<uint8_t> ipv6(const char* src, const char* dst, uint8_t next, uint8_t hops, std::vector<uint8_t> l4,
+                          size_t csum_at) {
+  std::vector<uint8_t> ip(40 + l4.size(), 0);
+  ip[0] = 0x60;
+  put16(ip.data() + 4, static_cast<uint16_t>(l4.size()));
+  ip[6] = next;
+  ip[7] = hops;
+  inet_pton(AF_INET6, src, ip.data() + 8);
+  inet_pton(AF_INET6, dst, ip.data() + 24);
+  uint8_t pseudo[40] = {};
+  std::memcpy(pseudo, ip.data() + 8, 32);
+  put16(pseudo + 34, static_cast<uint16_t>(l4.size()));
+  pseudo[39] = next;
+  put16(l4.data() + csum_at, static_cast<uint16_t>(~checksum_fold(checksum_add(l4, checksum_add({pseudo, 40})))));
+  std::copy(l4.begin(), l4.end(), ip.begin() + 40);
+  Mac dmac = kOurMac;
+  if (ip[24] == 0xff) dmac = Mac{0x33, 0x33, ip[36], ip[37], ip[38], ip[39]};
+  return eth(dmac, kEtherTypeIpv6, ip);
+}
+
+std::vector<uint8_t> tcp_syn(uint16_t sport, uint16_t dport, uint8_t flags = 0x02) {
+  std::vector<uint8_t> t(20, 0);
+  put16(t.data(), sport);
+  put16(t.data() + 2, dport);
+  t[4] = 0, t[7] = 100;  // seq 100
+  t[12] = 5 << 4;
+  t[13] = flags;
+  put16(t.data() + 14, 65535);
+  return t;
+}
+
+// A real UDP socket on 127.0.0.1 that echoes what it gets and remembers who sent it.
+struct UdpEcho {
+  UdpEcho() {
+    fd.reset(::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ::bind(fd.get(), reinterpret_cast<sockaddr*>(&a), sizeof a);
+    socklen_t l = sizeof a;
+    ::getsockname(fd.get(), reinterpret_cast<sockaddr*>(&a), &l);
+    port = ntohs(a.sin_port);
+    timeval tv{3, 0};
+    ::setsockopt(fd.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  }
+  // Receives one datagram, echoes it; returns the sender.
+  std::optional<sockaddr_in> echo_one() {
+    char buf[2048];
+    sockaddr_in from{};
+    socklen_t fl = sizeof from;
+    const ssize_t n = ::recvfrom(fd.get(), buf, sizeof buf, 0, reinterpret_cast<sockaddr*>(&from), &fl);
+    if (n < 0) return std::nullopt;
+    ::sendto(fd.get(), buf, static_cast<size_t>(n), 0, reinterpret_cast<sockaddr*>(&from), fl);
+    return from;
+  }
+  UniqueFd fd;
+  uint16_t port = 0;
+};
+
+// Ping sockets need the caller's group in net.ipv4.ping_group_range, which is
+// "1 0" (nobody) on hosts without systemd's default. As root, this process
+// moves to a network namespace of its own (loopback only; ctest runs each
+// test in its own process) where the range admits everyone.
+bool enter_ping_namespace() {
+  if (::unshare(CLONE_NEWNET) != 0) return false;
+  UniqueFd s(::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+  ifreq ifr{};
+  std::strcpy(ifr.ifr_name, "lo");
+  if (!s || ::ioctl(s.get(), SIOCGIFFLAGS, &ifr) != 0) return false;
+  ifr.ifr_flags |= IFF_UP;
+  if (::ioctl(s.get(), SIOCSIFFLAGS, &ifr) != 0) return false;
+  UniqueFd r(::open("/proc/sys/net/ipv4/ping_group_range", O_WRONLY | O_CLOEXEC));
+  const char range[] = "0 2147483647";
+  return r && ::write(r.get(), range, sizeof range - 1) == static_cast<ssize_t>(sizeof range - 1);
+}
+
+class MirrorLinkTest : public ::testing::Test {
+ protected:
+  void make(MirrorLinkConfig c = {}) {
+    c.name = "test0";
+    c.mtu = 1500;
+    link = std::make_unique<MirrorLink>(io, port, c);
+  }
+  void SetUp() override { make(); }
+  // Runs the loop until a frame the link sent matches; returns it.
+  std::optional<std::vector<uint8_t>> expect(const std::function<bool(const std::vector<uint8_t>&)>& pred,
+                                             std::chrono::milliseconds d = 3s) {
+    std::optional<std::vector<uint8_t>> got;
+    testing::run_until(io, [&] {
+      for (auto it = port.frames.begin(); it != port.frames.end(); ++it) {
+        if (pred(*it)) {
+          got = *it;
+          port.frames.erase(it);
+          return true;
+        }
+      }
+      return false;
+    }, d);
+    return got;
+  }
+
+  boost::asio::io_context io;
+  testing::FakeFramePort port;
+  std::unique_ptr<MirrorLink> link;
+};
+
+TEST_F(MirrorLinkTest, AnswersArpForAnyAddressButNeverProbesOrAnnouncements) {
+  link->on_guest_frame(arp_request("192.0.2.10", "192.0.2.1"));
+  ASSERT_EQ(port.frames.size(), 1u);
+  const auto& r = port.frames[0];
+  ASSERT_EQ(r.size(), kEthHeaderLen + 28);
+  EXPECT_TRUE(std::equal(kGuestMac.begin(), kGuestMac.end(), r.begin())) << "to the asking MAC";
+  EXPECT_EQ(get16(r.data() + 12), kEtherTypeArp);
+  const uint8_t* a = r.data() + kEthHeaderLen;
+  EXPECT_EQ(get16(a + 6), 2) << "an ARP reply";
+  EXPECT_TRUE(std::equal(kOurMac.begin(), kOurMac.end(), a + 8)) << "the target is behind our MAC";
+  char spa[16];
+  inet_ntop(AF_INET, a + 14, spa, sizeof spa);
+  EXPECT_STREQ(spa, "192.0.2.1");
+  port.frames.clear();
+  link->on_guest_frame(arp_request("0.0.0.0", "192.0.2.10"));     // RFC 5227 probe
+  link->on_guest_frame(arp_request("192.0.2.10", "192.0.2.10"));  // announcement
+  EXPECT_TRUE(port.frames.empty()) << "the guest's own address is never claimed";
+  EXPECT_EQ(link->stats().arp_replies, 1u);
+}
+
+TEST_F(MirrorLinkTest, AnswersNeighborSolicitationWithAValidAdvertisement) {
+  std::vector<uint8_t> ns(24 + 8, 0);
+  ns[0] = 135;
+  inet_pton(AF_INET6, "fe80::1", ns.data() + 8);
+  ns[24] = 1, ns[25] = 1;
+  std::copy(kGuestMac.begin(), kGuestMac.end(), ns.begin() + 26);
+  link->on_guest_frame(ipv6("2001:db8::10", "ff02::1:ff00:1", 58, 255, ns, 2));
+  ASSERT_EQ(port.frames.size(), 1u);
+  auto& r = port.frames[0];
+  ASSERT_EQ(r.size(), kEthHeaderLen + 40 + 32);
+  const uint8_t* ip = r.data() + kEthHeaderLen;
+  const uint8_t* na = ip + 40;
+  EXPECT_EQ(na[0], 136);
+  EXPECT_EQ(na[4], 0xe0) << "router, solicited, override";
+  EXPECT_EQ(ip[7], 255) << "hop limit 255 (RFC 4861 §7.1.2)";
+  EXPECT_TRUE(std::equal(kOurMac.begin(), kOurMac.end(), na + 26));
+  uint8_t pseudo[40] = {};
+  std::memcpy(pseudo, ip + 8, 32);
+  put16(pseudo + 34, 32);
+  pseudo[39] = 58;
+  EXPECT_EQ(checksum_fold(checksum_add({na, 32}, checksum_add({pseudo, 40}))), 0xffff) << "checksum verifies";
+  port.frames.clear();
+  link->on_guest_frame(ipv6("::", "ff02::1:ff00:10", 58, 255, ns, 2));  // DAD
+  link->on_guest_frame(ipv6("2001:db8::10", "ff02::1:ff00:1", 58, 64, ns, 2));  // hop limit not 255: forged
+  EXPECT_TRUE(port.frames.empty());
+}
+
+TEST_F(MirrorLinkTest, UdpLeavesFromTheGuestsOwnAddressAndPortAndRepliesComeBack) {
+  UdpEcho echo;
+  const std::string msg = "hello mirrored";
+  link->on_guest_frame(build_udp4(kGuestMac, kOurMac, in_addr{htonl(INADDR_LOOPBACK)}, 47001,
+                                  in_addr{htonl(INADDR_LOOPBACK)}, echo.port,
+                                  {reinterpret_cast<const uint8_t*>(msg.data()), msg.size()}));
+  auto from = echo.echo_one();
+  ASSERT_TRUE(from) << "the datagram never reached the host socket";
+  EXPECT_EQ(ntohs(from->sin_port), 47001) << "the guest's source port is kept when the host does not use it";
+  auto reply = expect([](const auto& f) { return f.size() > 42 && get16(f.data() + 12) == kEtherTypeIpv4; });
+  ASSERT_TRUE(reply);
+  auto u = parse_udp4(*reply);
+  ASSERT_TRUE(u);
+  EXPECT_EQ(u->dst_port, 47001);
+  EXPECT_EQ(u->src_port, echo.port);
+  EXPECT_EQ(std::string(u->payload.begin(), u->payload.end()), msg);
+  EXPECT_TRUE(std::equal(kGuestMac.begin(), kGuestMac.end(), reply->begin()));
+  const auto s = link->stats();
+  EXPECT_EQ(s.udp_out, 1u);
+  EXPECT_EQ(s.udp_in, 1u);
+  EXPECT_EQ(s.udp_flows, 1u);
+}
+
+TEST_F(MirrorLinkTest, UdpFlowsAreCappedOldestFirst) {
+  MirrorLinkConfig c;
+  c.max_udp_flows = 4;
+  make(c);
+  UdpEcho echo;
+  const uint8_t one = 1;
+  for (uint16_t p = 0; p < 10; ++p)
+    link->on_guest_frame(build_udp4(kGuestMac, kOurMac, in_addr{htonl(INADDR_LOOPBACK)}, static_cast<uint16_t>(47100 + p),
+                                    in_addr{htonl(INADDR_LOOPBACK)}, echo.port, {&one, 1}));
+  const auto s = link->stats();
+  EXPECT_EQ(s.udp_flows, 4u);
+  EXPECT_EQ(s.udp_evicted, 6u);
+  EXPECT_EQ(s.udp_out, 10u);
+}
+
+TEST_F(MirrorLinkTest, TcpConnectsFromTheGuestsSourceAddress) {
+  if (!TcpSplicer::available()) GTEST_SKIP() << "this kernel has no TCP SO_PEEK_OFF (Linux 6.10+)";
+  UniqueFd srv(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::bind(srv.get(), reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+  ASSERT_EQ(::listen(srv.get(), 4), 0);
+  socklen_t l = sizeof a;
+  ::getsockname(srv.get(), reinterpret_cast<sockaddr*>(&a), &l);
+  link->on_guest_frame(ipv4("127.0.0.2", "127.0.0.1", 6, tcp_syn(40000, ntohs(a.sin_port))));
+  auto synack = expect([](const auto& f) {
+    auto s = parse_tcp_segment(f);
+    return s && (s->flags & 0x12) == 0x12;
+  });
+  ASSERT_TRUE(synack) << "no SYN-ACK";
+  sockaddr_in peer{};
+  socklen_t pl = sizeof peer;
+  UniqueFd c(::accept(srv.get(), reinterpret_cast<sockaddr*>(&peer), &pl));
+  ASSERT_TRUE(c);
+  char text[16];
+  inet_ntop(AF_INET, &peer.sin_addr, text, sizeof text);
+  EXPECT_STREQ(text, "127.0.0.2") << "the host socket is bound to the guest's source address";
+}
+
+TEST_F(MirrorLinkTest, SegmentOfNoFlowIsReset) {
+  link->on_guest_frame(ipv4("127.0.0.2", "127.0.0.1", 6, tcp_syn(40001, 9, 0x10 /* ACK */)));
+  auto rst = expect([](const auto& f) {
+    auto s = parse_tcp_segment(f);
+    return s && (s->flags & 0x04);
+  });
+  ASSERT_TRUE(rst) << "RFC 9293 §3.10.7.1: a segment for no connection gets RST";
+  port.frames.clear();
+  link->on_guest_frame(ipv4("127.0.0.2", "127.0.0.1", 6, tcp_syn(40001, 9, 0x04 /* RST */)));
+  EXPECT_TRUE(port.frames.empty()) << "an RST is never answered";
+}
+
+TEST_F(MirrorLinkTest, EchoGoesThroughAPingSocketAndKeepsTheGuestsIdentifier) {
+  UniqueFd probe(::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, IPPROTO_ICMP));
+  if (!probe && errno == EACCES && ::geteuid() == 0 && enter_ping_namespace())
+    probe.reset(::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, IPPROTO_ICMP));
+  if (!probe) GTEST_SKIP() << "ping sockets not allowed here (net.ipv4.ping_group_range): " << std::strerror(errno);
+  std::vector<uint8_t> icmp(8 + 16, 0xab);
+  icmp[0] = 8, icmp[1] = 0;
+  put16(icmp.data() + 2, 0);
+  put16(icmp.data() + 4, 0x4242);
+  put16(icmp.data() + 6, 7);
+  put16(icmp.data() + 2, static_cast<uint16_t>(~checksum_fold(checksum_add(icmp))));
+  link->on_guest_frame(ipv4("127.0.0.1", "127.0.0.1", 1, icmp));
+  auto reply = expect([](const auto& f) { return f.size() >= 42 && f[23] == 1 && f[34] == 0; });
+  ASSERT_TRUE(reply) << "no echo reply";
+  const uint8_t* r = reply->data() + kEthHeaderLen + 20;
+  EXPECT_EQ(get16(r + 4), 0x4242) << "the guest's identifier";
+  EXPECT_EQ(get16(r + 6), 7) << "the sequence number";
+  EXPECT_EQ(checksum_fold(checksum_add({r, reply->size() - kEthHeaderLen - 20})), 0xffff);
+  EXPECT_EQ(checksum_fold(checksum_add({reply->data() + kEthHeaderLen, 20})), 0xffff) << "IPv4 header checksum";
+  EXPECT_EQ(link->stats().ping_in, 1u);
+}
+
+TEST_F(MirrorLinkTest, FramesForAnotherMacAreNotOurs) {
+  auto f = arp_request("192.0.2.10", "192.0.2.1");
+  const Mac other{0x02, 0, 0, 0, 0, 9};
+  std::copy(other.begin(), other.end(), f.begin());
+  link->on_guest_frame(f);
+  EXPECT_TRUE(port.frames.empty());
+  EXPECT_EQ(link->stats().dropped_not_for_us, 1u);
+}
+
+// A hostile guest: truncated and random headers of every kind; nothing may
+// crash or read out of bounds (the ASan build runs this), and the link still
+// answers a clean request afterwards.
+TEST_F(MirrorLinkTest, SurvivesHostileFrames) {
+  std::mt19937 rng(20261122);
+  const std::vector<std::vector<uint8_t>> seeds = {
+      arp_request("192.0.2.10", "192.0.2.1"),
+      ipv4("127.0.0.2", "127.0.0.1", 6, tcp_syn(40002, 9)),
+      ipv4("127.0.0.2", "127.0.0.1", 17, std::vector<uint8_t>(12, 1)),
+      ipv4("127.0.0.2", "127.0.0.1", 1, std::vector<uint8_t>(12, 8)),
+      ipv6("2001:db8::10", "ff02::1:ff00:1", 58, 255, std::vector<uint8_t>(32, 135), 2),
+  };
+  for (int i = 0; i < 5000; ++i) {
+    const auto& seed = seeds[rng() % seeds.size()];
+    auto f = seed;
+    const int mode = static_cast<int>(rng() % 3);
+    if (mode == 0) {
+      f.resize(rng() % f.size());  // truncated anywhere
+    } else {
+      for (int k = 0; k < 4; ++k) f[kEthHeaderLen + rng() % (f.size() - kEthHeaderLen)] = static_cast<uint8_t>(rng());
+      if (mode == 2) f.resize(f.size() + rng() % 64, static_cast<uint8_t>(rng()));
+    }
+    if (f.size() >= 6) std::copy(kOurMac.begin(), kOurMac.end(), f.begin());
+    // Addresses stay the seed's (loopback, or link-local/multicast for NDP): a mutated frame
+    // must not make the link open sockets toward real hosts from a real address.
+    const uint16_t et = get16(seed.data() + 12);
+    if (et != kEtherTypeArp) {
+      const size_t from = kEthHeaderLen + (et == kEtherTypeIpv4 ? 12 : 8);
+      const size_t to = kEthHeaderLen + (et == kEtherTypeIpv4 ? 20 : 40);
+      for (size_t b = from; b < to && b < f.size(); ++b) f[b] = seed[b];
+    }
+    link->on_guest_frame(f);
+  }
+  testing::run_until(io, [] { return false; }, 50ms);
+  port.frames.clear();
+  link->on_guest_frame(arp_request("192.0.2.10", "192.0.2.1"));
+  ASSERT_EQ(port.frames.size(), 1u) << "still answering after the flood";
+  const auto s = link->stats();
+  EXPECT_GT(s.dropped_malformed + s.dropped_unsupported + s.dropped_not_for_us + s.dropped_fragment, 0u);
+}
+
+}  // namespace
+}  // namespace causeway::netstack::mirror
