@@ -15,8 +15,9 @@
 // the link comes up it gets accept_ra=0, accept_dad=0, use_tempaddr=0 and
 // addr_gen_mode=1 (none: no kernel-made link-local address), so the guest
 // never autoconfigures on it; addresses are added with IFA_F_NODAD.
-// txqueuelen is kTapTxQueue: until the data path reads the taps, what the
-// guest sends on them is dropped once that many frames wait.
+// txqueuelen is kTapTxQueue, set explicitly: at 64 frames (tried first) a
+// burst at MTU 1500 overflowed it and guest→host TCP crawled at 2 Mbit/s
+// through drop-and-retransmit (bench-mirror.sh).
 //
 // Hook for the data path: `on_link_created` receives MirroredLinkCreated
 // (name, guest ifindex, the tap descriptor — the applier keeps ownership;
@@ -54,7 +55,7 @@ class NamespaceSocketFactory;
 
 namespace causeway::netstack::mirror {
 
-inline constexpr unsigned kTapTxQueue = 64;  // frames queued on an unread tap before the kernel drops
+inline constexpr unsigned kTapTxQueue = 1000;  // frames queued on a tap before the kernel drops (the default for taps)
 
 struct MirroredLinkCreated {
   std::string name;
