@@ -230,9 +230,10 @@ int run_netns(NetOptions& o, const std::string& attach, const std::string& ifnam
   const bool mirrored = o.mode == "mirrored";
   if (mirrored) {
     // The NAT tap stays as an internal link (DNS at 10.0.2.3, the host's
-    // loopback at 10.0.2.2, manual forwards) without default routes: the
-    // mirrored links' routes carry the guest's traffic.
-    tc.default_route = false;
+    // loopback at 10.0.2.2, manual forwards) without default routes and with
+    // a link-scope address: the mirrored links carry the guest's traffic and
+    // its global addresses are exactly the host's.
+    tc.internal = true;
     tc.ipv6 = false;
   }
   char text[INET6_ADDRSTRLEN];

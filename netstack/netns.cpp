@@ -191,11 +191,12 @@ Result create_configured_tap(const TapConfig& cfg) {
   rtnl_addr* addr = rtnl_addr_alloc();
   rtnl_addr_set_ifindex(addr, *idx);
   rtnl_addr_set_local(addr, local.a);
+  if (cfg.internal) rtnl_addr_set_scope(addr, RT_SCOPE_LINK);
   const int aerr = rtnl_addr_add(nl.sk, addr, 0);
   rtnl_addr_put(addr);
   if (aerr < 0) return fmt::format("netlink: cannot add address {}: {}", text, nl_geterror(aerr));
 
-  if (!cfg.default_route) return tap;
+  if (cfg.internal) return tap;
   NlAddr dst;
   NlAddr gw;
   inet_ntop(AF_INET, &cfg.gateway, text, sizeof text);

@@ -46,7 +46,10 @@ struct TapConfig {
   in_addr address{htonl(0x0a00020f)};
   uint8_t prefix_len = 24;
   in_addr gateway{htonl(0x0a000202)};
-  bool default_route = true;  // false: only the on-link prefix (mirrored mode's internal NAT link)
+  // Mirrored mode's internal NAT link: no default route, and the address has
+  // link scope (it is not one of "the guest's addresses"; DNS at 10.0.2.3
+  // and the host's loopback at 10.0.2.2 stay reachable on-link).
+  bool internal = false;
   bool ipv6 = true;
   std::vector<std::string> nameservers{"10.0.2.3"};
   std::vector<std::string> search;

@@ -553,6 +553,7 @@ nlohmann::json to_json(const MirrorLinkStats& s) {
         {"bytes_in", s.tcp.bytes_in},
         {"bytes_out", s.tcp.bytes_out},
         {"retransmits", s.tcp.retransmits},
+        {"out_of_order", s.tcp.out_of_order},
         {"resets_to_guest", s.tcp.resets_to_guest},
         {"resets_from_guest", s.tcp.resets_from_guest}}},
       {"udp",

@@ -11,7 +11,8 @@ check_main() {
     cf_start_or_fail
     local a aaaa
     a=$(cf_dig A host.causeway.internal)
-    [[ $a == "$TARGET_GW4" ]] || cf_fail "A host.causeway.internal gave '${a//$'\n'/ }', expected $TARGET_GW4"
+    [[ $a == "$(cf_gw_host_loopback)" ]] ||
+        cf_fail "A host.causeway.internal gave '${a//$'\n'/ }', expected $(cf_gw_host_loopback) (the host's loopback)"
     aaaa=$(cf_dig AAAA host.causeway.internal)
     [[ -n ${TARGET_GW6:-} && $aaaa == "$TARGET_GW6" ]] ||
         cf_fail "AAAA host.causeway.internal gave '${aaaa//$'\n'/ }', expected ${TARGET_GW6:-an address}"

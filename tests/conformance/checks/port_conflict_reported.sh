@@ -17,11 +17,12 @@ except Exception as e:
     print("unparsable reply from causeway ctl: %s" % e); sys.exit(1)
 for p in d.get("ports", []):
     host = p.get("host", "")
-    if p.get("proto") == "tcp" and host == "127.0.0.1:" + port:
+    # 0.0.0.0: mirrored mode forwards a wildcard guest listener on the wildcard address
+    if p.get("proto") == "tcp" and host in ("127.0.0.1:" + port, "0.0.0.0:" + port):
         if p.get("state") == "conflict":
             print("conflict: %s" % p.get("reason", "(no reason given)")); sys.exit(0)
         print("listed, but state %s" % p.get("state")); sys.exit(1)
-print("no entry for host 127.0.0.1:%s" % port); sys.exit(1)
+print("no entry for host 127.0.0.1:%s (or 0.0.0.0:%s)" % (port, port)); sys.exit(1)
 '
 
 check_main() {

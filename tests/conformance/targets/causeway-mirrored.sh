@@ -7,9 +7,9 @@
 # run for real: in mirrored mode the guest's addresses, routes and MTU are the host's, so the
 # gateway is read from the guest instead of assumed to be 10.0.2.2.
 #
-# Feature promises are a first guess at what mirrored mode will promise (WSL's mirrored mode:
-# host addresses and links mirrored, localhost forwarding both ways, DNS through the host);
-# revise them with the mode's README section.
+# Promises follow the README's mirrored-mode section: the host's links, global addresses,
+# routes and MTU; the guest's traffic through host sockets; the host's loopback at 10.0.2.2 on
+# an internal link (tap0, address of link scope, no default route) that also carries DNS.
 
 # shellcheck source=causeway-nat.sh
 . "$CF_DIR/targets/causeway-nat.sh"
@@ -33,13 +33,18 @@ target_mode_unavailable() {
 
 target_promises() {
     case $1 in
-        mirrored|dhcp|ipv6|icmp|host_loopback|dns|dns_tcp|dns_follow|dns_local_zone) return 0 ;;
+        dhcp) echo "mirrored links carry the host's addresses; there is no DHCP on them"; return 1 ;;
+        mirrored|ipv6|icmp|host_loopback|dns|dns_tcp|dns_follow|dns_local_zone) return 0 ;;
         auto_forward|auto_forward_udp|port_conflict_report|publish|publish_udp) return 0 ;;
         *) echo "causeway: unknown feature $1"; return 1 ;;
     esac
 }
 
 eval "_cw_nat_$(declare -f target_start)"
+
+# The host's loopback is 10.0.2.2 on causeway's internal link in mirrored mode too (the
+# mirrored default gateway is the real one, which is not the host).
+cf_gw_host_loopback() { printf '10.0.2.2'; }
 
 target_start() {
     _cw_nat_target_start "$@" || return 1
@@ -48,6 +53,12 @@ target_start() {
     gw=$(ip -n "$CF_HOST" -4 route show default 2>/dev/null | awk '{for (i = 1; i < NF; i++) if ($i == "via") {print $(i + 1); exit}}')
     TARGET_GW4=${gw:-$TARGET_GW4}
     TARGET_MTU=$(ip -n "$CF_HOST" -o link show uplink0 2>/dev/null | awk '{for (i = 1; i < NF; i++) if ($i == "mtu") {print $(i + 1); exit}}')
-    TARGET_IFNAME=$(nsenter --net="$(guest_netns)" ip -o link show 2>/dev/null |
-        awk -F': ' '$2 != "lo" {sub(/@.*/, "", $2); print $2; exit}')
+    # the mirrored link the guest's default route uses (tap0 is causeway's internal link)
+    local i
+    for i in $(seq 50); do
+        TARGET_IFNAME=$(nsenter --net="$(guest_netns)" ip -4 route show default 2>/dev/null |
+            awk '{for (i = 1; i < NF; i++) if ($i == "dev") {print $(i + 1); exit}}')
+        [[ -n $TARGET_IFNAME ]] && break
+        sleep 0.1
+    done
 }
