@@ -145,6 +145,7 @@ struct TcpSplicer::Flow {
   bool fin_sent = false, fin_acked = false;
   bool read_wait = false, write_wait = false;
   bool window_closed = false;              // we advertised 0
+  bool ack_pending = false;                // in-order data taken, its ACK not sent yet (coalesced)
   int dupacks = 0;
   int rto_failures = 0;                    // timeouts since the guest last sent an ACK
   std::chrono::milliseconds rto = kRtoMin;
@@ -446,8 +447,34 @@ void TcpSplicer::write_to_host(Flow& f, const TcpSegment& s) {
     f.guest_fin = true;
     f.rcv_nxt += 1;
     flush_to_host(f);  // shuts the socket's write side once nothing is held
+    send_segment(f, kAck, f.snd_nxt, {});
+    return;
   }
-  send_segment(f, kAck, f.snd_nxt, {});
+  schedule_ack(f);
+}
+
+// In-order data is acknowledged once per batch of guest frames, not per segment: the port
+// hands us every frame it read in one wake-up before this posted handler runs (RFC 9293
+// §3.8.6.3 allows delaying ACKs; RFC 5681 §4.2 asks for at least one per two full-sized
+// segments, and a batch is acknowledged in the same loop turn, long before the guest's
+// delayed-ACK timers matter). A data segment we send meanwhile carries the ACK and clears it.
+void TcpSplicer::schedule_ack(Flow& f) {
+  if (f.ack_pending) return;
+  f.ack_pending = true;
+  ack_queue_.push_back(f.key);
+  if (ack_posted_) return;
+  ack_posted_ = true;
+  asio::post(io_, [this, alive = std::weak_ptr<bool>(alive_)] {
+    if (alive.expired()) return;
+    ack_posted_ = false;
+    auto keys = std::move(ack_queue_);
+    ack_queue_.clear();
+    for (const auto& k : keys) {
+      auto it = flows_.find(k);
+      if (it == flows_.end() || !it->second->ack_pending || it->second->dead) continue;
+      send_segment(*it->second, kAck, it->second->snd_nxt, {});
+    }
+  });
 }
 
 void TcpSplicer::flush_to_host(Flow& f) {
@@ -665,6 +692,7 @@ void TcpSplicer::send_segment(Flow& f, uint8_t flags, uint32_t seq, std::span<co
   put16(t + 2, f.key.gport);
   put32(t + 4, seq);
   put32(t + 8, (flags & kAck) ? f.rcv_nxt : 0);
+  if (flags & kAck) f.ack_pending = false;
   t[12] = static_cast<uint8_t>(((syn_options ? 28 : 20) / 4) << 4);
   t[13] = flags;
   uint32_t wnd;

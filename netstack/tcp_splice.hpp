@@ -180,6 +180,7 @@ class TcpSplicer {
   void send_rst_for(const TcpSegment& s);
   void push_to_guest(Flow& f);
   void write_to_host(Flow& f, const TcpSegment& s);
+  void schedule_ack(Flow& f);
   void flush_to_host(Flow& f);
   void on_host_readable(const std::shared_ptr<Flow>& f);
   void on_host_writable(const std::shared_ptr<Flow>& f);
@@ -199,6 +200,8 @@ class TcpSplicer {
   size_t max_flows_;
   int max_retries_;
   std::map<Key, std::shared_ptr<Flow>> flows_;
+  std::vector<Key> ack_queue_;  // flows with a coalesced ACK to send (schedule_ack)
+  bool ack_posted_ = false;
   std::vector<uint8_t> frame_buf_;
   std::vector<uint8_t> seg_buf_;
   TcpSpliceStats stats_;
