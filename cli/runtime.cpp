@@ -52,7 +52,8 @@ json engine_stats_json(const netstack::EngineStats& s) {
               {"tcp_fast", json{{"flows", s.tcp.flows}, {"opened", s.tcp.flows_opened}, {"refused", s.tcp.connect_refused},
                                 {"full", s.tcp.flows_full}, {"bytes_in", s.tcp.bytes_in}, {"bytes_out", s.tcp.bytes_out},
                                 {"out_of_order", s.tcp.out_of_order}, {"retransmits", s.tcp.retransmits},
-                                {"resets_from_guest", s.tcp.resets_from_guest}, {"resets_to_guest", s.tcp.resets_to_guest}}}};
+                                {"resets_from_guest", s.tcp.resets_from_guest}, {"resets_to_guest", s.tcp.resets_to_guest},
+                                {"forward_accepted", s.tcp_forward_accepted}, {"forward_refused", s.tcp_forward_refused}}}};
 }
 
 Runtime::Runtime(boost::asio::io_context& io, netstack::NatConfig nat, std::string attach)

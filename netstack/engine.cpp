@@ -135,8 +135,14 @@ Engine::Engine(boost::asio::io_context& io, const Clock& clock, NatConfig cfg, F
   schedule_pump();
 }
 
+struct Engine::FastForward {
+  PortForward forward;
+  std::unique_ptr<boost::asio::posix::stream_descriptor> listener;
+};
+
 Engine::~Engine() {
   *alive_ = false;
+  fast_.clear();
   tcp_.reset();
   relayed_.clear();  // relays close their flows on us: before our tables go
   wake_timer_.cancel();
@@ -325,6 +331,51 @@ void Engine::remove_slirp_forward(const PortForward& f) {
   slirp_remove_hostxfwd(slirp_.get(), reinterpret_cast<const sockaddr*>(&f.host), sizeof(sockaddr_in), flags);
 }
 
+boost::system::error_code Engine::add_fast_forward(const PortForward& f) {
+  const int family = f.host.ss_family;
+  UniqueFd fd(::socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+  if (!fd) return {errno, boost::system::system_category()};
+  const int one = 1;
+  ::setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  if (family == AF_INET6) ::setsockopt(fd.get(), IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+  const socklen_t len = family == AF_INET ? sizeof(sockaddr_in) : sizeof(sockaddr_in6);
+  if (::bind(fd.get(), reinterpret_cast<const sockaddr*>(&f.host), len) != 0 || ::listen(fd.get(), 1024) != 0)
+    return {errno, boost::system::system_category()};
+  auto ff = std::make_shared<FastForward>();
+  ff->forward = f;
+  ff->listener = std::make_unique<boost::asio::posix::stream_descriptor>(io_, fd.release());
+  fast_.push_back(ff);
+  accept_fast(ff);
+  return {};
+}
+
+void Engine::accept_fast(const std::shared_ptr<FastForward>& ff) {
+  ff->listener->async_wait(boost::asio::posix::descriptor_base::wait_read,
+                           [this, ff, alive = std::weak_ptr<bool>(alive_)](boost::system::error_code ec) {
+    if (ec || alive.expired() || !ff->listener->is_open()) return;
+    for (int i = 0; i < 64; ++i) {
+      UniqueFd c(::accept4(ff->listener->native_handle(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC));
+      if (!c) break;  // EAGAIN, or the peer gave up already (ECONNABORTED)
+      ++stats_.tcp_forward_accepted;
+      TcpSplicer::Key key{AF_INET, {}, {}, ff->forward.guest_port, 0};
+      std::memcpy(key.gaddr.data(), &cfg_.guest, 4);
+      std::memcpy(key.daddr.data(), &cfg_.gateway, 4);
+      // The guest sees the connection come from the gateway, from a port no flow uses.
+      for (int tries = 0; tries < 64; ++tries) {
+        next_forward_port_ = next_forward_port_ < 32768 || next_forward_port_ >= 60999
+                                 ? 32768
+                                 : static_cast<uint16_t>(next_forward_port_ + 1);
+        key.dport = next_forward_port_;
+        if (!tcp_->has_flow(key)) break;
+      }
+      if (!guest_mac_known_ || !tcp_->open_to_guest(std::move(c), key, guest_mac_)) {
+        ++stats_.tcp_forward_refused;  // c closes here: the peer sees its connection end at once
+      }
+    }
+    accept_fast(ff);
+  });
+}
+
 boost::system::error_code Engine::add_relayed_forward(const PortForward& f) {
   auto r = std::make_unique<Relayed>();
   r->forward = f;
@@ -367,7 +418,9 @@ boost::system::error_code Engine::add_relayed_forward(const PortForward& f) {
 boost::system::error_code Engine::add_forward(const PortForward& f) {
   if (std::find(forwards_.begin(), forwards_.end(), f) != forwards_.end())
     return {EEXIST, boost::system::system_category()};
-  auto ec = direct_forward(f) ? add_slirp_forward(f) : add_relayed_forward(f);
+  auto ec = (f.proto == Proto::kTcp && tcp_) ? add_fast_forward(f)
+             : direct_forward(f)                 ? add_slirp_forward(f)
+                                                 : add_relayed_forward(f);
   if (ec) return ec;
   forwards_.push_back(f);
   schedule_pump();
@@ -377,7 +430,11 @@ boost::system::error_code Engine::add_forward(const PortForward& f) {
 boost::system::error_code Engine::remove_forward(const PortForward& f) {
   auto it = std::find(forwards_.begin(), forwards_.end(), f);
   if (it == forwards_.end()) return {ENOENT, boost::system::system_category()};
-  if (direct_forward(f)) {
+  if (auto ff = std::find_if(fast_.begin(), fast_.end(), [&](const auto& x) { return x->forward == f; });
+      ff != fast_.end()) {
+    (*ff)->listener->close();
+    fast_.erase(ff);
+  } else if (direct_forward(f)) {
     remove_slirp_forward(f);
   } else {
     auto r = std::find_if(relayed_.begin(), relayed_.end(), [&](const auto& x) { return x->forward == f; });

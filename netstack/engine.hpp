@@ -29,7 +29,11 @@
 // injected Clock; its RA timer is kept here and fired from pump(). With a fake
 // clock a test drives the engine by calling on_guest_frame() and pump().
 //
-// Forwards: TCP on an IPv4 host address is a libslirp host forward. TCP on
+// Forwards: with the TCP fast path, a TCP forward is our own listener (either
+// family, backlog 1024): each accepted connection becomes a splicer flow the
+// engine opens toward the guest's lease from the gateway (a port taken from
+// 32768–60999), so neither libslirp's TCP nor its one-deep backlog is in the
+// way. Without the fast path: TCP on an IPv4 host address is a libslirp host forward. TCP on
 // an IPv6 host address is relayed (portfwd/) to an internal libslirp forward
 // on an ephemeral 127.0.0.1 port: libslirp 4.7 resets TCP connections whose
 // host side is IPv6 and guest side IPv4, and most guest servers listen on
@@ -101,6 +105,8 @@ struct EngineStats {
   uint64_t dns_answers_dropped = 0;  // guest MAC gone, or answer after the engine changed
   uint64_t dhcp_mtu_offered = 0;     // DHCP replies given the link MTU (option 26)
   TcpSpliceStats tcp;                // the TCP fast path (zeros when it is off)
+  uint64_t tcp_forward_accepted = 0; // host connections on fast-path TCP forwards
+  uint64_t tcp_forward_refused = 0;  // closed at once: guest MAC unknown, flow table full
   [[nodiscard]] uint64_t dropped_total() const;
 };
 
@@ -179,6 +185,9 @@ class Engine final : public FrameSink, public portfwd::GuestDatagramChannel {
   boost::system::error_code add_slirp_forward(const PortForward& f);
   void remove_slirp_forward(const PortForward& f);
   boost::system::error_code add_relayed_forward(const PortForward& f);
+  struct FastForward;
+  boost::system::error_code add_fast_forward(const PortForward& f);
+  void accept_fast(const std::shared_ptr<FastForward>& ff);
   static bool direct_forward(const PortForward& f);
 
   boost::asio::io_context& io_;
@@ -204,6 +213,8 @@ class Engine final : public FrameSink, public portfwd::GuestDatagramChannel {
   std::vector<std::unique_ptr<Timer>> timers_;
   std::vector<PortForward> forwards_;
   std::vector<std::unique_ptr<Relayed>> relayed_;
+  std::vector<std::shared_ptr<FastForward>> fast_;  // TCP forwards on the fast path
+  uint16_t next_forward_port_ = 0;
   struct UdpFlow {
     uint16_t guest_port;
     ReplyHandler on_reply;

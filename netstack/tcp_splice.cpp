@@ -129,7 +129,7 @@ struct TcpSplicer::Flow {
   Mac guest_mac{};
   std::unique_ptr<asio::posix::stream_descriptor> desc;  // owns the host socket
   asio::steady_timer rto_timer;
-  enum class State { kConnecting, kSynSent, kEstablished } state = State::kConnecting;
+  enum class State { kConnecting, kSynSent, kSynToGuest, kEstablished } state = State::kConnecting;
   uint32_t rcv_nxt = 0;                    // next guest byte expected
   uint32_t iss = 0, snd_una = 0, snd_nxt = 0;  // our side, toward the guest
   uint32_t g_wnd = 0;                      // guest's window, scaled
@@ -343,11 +343,70 @@ void TcpSplicer::connected(const std::shared_ptr<Flow>& f, int err) {
   arm_rto(f);  // resent until the guest's ACK; a guest that never answers loses the flow
 }
 
+// ---------------------------------------------------------------- host → guest opening
+bool TcpSplicer::open_to_guest(UniqueFd accepted, const Key& key, const Mac& guest_mac) {
+  if (!accepted || flows_.count(key)) return false;
+  if (flows_.size() >= max_flows_) {
+    ++stats_.flows_full;
+    return false;  // the caller's close() refuses the host peer
+  }
+  auto f = std::make_shared<Flow>(io_);
+  f->key = key;
+  f->guest_mac = guest_mac;
+  f->iss = arc4random();
+  f->wscale_ok = true;  // offered in our SYN; settled by the guest's SYN-ACK (RFC 7323 §2.2)
+  const int fd = accepted.release();
+  f->desc = std::make_unique<asio::posix::stream_descriptor>(io_, fd);
+  const int one = 1, zero = 0;
+  ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  ::setsockopt(fd, SOL_SOCKET, SO_PEEK_OFF, &zero, sizeof zero);
+  const int sndbuf = kSendBuffer;
+  ::setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf);
+  socklen_t len = sizeof f->sndbuf;
+  ::getsockopt(fd, SOL_SOCKET, SO_SNDBUF, &f->sndbuf, &len);
+  f->state = Flow::State::kSynToGuest;
+  f->snd_una = f->iss;
+  f->snd_nxt = f->iss + 1;
+  flows_[key] = f;
+  send_segment(*f, kSyn, f->iss, {}, /*syn_options=*/true);  // §3.5: the active side, toward the guest
+  arm_rto(f);
+  return true;
+}
+
+void TcpSplicer::on_guest_synack(Flow& f, const TcpSegment& s) {
+  // RST (handled by the caller) means the guest refused: the host peer sees a reset.
+  if ((s.flags & (kSyn | kAck)) != (kSyn | kAck)) return;  // §3.10.7.3: nothing else is acceptable yet
+  if (s.ack != f.iss + 1) {
+    send_rst_for(s);
+    return;
+  }
+  auto self = shared(f);
+  if (!self) return;
+  f.rcv_nxt = s.seq + 1;
+  f.wscale_ok = s.wscale >= 0;
+  f.g_wscale = f.wscale_ok ? static_cast<uint8_t>(s.wscale) : 0;
+  f.g_wnd = s.window;  // a SYN's window is never scaled
+  f.g_mss = s.mss ? s.mss : 536;
+  f.state = Flow::State::kEstablished;
+  f.snd_una = f.snd_nxt = f.iss + 1;
+  f.rto_failures = 0;
+  ++f.rto_gen;
+  f.rto_timer.cancel();
+  f.rto = kRtoMin;
+  ++stats_.flows_opened;
+  send_segment(f, kAck, f.snd_nxt, {});
+  push_to_guest(f);  // the host peer may have spoken first
+}
+
 // ---------------------------------------------------------------- guest segments
 void TcpSplicer::on_segment(Flow& f, const TcpSegment& s) {
   if (s.flags & kRst) {
     ++stats_.resets_from_guest;
     abort_flow(f, /*rst_guest=*/false, /*rst_host=*/true);
+    return;
+  }
+  if (f.state == Flow::State::kSynToGuest) {
+    on_guest_synack(f, s);
     return;
   }
   if (s.flags & kSyn) {
@@ -593,6 +652,9 @@ void TcpSplicer::arm_rto(const std::shared_ptr<Flow>& f) {
     if (f->state == Flow::State::kSynSent) {
       ++stats_.retransmits;
       send_segment(*f, kSyn | kAck, f->iss, {}, true);  // our SYN-ACK was lost, or its ACK
+    } else if (f->state == Flow::State::kSynToGuest) {
+      ++stats_.retransmits;
+      send_segment(*f, kSyn, f->iss, {}, true);  // our SYN to the guest, or its SYN-ACK, was lost
     } else {
       retransmit(*f);
     }

@@ -76,6 +76,7 @@
 #include <span>
 #include <vector>
 
+#include "base/unique_fd.hpp"
 #include "netstack/frame.hpp"
 #include "netstack/nat_config.hpp"
 
@@ -171,9 +172,20 @@ class TcpSplicer {
     auto operator<=>(const Key&) const = default;
   };
 
+  // Host → guest (forwards): `accepted` is a connection a host listener took;
+  // the splicer opens a flow to the guest with a SYN from key.daddr:dport to
+  // key.gaddr:gport and splices the two once the guest's SYN-ACK arrives. A
+  // guest RST (nothing listens) resets the host peer; a silent guest loses
+  // the flow after max_retries SYN timeouts. False (nothing sent; closing
+  // `accepted` refuses the peer) when the key is taken or the table is full.
+  bool open_to_guest(UniqueFd accepted, const Key& key, const Mac& guest_mac);
+  [[nodiscard]] bool has_flow(const Key& key) const { return flows_.count(key) != 0; }
+
+
  private:
   bool on_syn(const TcpSegment& s);
   void on_segment(Flow& f, const TcpSegment& s);
+  void on_guest_synack(Flow& f, const TcpSegment& s);
   void start_connect(const std::shared_ptr<Flow>& f, const TcpSegment& syn);
   void connected(const std::shared_ptr<Flow>& f, int err);
   void send_segment(Flow& f, uint8_t flags, uint32_t seq, std::span<const uint8_t> payload, bool syn_options = false);

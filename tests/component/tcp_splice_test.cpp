@@ -308,6 +308,77 @@ TEST_F(TcpSpliceTest, AGuestThatStopsAnsweringLosesTheFlow) {
 // sequence numbers, wrapped ACKs, zero windows, FIN/RST in any state, bogus
 // options — against a real host service. Nothing may crash (ASan/UBSan in
 // CI), the table stays within its cap, and a well-behaved flow afterwards works.
+// Host → guest (forwards): a connection a host listener accepted is opened toward the guest.
+struct AcceptedPair {
+  UniqueFd client, accepted;
+};
+AcceptedPair accepted_pair() {
+  HostServer srv;
+  AcceptedPair p;
+  p.client.reset(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  a.sin_port = htons(srv.port);
+  EXPECT_EQ(::connect(p.client.get(), reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+  p.accepted = srv.accept_one();
+  timeval tv{3, 0};
+  ::setsockopt(p.client.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  return p;
+}
+
+TEST_F(TcpSpliceTest, ForwardedConnectionIsOpenedTowardTheGuestAndSpliced) {
+  auto [client, accepted] = accepted_pair();
+  ASSERT_TRUE(accepted);
+  // The guest's server is gport (8000); the connection comes from the gateway's port 33000.
+  gport = 8000;
+  dport = 33000;
+  TcpSplicer::Key key{AF_INET, {}, {}, gport, dport};
+  std::memcpy(key.gaddr.data(), &cfg.guest, 4);
+  std::memcpy(key.daddr.data(), &cfg.gateway, 4);
+  ASSERT_TRUE(splicer->open_to_guest(std::move(accepted), key, kGuestMac));
+  EXPECT_FALSE(splicer->open_to_guest(UniqueFd(::socket(AF_INET, SOCK_STREAM, 0)), key, kGuestMac))
+      << "a key in use is refused";
+  auto syn = expect([](const Seg& s) { return (s.s.flags & (kSyn | kAck)) == kSyn; });
+  ASSERT_TRUE(syn) << "no SYN toward the guest";
+  EXPECT_EQ(syn->s.sport, 33000);
+  EXPECT_EQ(syn->s.dport, 8000);
+  EXPECT_EQ(syn->s.wscale, TcpSplicer::kWindowScale) << "window scaling offered";
+  EXPECT_EQ(syn->s.mss, 1460);
+  // The host peer speaks first; nothing reaches the guest before its SYN-ACK.
+  ASSERT_EQ(::write(client.get(), "from host", 9), 9);
+  ASSERT_TRUE(guest(kSyn | kAck, 7000, syn->s.seq + 1));
+  auto data = expect([](const Seg& s) { return !s.data.empty(); });
+  ASSERT_TRUE(data) << "the host's bytes did not follow the handshake";
+  EXPECT_EQ(std::string(data->data.begin(), data->data.end()), "from host");
+  EXPECT_EQ(data->s.ack, 7001u);
+  ASSERT_TRUE(guest(kAck | 0x08, 7001, data->s.seq + 9, "from guest"));
+  char buf[32] = {};
+  ASSERT_EQ(::read(client.get(), buf, sizeof buf), 10);
+  EXPECT_EQ(std::string(buf, 10), "from guest");
+  EXPECT_EQ(splicer->stats().flows_opened, 1u);
+}
+
+TEST_F(TcpSpliceTest, ForwardToAGuestPortNobodyListensOnResetsTheHostPeer) {
+  auto [client, accepted] = accepted_pair();
+  ASSERT_TRUE(accepted);
+  gport = 8001;
+  dport = 33001;
+  TcpSplicer::Key key{AF_INET, {}, {}, gport, dport};
+  std::memcpy(key.gaddr.data(), &cfg.guest, 4);
+  std::memcpy(key.daddr.data(), &cfg.gateway, 4);
+  ASSERT_TRUE(splicer->open_to_guest(std::move(accepted), key, kGuestMac));
+  auto syn = expect([](const Seg& s) { return (s.s.flags & (kSyn | kAck)) == kSyn; });
+  ASSERT_TRUE(syn);
+  ASSERT_TRUE(guest(kRst | kAck, 0, syn->s.seq + 1));  // the guest's kernel: nothing listens
+  testing::run_until(io, [] { return false; }, 50ms);
+  char buf[4];
+  errno = 0;
+  EXPECT_EQ(::read(client.get(), buf, sizeof buf), -1);
+  EXPECT_EQ(errno, ECONNRESET) << "the host peer sees the refusal as a reset";
+  EXPECT_EQ(splicer->stats().flows, 0u);
+}
+
 TEST_F(TcpSpliceTest, RandomSegmentSequencesNeverCrashAndStayBounded) {
   HostServer srv;
   dport = srv.port;
