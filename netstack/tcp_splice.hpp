@@ -4,14 +4,21 @@
 //
 // Theory of operation
 // -------------------
-// Scope (this version): connections the guest opens, IPv4 and IPv6, in NAT
-// mode. A guest SYN to D:P becomes a non-blocking connect() to D:P (to the
-// host's loopback when D is the gateway and host loopback is allowed); the
-// SYN-ACK goes to the guest only once the host connect succeeded, so a
-// refused connect is an RST to the guest (RFC 9293 §3.10.7.1 as seen from
-// the guest: its SYN is answered with RST). Flows libslirp started (host
-// forwards) and everything that is not a SYN of a new flow or a segment of
-// one of ours go to libslirp as before.
+// Scope: TCP for IPv4 and IPv6 in NAT mode and mirrored mode (a policy says
+// where a SYN goes and whether the host socket is bound to the guest's source
+// address), both directions:
+//   guest opens   A guest SYN to D:P becomes a non-blocking connect() to D:P
+//                 (to the host's loopback when D is the gateway and host
+//                 loopback is allowed); the SYN-ACK goes to the guest only
+//                 once the host connect succeeded, so a refused connect is an
+//                 RST to the guest (RFC 9293 §3.10.7.1 as seen from the guest:
+//                 its SYN is answered with RST).
+//   host opens    open_to_guest(): a connection a forward's listener accepted;
+//                 we send the guest a SYN (§3.5, we are the active side; MSS
+//                 and window scale offered) and splice once its SYN-ACK
+//                 arrives; its RST resets the host peer (kSynToGuest).
+// Everything that is not a SYN of a new flow or a segment of one of ours goes
+// to the caller's fallback (libslirp in NAT mode, an RST in mirrored mode).
 //
 // Sequence space (RFC 9293 §3.3.1 names):
 //   guest → host   rcv_nxt: the next guest byte we expect. A segment at
@@ -19,7 +26,11 @@
 //                  socket does not take is held (at most kToHostCap bytes per
 //                  flow, written when the socket drains) and acknowledged;
 //                  beyond that bound it is not acknowledged and the guest
-//                  retransmits it. Out-of-order
+//                  retransmits it. In-order data is acknowledged once per
+//                  batch of guest frames (one posted flush after the port's
+//                  read loop; a data segment we send carries it sooner), not
+//                  per segment — RFC 9293 §3.8.6.3 allows it, and per-segment
+//                  ACKs were a third of the frames we wrote. Out-of-order
 //                  segments are dropped and answered with a duplicate ACK
 //                  (RFC 9293 §3.10.7.4: "send an acknowledgment"); the
 //                  guest's own retransmission fills the gap.
@@ -51,7 +62,8 @@
 //
 // States: kConnecting (host connect() in progress; guest SYN retransmissions
 // ignored) → kSynSent (our SYN-ACK sent; resent on a repeated SYN) →
-// kEstablished. FIN flags are tracked beside the state. Only the engine
+// kEstablished; for host-opened flows kSynToGuest (our SYN sent, resent on
+// the RTO) → kEstablished. FIN flags are tracked beside the state. Only the engine
 // thread changes them.
 //
 // Bounds: at most max_flows flows; a SYN beyond that is answered with RST
