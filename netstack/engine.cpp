@@ -57,12 +57,6 @@ uint64_t EngineStats::dropped_total() const {
   return t;
 }
 
-Mac gateway_mac(const NatConfig& cfg) {
-  Mac m{0x52, 0x55, 0, 0, 0, 0};
-  std::memcpy(&m[2], &cfg.gateway.s_addr, 4);
-  return m;
-}
-
 Engine::Engine(boost::asio::io_context& io, const Clock& clock, NatConfig cfg, FramePort& port)
     : io_(io),
       clock_(clock),

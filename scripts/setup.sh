@@ -29,7 +29,8 @@ build_pkgs=(g++ cmake make pkg-config libslirp-dev libglib2.0-dev libnl-3-dev li
             libfmt-dev libspdlog-dev)
 # Tests, the guest image and the benchmarks' peers.
 test_pkgs=(iproute2 iputils-ping curl dnsutils iperf3 qemu-system-x86 busybox-static dnsmasq-base
-           socat util-linux cpio kmod passt slirp4netns jq python3 procps dnsperf wrk tcpdump)
+           socat util-linux cpio kmod passt slirp4netns jq python3 procps dnsperf wrk tcpdump
+           clang libclang-rt-14-dev)  # the last two: libFuzzer targets (test.sh's fuzz phase)
 
 missing=()
 for p in "${build_pkgs[@]}" "${test_pkgs[@]}"; do

@@ -3,7 +3,9 @@
 #   installs what it needs (scripts/setup.sh --deps; as root), builds the
 #   release and ASan/UBSan configurations, builds the guest image, and runs
 #   ctest on both: unit, component, integration (real namespaces; root) and
-#   e2e (a real guest under QEMU/TCG). Tests whose prerequisites are missing
+#   e2e (a real guest under QEMU/TCG), then builds the libFuzzer targets with
+#   clang (guest-facing parsers, the virtqueue walker, the TCP fast path and
+#   mirrored links) and runs each briefly. Tests whose prerequisites are missing
 #   are reported as skipped with the reason, never as passed.
 #
 #   scripts/test.sh              everything (what CI runs)
@@ -43,6 +45,14 @@ if ((!quick)); then
   # detect_leaks: the sanitizer pass is also the leak check.
   ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
     ctest --preset asan-ubsan --timeout 300 "${ctest_args[@]}" || status=1
+  echo "==> fuzz smoke (clang + libFuzzer)"
+  if command -v clang++ >/dev/null; then
+    cmake -S . -B build-fuzz -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+    cmake --build build-fuzz --target dns_fuzz_wire vmm_fuzz_virtqueue vmm_fuzz_vhost_user tcp_splice_fuzz
+    ctest --test-dir build-fuzz -L fuzz --timeout 300 || status=1
+  else
+    echo "SKIPPED: no clang++ for the libFuzzer targets (scripts/setup.sh --deps installs clang)"
+  fi
 fi
 echo "==> test.sh finished in $((SECONDS - start)) s: $([[ $status == 0 ]] && echo PASS || echo FAIL)"
 exit $status
