@@ -69,7 +69,7 @@ struct NetOptions {
   std::string host_resolv_conf = "/etc/resolv.conf";
   std::vector<std::string> dns_routes;
   std::string tcp_engine = "auto";
-  std::string mode = "nat";  // netns only: nat or mirrored (--mode, networkingMode)
+  std::string mode = "nat";  // netns and run: nat or mirrored (--mode, networkingMode)
 };
 
 void add_net_options(CLI::App* app, NetOptions& o) {
@@ -100,7 +100,7 @@ void add_net_options(CLI::App* app, NetOptions& o) {
 }
 
 // Merges the config file under the command line; returns an error line.
-// `mirrored_ok`: the subcommand has mirrored mode (netns only, so far).
+// `mirrored_ok`: the subcommand has mirrored mode (netns and run; not serve).
 std::optional<std::string> apply_config(NetOptions& o, CLI::App* app, bool mirrored_ok = false) {
   if (o.config.empty()) return std::nullopt;
   auto cfg = cli::load_config(o.config);
@@ -623,6 +623,7 @@ int run_run(NetOptions& o, cli::RunOptions ro, std::vector<std::string> command,
   // libslirp's 5 s persist timer (seen in the vhost-user e2e runs).
   if (app->count("--mtu") == 0) o.mtu = 16384;
   ro.control = o.control;
+  ro.mode = o.mode;
   ro.auto_forward = !o.no_auto_forward;
   ro.ignored_ports = o.ignored_ports;
   return cli::run_vm(ro, nat_config(o), *dns, *forwards);
@@ -733,6 +734,10 @@ int main(int argc, char** argv) {
   run->add_option("--console-log", run_ro.console_log, "Keep the guest's serial console in this file");
   run->add_flag("-t,--tty", run_tty, "Give the command a terminal (default when no command is given)");
   run->add_flag("-q,--quiet", run_ro.quiet, "Do not print the accelerator notice");
+  run->add_option("--mode", run_opts.mode,
+                  "nat (default) or mirrored: the guest also gets the host's links, addresses and routes "
+                  "(macvlans on eth0, kept in sync by the agent)")
+      ->check(CLI::IsMember({"nat", "mirrored"}));
 
   std::string ctl_path;
   std::vector<std::string> ctl_args;
@@ -784,7 +789,7 @@ int main(int argc, char** argv) {
         const std::string user_cfg = std::string(home ? home : "") + "/.config/causeway/config";
         if (home && ::access(user_cfg.c_str(), F_OK) == 0) run_opts.config = user_cfg;
       }
-      if (auto err = apply_config(run_opts, run)) {
+      if (auto err = apply_config(run_opts, run, /*mirrored_ok=*/true)) {
         std::fprintf(stderr, "causeway: %s\n", err->c_str());
         return kExitUsage;
       }

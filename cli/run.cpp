@@ -22,6 +22,15 @@
 // session's own ready/shutdown timeouts, and kQemuExitGrace for QEMU to exit
 // after the guest powers off.
 //
+// Mirrored mode (--mode mirrored): eth0 is the internal NAT link (link-scope
+// address, no default route: DNS 10.0.2.3, the host at 10.0.2.2, forwards);
+// a MirrorSyncer plans the guest's links from the host's and converges the
+// guest through the agent (AgentGuestApplier, cli/mirror_vm.hpp), which makes
+// one macvlan per mirrored host link (vmm/agent/guest/mirror.hpp). The first
+// plan is sent right after the NetConfig, before Run, so the command starts
+// with the mirrored links in place. Data path: not yet — frames the guest
+// sends from a mirrored link's MAC still reach the NAT engine (see README).
+//
 // Signals: SIGINT/SIGTERM are passed to the command in the guest; a second
 // one shuts the guest down; a third stops QEMU.
 //
@@ -48,7 +57,10 @@
 #include <optional>
 
 #include "cli/control.hpp"
+#include "cli/mirror_vm.hpp"
 #include "cli/runtime.hpp"
+#include "netstack/mirror/host_view.hpp"
+#include "netstack/mirror/syncer.hpp"
 #include "netstack/stream_port.hpp"
 #include "portfwd/auto_forwarder.hpp"
 #include "portfwd/listener_set.hpp"
@@ -319,6 +331,34 @@ int run_vm(const RunOptions& o, netstack::NatConfig nat, const DnsSetup& dns,
   bool exited = false;
   std::string failure;
   std::unique_ptr<agent::AgentSession> session;
+  // Mirrored mode; declared after the session, so destroyed before it.
+  const bool mirrored = o.mode == "mirrored";
+  std::unique_ptr<netstack::mirror::HostView> mirror_view;
+  std::unique_ptr<AgentGuestApplier> mirror_applier;
+  std::unique_ptr<netstack::mirror::MirrorSyncer> mirror_syncer;
+  if (mirrored) {
+    mirror_view = std::make_unique<netstack::mirror::HostView>(io, netstack::mirror::current_namespace_sockets());
+    mirror_applier = std::make_unique<AgentGuestApplier>(io, [&session](const agent::MirrorApply& m) {
+      if (!session) return std::make_error_code(std::errc::not_connected);
+      return session->mirror_apply(m);
+    });
+    netstack::mirror::PlanOptions po;
+    po.copy_mac = false;  // 02:43:57:4d:XX:XX from the host ifindex: the guest's links on one virtio-net
+    po.reserved_names = {"lo", "eth0"};
+    mirror_syncer = std::make_unique<netstack::mirror::MirrorSyncer>(io, *mirror_view, *mirror_applier, po);
+    rt.set_mode("mirrored");
+    rt.set_mirror_status([&mirror_syncer, &mirror_applier] {
+      auto j = mirror_syncer->status_json();
+      const auto& c = mirror_applier->counters();
+      j["vm"] = json{{"applies", c.applies},           {"reports", c.reports},
+                     {"stale_reports", c.stale_reports}, {"timeouts", c.timeouts},
+                     {"send_errors", c.send_errors},     {"guest_links", mirror_applier->guest_unmanaged()}};
+      // The VM's mirrored links have no data path of their own yet: the guest's
+      // frames from their MACs reach the NAT engine like eth0's.
+      j["data_path"] = json::object();
+      return j;
+    });
+  }
   asio::steady_timer boot_timer(io);
   std::unique_ptr<RawTerminal> term;
   asio::posix::stream_descriptor in(io);
@@ -354,7 +394,17 @@ int run_vm(const RunOptions& o, netstack::NatConfig nat, const DnsSetup& dns,
     spdlog::debug("guest agent ready after {} ms (guest uptime {} ms, kernel {})", ms.count(), r.uptime_ms,
                   r.kernel_release);
     const auto search = rt.dns_watch() ? rt.dns_watch()->current().search : nat.dns_search;
-    if (auto ec = session->configure_network(nat_lease(nat, search))) fail("cannot send the network configuration: " + ec.message());
+    agent::NetConfig lease = nat_lease(nat, search);
+    if (mirrored) {
+      // The NAT link becomes internal (README, Mirrored mode): the mirrored links carry the rest.
+      lease.internal = true;
+      lease.ipv6 = false;
+      lease.routes.clear();
+    }
+    if (auto ec = session->configure_network(lease)) fail("cannot send the network configuration: " + ec.message());
+    if (mirror_syncer) {
+      if (auto started = mirror_syncer->start(); started.has_error()) fail("mirrored mode: " + started.error());
+    }
     agent::Run run;
     run.argv = o.command;
     run.env = {"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/root"};
@@ -394,6 +444,9 @@ int run_vm(const RunOptions& o, netstack::NatConfig nat, const DnsSetup& dns,
   cb.on_listener_gone = [&](const agent::ListenerGone& l) {
     if (guest_listeners.gone(from_agent(l))) listeners_changed();
   };
+  cb.on_mirror_report = [&mirror_applier](const agent::MirrorReport& r) {
+    if (mirror_applier) mirror_applier->on_report(r);
+  };
   cb.on_stdout = [](std::span<const uint8_t> d) { write_all(1, d); };
   cb.on_stderr = [](std::span<const uint8_t> d) { write_all(2, d); };
   cb.on_exited = [&](const agent::Exited& e) {
@@ -402,6 +455,7 @@ int run_vm(const RunOptions& o, netstack::NatConfig nat, const DnsSetup& dns,
     session->shutdown();
   };
   cb.on_end = [&](const agent::SessionEnd& end) {
+    if (mirror_applier) mirror_applier->on_session_end();
     guest_listeners.clear();  // the guest is going away: close its forwards
     listeners_changed();
     if (!end.ok() && !exited) fail(fmt::format("the guest agent session ended: {} {}", to_string(end.reason), end.detail));

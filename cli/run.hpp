@@ -27,6 +27,7 @@ struct RunOptions {
   std::string console_log;
   bool quiet = false;
   std::string control;              // --control: serve the control API here
+  std::string mode = "nat";         // or "mirrored" (cli/mirror_vm.hpp)
   bool auto_forward = true;         // guest listeners → host localhost (agent + vsock relays)
   std::vector<int> ignored_ports;   // never forwarded automatically
 };

@@ -79,9 +79,11 @@ MODULES=(
     virtio_rng
     virtio_console
     inet_diag tcp_diag udp_diag
+    macvlan
 )
 # virtio_console carries the agent's debugging transport (virtio-serial); the image works
-# without it over vsock.
+# without it over vsock. macvlan (CONFIG_MACVLAN=m): mirrored mode's guest links
+# (vmm/agent/guest/mirror.hpp).
 OPTIONAL_MODULES=" virtio_pci_modern_dev virtio_pci_legacy_dev virtio_console "
 
 say() { [[ $QUIET == 1 ]] || printf 'build-guest: %s\n' "$*"; }

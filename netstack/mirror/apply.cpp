@@ -95,6 +95,17 @@ boost::system::result<NetState, std::string> NetlinkGuestApplier::read_actual() 
   return out;
 }
 
+std::optional<std::string> NetlinkGuestApplier::read_managed(NetState& out) {
+  auto st = read_actual();
+  if (st.has_error()) return st.error();
+  out = std::move(*st);
+  return std::nullopt;
+}
+
+void NetlinkGuestApplier::converge(DesiredFn desired, std::function<void(ConvergeResult)> done) {
+  done(mirror::converge(*this, desired));
+}
+
 ApplyReport NetlinkGuestApplier::apply(const std::vector<Op>& ops) {
   ApplyReport report;
   for (const auto& op : ops) {

@@ -46,6 +46,7 @@
 #include <vector>
 
 #include "base/unique_fd.hpp"
+#include "netstack/mirror/converge.hpp"
 #include "netstack/mirror/host_view.hpp"
 #include "netstack/mirror/plan.hpp"
 
@@ -71,31 +72,26 @@ struct ApplyHooks {
   std::function<void(const std::string& name, uint32_t mtu)> on_link_mtu;  // after every successful link update
 };
 
-struct OpError {
-  std::string op;
-  std::string error;
-};
-
-struct ApplyReport {
-  size_t applied = 0;  // operations that changed the guest
-  size_t already = 0;  // "exists" on an add, "not there" on a remove
-  std::vector<OpError> errors;
-};
-
-class NetlinkGuestApplier {
+// Both the synchronous StateApplier (converge.hpp's loop runs over it) and
+// the GuestApplier MirrorSyncer drives: a namespace converges at once, so
+// converge() calls its callback before it returns.
+class NetlinkGuestApplier final : public StateApplier, public GuestApplier {
  public:
   // `ns` must outlive the applier.
   static boost::system::result<std::unique_ptr<NetlinkGuestApplier>, std::string> open(NamespaceSocketFactory& ns,
                                                                                      ApplyHooks hooks = {});
-  ~NetlinkGuestApplier();
+  ~NetlinkGuestApplier() override;
   NetlinkGuestApplier(const NetlinkGuestApplier&) = delete;
   NetlinkGuestApplier& operator=(const NetlinkGuestApplier&) = delete;
 
   // The managed part of the guest's state (see above).
   boost::system::result<NetState, std::string> read_actual();
   // Guest links not created here, as of the last read_actual().
-  [[nodiscard]] const std::set<std::string>& unmanaged_links() const { return unmanaged_; }
-  ApplyReport apply(const std::vector<Op>& ops);
+  [[nodiscard]] const std::set<std::string>& unmanaged_links() const override { return unmanaged_; }
+  ApplyReport apply(const std::vector<Op>& ops) override;
+  std::optional<std::string> read_managed(NetState& out) override;
+  void converge(DesiredFn desired, std::function<void(ConvergeResult)> done) override;
+  [[nodiscard]] std::string_view mechanism() const override { return "netns"; }
   [[nodiscard]] size_t managed_link_count() const { return taps_.size(); }
 
  private:

@@ -7,7 +7,7 @@
 
 #include <algorithm>
 #include <cstring>
-#include <fmt/format.h>
+#include <string>
 #include <tuple>
 
 namespace causeway::netstack::mirror {
@@ -53,7 +53,7 @@ auto address_order(const HostAddress& a) {
 std::string guest_name_for(const HostLink& l, const PlanOptions& o, const std::set<std::string>& taken) {
   if (!o.reserved_names.count(l.name) && !taken.count(l.name)) return l.name;
   for (int i = 0;; ++i) {
-    std::string n = i == 0 ? fmt::format("mir{}", l.ifindex) : fmt::format("mir{}-{}", l.ifindex, i);
+    std::string n = i == 0 ? "mir" + std::to_string(l.ifindex) : "mir" + std::to_string(l.ifindex) + "-" + std::to_string(i);
     if (n.size() >= IFNAMSIZ) n.resize(IFNAMSIZ - 1);
     if (!o.reserved_names.count(n) && !taken.count(n)) return n;
   }
@@ -116,8 +116,8 @@ bool HostLink::loopback() const { return flags & IFF_LOOPBACK; }
 bool HostAddress::same_as(const HostAddress& o) const { return address_key(*this) == address_key(o); }
 
 std::string HostAddress::describe() const {
-  std::string s = fmt::format("{}/{}", local.to_string(), prefix_len);
-  if (peer) s += fmt::format(" peer {}", peer->to_string());
+  std::string s = local.to_string() + "/" + std::to_string(prefix_len);
+  if (peer) s += " peer " + peer->to_string();
   return s + " dev " + link;
 }
 
@@ -128,17 +128,17 @@ bool HostRoute::has_gateway() const {
 bool HostRoute::same_as(const HostRoute& o) const { return route_key(*this) == route_key(o); }
 
 std::string HostRoute::describe() const {
-  std::string s = dst_len == 0 ? std::string("default") : fmt::format("{}/{}", dst.to_string(), dst_len);
+  std::string s = dst_len == 0 ? std::string("default") : dst.to_string() + "/" + std::to_string(dst_len);
   if (family == AF_INET6 && dst_len == 0) s = "default (v6)";
   for (const auto& nh : nexthops) {
     if (nh.gateway) s += " via " + nh.gateway->to_string();
     s += " dev " + nh.link;
     if (nh.flags & RTNH_F_ONLINK) s += " onlink";
   }
-  if (table != kTableMain) s += fmt::format(" table {}", table);
-  s += fmt::format(" metric {}", priority);
+  if (table != kTableMain) s += " table " + std::to_string(table);
+  s += " metric " + std::to_string(priority);
   if (pref_src) s += " src " + pref_src->to_string();
-  if (mtu) s += fmt::format(" mtu {}", mtu);
+  if (mtu) s += " mtu " + std::to_string(mtu);
   return s;
 }
 
@@ -324,12 +324,12 @@ std::string_view to_string(OpKind k) {
 std::string Op::describe() const {
   switch (kind) {
     case OpKind::kRemoveRoute:
-    case OpKind::kAddRoute: return fmt::format("{} {}", to_string(kind), route.describe());
+    case OpKind::kAddRoute: return std::string(to_string(kind)) + " " + route.describe();
     case OpKind::kRemoveAddress:
-    case OpKind::kAddAddress: return fmt::format("{} {}", to_string(kind), address.describe());
+    case OpKind::kAddAddress: return std::string(to_string(kind)) + " " + address.describe();
     case OpKind::kRemoveLink:
     case OpKind::kAddLink:
-    case OpKind::kSetLink: return fmt::format("{} {} mtu {}", to_string(kind), link.name, link.mtu);
+    case OpKind::kSetLink: return std::string(to_string(kind)) + " " + link.name + " mtu " + std::to_string(link.mtu);
   }
   return "?";
 }

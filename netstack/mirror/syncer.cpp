@@ -68,11 +68,11 @@ json to_json(const PlanCounters& c) {
               {"onlink_routes_added", c.onlink_routes_added}};
 }
 
-MirrorSyncer::MirrorSyncer(boost::asio::io_context& io, HostView& host, NetlinkGuestApplier& guest,
-                           PlanOptions options)
+MirrorSyncer::MirrorSyncer(boost::asio::io_context& io, HostView& host, GuestApplier& guest, PlanOptions options)
     : io_(io), host_(host), guest_(guest), options_(std::move(options)), retry_timer_(io), periodic_timer_(io) {}
 
 MirrorSyncer::~MirrorSyncer() {
+  *alive_ = false;
   retry_timer_.cancel();
   periodic_timer_.cancel();
 }
@@ -88,68 +88,58 @@ boost::system::result<void, std::string> MirrorSyncer::start() {
 }
 
 void MirrorSyncer::sync() {
-  const auto t0 = std::chrono::steady_clock::now();
-  ++totals_.syncs;
-  LastSync rec;
-  rec.time = utc_now();
-  bool failed = false;
-  for (int pass = 0; pass < kMaxPasses; ++pass) {
-    auto actual = guest_.read_actual();
-    if (actual.has_error()) {
-      ++totals_.read_errors;
-      rec.errors.push_back(OpError{"read guest state", actual.error()});
-      ++rec.errors_total;
-      failed = true;
-      break;
-    }
-    guest_view_ = std::move(*actual);
-    PlanOptions opts = options_;
-    opts.reserved_names.insert(guest_.unmanaged_links().begin(), guest_.unmanaged_links().end());
-    const Plan p = plan(host_.state(), opts);
-    counters_ = p.counters;
-    const auto ops = diff(p.desired, guest_view_);
-    rec.passes = static_cast<size_t>(pass) + 1;
-    if (ops.empty()) {
-      rec.converged = true;
-      break;
-    }
-    if (pass == kMaxPasses - 1) {
-      // Applied, yet still different: something the namespace has that we do
-      // not manage is in the way (the kernel answered "exists").
-      for (const auto& op : ops) {
-        if (rec.errors.size() < kMaxErrorsKept)
-          rec.errors.push_back(OpError{op.describe(), fmt::format("still differs after {} passes: a route or address "
-                                                                  "mirrored mode does not manage is in the way (the "
-                                                                  "NAT tap's default route?)",
-                                                                  pass)});
-      }
-      rec.errors_total += ops.size();
-      failed = true;
-      break;
-    }
-    const ApplyReport report = guest_.apply(ops);
-    rec.changes += report.applied;
-    rec.errors_total += report.errors.size();
-    for (const auto& e : report.errors)
-      if (rec.errors.size() < kMaxErrorsKept) rec.errors.push_back(e);
-    if (!report.errors.empty()) {
-      failed = true;
-      // One more read so the guest view shown by ctl is the state after this sync.
-      if (auto after = guest_.read_actual(); after.has_value()) guest_view_ = std::move(*after);
-      break;
-    }
+  if (in_flight_) {
+    // The guest is still answering the previous plan: one more sync when it has.
+    if (!pending_) ++totals_.coalesced;
+    pending_ = true;
+    return;
   }
+  in_flight_ = true;
+  pending_ = false;
+  ++totals_.syncs;
+  const auto t0 = std::chrono::steady_clock::now();
+  auto desired = [this](const std::set<std::string>& unmanaged) {
+    PlanOptions opts = options_;
+    opts.reserved_names.insert(unmanaged.begin(), unmanaged.end());
+    Plan p = plan(host_.state(), opts);
+    counters_ = p.counters;
+    return std::move(p.desired);
+  };
+  guest_.converge(std::move(desired), [this, alive = alive_, t0, time = utc_now()](ConvergeResult r) mutable {
+    if (!*alive) return;
+    on_converged(std::move(r), t0, std::move(time));
+  });
+}
+
+void MirrorSyncer::on_converged(ConvergeResult r, std::chrono::steady_clock::time_point t0, std::string time) {
+  in_flight_ = false;
+  LastSync rec;
+  rec.time = std::move(time);
+  rec.changes = r.changes;
+  rec.passes = r.passes;
+  rec.converged = r.converged;
+  rec.errors = std::move(r.errors);
+  rec.errors_total = r.errors_total;
   rec.duration_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  if (r.read_failed) {
+    ++totals_.read_errors;
+  } else {
+    guest_view_ = std::move(r.actual);
+  }
+  const bool failed = !rec.converged || rec.errors_total > 0;
   totals_.changes += rec.changes;
   totals_.errors += rec.errors_total;
   // Retries of the same failure log at debug level only.
   if (rec.changes || (failed && attempt_ == 0))
     spdlog::info("mirror: sync applied {} change(s) in {:.1f} ms{}", rec.changes, rec.duration_ms,
-                 failed ? fmt::format(", {} error(s) (first: {}: {})", rec.errors_total, rec.errors.front().op,
-                                      rec.errors.front().error)
-                        : "");
+                 failed && !rec.errors.empty()
+                     ? fmt::format(", {} error(s) (first: {}: {})", rec.errors_total, rec.errors.front().op,
+                                   rec.errors.front().error)
+                     : "");
   last_ = std::move(rec);
-  if (failed) {
+  if (pending_) {
+    sync();  // the host changed meanwhile: its newest state, now
+  } else if (failed) {
     schedule_retry();
   } else {
     attempt_ = 0;
@@ -190,7 +180,9 @@ json MirrorSyncer::status_json() const {
                        {"read_errors", hs.read_errors},     {"links_over_cap", hs.caps.links_over_cap},
                        {"addresses_over_cap", hs.caps.addresses_over_cap},
                        {"routes_over_cap", hs.caps.routes_over_cap}};
-  return json{{"host", host},
+  return json{{"guest_mechanism", guest_.mechanism()},
+              {"in_flight", in_flight_},
+              {"host", host},
               {"guest", to_json(guest_view_)},
               {"plan", to_json(counters_)},
               {"last_sync",
@@ -206,7 +198,8 @@ json MirrorSyncer::status_json() const {
                 {"changes", totals_.changes},
                 {"errors", totals_.errors},
                 {"retries", totals_.retries},
-                {"read_errors", totals_.read_errors}}}};
+                {"read_errors", totals_.read_errors},
+                {"coalesced", totals_.coalesced}}}};
 }
 
 }  // namespace causeway::netstack::mirror

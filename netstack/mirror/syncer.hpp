@@ -2,16 +2,16 @@
 // equal to the plan made from the host's.
 //
 //   HostView ──(debounced change)──► sync():
-//       actual = guest.read_actual()
-//       plan   = plan(host, options + guest's own link names reserved)
-//       ops    = diff(plan.desired, actual)      empty → converged, stop
-//       guest.apply(ops)                         errors recorded, the rest applied
-//       … again, at most kMaxPasses times (the kernel adds routes of its own
-//         when an address is added; the next pass removes what the host lacks);
-//         the last pass only checks: what still differs is reported as an
-//         error (the applier takes "exists" as success, so a route that
-//         conflicts with one mirrored mode does not manage — same table,
-//         destination and metric, like the NAT tap's default — shows here)
+//       guest.converge(plan(host, options + guest's own link names reserved))
+//       (converge.hpp: read, diff, apply, at most kMaxPasses passes) ──►
+//   on_converged(result): record it; errors → retry with back-off
+//
+// The guest is a GuestApplier (converge.hpp): a network namespace converges
+// at once (NetlinkGuestApplier); a VM sends the plan to its agent and
+// answers later (AgentGuestApplier, cli/mirror_vm.hpp). One converge is in
+// flight at a time; host changes meanwhile set `pending_` and one more sync
+// runs when the answer comes — so a slow guest never queues up plans, and
+// the event loop never blocks on it.
 //
 // Timers: the host view's debounce (kDebounce) bounds how bursts are merged;
 // a sync with errors is retried with back-off (kRetryInitial doubling up to
@@ -30,11 +30,12 @@
 #include <boost/system/result.hpp>
 #include <chrono>
 #include <cstdint>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
-#include "netstack/mirror/apply.hpp"
+#include "netstack/mirror/converge.hpp"
 #include "netstack/mirror/host_view.hpp"
 #include "netstack/mirror/plan.hpp"
 
@@ -43,9 +44,7 @@ namespace causeway::netstack::mirror {
 inline constexpr auto kRetryInitial = std::chrono::milliseconds(100);
 inline constexpr auto kRetryMax = std::chrono::milliseconds(5000);
 inline constexpr int kMaxRetries = 6;
-inline constexpr int kMaxPasses = 3;
 inline constexpr auto kPeriodicResync = std::chrono::seconds(30);
-inline constexpr size_t kMaxErrorsKept = 32;     // per sync, for ctl
 inline constexpr size_t kMaxListedInStatus = 256;  // links/addresses/routes per view in status_json
 
 class MirrorSyncer {
@@ -65,9 +64,10 @@ class MirrorSyncer {
     uint64_t errors = 0;
     uint64_t retries = 0;
     uint64_t read_errors = 0;
+    uint64_t coalesced = 0;  // host changes folded into the sync after an in-flight one
   };
 
-  MirrorSyncer(boost::asio::io_context& io, HostView& host, NetlinkGuestApplier& guest, PlanOptions options);
+  MirrorSyncer(boost::asio::io_context& io, HostView& host, GuestApplier& guest, PlanOptions options);
   ~MirrorSyncer();
   MirrorSyncer(const MirrorSyncer&) = delete;
   MirrorSyncer& operator=(const MirrorSyncer&) = delete;
@@ -84,12 +84,17 @@ class MirrorSyncer {
   nlohmann::json status_json() const;
 
  private:
+  void on_converged(ConvergeResult r, std::chrono::steady_clock::time_point t0, std::string time);
   void schedule_retry();
   void schedule_periodic();
 
   boost::asio::io_context& io_;
   HostView& host_;
-  NetlinkGuestApplier& guest_;
+  GuestApplier& guest_;
+  bool in_flight_ = false;
+  bool pending_ = false;
+  // Cleared on destruction: a VM's answer may arrive after the syncer is gone.
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
   PlanOptions options_;
   boost::asio::steady_timer retry_timer_;
   boost::asio::steady_timer periodic_timer_;

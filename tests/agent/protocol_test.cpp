@@ -4,6 +4,9 @@
 
 #include <gtest/gtest.h>
 
+#include <sys/socket.h>
+
+#include <algorithm>
 #include <random>
 
 namespace causeway::agent {
@@ -39,6 +42,81 @@ NetConfig dhcp_config() {
   return c;
 }
 
+namespace mirror = netstack::mirror;
+
+mirror::IpAddress mip(const char* text) { return *mirror::IpAddress::parse(text); }
+
+// A mirrored state with one of everything: MAC-less and MAC'd links, a peer
+// address, a broadcast, IPv6, a multipath route, an on-link gateway.
+mirror::NetState sample_mirror_state() {
+  mirror::NetState st;
+  mirror::HostLink lan;
+  lan.ifindex = 7;
+  lan.name = "lan0";
+  lan.mac = mirror::MacAddress{0x02, 0x43, 0x57, 0x4d, 0x00, 0x07};
+  lan.mtu = 1500;
+  lan.flags = 1;
+  lan.kind = "tap";
+  mirror::HostLink vpn;
+  vpn.ifindex = 300;
+  vpn.name = "vpn0";
+  vpn.mtu = 1380;
+  st.links = {lan, vpn};
+  mirror::HostAddress a4;
+  a4.link = "lan0";
+  a4.local = mip("192.168.50.2");
+  a4.prefix_len = 24;
+  a4.broadcast = mip("192.168.50.255");
+  a4.flags = 0x80;
+  mirror::HostAddress a6;
+  a6.link = "lan0";
+  a6.local = mip("fd50::2");
+  a6.prefix_len = 64;
+  a6.scope = 0;
+  a6.preferred_lifetime = 3600;
+  mirror::HostAddress p2p;
+  p2p.link = "vpn0";
+  p2p.local = mip("10.8.0.2");
+  p2p.peer = mip("10.8.0.1");
+  p2p.prefix_len = 32;
+  st.addresses = {a4, a6, p2p};
+  mirror::HostRoute def;
+  def.family = AF_INET;
+  def.dst = mip("0.0.0.0");
+  def.priority = 100;
+  def.protocol = 4;
+  def.pref_src = mip("192.168.50.2");
+  def.mtu = 1400;
+  def.nexthops = {{"lan0", mip("192.168.50.1"), 0}};
+  mirror::HostRoute multi;
+  multi.family = AF_INET;
+  multi.table = 1000;
+  multi.dst = mip("10.9.0.0");
+  multi.dst_len = 16;
+  multi.nexthops = {{"vpn0", std::nullopt, 0}, {"lan0", mip("192.168.50.9"), 4}};
+  mirror::HostRoute v6;
+  v6.family = AF_INET6;
+  v6.dst = mip("fd50::");
+  v6.dst_len = 64;
+  v6.scope = 253;
+  v6.nexthops = {{"lan0", std::nullopt, 0}};
+  st.routes = {def, multi, v6};
+  return st;
+}
+
+MirrorReport sample_report() {
+  MirrorReport r;
+  r.generation = 42;
+  r.converged = false;
+  r.changes = 9;
+  r.passes = 2;
+  r.errors = {{"add route 10.9.0.0/16 dev vpn0", "Network is unreachable"}};
+  r.errors_total = 3;
+  r.actual = sample_mirror_state();
+  r.unmanaged = {"eth0", "lo"};
+  return r;
+}
+
 std::vector<Message> host_samples() {
   return {Hello{},
           sample_net(),
@@ -51,7 +129,9 @@ std::vector<Message> host_samples() {
           Signal{2},
           Signal{64},
           Resize{24, 80},
-          Shutdown{}};
+          Shutdown{},
+          MirrorApply{7, sample_mirror_state()},
+          MirrorApply{}};
 }
 
 std::vector<Message> guest_samples() {
@@ -73,7 +153,9 @@ std::vector<Message> guest_samples() {
           la,
           lg,
           Log{"boot: 15 modules"},
-          Error{std::string("nul\0inside", 10)}};
+          Error{std::string("nul\0inside", 10)},
+          sample_report(),
+          MirrorReport{}};
 }
 
 std::vector<uint8_t> stream_of(const std::vector<Message>& ms) {
@@ -218,6 +300,107 @@ TEST(AgentProtocol, OversizedLengthIsRejectedFromTheHeaderAlone) {
   EXPECT_EQ(decode_error(Direction::GuestToHost, just_over), ProtocolError::Oversized);
 }
 
+TEST(AgentProtocol, MirrorMessagesMayBeLargerThanOthersButAreBoundedToo) {
+  // A plan larger than kMaxPayload (many addresses) travels; 2 MiB + 1 does not.
+  MirrorApply big;
+  big.desired = sample_mirror_state();
+  for (uint32_t i = 0; big.desired.addresses.size() < 8000; ++i) {
+    mirror::HostAddress a;
+    a.link = "lan0";
+    a.local.family = AF_INET6;
+    a.local.bytes = mip("fd51::").bytes;
+    a.local.bytes[12] = static_cast<uint8_t>(i >> 24);
+    a.local.bytes[13] = static_cast<uint8_t>(i >> 16);
+    a.local.bytes[14] = static_cast<uint8_t>(i >> 8);
+    a.local.bytes[15] = static_cast<uint8_t>(i);
+    a.prefix_len = 128;
+    big.desired.addresses.push_back(a);
+  }
+  std::vector<uint8_t> bytes;
+  ASSERT_FALSE(encode_checked(big, bytes));
+  ASSERT_GT(bytes.size(), kMaxPayload);
+  std::error_code ec;
+  const auto ms = decode_all(Direction::HostToGuest, bytes, {}, &ec);
+  ASSERT_FALSE(ec) << ec.message();
+  ASSERT_EQ(ms.size(), 1u);
+  EXPECT_EQ(std::get<MirrorApply>(ms[0]), big);
+  EXPECT_EQ(decode_error(Direction::HostToGuest, frame(0x0a, {}, kWireVersion, 0,
+                                                       static_cast<uint32_t>(kMaxMirrorPayload + 1))),
+            ProtocolError::Oversized);
+  EXPECT_EQ(decode_error(Direction::GuestToHost, frame(0x49, {}, kWireVersion, 0,
+                                                       static_cast<uint32_t>(kMaxMirrorPayload + 1))),
+            ProtocolError::Oversized);
+  // Other types keep their own limit.
+  EXPECT_EQ(decode_error(Direction::HostToGuest, frame(0x03, {}, kWireVersion, 0,
+                                                       static_cast<uint32_t>(kMaxPayload + 1))),
+            ProtocolError::Oversized);
+}
+
+TEST(AgentProtocol, OversizedMirrorStateIsRefusedByEncodeCheckedNotAborted) {
+  MirrorApply huge;
+  huge.desired = sample_mirror_state();
+  // Within every count cap but over 2 MiB in total: long multipath routes.
+  for (uint32_t i = 0; huge.desired.routes.size() < kMaxMirrorRoutes; ++i) {
+    mirror::HostRoute r = huge.desired.routes[1];
+    r.priority = i;
+    r.nexthops.assign(kMaxNextHops, {"lan0", mip("192.168.50.9"), 0});
+    huge.desired.routes.push_back(r);
+  }
+  for (uint32_t i = 0; huge.desired.addresses.size() < kMaxMirrorAddresses; ++i) {
+    mirror::HostAddress a = huge.desired.addresses[1];
+    a.local.bytes[14] = static_cast<uint8_t>(i >> 8);
+    a.local.bytes[15] = static_cast<uint8_t>(i);
+    huge.desired.addresses.push_back(a);
+  }
+  std::vector<uint8_t> out{1, 2, 3};
+  EXPECT_EQ(encode_checked(huge, out), ProtocolError::Oversized);
+  EXPECT_EQ(out.size(), 3u);  // nothing appended
+}
+
+TEST(AgentProtocol, InvalidMirrorStatesFailValidationAndTheDecoder) {
+  auto with = [](auto change) {
+    MirrorApply m{1, sample_mirror_state()};
+    change(m.desired);
+    return m;
+  };
+  const std::vector<std::pair<const char*, MirrorApply>> bad = {
+      {"slash in a name", with([](mirror::NetState& s) { s.links[0].name = "a/b"; })},
+      {"dot-dot name", with([](mirror::NetState& s) { s.links[0].name = ".."; })},
+      {"empty name", with([](mirror::NetState& s) { s.links[1].name = ""; })},
+      {"colon in a name", with([](mirror::NetState& s) { s.links[1].name = "eth0:1"; })},
+      {"duplicate names", with([](mirror::NetState& s) { s.links[1].name = "lan0"; })},
+      {"address on an unknown link", with([](mirror::NetState& s) { s.addresses[0].link = "nope"; })},
+      {"prefix too long", with([](mirror::NetState& s) { s.addresses[0].prefix_len = 33; })},
+      {"peer of another family", with([](mirror::NetState& s) { s.addresses[2].peer = mip("fd00::1"); })},
+      {"route dst family", with([](mirror::NetState& s) { s.routes[0].dst = mip("::"); })},
+      {"gateway of another family", with([](mirror::NetState& s) { s.routes[0].nexthops[0].gateway = mip("fe80::1"); })},
+      {"next hop on an unknown link", with([](mirror::NetState& s) { s.routes[1].nexthops[0].link = "wg9"; })},
+      {"too many next hops",
+       with([](mirror::NetState& s) { s.routes[1].nexthops.assign(kMaxNextHops + 1, {"lan0", std::nullopt, 0}); })},
+      {"mtu over 65535", with([](mirror::NetState& s) { s.links[0].mtu = 70000; })},
+  };
+  const auto good = encode(MirrorApply{1, sample_mirror_state()});
+  for (const auto& [what, m] : bad) {
+    SCOPED_TRACE(what);
+    EXPECT_TRUE(validate(m));
+    std::vector<uint8_t> out;
+    EXPECT_TRUE(encode_checked(m, out));
+    EXPECT_TRUE(out.empty());
+  }
+  // The same violations on the wire: patch the encoded good message's first link name
+  // ("lan0" → "la/0"); the decoder refuses it as a bad value.
+  auto bytes = good;
+  const std::string needle = "lan0";
+  auto it = std::search(bytes.begin(), bytes.end(), needle.begin(), needle.end());
+  ASSERT_NE(it, bytes.end());
+  it[2] = '/';
+  EXPECT_EQ(decode_error(Direction::HostToGuest, bytes), ProtocolError::BadValue);
+  // A guest's report naming an address on a link it does not list.
+  MirrorReport r = sample_report();
+  r.actual.links.pop_back();  // vpn0 gone, its address and next hop remain
+  EXPECT_TRUE(validate(r));
+}
+
 TEST(AgentProtocol, BadWireVersionIsRejected) {
   EXPECT_EQ(decode_error(Direction::GuestToHost, frame(0x47, {0, 0}, 0)), ProtocolError::BadVersion);
   EXPECT_EQ(decode_error(Direction::GuestToHost, frame(0x47, {0, 0}, 2)), ProtocolError::BadVersion);
@@ -228,7 +411,7 @@ TEST(AgentProtocol, ReservedHeaderBitsAreRejected) {
 }
 
 TEST(AgentProtocol, UnknownTypesAreRejected) {
-  for (uint8_t t : {0x00, 0x08, 0x0a, 0x3f, 0x40, 0x49, 0x7f, 0x80, 0xff}) {
+  for (uint8_t t : {0x00, 0x08, 0x0b, 0x3f, 0x40, 0x4a, 0x7f, 0x80, 0xff}) {
     SCOPED_TRACE(int{t});
     EXPECT_EQ(decode_error(Direction::GuestToHost, frame(t, {})), ProtocolError::UnknownType);
     EXPECT_EQ(decode_error(Direction::HostToGuest, frame(t, {})), ProtocolError::UnknownType);

@@ -8,13 +8,16 @@
 #include "vmm/agent/protocol.hpp"
 
 #include <arpa/inet.h>
+#include <sys/socket.h>
 
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <set>
 
 namespace causeway::agent {
+namespace mirror = netstack::mirror;
 namespace {
 
 // ---------------------------------------------------------------- writer
@@ -44,6 +47,64 @@ class Writer {
     u8(a.family);
     const size_t n = a.family == 4 ? 4 : a.family == 6 ? 16 : 0;
     out_.insert(out_.end(), a.bytes.begin(), a.bytes.begin() + static_cast<std::ptrdiff_t>(n));
+  }
+  // Mirrored mode's addresses (AF_INET/AF_INET6) travel as ipaddr (4/6).
+  void mip(const mirror::IpAddress& a) {
+    IpAddr x;
+    x.family = a.family == AF_INET ? 4 : a.family == AF_INET6 ? 6 : 0;
+    x.bytes = a.bytes;
+    ip(x);
+  }
+  void mip(const std::optional<mirror::IpAddress>& a) {
+    if (a) {
+      mip(*a);
+    } else {
+      u8(0);
+    }
+  }
+  void state(const mirror::NetState& st) {
+    count(st.links.size());
+    for (const auto& l : st.links) {
+      i32(l.ifindex);
+      str(l.name);
+      boolean(l.mac.has_value());
+      if (l.mac) out_.insert(out_.end(), l.mac->begin(), l.mac->end());
+      u32(l.mtu);
+      u32(l.flags);
+      str(l.kind);
+    }
+    count(st.addresses.size());
+    for (const auto& a : st.addresses) {
+      str(a.link);
+      mip(a.local);
+      mip(a.peer);
+      u8(a.prefix_len);
+      mip(a.broadcast);
+      u32(a.flags);
+      u8(a.scope);
+      u32(a.preferred_lifetime);
+    }
+    count(st.routes.size());
+    for (const auto& r : st.routes) {
+      u8(r.family == AF_INET6 ? 6 : 4);
+      u32(r.table);
+      u8(r.type);
+      mip(r.dst);
+      u8(r.dst_len);
+      u8(r.tos);
+      u32(r.priority);
+      u8(r.scope);
+      u8(r.protocol);
+      mip(r.pref_src);
+      u32(r.mtu);
+      u32(r.flags);
+      count(r.nexthops.size());
+      for (const auto& nh : r.nexthops) {
+        str(nh.link);
+        mip(nh.gateway);
+        u32(nh.flags);
+      }
+    }
   }
 
  private:
@@ -133,6 +194,16 @@ class Reader {
     return static_cast<IpProto>(v);
   }
 
+  std::optional<mirror::IpAddress> mip(bool allow_none) {
+    const IpAddr a = ip(allow_none);
+    if (failed() || a.family == 0) return std::nullopt;
+    mirror::IpAddress m;
+    m.family = a.family == 4 ? AF_INET : AF_INET6;
+    m.bytes = a.bytes;
+    return m;
+  }
+  mirror::NetState state();
+
   void check(bool ok, ProtocolError e = ProtocolError::BadValue) {
     if (!ok) fail(e);
   }
@@ -159,6 +230,71 @@ class Reader {
 };
 
 constexpr size_t kMinIp = 1;           // family byte of "none"
+// Smallest wire sizes of a mirrored state's elements (empty strings, IPv4, no options).
+constexpr size_t kMinMirrorLink = 4 + 2 + 1 + 4 + 4 + 2;
+constexpr size_t kMinMirrorAddress = 2 + 5 + 1 + 1 + 1 + 4 + 1 + 4;
+constexpr size_t kMinMirrorRoute = 1 + 4 + 1 + 5 + 1 + 1 + 4 + 1 + 1 + 1 + 4 + 4 + 2;
+constexpr size_t kMinNextHop = 2 + 1 + 4;
+constexpr size_t kMinOpError = 2 + 2;
+
+mirror::NetState Reader::state() {
+  mirror::NetState st;
+  for (size_t n = count(kMaxMirrorLinks, kMinMirrorLink); n > 0 && !failed(); --n) {
+    mirror::HostLink l;
+    l.ifindex = i32();
+    l.name = str(kMaxLinkName);
+    if (boolean()) {
+      mirror::MacAddress mac{};
+      for (auto& b : mac) b = u8();
+      l.mac = mac;
+    }
+    l.mtu = u32();
+    l.flags = u32();
+    l.kind = str(kMaxLinkKind);
+    st.links.push_back(std::move(l));
+  }
+  for (size_t n = count(kMaxMirrorAddresses, kMinMirrorAddress); n > 0 && !failed(); --n) {
+    mirror::HostAddress a;
+    a.link = str(kMaxLinkName);
+    if (auto ip = mip(false)) a.local = *ip;
+    a.peer = mip(true);
+    a.prefix_len = u8();
+    a.broadcast = mip(true);
+    a.flags = u32();
+    a.scope = u8();
+    a.preferred_lifetime = u32();
+    st.addresses.push_back(std::move(a));
+  }
+  for (size_t n = count(kMaxMirrorRoutes, kMinMirrorRoute); n > 0 && !failed(); --n) {
+    mirror::HostRoute r;
+    const uint8_t fam = u8();
+    check(fam == 4 || fam == 6);
+    r.family = fam == 6 ? AF_INET6 : AF_INET;
+    r.table = u32();
+    r.type = u8();
+    if (auto ip = mip(false)) r.dst = *ip;
+    r.dst_len = u8();
+    r.tos = u8();
+    r.priority = u32();
+    r.scope = u8();
+    r.protocol = u8();
+    r.pref_src = mip(true);
+    r.mtu = u32();
+    r.flags = u32();
+    for (size_t k = count(kMaxNextHops, kMinNextHop); k > 0 && !failed(); --k) {
+      mirror::NextHop nh;
+      nh.link = str(kMaxLinkName);
+      nh.gateway = mip(true);
+      nh.flags = u32();
+      r.nexthops.push_back(std::move(nh));
+    }
+    st.routes.push_back(std::move(r));
+  }
+  if (!failed()) {
+    if (auto ec = check_mirror_state(st)) fail(static_cast<ProtocolError>(ec.value()));
+  }
+  return st;
+}
 constexpr size_t kMinStr = 2;          // u16 length
 constexpr size_t kMinAddress = 1 + 4 + 1;
 constexpr size_t kMinRoute = (1 + 4) + 1 + 1 + 4;
@@ -255,6 +391,19 @@ struct Validator {
   // Log/Error text goes to the host's log only: NULs are harmless there.
   void operator()(const Log& l) { str(l.text, kMaxTextLen, false); }
   void operator()(const Error& e) { str(e.text, kMaxTextLen, false); }
+  void state(const mirror::NetState& st) {
+    if (auto e = check_mirror_state(st); e && !ec) ec = e;
+  }
+  void operator()(const MirrorApply& m) { state(m.desired); }
+  void operator()(const MirrorReport& m) {
+    if (m.errors.size() > kMaxMirrorErrors || m.unmanaged.size() > kMaxUnmanagedLinks) fail(ProtocolError::TooMany);
+    for (const auto& e : m.errors) {
+      str(e.op, kMaxMirrorErrorText, false);
+      str(e.error, kMaxMirrorErrorText, false);
+    }
+    for (const auto& u : m.unmanaged) str(u, kMaxLinkName);
+    state(m.actual);
+  }
 };
 
 struct Encoder {
@@ -265,6 +414,7 @@ struct Encoder {
     w.boolean(c.dhcp);
     w.u32(c.mtu);
     w.boolean(c.ipv6);
+    w.boolean(c.internal);
     w.count(c.addresses.size());
     for (const auto& a : c.addresses) {
       w.ip(a.addr);
@@ -323,6 +473,26 @@ struct Encoder {
   void operator()(const ListenerGone& l) { listener(l); }
   void operator()(const Log& l) { w.str(l.text); }
   void operator()(const Error& e) { w.str(e.text); }
+  void operator()(const MirrorApply& m) {
+    w.u32(m.generation);
+    w.state(m.desired);
+  }
+  void operator()(const MirrorReport& m) {
+    w.u32(m.generation);
+    w.boolean(m.converged);
+    w.boolean(m.read_failed);
+    w.u32(m.changes);
+    w.u16(m.passes);
+    w.count(m.errors.size());
+    for (const auto& e : m.errors) {
+      w.str(e.op);
+      w.str(e.error);
+    }
+    w.u32(m.errors_total);
+    w.state(m.actual);
+    w.count(m.unmanaged.size());
+    for (const auto& u : m.unmanaged) w.str(u);
+  }
 };
 
 Listener read_listener(Reader& r) {
@@ -337,8 +507,8 @@ Listener read_listener(Reader& r) {
 bool known_type(uint8_t t) {
   constexpr uint8_t kReserved = 0x08;  // was ConnectGuestPort; never sent
   if (t == kReserved) return false;
-  return (t >= static_cast<uint8_t>(MessageType::Hello) && t <= static_cast<uint8_t>(MessageType::Shutdown)) ||
-         (t >= static_cast<uint8_t>(MessageType::Ready) && t <= static_cast<uint8_t>(MessageType::Error));
+  return (t >= static_cast<uint8_t>(MessageType::Hello) && t <= static_cast<uint8_t>(MessageType::MirrorApply)) ||
+         (t >= static_cast<uint8_t>(MessageType::Ready) && t <= static_cast<uint8_t>(MessageType::MirrorReport));
 }
 
 class ProtocolCategory final : public std::error_category {
@@ -393,9 +563,9 @@ MessageType type_of(const Message& m) {
   static constexpr MessageType kTypes[] = {
       MessageType::Hello,  MessageType::NetConfig, MessageType::Run,          MessageType::Stdin,
       MessageType::StdinEof, MessageType::Signal,  MessageType::Resize,
-      MessageType::Shutdown, MessageType::Ready,   MessageType::Stdout,       MessageType::Stderr,
-      MessageType::Exited, MessageType::ListenerAppeared, MessageType::ListenerGone, MessageType::Log,
-      MessageType::Error};
+      MessageType::Shutdown, MessageType::MirrorApply, MessageType::Ready,   MessageType::Stdout,
+      MessageType::Stderr, MessageType::Exited, MessageType::ListenerAppeared, MessageType::ListenerGone,
+      MessageType::Log, MessageType::Error, MessageType::MirrorReport};
   static_assert(std::size(kTypes) == std::variant_size_v<Message>);
   return kTypes[m.index()];
 }
@@ -422,8 +592,48 @@ std::string_view name_of(MessageType t) {
     case MessageType::ListenerGone: return "ListenerGone";
     case MessageType::Log: return "Log";
     case MessageType::Error: return "Error";
+    case MessageType::MirrorApply: return "MirrorApply";
+    case MessageType::MirrorReport: return "MirrorReport";
   }
   return "?";
+}
+
+size_t max_payload(MessageType t) {
+  return t == MessageType::MirrorApply || t == MessageType::MirrorReport ? kMaxMirrorPayload : kMaxPayload;
+}
+
+std::error_code check_mirror_state(const mirror::NetState& st) {
+  const auto bad = make_error_code(ProtocolError::BadValue);
+  if (st.links.size() > kMaxMirrorLinks || st.addresses.size() > kMaxMirrorAddresses ||
+      st.routes.size() > kMaxMirrorRoutes)
+    return make_error_code(ProtocolError::TooMany);
+  // A name that becomes a path in /proc/sys/net/ipv6/conf/NAME/ in the guest: the kernel's
+  // own rules (dev_valid_name) plus no ':' (alias syntax).
+  auto name_ok = [](const std::string& n) {
+    if (n.empty() || n.size() > kMaxLinkName || n == "." || n == "..") return false;
+    return n.find_first_of(std::string_view("/: \t\r\n\0", 7)) == std::string::npos;
+  };
+  auto family_ok = [](int f) { return f == AF_INET || f == AF_INET6; };
+  std::set<std::string> names;
+  for (const auto& l : st.links) {
+    if (!name_ok(l.name) || l.kind.size() > kMaxLinkKind || l.mtu > kMaxMtu) return bad;
+    if (!names.insert(l.name).second) return bad;  // two links of one name
+  }
+  for (const auto& a : st.addresses) {
+    if (!names.count(a.link) || !family_ok(a.local.family) || a.prefix_len > a.local.max_prefix()) return bad;
+    if (a.peer && a.peer->family != a.local.family) return bad;
+    if (a.broadcast && a.broadcast->family != a.local.family) return bad;
+  }
+  for (const auto& r : st.routes) {
+    if (!family_ok(r.family) || r.dst.family != r.family || r.dst_len > r.dst.max_prefix()) return bad;
+    if (r.pref_src && r.pref_src->family != r.family) return bad;
+    if (r.nexthops.size() > kMaxNextHops) return make_error_code(ProtocolError::TooMany);
+    for (const auto& nh : r.nexthops) {
+      if (!names.count(nh.link)) return bad;
+      if (nh.gateway && nh.gateway->family != r.family) return bad;
+    }
+  }
+  return {};
 }
 
 const std::error_category& protocol_category() {
@@ -453,13 +663,31 @@ void encode_into(const Message& m, std::vector<uint8_t>& out) {
   w.u16(0);
   std::visit(Encoder{Writer(out)}, m);
   const size_t len = out.size() - start - kHeaderSize;
-  if (len > kMaxPayload) {
+  if (len > max_payload(type_of(m))) {
     // validate() bounds every field, but not their sum (a Run of 1024 × 16 KiB args).
-    std::fprintf(stderr, "causeway agent protocol: %s of %zu bytes is over kMaxPayload\n",
+    std::fprintf(stderr, "causeway agent protocol: %s of %zu bytes is over its payload limit\n",
                  std::string(name_of(type_of(m))).c_str(), len);
     std::abort();
   }
   for (int i = 0; i < 4; ++i) out[start + static_cast<size_t>(i)] = static_cast<uint8_t>(len >> (8 * i));
+}
+
+std::error_code encode_checked(const Message& m, std::vector<uint8_t>& out) {
+  if (auto ec = validate(m)) return ec;
+  const size_t start = out.size();
+  Writer w(out);
+  w.u32(0);
+  w.u8(kWireVersion);
+  w.u8(static_cast<uint8_t>(type_of(m)));
+  w.u16(0);
+  std::visit(Encoder{Writer(out)}, m);
+  const size_t len = out.size() - start - kHeaderSize;
+  if (len > max_payload(type_of(m))) {
+    out.resize(start);
+    return make_error_code(ProtocolError::Oversized);
+  }
+  for (int i = 0; i < 4; ++i) out[start + static_cast<size_t>(i)] = static_cast<uint8_t>(len >> (8 * i));
+  return {};
 }
 
 std::vector<uint8_t> encode(const Message& m) {
@@ -495,6 +723,7 @@ std::optional<Message> decode_payload(MessageType type, std::span<const uint8_t>
       c.mtu = r.u32();
       r.check(c.mtu <= kMaxMtu);
       c.ipv6 = r.boolean();
+      c.internal = r.boolean();
       for (size_t n = r.count(kMaxAddresses, kMinAddress); n > 0 && !r.failed(); --n) {
         NetAddress a;
         a.addr = r.ip(false);
@@ -585,6 +814,33 @@ std::optional<Message> decode_payload(MessageType type, std::span<const uint8_t>
     case MessageType::ListenerGone: m = ListenerGone{read_listener(r)}; break;
     case MessageType::Log: m = Log{r.str(kMaxTextLen, false)}; break;
     case MessageType::Error: m = Error{r.str(kMaxTextLen, false)}; break;
+    case MessageType::MirrorApply: {
+      MirrorApply a;
+      a.generation = r.u32();
+      a.desired = r.state();
+      m = std::move(a);
+      break;
+    }
+    case MessageType::MirrorReport: {
+      MirrorReport rep;
+      rep.generation = r.u32();
+      rep.converged = r.boolean();
+      rep.read_failed = r.boolean();
+      rep.changes = r.u32();
+      rep.passes = r.u16();
+      for (size_t n = r.count(kMaxMirrorErrors, kMinOpError); n > 0 && !r.failed(); --n) {
+        MirrorOpError e;
+        e.op = r.str(kMaxMirrorErrorText, false);
+        e.error = r.str(kMaxMirrorErrorText, false);
+        rep.errors.push_back(std::move(e));
+      }
+      rep.errors_total = r.u32();
+      rep.actual = r.state();
+      for (size_t n = r.count(kMaxUnmanagedLinks, kMinStr); n > 0 && !r.failed(); --n)
+        rep.unmanaged.push_back(r.str(kMaxLinkName));
+      m = std::move(rep);
+      break;
+    }
     default: r.fail(ProtocolError::UnknownType); break;
   }
   ec = r.finish();
@@ -612,7 +868,7 @@ std::optional<Message> Decoder::next() {
   const uint8_t type = h[5];
   const uint16_t reserved = static_cast<uint16_t>(h[6] | (h[7] << 8));
   // Header checks first: a bad header is known before its payload arrives.
-  if (len > kMaxPayload) {
+  if (len > kMaxMirrorPayload) {
     error_ = make_error_code(ProtocolError::Oversized);
   } else if (version != kWireVersion) {
     error_ = make_error_code(ProtocolError::BadVersion);
@@ -622,6 +878,8 @@ std::optional<Message> Decoder::next() {
     error_ = make_error_code(ProtocolError::UnknownType);
   } else if (direction_of(static_cast<MessageType>(type)) != accept_) {
     error_ = make_error_code(ProtocolError::WrongDirection);
+  } else if (len > max_payload(static_cast<MessageType>(type))) {
+    error_ = make_error_code(ProtocolError::Oversized);
   }
   if (error_) {
     buf_.clear();

@@ -35,14 +35,33 @@
 //   08 (reserved: was ConnectGuestPort,           46 ListenerGone      same fields
 //       never sent; relays use relay.hpp)         47 Log       str text
 //   09 Shutdown   —                               48 Error     str text
+//   0a MirrorApply  u32 generation, state desired 49 MirrorReport u32 generation, bool converged,
+//                   (v2; ≤ kMaxMirrorPayload)                   bool read_failed, u32 changes, u16 passes,
+//                                                               list<OpError{str op, str error}> errors,
+//                                                               u32 errors_total, state actual,
+//                                                               list<str> unmanaged   (v2; ≤ kMaxMirrorPayload)
 //
-//   NetConfig := bool dhcp, u32 mtu (0 = leave as is), bool ipv6,
+//   state  := list<Link{i32 ifindex, str name, bool has_mac, [6 bytes mac], u32 mtu, u32 flags, str kind}>,
+//             list<Address{str link, ipaddr local, ipaddr peer (may be none), u8 prefix_len,
+//                          ipaddr broadcast (may be none), u32 flags, u8 scope, u32 preferred_lifetime}>,
+//             list<Route{u8 family (4, 6), u32 table, u8 type, ipaddr dst, u8 dst_len, u8 tos,
+//                        u32 priority, u8 scope, u8 protocol, ipaddr pref_src (may be none), u32 mtu,
+//                        u32 flags, list<NextHop{str link, ipaddr gateway (may be none), u32 flags}>}>
+//     mirrored mode's NetState (netstack/mirror/plan.hpp, std-only: both ends share the one
+//     definition the plan and diff work on). Caps: kMaxMirrorLinks links, kMaxMirrorAddresses
+//     addresses, kMaxMirrorRoutes routes, kMaxNextHops next hops per route; link names are
+//     1–15 bytes (IFNAMSIZ - 1) without NUL, '/', whitespace or ':', and every address or next
+//     hop names a link of the same state; families and prefix lengths agree.
+//
+//   NetConfig := bool dhcp, u32 mtu (0 = leave as is), bool ipv6, bool internal (v2),
 //                list<Address{ipaddr addr, u8 prefix_len}>,
 //                list<Route{ipaddr dst, u8 prefix_len, ipaddr gateway (may be none), u32 metric}>,
 //                list<ipaddr> dns_servers, list<str> search_domains
 //
 // Conversation (either side may send Log/Error at any time; Error is informational):
-//   host: Hello, NetConfig, Run, [Stdin…, StdinEof, Signal, Resize]…, Shutdown
+//   host: Hello, NetConfig, Run, [Stdin…, StdinEof, Signal, Resize, MirrorApply]…, Shutdown
+//   MirrorApply (mirrored mode) may come at any time after Hello; the agent answers each with
+//   one MirrorReport of the same generation, in order.
 //   guest: Ready, [Stdout|Stderr]…, Exited  — the agent drains the command's output before
 //          Exited, so Exited is the last output message.
 // Each side sends its greeting as soon as the stream is up (no round trip before it) and
@@ -71,14 +90,26 @@
 #include <variant>
 #include <vector>
 
+#include "netstack/mirror/plan.hpp"
+
 namespace causeway::agent {
 
 // ---------------------------------------------------------------- limits
 constexpr uint8_t kWireVersion = 1;       // frame layout
-constexpr uint16_t kProtocolVersion = 1;  // message set and semantics (Hello / Ready)
+constexpr uint16_t kProtocolVersion = 2;  // message set and semantics (Hello / Ready); 2: mirrored mode
 constexpr size_t kHeaderSize = 8;
 constexpr size_t kMaxChunk = 32 * 1024;            // stdio bytes per Stdin/Stdout/Stderr message
 constexpr size_t kMaxPayload = 128 * 1024;         // one frame's payload; a Run with its env fits
+constexpr size_t kMaxMirrorPayload = 2 * 1024 * 1024;  // MirrorApply/MirrorReport: a full plan at its caps fits
+constexpr size_t kMaxMirrorLinks = 64;             // = netstack::mirror::kMaxLinks
+constexpr size_t kMaxMirrorAddresses = 16384;      // kMaxLinks × kMaxAddressesPerLink
+constexpr size_t kMaxMirrorRoutes = 4096;          // = netstack::mirror::kMaxRoutes
+constexpr size_t kMaxNextHops = 32;                // per multipath route
+constexpr size_t kMaxLinkName = 15;                // IFNAMSIZ - 1
+constexpr size_t kMaxLinkKind = 32;
+constexpr size_t kMaxMirrorErrors = 32;            // = netstack::mirror::kMaxErrorsKept
+constexpr size_t kMaxMirrorErrorText = 1024;       // per op / error string
+constexpr size_t kMaxUnmanagedLinks = 256;
 constexpr size_t kMaxArgs = 1024;                  // argv entries
 constexpr size_t kMaxEnv = 1024;                   // env entries
 constexpr size_t kMaxArgLen = 16 * 1024;           // one argv/env entry, bytes
@@ -139,6 +170,10 @@ struct NetConfig {
   bool dhcp = false;    // ignore the rest and run DHCP (the engine serves it)
   uint32_t mtu = 0;     // 0: leave the link's MTU alone
   bool ipv6 = false;    // false: disable IPv6 on the link
+  // Mirrored mode: the NAT link is internal — addresses with link scope (never a
+  // source for other links' traffic), no default route; it carries DNS, the host
+  // alias and forwards only. The mirrored links carry the rest.
+  bool internal = false;
   std::vector<NetAddress> addresses;
   std::vector<NetRoute> routes;
   std::vector<IpAddr> dns_servers;
@@ -174,7 +209,34 @@ struct Shutdown {
   friend bool operator==(const Shutdown&, const Shutdown&) = default;
 };
 
+// Mirrored mode: the desired state of the guest's mirrored links (the plan).
+struct MirrorApply {
+  uint32_t generation = 0;  // echoed in the report
+  netstack::mirror::NetState desired;
+  friend bool operator==(const MirrorApply&, const MirrorApply&) = default;
+};
+
 // ---------------------------------------------------------------- guest → host
+struct MirrorOpError {
+  std::string op;
+  std::string error;
+  friend bool operator==(const MirrorOpError&, const MirrorOpError&) = default;
+};
+// The answer to one MirrorApply: what the agent's converge loop did and the
+// managed state it left (netstack/mirror/converge.hpp).
+struct MirrorReport {
+  uint32_t generation = 0;
+  bool converged = false;
+  bool read_failed = false;
+  uint32_t changes = 0;
+  uint16_t passes = 0;
+  std::vector<MirrorOpError> errors;  // ≤ kMaxMirrorErrors
+  uint32_t errors_total = 0;
+  netstack::mirror::NetState actual;
+  std::vector<std::string> unmanaged;  // guest links mirrored mode leaves alone (lo, eth0)
+  friend bool operator==(const MirrorReport&, const MirrorReport&) = default;
+};
+
 struct Ready {
   uint16_t version = kProtocolVersion;
   std::string agent_version;
@@ -221,8 +283,9 @@ struct Error {
   friend bool operator==(const Error&, const Error&) = default;
 };
 
-using Message = std::variant<Hello, NetConfig, Run, Stdin, StdinEof, Signal, Resize, Shutdown,
-                             Ready, Stdout, Stderr, Exited, ListenerAppeared, ListenerGone, Log, Error>;
+using Message = std::variant<Hello, NetConfig, Run, Stdin, StdinEof, Signal, Resize, Shutdown, MirrorApply,
+                             Ready, Stdout, Stderr, Exited, ListenerAppeared, ListenerGone, Log, Error,
+                             MirrorReport>;
 
 enum class MessageType : uint8_t {
   Hello = 0x01,
@@ -233,6 +296,7 @@ enum class MessageType : uint8_t {
   Signal = 0x06,
   Resize = 0x07,
   Shutdown = 0x09,
+  MirrorApply = 0x0a,
   Ready = 0x41,
   Stdout = 0x42,
   Stderr = 0x43,
@@ -241,6 +305,7 @@ enum class MessageType : uint8_t {
   ListenerGone = 0x46,
   Log = 0x47,
   Error = 0x48,
+  MirrorReport = 0x49,
 };
 
 // Who sent a message. A decoder accepts one direction only: the host never
@@ -250,6 +315,8 @@ enum class Direction : uint8_t { HostToGuest, GuestToHost };
 [[nodiscard]] MessageType type_of(const Message& m);
 [[nodiscard]] Direction direction_of(MessageType t);
 [[nodiscard]] std::string_view name_of(MessageType t);
+// The largest payload a frame of type `t` may carry (kMaxPayload, or kMaxMirrorPayload).
+[[nodiscard]] size_t max_payload(MessageType t);
 
 // ---------------------------------------------------------------- errors
 enum class ProtocolError {
@@ -278,6 +345,13 @@ inline std::error_code make_error_code(ProtocolError e) { return {static_cast<in
 // rejected by the receiver). Stdio larger than kMaxChunk: use encode_chunks.
 void encode_into(const Message& m, std::vector<uint8_t>& out);
 [[nodiscard]] std::vector<uint8_t> encode(const Message& m);
+// Like encode_into, for messages built from state the sender does not bound
+// itself (a mirrored plan, the guest's read-back state): an invalid or
+// oversized message appends nothing and returns the error instead of aborting.
+[[nodiscard]] std::error_code encode_checked(const Message& m, std::vector<uint8_t>& out);
+// The semantic rules of a mirrored state (see "state" above): link names, the
+// links that addresses and next hops name, families, prefix lengths, caps.
+[[nodiscard]] std::error_code check_mirror_state(const netstack::mirror::NetState& s);
 
 // Appends as many Stdin/Stdout/Stderr frames as it takes to carry `data`
 // (kMaxChunk each; nothing for empty data).

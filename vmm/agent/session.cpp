@@ -148,6 +148,14 @@ void AgentSession::shutdown() {
 void AgentSession::abort(std::string why) { end(EndReason::Aborted, std::move(why)); }
 
 // ---------------------------------------------------------------- sending
+std::error_code AgentSession::mirror_apply(const MirrorApply& m) {
+  if (!can_send()) return std::make_error_code(std::errc::not_connected);
+  if (auto ec = encode_checked(m, queue_)) return ec;
+  ++counters_.messages_out;
+  flush();
+  return {};
+}
+
 void AgentSession::send(const Message& m) {
   encode_into(m, queue_);
   ++counters_.messages_out;
@@ -231,6 +239,10 @@ void AgentSession::on_message(Message& m) {
       if (type == MessageType::ListenerAppeared && cb_.on_listener_appeared)
         cb_.on_listener_appeared(std::get<ListenerAppeared>(m));
       if (type == MessageType::ListenerGone && cb_.on_listener_gone) cb_.on_listener_gone(std::get<ListenerGone>(m));
+      return;
+    case MessageType::MirrorReport:
+      if (state_ == State::AwaitingReady) return violation("MirrorReport before Ready");
+      if (cb_.on_mirror_report) cb_.on_mirror_report(std::get<MirrorReport>(m));
       return;
     case MessageType::Stdout:
     case MessageType::Stderr:

@@ -92,6 +92,7 @@ struct AgentCallbacks {
   std::function<void()> on_stdin_writable;  // room again after send_stdin() took less than offered
   std::function<void(const ListenerAppeared&)> on_listener_appeared;
   std::function<void(const ListenerGone&)> on_listener_gone;
+  std::function<void(const MirrorReport&)> on_mirror_report;  // mirrored mode (cli/mirror_vm.hpp)
   // Guest Log/Error text; default: spdlog debug / warn, rate-limited.
   std::function<void(std::string_view)> on_log;
   std::function<void(std::string_view)> on_guest_error;
@@ -123,6 +124,9 @@ class AgentSession {
   // over the limits comes back as an error and nothing is sent.
   std::error_code configure_network(const NetConfig& cfg);
   std::error_code run(const Run& run);
+  // Mirrored mode: the desired guest state. Refused (an error, nothing sent)
+  // when over the protocol's limits or the session cannot send.
+  std::error_code mirror_apply(const MirrorApply& m);
 
   // Queues up to data.size() bytes of stdin; returns how many were taken.
   size_t send_stdin(std::span<const uint8_t> data);

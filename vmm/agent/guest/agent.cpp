@@ -24,6 +24,7 @@
 #include "base/fd_passing.hpp"
 #include "portfwd/listener_trap.hpp"
 #include "vmm/agent/guest/boot.hpp"
+#include "vmm/agent/guest/mirror.hpp"
 #include "vmm/agent/guest/netconfig.hpp"
 
 #ifndef CAUSEWAY_AGENT_VERSION
@@ -269,6 +270,27 @@ void Agent::on_message(Message& m) {
       kill_command();
       end(Outcome::Shutdown, "host asked to shut down");
       break;
+    case MessageType::MirrorApply: {
+      const auto& apply = std::get<MirrorApply>(m);
+      MirrorReport rep;
+      if (opts_.apply_mirror) {
+        rep = opts_.apply_mirror(apply);
+      } else {
+        rep.generation = apply.generation;
+        rep.errors.push_back({"mirrored mode", "not available in this agent (test mode)"});
+        rep.errors_total = 1;
+      }
+      if (auto ec = encode_checked(rep, out_)) {
+        // The guest's own read-back state over the limits: report without it.
+        rep.actual = {};
+        if (auto ec2 = encode_checked(rep, out_)) {
+          error("mirror: cannot encode the report: " + ec2.message());
+          break;
+        }
+      }
+      ++counters_.messages_out;
+      break;
+    }
     case MessageType::Hello:
     default:
       ++counters_.unexpected;
@@ -747,6 +769,23 @@ int test_main(int fd, AgentOptions opts) {
   opts.early_logs = std::move(early);
   opts.apply_net_config = [](const NetConfig& cfg) { return apply_net_config(cfg, NetTarget{}); };
   opts.run_dhcp = [] { return run_dhcp(NetTarget{}); };
+  // Mirrored mode: macvlans on eth0, made when the first MirrorApply arrives.
+  // shared_ptr: std::function must be copyable; the applier lives as long as the session.
+  opts.apply_mirror = [applier = std::shared_ptr<MacvlanGuestApplier>()](const MirrorApply& m) mutable {
+    if (!applier) {
+      std::string open_error;
+      applier = MacvlanGuestApplier::open(NetTarget{}.link, open_error);
+      if (!applier) {
+        MirrorReport rep;
+        rep.generation = m.generation;
+        rep.read_failed = true;
+        rep.errors.push_back({"mirrored mode", open_error});
+        rep.errors_total = 1;
+        return rep;
+      }
+    }
+    return apply_mirror(*applier, m);
+  };
   // Automatic localhost forwarding: relays on vsock, listeners from sock_diag, the trap.
   UniqueFd relay(socket(AF_VSOCK, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
   sockaddr_vm addr{};

@@ -7,7 +7,10 @@
 //                  of our protocol version (else Error and end). Bounded by
 //                  hello_timeout.
 //     Configuring  NetConfig is applied when it arrives (it may also come
-//                  later: mirrored mode updates). Run starts the command; if
+//                  later). MirrorApply (mirrored mode) is applied whenever it
+//                  comes, in any state after Hello, and answered with one
+//                  MirrorReport; the converge runs on this thread (netlink to
+//                  the local kernel: milliseconds). Run starts the command; if
 //                  no NetConfig came first — or none within netconfig_timeout
 //                  — the network is configured by DHCP before it starts.
 //     Running      stdout/stderr (pipes) or the pty master are read in chunks
@@ -77,6 +80,9 @@ struct AgentOptions {
   // what it would do and touches nothing.
   std::function<NetReport(const NetConfig&)> apply_net_config;
   std::function<NetReport()> run_dhcp;
+  // Mirrored mode: converge the guest to a MirrorApply (vmm/agent/guest/mirror.hpp);
+  // absent (test mode): every MirrorApply is answered with an error report.
+  std::function<MirrorReport(const MirrorApply&)> apply_mirror;
   std::vector<std::string> early_logs;  // from boot, sent after Ready
   // Automatic localhost forwarding (port_service.hpp): the relay listener
   // (vsock port kAgentRelayPort in a VM), a NETLINK_SOCK_DIAG socket for

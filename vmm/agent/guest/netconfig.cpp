@@ -19,85 +19,13 @@
 #include <thread>
 
 #include "base/unique_fd.hpp"
+#include "vmm/agent/guest/rtnl.hpp"
 
 namespace causeway::agent::guest {
 namespace {
 
-// A netlink message under construction; lengths are patched as parts are added.
-class NlBuilder {
- public:
-  NlBuilder(uint16_t type, uint16_t flags, uint32_t seq) {
-    nlmsghdr h{};
-    h.nlmsg_type = type;
-    h.nlmsg_flags = static_cast<uint16_t>(flags | NLM_F_REQUEST | NLM_F_ACK);
-    h.nlmsg_seq = seq;
-    append(&h, sizeof h);
-  }
-  template <class T>
-  void body(const T& t) {
-    append(&t, sizeof t);
-  }
-  void attr(uint16_t type, const void* data, size_t len) {
-    rtattr a{};
-    a.rta_type = type;
-    a.rta_len = static_cast<unsigned short>(RTA_LENGTH(len));
-    append(&a, sizeof a);
-    append(data, len);
-  }
-  void attr_u32(uint16_t type, uint32_t v) { attr(type, &v, sizeof v); }
-  std::vector<uint8_t> finish() {
-    const auto len = static_cast<uint32_t>(buf_.size());
-    std::memcpy(buf_.data() + offsetof(nlmsghdr, nlmsg_len), &len, sizeof len);
-    return std::move(buf_);
-  }
-
- private:
-  void append(const void* p, size_t n) {
-    const auto* b = static_cast<const uint8_t*>(p);
-    buf_.insert(buf_.end(), b, b + n);
-    buf_.resize(NLMSG_ALIGN(buf_.size()), 0);  // netlink(7): attributes start 4-aligned
-  }
-  std::vector<uint8_t> buf_;
-};
-
 size_t addr_len(const IpAddr& a) { return a.family == 4 ? 4 : 16; }
 uint8_t af(const IpAddr& a) { return a.family == 4 ? AF_INET : AF_INET6; }
-
-// Sends one request and waits for its ACK. Returns 0 or a positive errno.
-int transact(int fd, const std::vector<uint8_t>& req) {
-  sockaddr_nl kernel{};
-  kernel.nl_family = AF_NETLINK;
-  if (sendto(fd, req.data(), req.size(), 0, reinterpret_cast<sockaddr*>(&kernel), sizeof kernel) < 0) return errno;
-  uint32_t seq = 0;
-  std::memcpy(&seq, req.data() + offsetof(nlmsghdr, nlmsg_seq), sizeof seq);
-  alignas(nlmsghdr) uint8_t buf[8192];
-  for (;;) {
-    const ssize_t n = recv(fd, buf, sizeof buf, 0);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return errno;
-    }
-    // SAFETY: NLMSG_OK bounds every header against the n bytes received.
-    auto* h = reinterpret_cast<nlmsghdr*>(buf);
-    for (auto len = static_cast<unsigned>(n); NLMSG_OK(h, len); h = NLMSG_NEXT(h, len)) {
-      if (h->nlmsg_seq != seq || h->nlmsg_type != NLMSG_ERROR) continue;
-      if (h->nlmsg_len < NLMSG_LENGTH(sizeof(nlmsgerr))) return EPROTO;
-      const auto* e = static_cast<const nlmsgerr*>(NLMSG_DATA(h));
-      return -e->error;
-    }
-  }
-}
-
-UniqueFd open_rtnl() {
-  UniqueFd fd(socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE));
-  if (!fd) return fd;
-  timeval tv{2, 0};  // the kernel answers at once; a bound keeps PID 1 from hanging on a bug
-  setsockopt(fd.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  sockaddr_nl local{};
-  local.nl_family = AF_NETLINK;
-  if (bind(fd.get(), reinterpret_cast<sockaddr*>(&local), sizeof local) < 0) fd.reset();
-  return fd;
-}
 
 bool write_file(const std::string& path, std::string_view text) {
   UniqueFd fd(open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
@@ -122,7 +50,7 @@ std::vector<uint8_t> build_link_request(uint32_t seq, int ifindex, bool up, uint
   return b.finish();
 }
 
-std::vector<uint8_t> build_address_request(uint32_t seq, int ifindex, const NetAddress& a) {
+std::vector<uint8_t> build_address_request(uint32_t seq, int ifindex, const NetAddress& a, uint8_t scope) {
   NlBuilder b(RTM_NEWADDR, NLM_F_CREATE | NLM_F_REPLACE, seq);
   ifaddrmsg ifa{};
   ifa.ifa_family = af(a.addr);
@@ -130,7 +58,7 @@ std::vector<uint8_t> build_address_request(uint32_t seq, int ifindex, const NetA
   // Duplicate address detection would hold an IPv6 address "tentative" for a second or
   // more; the host assigned it and nobody else is on this link.
   ifa.ifa_flags = a.addr.family == 6 ? IFA_F_NODAD : 0;
-  ifa.ifa_scope = RT_SCOPE_UNIVERSE;
+  ifa.ifa_scope = scope;
   ifa.ifa_index = static_cast<uint32_t>(ifindex);
   b.body(ifa);
   b.attr(IFA_LOCAL, a.addr.bytes.data(), addr_len(a.addr));
@@ -194,6 +122,7 @@ std::string describe(const NetConfig& cfg, std::string_view link) {
   }
   out += cfg.mtu ? ", mtu " + std::to_string(cfg.mtu) : std::string();
   out += cfg.ipv6 ? ", ipv6 on" : ", ipv6 off";
+  if (cfg.internal) out += ", internal";
   return out;
 }
 
@@ -245,7 +174,8 @@ NetReport apply_net_config(const NetConfig& cfg, const NetTarget& target) {
   // 4. Addresses.
   for (const auto& a : cfg.addresses) {
     if (a.addr.family == 6 && !cfg.ipv6) continue;
-    if (int e = transact(nl.get(), build_address_request(seq++, ifindex, a)))
+    if (int e = transact(nl.get(), build_address_request(seq++, ifindex, a,
+                                                                 cfg.internal ? RT_SCOPE_LINK : RT_SCOPE_UNIVERSE)))
       fail("network: address " + prefix_text(a.addr, a.prefix_len) + ": " + std::strerror(e));
   }
   // 5. Routes.

@@ -34,7 +34,8 @@ namespace causeway::agent::guest {
 // Each returns one complete netlink request (nlmsghdr + payload + attributes),
 // NLM_F_REQUEST | NLM_F_ACK, with sequence number `seq`.
 std::vector<uint8_t> build_link_request(uint32_t seq, int ifindex, bool up, uint32_t mtu);
-std::vector<uint8_t> build_address_request(uint32_t seq, int ifindex, const NetAddress& a);
+// `scope`: RT_SCOPE_UNIVERSE (0), or RT_SCOPE_LINK (253) for an internal link (NetConfig::internal).
+std::vector<uint8_t> build_address_request(uint32_t seq, int ifindex, const NetAddress& a, uint8_t scope = 0);
 std::vector<uint8_t> build_route_request(uint32_t seq, int ifindex, const NetRoute& r);
 
 // The resolv.conf for `cfg` ("" when it has no servers and no search domains).

@@ -1,0 +1,173 @@
+#!/usr/bin/env bash
+# e2e: mirrored mode in the VM (`causeway run --mode mirrored`) — the control plane.
+#
+#   lan ns (192.168.77.1, fd77::1)          corp ns (10.66.0.1)
+#   lanp ══ veth ══ lan0                    vpnp ══ veth ══ vpn0 (MTU 1380, 10.66.0.2/30; later)
+#                   "host" ns: causeway run --mode mirrored -- sh (the guest, under QEMU)
+#                     guest: eth0 (internal NAT link) + lan0, later vpn0 — macvlans on eth0
+#
+# One boot, driven step by step through the command's stdin; the guest reports
+# what it sees with busybox ip and /sys:
+#   1. the guest's lan0 has the host's MTU, IPv4+IPv6 addresses and default routes, a MAC
+#      of causeway's 02:43:57:4d prefix, and is a macvlan; eth0 is internal (link-scope
+#      address, no default route through it);
+#   2. vpn0 (MTU 1380, own subnet) brought up on the host appears in the guest within 1 s,
+#      with its MTU and address; removed on the host, it leaves within 1 s;
+#   3. 10 address changes on the host's lan0, one at a time, each reach the guest;
+#   4. `causeway ctl PATH mirror` shows the VM mechanism, a converged last sync, no errors.
+# Prints the measured latencies (host change → the guest sees it, polled in the guest).
+# Not covered (not built yet): traffic through the mirrored links (see README).
+# Usage: vm_mirror_test.sh CAUSEWAY_BIN GUEST_DIR. Exit 77 (skipped) without root,
+# QEMU, the guest image or a tool. Namespaces are named after this PID and deleted at
+# exit; processes are killed by PID; every wait is bounded.
+set -euo pipefail
+cw=$1
+guest=$2
+skip() { echo "SKIP: $*"; exit 77; }
+[[ $(id -u) == 0 ]] || skip "needs root (network namespaces, veth)"
+[[ -x $cw ]] || skip "no causeway binary at $cw"
+command -v qemu-system-x86_64 >/dev/null || skip "qemu-system-x86_64 missing (apt-get install qemu-system-x86)"
+[[ -f $guest/vmlinuz && -f $guest/initramfs.cpio.gz ]] || skip "no guest image in $guest (scripts/build-guest.sh)"
+for t in ip python3; do command -v "$t" >/dev/null || skip "$t missing"; done
+
+id=$$
+H=cwvm-host-$id L=cwvm-lan-$id C=cwvm-corp-$id
+work=$(mktemp -d)
+cw_pid=
+cleanup() {
+  exec 3>&- 2>/dev/null || true
+  if [[ -n $cw_pid ]]; then kill "$cw_pid" 2>/dev/null || true; wait "$cw_pid" 2>/dev/null || true; fi
+  for ns in "$H" "$L" "$C"; do ip netns delete "$ns" 2>/dev/null || true; done
+  rm -rf "$work"
+}
+trap cleanup EXIT
+sock=$work/ctl.sock
+fail() {
+  echo "FAIL: $*"
+  [[ -S $sock ]] && "$cw" ctl "$sock" mirror 2>/dev/null | head -c 4000
+  echo; echo "--- guest output"; cat "$work/out" 2>/dev/null || true
+  exit 1
+}
+now_ms() { date +%s%3N; }
+
+for ns in "$H" "$L" "$C"; do ip netns add "$ns"; done
+for ns in "$H" "$L" "$C"; do
+  ip netns exec "$ns" sysctl -qw net.ipv6.conf.all.accept_dad=0 net.ipv6.conf.default.accept_dad=0
+  ip -n "$ns" link set lo up
+done
+ip -n "$H" link add lan0 type veth peer name lanp netns "$L"
+ip -n "$H" link set lan0 address 52:54:00:77:00:02 mtu 1500 up
+ip -n "$L" link set lanp up
+ip -n "$H" addr add 192.168.77.2/24 dev lan0
+ip -n "$H" addr add fd77::2/64 dev lan0 nodad
+ip -n "$L" addr add 192.168.77.1/24 dev lanp
+ip -n "$L" addr add fd77::1/64 dev lanp nodad
+ip -n "$H" route add default via 192.168.77.1 dev lan0 metric 100
+ip -n "$H" -6 route add default via fd77::1 dev lan0 metric 100
+ip -n "$H" link add vpn0 type veth peer name vpnp netns "$C"
+ip -n "$H" link set vpn0 mtu 1380
+ip -n "$C" link set vpnp mtu 1380 up
+ip -n "$C" addr add 10.66.0.1/30 dev vpnp
+
+# The guest: report the state, then for each step read a name and a shell condition
+# from stdin, spin until the condition holds, and say so.
+read -r -d '' script <<'EOF' || true
+echo "== lan0"; cat /sys/class/net/lan0/mtu /sys/class/net/lan0/address
+ls -l /sys/class/net/lan0/lower_eth0 >/dev/null 2>&1 && echo "lan0-on-eth0"
+ip addr show dev lan0; ip addr show dev eth0
+echo "== routes"; ip route; ip -6 route
+echo phase-ready
+while read name cond; do
+  [ "$name" = end ] && break
+  until eval "$cond"; do sleep 0.01; done
+  echo "seen-$name"
+done
+echo phase-done
+EOF
+
+mkfifo "$work/in"
+export CAUSEWAY_GUEST_DIR=$guest
+timeout 300 ip netns exec "$H" "$cw" run -q --mode mirrored --control "$sock" -- sh -c "$script" \
+  <"$work/in" >"$work/out" 2>&1 &
+cw_pid=$!
+exec 3>"$work/in"
+
+wait_for() {  # PATTERN SECONDS
+  local end=$((SECONDS + $2))
+  until grep -q -- "$1" "$work/out"; do
+    ((SECONDS < end)) || fail "no '$1' from the guest within $2 s"
+    kill -0 "$cw_pid" 2>/dev/null || fail "causeway run exited early"
+    sleep 0.1
+  done
+}
+# Sends a step, runs the host change, returns the ms until the guest saw it (≤ LIMIT ms).
+step() {  # NAME CONDITION LIMIT_MS HOST_COMMAND...
+  local name=$1 cond=$2 limit=$3; shift 3
+  echo "$name $cond" >&3
+  sleep 0.2  # the guest is spinning on the condition before the host changes
+  local t0; t0=$(now_ms)
+  "$@"
+  local end=$((t0 + limit + 2000))
+  until grep -q -- "seen-$name\$" "$work/out"; do
+    (($(now_ms) < end)) || fail "step $name: the guest did not see the change"
+    sleep 0.002
+  done
+  local dt=$(($(now_ms) - t0))
+  ((dt <= limit)) || fail "step $name took $dt ms (limit $limit)"
+  echo "$dt"
+}
+
+wait_for phase-ready 150
+out=$(cat "$work/out")
+echo "== 1. lan0 mirrored with the host's MTU, addresses and routes; eth0 internal"
+grep -A1 -- "== lan0" <<<"$out" | grep -qx 1500 || fail "guest lan0 MTU is not 1500"
+grep -qi -- "02:43:57:4d:" <<<"$out" || fail "guest lan0 MAC is not 02:43:57:4d:xx:xx"
+grep -q lan0-on-eth0 <<<"$out" || fail "guest lan0 is not a link on eth0 (macvlan)"
+grep -q "inet 192.168.77.2/24" <<<"$out" || fail "guest lan0 lacks 192.168.77.2/24"
+grep -q "inet6 fd77::2/64" <<<"$out" || fail "guest lan0 lacks fd77::2/64"
+grep -q "^default via 192.168.77.1 dev lan0" <<<"$out" || fail "no IPv4 default route via lan0"
+grep -q "^default via fd77::1 dev lan0" <<<"$out" || fail "no IPv6 default route via lan0"
+grep -q "default.* dev eth0" <<<"$out" && fail "a default route goes through eth0 (the internal link)"
+grep -q "inet 10.0.2.15/24 .*scope link" <<<"$out" || fail "eth0's address is not link-scope (internal)"
+
+echo "== 2. a VPN link comes up on the host, then goes away"
+up_ms=$(step vpn-up '[ "$(cat /sys/class/net/vpn0/mtu 2>/dev/null)" = 1380 ] && ip addr show dev vpn0 | grep -q 10.66.0.2/30' 1000 \
+  sh -c "ip -n $H addr add 10.66.0.2/30 dev vpn0 && ip -n $H link set vpn0 up")
+echo "   vpn0 in the guest after $up_ms ms"
+down_ms=$(step vpn-gone '[ ! -e /sys/class/net/vpn0 ]' 1000 ip -n "$H" link set vpn0 down)
+echo "   vpn0 gone from the guest after $down_ms ms"
+
+echo "== 3. 10 address changes on the host's lan0"
+changes=()
+for i in 1 2 3 4 5 6 7 8 9 10; do
+  changes+=("$(step "addr$i" "ip addr show dev lan0 | grep -q 192.168.77.$((100 + i))/24" 1000 \
+    ip -n "$H" addr add "192.168.77.$((100 + i))/24" dev lan0)")
+done
+sorted=$(printf '%s\n' "${changes[@]}" | sort -n)
+echo "   per change (ms): ${changes[*]}; median $(sed -n 5p <<<"$sorted")-$(sed -n 6p <<<"$sorted"), max $(tail -1 <<<"$sorted")"
+
+echo "== 4. ctl mirror"
+"$cw" ctl "$sock" mirror >"$work/mirror.json" || fail "ctl mirror failed"
+python3 - "$work/mirror.json" <<'PY' || fail "ctl mirror: $(head -c 3000 "$work/mirror.json")"
+import json, sys
+doc = json.load(open(sys.argv[1]))
+m = doc.get("mirror", doc)
+assert m["guest_mechanism"] == "vm", m.get("guest_mechanism")
+assert m["last_sync"]["converged"] and m["last_sync"]["errors_total"] == 0, m["last_sync"]
+assert m["vm"]["reports"] >= 3 and m["vm"]["timeouts"] == 0, m["vm"]
+names = [l["name"] for l in m["guest"]["links"]]
+assert "lan0" in names and "vpn0" not in names, names
+assert "eth0" in m["vm"]["guest_links"], m["vm"]
+PY
+
+echo "end x" >&3
+exec 3>&-
+set +e
+wait "$cw_pid"
+st=$?
+set -e
+cw_pid=
+[[ $st == 0 ]] || fail "causeway run exited $st"
+grep -q phase-done "$work/out" || fail "the guest script did not finish"
+echo "RESULT new-link ${up_ms} ms, removal ${down_ms} ms, 10 address changes median $(sed -n 5p <<<"$sorted")-$(sed -n 6p <<<"$sorted") max $(tail -1 <<<"$sorted") ms"
+echo "PASS"
