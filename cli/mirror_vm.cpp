@@ -59,6 +59,7 @@ void AgentGuestApplier::on_report(const agent::MirrorReport& rep) {
   if (!rep.read_failed) {
     unmanaged_ = r.unmanaged;
     unmanaged_.insert({"lo", "eth0"});  // whatever the guest says, never plan over these
+    if (on_guest_state_) on_guest_state_(r.actual);
   }
   complete(std::move(r));
 }

@@ -55,6 +55,10 @@ class AgentGuestApplier final : public netstack::mirror::GuestApplier {
                 std::function<void(netstack::mirror::ConvergeResult)> done) override;
   [[nodiscard]] std::string_view mechanism() const override { return "vm"; }
 
+  // Called with the guest's managed state after every report that has one
+  // (the run wiring attaches a MirrorLink per guest link).
+  void set_on_guest_state(std::function<void(const netstack::mirror::NetState&)> f) { on_guest_state_ = std::move(f); }
+
   // From the agent session.
   void on_report(const agent::MirrorReport& r);
   void on_session_end();
@@ -74,6 +78,7 @@ class AgentGuestApplier final : public netstack::mirror::GuestApplier {
   std::function<void(netstack::mirror::ConvergeResult)> done_;
   std::set<std::string> unmanaged_{"lo", "eth0"};
   bool ended_ = false;
+  std::function<void(const netstack::mirror::NetState&)> on_guest_state_;
   Counters counters_;
 };
 

@@ -28,8 +28,10 @@
 // guest through the agent (AgentGuestApplier, cli/mirror_vm.hpp), which makes
 // one macvlan per mirrored host link (vmm/agent/guest/mirror.hpp). The first
 // plan is sent right after the NetConfig, before Run, so the command starts
-// with the mirrored links in place. Data path: not yet — frames the guest
-// sends from a mirrored link's MAC still reach the NAT engine (see README).
+// with the mirrored links in place. Data path: the guest's frames are split by
+// source MAC (netstack/frame_demux.hpp) — a mirrored macvlan's go to the
+// MirrorLink attached when the agent reported that link, the rest (eth0) to
+// the engine; MirrorLinks answer through the same virtio-net.
 //
 // Signals: SIGINT/SIGTERM are passed to the command in the guest; a second
 // one shuts the guest down; a third stops QEMU.
@@ -54,11 +56,15 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <map>
 #include <optional>
+#include <set>
 
 #include "cli/control.hpp"
 #include "cli/mirror_vm.hpp"
 #include "cli/runtime.hpp"
+#include "netstack/frame_demux.hpp"
+#include "netstack/mirror/datapath.hpp"
 #include "netstack/mirror/host_view.hpp"
 #include "netstack/mirror/syncer.hpp"
 #include "netstack/stream_port.hpp"
@@ -202,6 +208,12 @@ int run_vm(const RunOptions& o, netstack::NatConfig nat, const DnsSetup& dns,
   } cleanup{dir};
 
   asio::io_context io(1);
+  // Mirrored mode: the guest NIC's frames split by source MAC (eth0 → the engine,
+  // a mirrored macvlan → its MirrorLink). Declared before the runtime that owns the
+  // device holding a pointer to it.
+  const bool mirrored = o.mode == "mirrored";
+  netstack::FrameDemux demux;
+  netstack::FramePort* guest_port = nullptr;
   Runtime rt(io, nat, "vm");
   if (auto r = rt.enable_dns(dns); r.has_error()) {
     std::fprintf(stderr, "causeway run: %s\n", r.error().c_str());
@@ -227,7 +239,11 @@ int run_vm(const RunOptions& o, netstack::NatConfig nat, const DnsSetup& dns,
     auto* raw = dev.get();
     rt.add_guest(
         "vm (vhost-user virtio-net)", std::move(dev),
-        [](netstack::FramePort& p, netstack::Engine& e) { static_cast<vmm::VirtioNetDevice&>(p).start(e); },
+        [&demux, &guest_port, mirrored](netstack::FramePort& p, netstack::Engine& e) {
+          guest_port = &p;
+          demux.set_default(&e);
+          static_cast<vmm::VirtioNetDevice&>(p).start(mirrored ? static_cast<netstack::FrameSink&>(demux) : e);
+        },
         [raw] {
           const auto& s = raw->stats();
           return json{{"tx_frames", s.tx_frames}, {"tx_bytes", s.tx_bytes}, {"tx_malformed", s.tx_malformed},
@@ -260,7 +276,11 @@ int run_vm(const RunOptions& o, netstack::NatConfig nat, const DnsSetup& dns,
       auto* sp = port.get();
       rt.add_guest(
           "vm (stream netdev)", std::move(port),
-          [](netstack::FramePort& p, netstack::Engine& e) { static_cast<netstack::StreamFramePort&>(p).start(e); },
+          [&demux, &guest_port, mirrored](netstack::FramePort& p, netstack::Engine& e) {
+            guest_port = &p;
+            demux.set_default(&e);
+            static_cast<netstack::StreamFramePort&>(p).start(mirrored ? static_cast<netstack::FrameSink&>(demux) : e);
+          },
           [sp] { return json{{"frames_read", sp->stats().frames_read}, {"frames_written", sp->stats().frames_written}}; });
     });
     q.net = machine::NetAttachment::Stream;
@@ -332,7 +352,50 @@ int run_vm(const RunOptions& o, netstack::NatConfig nat, const DnsSetup& dns,
   std::string failure;
   std::unique_ptr<agent::AgentSession> session;
   // Mirrored mode; declared after the session, so destroyed before it.
-  const bool mirrored = o.mode == "mirrored";
+  struct VmMirrorLink {
+    netstack::Mac mac{};
+    std::unique_ptr<netstack::mirror::MirrorLink> link;
+  };
+  std::map<std::string, VmMirrorLink> vm_links;
+  // One MirrorLink per guest link the agent reports, registered in the demux by its MAC.
+  auto attach_links = [&](const netstack::mirror::NetState& actual) {
+    if (!guest_port) return;
+    std::set<std::string> present;
+    for (const auto& l : actual.links) {
+      if (!l.mac) continue;
+      present.insert(l.name);
+      auto it = vm_links.find(l.name);
+      if (it != vm_links.end() && it->second.mac != *l.mac) {
+        demux.remove(it->second.mac);
+        vm_links.erase(it);
+        it = vm_links.end();
+      }
+      if (it != vm_links.end()) {
+        it->second.link->set_mtu(l.mtu);
+        continue;
+      }
+      netstack::mirror::MirrorLinkConfig mc;
+      mc.name = l.name;
+      // The plan's MAC is 02:43:57:4d + the host ifindex's low 16 bits (plan.cpp).
+      mc.host_ifindex = ((*l.mac)[4] << 8) | (*l.mac)[5];
+      mc.mtu = l.mtu;
+      VmMirrorLink r{*l.mac, std::make_unique<netstack::mirror::MirrorLink>(io, *guest_port, mc)};
+      if (!demux.add(r.mac, *r.link)) {
+        spdlog::warn("mirrored link {}: no data path (more than {} links)", l.name, netstack::FrameDemux::kMaxEntries);
+        continue;
+      }
+      spdlog::debug("mirrored link {}: data path up (mtu {})", l.name, l.mtu);
+      vm_links.emplace(l.name, std::move(r));
+    }
+    for (auto it = vm_links.begin(); it != vm_links.end();) {
+      if (present.count(it->first)) {
+        ++it;
+      } else {
+        demux.remove(it->second.mac);
+        it = vm_links.erase(it);
+      }
+    }
+  };
   std::unique_ptr<netstack::mirror::HostView> mirror_view;
   std::unique_ptr<AgentGuestApplier> mirror_applier;
   std::unique_ptr<netstack::mirror::MirrorSyncer> mirror_syncer;
@@ -342,20 +405,23 @@ int run_vm(const RunOptions& o, netstack::NatConfig nat, const DnsSetup& dns,
       if (!session) return std::make_error_code(std::errc::not_connected);
       return session->mirror_apply(m);
     });
+    mirror_applier->set_on_guest_state(attach_links);
     netstack::mirror::PlanOptions po;
     po.copy_mac = false;  // 02:43:57:4d:XX:XX from the host ifindex: the guest's links on one virtio-net
     po.reserved_names = {"lo", "eth0"};
     mirror_syncer = std::make_unique<netstack::mirror::MirrorSyncer>(io, *mirror_view, *mirror_applier, po);
     rt.set_mode("mirrored");
-    rt.set_mirror_status([&mirror_syncer, &mirror_applier] {
+    rt.set_mirror_status([&mirror_syncer, &mirror_applier, &vm_links, &demux] {
       auto j = mirror_syncer->status_json();
       const auto& c = mirror_applier->counters();
       j["vm"] = json{{"applies", c.applies},           {"reports", c.reports},
                      {"stale_reports", c.stale_reports}, {"timeouts", c.timeouts},
                      {"send_errors", c.send_errors},     {"guest_links", mirror_applier->guest_unmanaged()}};
-      // The VM's mirrored links have no data path of their own yet: the guest's
-      // frames from their MACs reach the NAT engine like eth0's.
-      j["data_path"] = json::object();
+      json dp = json::object();
+      for (const auto& [name, r] : vm_links) dp[name] = netstack::mirror::to_json(r.link->stats());
+      j["data_path"] = dp;
+      const auto& ds = demux.stats();
+      j["vm"]["demux"] = json{{"to_links", ds.to_links}, {"to_default", ds.to_default}, {"refused", ds.refused}};
       return j;
     });
   }

@@ -11,14 +11,17 @@
 #   1. the guest's lan0 has the host's MTU, IPv4+IPv6 addresses and default routes, a MAC
 #      of causeway's 02:43:57:4d prefix, and is a macvlan; eth0 is internal (link-scope
 #      address, no default route through it);
-#   2. vpn0 (MTU 1380, own subnet) brought up on the host appears in the guest within 1 s,
+#   2. TCP from the guest to a LAN server over IPv4 and IPv6 leaves through the mirrored
+#      link's data path (frames split by source MAC → MirrorLink → host socket bound to the
+#      host's address): the server sees the host's addresses as the client;
+#   3. vpn0 (MTU 1380, own subnet) brought up on the host appears in the guest within 1 s,
 #      with its MTU and address; removed on the host, it leaves within 1 s;
-#   3. 10 address changes on the host's lan0, one at a time, each reach the guest (2 s bound:
+#   4. 10 address changes on the host's lan0, one at a time, each reach the guest (2 s bound:
 #      TCG and a busy 2-core machine make the guest's own polling slow);
-#   4. `causeway ctl PATH mirror` shows the VM mechanism, a converged last sync, no errors.
+#   5. `causeway ctl PATH mirror` shows the VM mechanism, a converged last sync, no errors,
+#      and lan0's data path counted the TCP flows.
 # Prints the measured latencies: host change → causeway logs the agent's report ("applied"),
 # and → the guest's shell sees it ("seen"); both include spawning `ip` on the host.
-# Not covered (not built yet): traffic through the mirrored links (see README).
 # Usage: vm_mirror_test.sh CAUSEWAY_BIN GUEST_DIR. Exit 77 (skipped) without root,
 # QEMU, the guest image or a tool. Namespaces are named after this PID and deleted at
 # exit; processes are killed by PID; every wait is bounded.
@@ -36,8 +39,10 @@ id=$$
 H=cwvm-host-$id L=cwvm-lan-$id C=cwvm-corp-$id
 work=$(mktemp -d)
 cw_pid=
+srv_pid=
 cleanup() {
   exec 3>&- 2>/dev/null || true
+  if [[ -n $srv_pid ]]; then kill "$srv_pid" 2>/dev/null || true; fi
   if [[ -n $cw_pid ]]; then kill "$cw_pid" 2>/dev/null || true; wait "$cw_pid" 2>/dev/null || true; fi
   for ns in "$H" "$L" "$C"; do ip netns delete "$ns" 2>/dev/null || true; done
   rm -rf "$work"
@@ -71,6 +76,21 @@ ip -n "$H" link set vpn0 mtu 1380
 ip -n "$C" link set vpnp mtu 1380 up
 ip -n "$C" addr add 10.66.0.1/30 dev vpnp
 
+# The LAN server answers with the client address it sees (dual stack: IPv4 as ::ffff:a.b.c.d).
+ip netns exec "$L" python3 -c '
+import http.server as h
+class H(h.BaseHTTPRequestHandler):
+    def do_GET(s):
+        b = ("client " + s.client_address[0] + "\n").encode()
+        s.send_response(200); s.send_header("Content-Length", str(len(b))); s.end_headers(); s.wfile.write(b)
+    def log_message(s, *a): pass
+class S(h.ThreadingHTTPServer):
+    address_family = __import__("socket").AF_INET6
+S(("::", 8080), H).serve_forever()' &
+srv_pid=$!
+tcp_ok=1
+python3 -c 'import socket; socket.socket().setsockopt(socket.SOL_SOCKET, 42, 0)' 2>/dev/null || tcp_ok=0
+
 # The guest: report the state, then for each step read a name and a shell condition
 # from stdin, spin until the condition holds, and say so.
 read -r -d '' script <<'EOF' || true
@@ -78,6 +98,7 @@ echo "== lan0"; cat /sys/class/net/lan0/mtu /sys/class/net/lan0/address
 ls -l /sys/class/net/lan0/lower_eth0 >/dev/null 2>&1 && echo "lan0-on-eth0"
 ip addr show dev lan0; ip addr show dev eth0
 echo "== routes"; ip route; ip -6 route
+echo "== tcp"; wget -q -O - http://192.168.77.1:8080/ 2>&1; wget -q -O - "http://[fd77::1]:8080/" 2>&1
 echo phase-ready
 while read name cond; do
   [ "$name" = end ] && break
@@ -141,7 +162,15 @@ grep -q "^default via fd77::1 dev lan0" <<<"$out" || fail "no IPv6 default route
 grep -q "default.* dev eth0" <<<"$out" && fail "a default route goes through eth0 (the internal link)"
 grep -q "inet 10.0.2.15/24 .*scope link" <<<"$out" || fail "eth0's address is not link-scope (internal)"
 
-echo "== 2. a VPN link comes up on the host, then goes away"
+echo "== 2. TCP to the LAN server through the mirrored link"
+if ((tcp_ok)); then
+  grep -q "^client ::ffff:192.168.77.2$" <<<"$out" || fail "IPv4: the LAN server did not see the host's 192.168.77.2"
+  grep -q "^client fd77::2$" <<<"$out" || fail "IPv6: the LAN server did not see the host's fd77::2"
+else
+  echo "   SKIPPED: this kernel has no TCP SO_PEEK_OFF (Linux 6.10+): mirrored TCP needs the fast path"
+fi
+
+echo "== 3. a VPN link comes up on the host, then goes away"
 step vpn-up '[ -e /sys/class/net/vpn0/mtu ] && read m </sys/class/net/vpn0/mtu && [ "$m" = 1380 ] && ip addr show dev vpn0 | grep -q 10.66.0.2/30' 1000 \
   sh -c "ip -n $H addr add 10.66.0.2/30 dev vpn0 && ip -n $H link set vpn0 up"
 up_ms=$STEP_APPLIED up_seen=$STEP_SEEN
@@ -150,7 +179,7 @@ step vpn-gone '[ ! -e /sys/class/net/vpn0 ]' 1000 ip -n "$H" link set vpn0 down
 down_ms=$STEP_APPLIED down_seen=$STEP_SEEN
 echo "   vpn0 gone from the guest: applied after $down_ms ms, seen after $down_seen ms"
 
-echo "== 3. 10 address changes on the host's lan0"
+echo "== 4. 10 address changes on the host's lan0"
 changes=() seens=()
 for i in 1 2 3 4 5 6 7 8 9 10; do
   step "addr$i" "ip addr show dev lan0 | grep -q 192.168.77.$((100 + i))/24" 2000 \
@@ -161,11 +190,11 @@ sorted=$(printf '%s\n' "${changes[@]}" | sort -n)
 echo "   applied per change (ms): ${changes[*]}; median $(sed -n 5p <<<"$sorted")-$(sed -n 6p <<<"$sorted"), max $(tail -1 <<<"$sorted")"
 echo "   seen by the guest's shell (ms): ${seens[*]}"
 
-echo "== 4. ctl mirror"
+echo "== 5. ctl mirror"
 "$cw" ctl "$sock" mirror >"$work/mirror.json" || fail "ctl mirror failed"
 rtt=$(python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); d=d.get("mirror",d); print(round(d["last_sync"]["duration_ms"],1))' "$work/mirror.json")
 echo "   last sync (plan → MirrorApply → agent converges → MirrorReport): $rtt ms"
-python3 - "$work/mirror.json" <<'PY' || fail "ctl mirror: $(head -c 3000 "$work/mirror.json")"
+python3 - "$work/mirror.json" "$tcp_ok" <<'PY' || fail "ctl mirror: $(head -c 3000 "$work/mirror.json")"
 import json, sys
 doc = json.load(open(sys.argv[1]))
 m = doc.get("mirror", doc)
@@ -175,6 +204,10 @@ assert m["vm"]["reports"] >= 3 and m["vm"]["timeouts"] == 0, m["vm"]
 names = [l["name"] for l in m["guest"]["links"]]
 assert "lan0" in names and "vpn0" not in names, names
 assert "eth0" in m["vm"]["guest_links"], m["vm"]
+assert m["vm"]["demux"]["to_links"] > 0 and m["vm"]["demux"]["to_default"] > 0, m["vm"]["demux"]
+if sys.argv[2] == "1":
+    tcp = m["data_path"]["lan0"]["tcp"]
+    assert tcp["flows_opened"] >= 2 and tcp["bytes_in"] > 0, tcp
 PY
 
 echo "end x" >&3
