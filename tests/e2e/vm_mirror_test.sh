@@ -88,6 +88,12 @@ class S(h.ThreadingHTTPServer):
     address_family = __import__("socket").AF_INET6
 S(("::", 8080), H).serve_forever()' &
 srv_pid=$!
+# Listening before the guest uses it (a loaded machine starts python slowly).
+end=$((SECONDS + 20))
+until ip netns exec "$L" python3 -c 'import socket; socket.create_connection(("fd77::1", 8080), 1)' 2>/dev/null; do
+  ((SECONDS < end)) || fail "the LAN server did not start listening"
+  sleep 0.1
+done
 tcp_ok=1
 python3 -c 'import socket; socket.socket().setsockopt(socket.SOL_SOCKET, 42, 0)' 2>/dev/null || tcp_ok=0
 
