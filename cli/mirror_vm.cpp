@@ -30,6 +30,7 @@ void AgentGuestApplier::converge(mirror::DesiredFn desired, std::function<void(m
     return done(failure("send MirrorApply", ec.message()));
   }
   waiting_ = m.generation;
+  last_desired_ = std::move(m.desired);
   done_ = std::move(done);
   timer_.expires_after(timeout_);
   timer_.async_wait([this, gen = m.generation](boost::system::error_code ec) {
@@ -59,7 +60,14 @@ void AgentGuestApplier::on_report(const agent::MirrorReport& rep) {
   if (!rep.read_failed) {
     unmanaged_ = r.unmanaged;
     unmanaged_.insert({"lo", "eth0"});  // whatever the guest says, never plan over these
-    if (on_guest_state_) on_guest_state_(r.actual);
+    if (on_guest_state_) {
+      mirror::NetState planned;
+      for (const auto& l : r.actual.links) {
+        const auto* want = last_desired_.find_link(l.name);
+        if (want && want->mac == l.mac) planned.links.push_back(*want);
+      }
+      on_guest_state_(planned);
+    }
   }
   complete(std::move(r));
 }

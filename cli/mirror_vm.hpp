@@ -55,8 +55,10 @@ class AgentGuestApplier final : public netstack::mirror::GuestApplier {
                 std::function<void(netstack::mirror::ConvergeResult)> done) override;
   [[nodiscard]] std::string_view mechanism() const override { return "vm"; }
 
-  // Called with the guest's managed state after every report that has one
-  // (the run wiring attaches a MirrorLink per guest link).
+  // Called after every report that has the guest's state, with the links the
+  // guest reports *and* the last plan asked for, with the plan's name and MAC
+  // (the run wiring attaches a MirrorLink per link): the guest cannot make the
+  // host open a data path for a link or MAC the host did not plan.
   void set_on_guest_state(std::function<void(const netstack::mirror::NetState&)> f) { on_guest_state_ = std::move(f); }
 
   // From the agent session.
@@ -79,6 +81,7 @@ class AgentGuestApplier final : public netstack::mirror::GuestApplier {
   std::set<std::string> unmanaged_{"lo", "eth0"};
   bool ended_ = false;
   std::function<void(const netstack::mirror::NetState&)> on_guest_state_;
+  netstack::mirror::NetState last_desired_;
   Counters counters_;
 };
 

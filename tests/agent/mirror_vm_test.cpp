@@ -179,6 +179,34 @@ TEST_F(MirrorVm, ALinkAddedAndRemovedOnTheHostFollowsInTheGuest) {
   EXPECT_EQ(agent_.received.back().generation, 3u);
 }
 
+TEST_F(MirrorVm, OnlyLinksThePlanAskedForAreOfferedForADataPath) {
+  std::vector<std::string> offered;
+  applier_.set_on_guest_state([&offered](const mirror::NetState& s) {
+    offered.clear();
+    for (const auto& l : s.links) offered.push_back(l.name);
+  });
+  agent_.answer = false;
+  bool done = false;
+  applier_.converge([](const std::set<std::string>& r) { return host_plan(r, false); },
+                    [&done](mirror::ConvergeResult) { done = true; });
+  ASSERT_EQ(agent_.received.size(), 1u);
+  // A hostile report: the planned lan0, lan0's name with another MAC under mir2's
+  // name, and a link of the guest's own making.
+  agent::MirrorReport rep;
+  rep.generation = agent_.received.back().generation;
+  rep.converged = true;
+  for (const auto& l : agent_.received.back().desired.links)
+    if (l.name == "lan0") rep.actual.links.push_back(l);
+  mirror::HostLink fake = rep.actual.links.front();
+  fake.name = "mir2";
+  rep.actual.links.push_back(fake);  // lan0's MAC, not mir2's
+  fake.name = "rogue0";
+  rep.actual.links.push_back(fake);
+  applier_.on_report(rep);
+  EXPECT_TRUE(done);
+  EXPECT_EQ(offered, (std::vector<std::string>{"lan0"}));
+}
+
 TEST_F(MirrorVm, GuestErrorsComeBackPerItem) {
   agent_.guest.fail_links = {"lan0"};
   const auto r = converge(false);
