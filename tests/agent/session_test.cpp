@@ -189,6 +189,40 @@ TEST_F(AgentSessionTest, OutputOrASecondExitAfterExitedIsAViolation) {
   EXPECT_EQ(out, "");
 }
 
+TEST_F(AgentSessionTest, MirrorApplyIsSentAndTheReportReachesItsCallback) {
+  std::vector<MirrorReport> reports;
+  cb.on_mirror_report = [&reports](const MirrorReport& r) { reports.push_back(r); };
+  start_ready();
+  MirrorApply m;
+  m.generation = 5;
+  netstack::mirror::HostLink l;
+  l.name = "lan0";
+  l.mtu = 1500;
+  m.desired.links.push_back(l);
+  ASSERT_FALSE(session->mirror_apply(m));
+  const auto sent = stream->host_messages();
+  ASSERT_FALSE(sent.empty());
+  EXPECT_EQ(std::get<MirrorApply>(sent.back()), m);
+  MirrorReport r;
+  r.generation = 5;
+  r.converged = true;
+  stream->deliver(r);
+  ASSERT_TRUE(run_until(io, [&] { return !reports.empty(); }, 2s));
+  EXPECT_EQ(reports.front(), r);
+  // A plan over the protocol's limits is refused, not sent (and does not abort).
+  m.desired.links.front().name = "a/b";
+  EXPECT_EQ(session->mirror_apply(m), ProtocolError::BadValue);
+  EXPECT_EQ(stream->host_messages().size(), sent.size());
+}
+
+TEST_F(AgentSessionTest, AMirrorReportBeforeReadyIsAViolation) {
+  make();
+  session->start();
+  stream->deliver(MirrorReport{});
+  ASSERT_TRUE(wait_end());
+  EXPECT_EQ(ended->reason, EndReason::ProtocolViolation);
+}
+
 TEST_F(AgentSessionTest, ASecondReadyIsAViolation) {
   start_ready();
   stream->deliver(Ready{kProtocolVersion, "again", "k", 0});
