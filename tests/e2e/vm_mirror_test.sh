@@ -15,7 +15,8 @@
 #      link's data path (frames split by source MAC → MirrorLink → host socket bound to the
 #      host's address): the server sees the host's addresses as the client;
 #   3. vpn0 (MTU 1380, own subnet) brought up on the host appears in the guest within 1 s,
-#      with its MTU and address; removed on the host, it leaves within 1 s;
+#      with its MTU and address; TCP to the corp server goes through it (the server sees the
+#      host's VPN address); removed on the host, it leaves within 1 s;
 #   4. 10 address changes on the host's lan0, one at a time, each reach the guest (2 s bound:
 #      TCG and a busy 2-core machine make the guest's own polling slow);
 #   5. `causeway ctl PATH mirror` shows the VM mechanism, a converged last sync, no errors,
@@ -39,10 +40,10 @@ id=$$
 H=cwvm-host-$id L=cwvm-lan-$id C=cwvm-corp-$id
 work=$(mktemp -d)
 cw_pid=
-srv_pid=
+srv_pids=()
 cleanup() {
   exec 3>&- 2>/dev/null || true
-  if [[ -n $srv_pid ]]; then kill "$srv_pid" 2>/dev/null || true; fi
+  for p in "${srv_pids[@]}"; do kill "$p" 2>/dev/null || true; done
   if [[ -n $cw_pid ]]; then kill "$cw_pid" 2>/dev/null || true; wait "$cw_pid" 2>/dev/null || true; fi
   for ns in "$H" "$L" "$C"; do ip netns delete "$ns" 2>/dev/null || true; done
   rm -rf "$work"
@@ -76,23 +77,31 @@ ip -n "$H" link set vpn0 mtu 1380
 ip -n "$C" link set vpnp mtu 1380 up
 ip -n "$C" addr add 10.66.0.1/30 dev vpnp
 
-# The LAN server answers with the client address it sees (dual stack: IPv4 as ::ffff:a.b.c.d).
-ip netns exec "$L" python3 -c '
-import http.server as h
+# The LAN and corp servers answer with the client address they see (dual stack: IPv4 as
+# ::ffff:a.b.c.d).
+serve() {  # NS
+  ip netns exec "$1" python3 -c '
+import http.server as h, socket
 class H(h.BaseHTTPRequestHandler):
     def do_GET(s):
         b = ("client " + s.client_address[0] + "\n").encode()
         s.send_response(200); s.send_header("Content-Length", str(len(b))); s.end_headers(); s.wfile.write(b)
     def log_message(s, *a): pass
 class S(h.ThreadingHTTPServer):
-    address_family = __import__("socket").AF_INET6
+    address_family = socket.AF_INET6
 S(("::", 8080), H).serve_forever()' &
-srv_pid=$!
-# Listening before the guest uses it (a loaded machine starts python slowly).
-end=$((SECONDS + 20))
-until ip netns exec "$L" python3 -c 'import socket; socket.create_connection(("fd77::1", 8080), 1)' 2>/dev/null; do
-  ((SECONDS < end)) || fail "the LAN server did not start listening"
-  sleep 0.1
+  srv_pids+=($!)
+}
+serve "$L"
+serve "$C"
+# Listening before the guest uses them (a loaded machine starts python slowly).
+for target in "$L fd77::1" "$C 10.66.0.1"; do
+  read -r ns addr <<<"$target"
+  end=$((SECONDS + 20))
+  until ip netns exec "$ns" python3 -c "import socket; socket.create_connection(('$addr', 8080), 1)" 2>/dev/null; do
+    ((SECONDS < end)) || fail "the server in $ns did not start listening"
+    sleep 0.1
+  done
 done
 tcp_ok=1
 python3 -c 'import socket; socket.socket().setsockopt(socket.SOL_SOCKET, 42, 0)' 2>/dev/null || tcp_ok=0
@@ -155,6 +164,12 @@ step() {  # NAME CONDITION LIMIT_MS HOST_COMMAND...
   STEP_APPLIED=$applied
 }
 
+# A guest-side check with no host change: waits until the guest says it holds.
+guest_check() {  # NAME CONDITION SECONDS
+  echo "$1 $2" >&3
+  wait_for "seen-$1\$" "$3"
+}
+
 wait_for phase-ready 150
 out=$(cat "$work/out")
 echo "== 1. lan0 mirrored with the host's MTU, addresses and routes; eth0 internal"
@@ -181,6 +196,12 @@ step vpn-up '[ -e /sys/class/net/vpn0/mtu ] && read m </sys/class/net/vpn0/mtu &
   sh -c "ip -n $H addr add 10.66.0.2/30 dev vpn0 && ip -n $H link set vpn0 up"
 up_ms=$STEP_APPLIED up_seen=$STEP_SEEN
 echo "   vpn0 in the guest: applied after $up_ms ms, seen by the guest's shell after $up_seen ms"
+if ((tcp_ok)); then
+  # A link that came later has its own data path: TCP to the corp server leaves through
+  # vpn0's MirrorLink, bound to the host's VPN address.
+  guest_check vpn-tcp 'wget -q -O - http://10.66.0.1:8080/ 2>/dev/null | grep -q "client ::ffff:10.66.0.2"' 10
+  echo "   TCP through vpn0: the corp server saw the host's 10.66.0.2"
+fi
 step vpn-gone '[ ! -e /sys/class/net/vpn0 ]' 1000 ip -n "$H" link set vpn0 down
 down_ms=$STEP_APPLIED down_seen=$STEP_SEEN
 echo "   vpn0 gone from the guest: applied after $down_ms ms, seen after $down_seen ms"
