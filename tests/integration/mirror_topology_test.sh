@@ -101,6 +101,20 @@ ip netns exec "$C" dnsmasq --keep-in-foreground --no-resolv --no-hosts --bind-in
   --listen-address=10.67.0.10 --address=/intranet.corp/10.67.0.10 --pid-file="$work/dc.pid" \
   --log-facility="$work/dc.log" & pids+=($!)
 
+# The servers must be listening before anything depends on them (python starts slowly on a
+# loaded machine; a refused connect from the guest is then a test bug, not a causeway one).
+for ns in "$L" "$C"; do
+  for _ in $(seq 200); do
+    ip netns exec "$ns" ss -Htln 'sport = :8080' | grep -q . && break
+    sleep 0.05
+  done
+  ip netns exec "$ns" ss -Htln 'sport = :8080' | grep -q . || fail "the HTTP server in $ns never listened"
+done
+for _ in $(seq 200); do
+  ip netns exec "$L" ss -Hunl 'sport = :53' | grep -q . && ip netns exec "$C" ss -Hunl 'sport = :53' | grep -q . && break
+  sleep 0.05
+done
+
 printf 'nameserver 192.168.77.1\n' >"$work/resolv.conf"
 sock=$work/ctl.sock
 ip netns exec "$H" "$cw" netns --mode mirrored --host-resolv-conf "$work/resolv.conf" --control "$sock" \
