@@ -167,6 +167,7 @@ TcpSplicer::TcpSplicer(asio::io_context& io, TcpSplicePolicy policy, SendToGuest
       max_flows_(max_flows),
       max_retries_(max_retries) {
   seg_buf_.resize(kPeekBudget);
+  frame_buf_.reserve(kEthHeaderLen + 40 + 28 + 65535);  // the largest frame we build (push_to_guest relies on it)
 }
 
 TcpSplicer::~TcpSplicer() {
@@ -570,12 +571,27 @@ void TcpSplicer::push_to_guest(Flow& f) {
   if (f.dead || f.state != Flow::State::kEstablished || f.fin_sent) return;
   const size_t hdr = f.key.family == AF_INET ? 40 : 60;
   const size_t mss = std::min<size_t>(f.g_mss, policy_.mtu > hdr ? policy_.mtu - hdr : 536);
+  // With offloads a segment carries as many whole MSS as fit a 64 KiB IP packet (IPv4's total
+  // length, IPv6's payload length), cut by the guest's kernel (gso_size = MSS), and it is peeked
+  // straight into the frame behind the room for its headers (send_segment sees the payload in
+  // place and does not copy it).
+  const size_t l3_limit = f.key.family == AF_INET ? 65535 - 40 : 65535 - 20;
+  const size_t chunk = send_offload_ ? std::max(mss, l3_limit / mss * mss) : mss;
+  const size_t headers = kEthHeaderLen + hdr;
   size_t budget = kPeekBudget;
   while (budget > 0) {
     const uint32_t inflight = f.snd_nxt - f.snd_una;
     if (inflight >= f.g_wnd) return;  // the guest's window is full: its ACK resumes us
-    const size_t room = std::min<size_t>({f.g_wnd - inflight, budget, seg_buf_.size()});
-    const ssize_t n = ::recv(f.fd(), seg_buf_.data(), room, MSG_PEEK | MSG_DONTWAIT);
+    uint8_t* into = seg_buf_.data();
+    size_t room = std::min<size_t>({f.g_wnd - inflight, budget, seg_buf_.size()});
+    if (send_offload_) {
+      room = std::min(room, chunk);
+      // SAFETY: capacity reserved in the constructor for the largest frame: no reallocation here
+      // or in send_segment's resize, so `into` stays valid.
+      frame_buf_.resize(headers + room);
+      into = frame_buf_.data() + headers;
+    }
+    const ssize_t n = ::recv(f.fd(), into, room, MSG_PEEK | MSG_DONTWAIT);
     if (n < 0) {
       if (errno == EAGAIN || errno == EWOULDBLOCK) {
         wait_readable(shared(f));
@@ -593,14 +609,11 @@ void TcpSplicer::push_to_guest(Flow& f) {
       arm_rto(shared(f));
       return;
     }
-    // With offloads a segment carries as many whole MSS as fit a 64 KiB IP packet (IPv4's total
-    // length, IPv6's payload length), cut by the guest's kernel (gso_size = MSS).
-    const size_t l3_limit = f.key.family == AF_INET ? 65535 - 40 : 65535 - 20;
-    const size_t chunk = send_offload_ ? std::max(mss, l3_limit / mss * mss) : mss;
     for (size_t off = 0; off < static_cast<size_t>(n);) {
       const size_t len = std::min(chunk, static_cast<size_t>(n) - off);
-      const bool last = off + len == static_cast<size_t>(n);
-      send_segment(f, kAck | (last ? kPsh : 0), f.snd_nxt, std::span<const uint8_t>(seg_buf_.data() + off, len),
+      // PSH on the last segment of what the socket had (a peek that filled its room may have more).
+      const bool last = off + len == static_cast<size_t>(n) && (!send_offload_ || static_cast<size_t>(n) < room);
+      send_segment(f, kAck | (last ? kPsh : 0), f.snd_nxt, std::span<const uint8_t>(into + off, len),
                    false, len > mss ? static_cast<uint16_t>(mss) : 0);
       f.snd_nxt += static_cast<uint32_t>(len);
       stats_.bytes_out += len;
@@ -806,7 +819,8 @@ void TcpSplicer::send_segment(Flow& f, uint8_t flags, uint32_t seq, std::span<co
       t[25] = t[26] = t[27] = 1;  // no scaling offered: the guest did not offer it (RFC 7323 §2.2)
     }
   }
-  std::copy(payload.begin(), payload.end(), t + (syn_options ? 28 : 20));
+  // push_to_guest may have peeked the payload into place already (offloads): then it is not copied.
+  if (payload.data() != t + (syn_options ? 28 : 20)) std::copy(payload.begin(), payload.end(), t + (syn_options ? 28 : 20));
   ++stats_.segments_out;
   if (send_offload_ && !payload.empty()) {
     // virtio 1.x §5.1.6.2: the checksum field holds the (uncomplemented) pseudo-header sum over the
