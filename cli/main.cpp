@@ -69,6 +69,7 @@ struct NetOptions {
   std::string host_resolv_conf = "/etc/resolv.conf";
   std::vector<std::string> dns_routes;
   std::string tcp_engine = "auto";
+  bool no_offload = false;   // netns only: a tap without checksum/TSO offloads
   std::string mode = "nat";  // netns and run: nat or mirrored (--mode, networkingMode)
 };
 
@@ -97,6 +98,9 @@ void add_net_options(CLI::App* app, NetOptions& o) {
                   "auto (default: fast where the kernel allows, else slirp), fast (guest TCP connections map onto "
                   "host sockets; needs Linux 6.10+) or slirp (libslirp's TCP stack)")
       ->check(CLI::IsMember({"auto", "slirp", "fast"}));
+  app->add_flag("--no-offload", o.no_offload,
+                "netns: no checksum/TSO offloads on the tap for the TCP fast path (every frame MTU-sized, "
+                "checksummed in software)");
 }
 
 // Merges the config file under the command line; returns an error line.
@@ -179,7 +183,13 @@ std::optional<std::vector<netstack::PortForward>> parse_publish(const NetOptions
 }
 
 json tap_stats_json(const netstack::TapStats& s) {
-  return json{{"frames_read", s.frames_read}, {"frames_written", s.frames_written}, {"write_drops", s.write_drops}};
+  return json{{"frames_read", s.frames_read},
+              {"frames_written", s.frames_written},
+              {"write_drops", s.write_drops},
+              {"read_drops", s.read_drops},
+              {"offload", s.offload},
+              {"offload_frames_read", s.offload_frames_read},
+              {"offload_frames_written", s.offload_frames_written}};
 }
 
 json stream_stats_json(const netstack::StreamStats& s) {
@@ -227,6 +237,9 @@ int run_netns(NetOptions& o, const std::string& attach, const std::string& ifnam
   tc.address = nat.guest;
   tc.gateway = nat.gateway;
   tc.ipv6 = nat.ipv6;
+  // Offloads only help the TCP fast path (libslirp needs every frame finished
+  // in software), so the tap gets a virtio-net header only when it is on.
+  tc.vnet_hdr = nat.tcp_fast && !o.no_offload && netstack::TcpSplicer::available();
   const bool mirrored = o.mode == "mirrored";
   if (mirrored) {
     // The NAT tap stays as an internal link (DNS at 10.0.2.3, the host's
@@ -327,10 +340,13 @@ int run_netns(NetOptions& o, const std::string& attach, const std::string& ifnam
   };
   if (child) guard_resolv();
   bool tap_closed = false;
-  auto port = std::make_unique<netstack::TapFramePort>(io, std::move(tap), nat.mtu, [&] {
-    tap_closed = true;
-    if (!child) io.stop();  // --attach: the namespace is gone
-  });
+  auto port = std::make_unique<netstack::TapFramePort>(
+      io, std::move(tap), nat.mtu,
+      [&] {
+        tap_closed = true;
+        if (!child) io.stop();  // --attach: the namespace is gone
+      },
+      /*offload=*/tc.vnet_hdr);
   auto* tap_port = port.get();
   rt.add_guest(
       command.empty() ? "tap " + ifname + " in " + attach : "tap " + ifname + " in pid " + std::to_string(child->pid),

@@ -120,6 +120,13 @@ Engine::Engine(boost::asio::io_context& io, const Clock& clock, NatConfig cfg, F
         stats_.bytes_out += f.size();
         port_.send_to_guest(f);
       });
+      if (port_.offloads_to_guest()) {
+        tcp_->enable_tx_offload([this](std::span<const uint8_t> f, const VnetHdr& h) {
+          ++stats_.frames_out;
+          stats_.bytes_out += f.size();
+          port_.send_offload_to_guest(f, h);
+        });
+      }
     } else if (cfg_.tcp_fast_explicit) {
       spdlog::warn("--tcp-engine fast needs Linux 6.10 or later (TCP SO_PEEK_OFF); TCP stays on libslirp");
     } else {
@@ -143,6 +150,37 @@ Engine::~Engine() {
   ep_desc_.cancel();
   slirp_.reset();  // closes libslirp's sockets (calling unregister_poll_fd on us)
   (void)ep_desc_.release();
+}
+
+void Engine::on_guest_offload_frame(std::span<const uint8_t> frame, const VnetHdr& hdr) {
+  const auto c = check_vnet_hdr(hdr, frame, cfg_.mtu);
+  // A super-segment passes the frame checks against the largest GSO frame, not the MTU
+  // (its segments were checked against the MTU by check_vnet_hdr).
+  const FrameVerdict v = c.verdict != VnetVerdict::kOk ? FrameVerdict::kBadOffload
+                         : c.offload.gso         ? check_guest_frame(frame, kMaxGsoFrame - kEthHeaderLen)
+                                                 : check_guest_frame(frame, cfg_.mtu);
+  if (v != FrameVerdict::kAccept) {
+    ++stats_.dropped[static_cast<size_t>(v)];
+    if (drop_log_.allow(clock_.now_ms()))
+      spdlog::warn("dropped a guest frame of {} bytes with offloads (flags {:#x}, gso {:#x}, gso_size {}): {} ({} "
+                   "similar messages suppressed)",
+                   frame.size(), hdr.flags, hdr.gso_type, hdr.gso_size, to_string(v), drop_log_.suppressed());
+    return;
+  }
+  // The splicer reads neither checksums nor sizes beyond the IP lengths: a TCP segment of one of
+  // its flows (or a SYN it routes) is taken as it is — the whole 64 KiB in one send().
+  if (tcp_ && tcp_->on_guest_frame(frame)) {
+    ++stats_.offload_to_splicer;
+    ++stats_.frames_in;
+    stats_.bytes_in += frame.size();
+    return;
+  }
+  ++stats_.offload_in_software;
+  // libslirp verifies checksums and knows nothing of GSO: finish both, then the usual path.
+  finish_in_software(frame, c.offload, offload_buf_, [this](std::span<const uint8_t> f) {
+    ++stats_.offload_segments;
+    on_guest_frame(f);
+  });
 }
 
 void Engine::on_guest_frame(std::span<const uint8_t> frame) {

@@ -52,6 +52,7 @@ std::string_view to_string(FrameVerdict v) {
     case FrameVerdict::kMalformedArp: return "malformed_arp";
     case FrameVerdict::kMalformedIpv4: return "malformed_ipv4";
     case FrameVerdict::kMalformedIpv6: return "malformed_ipv6";
+    case FrameVerdict::kBadOffload: return "bad_offload";
   }
   return "unknown";
 }

@@ -41,7 +41,9 @@ enum class FrameVerdict {
   kMalformedArp,
   kMalformedIpv4,
   kMalformedIpv6,
+  kBadOffload,             // a virtio-net header that does not fit its frame (vnet_hdr.hpp)
 };
+constexpr size_t kFrameVerdictCount = 9;
 std::string_view to_string(FrameVerdict v);
 
 // True for MACs the engine answers on: libslirp gives every virtual IPv4

@@ -159,7 +159,7 @@ Result create_configured_tap(const TapConfig& cfg) {
   UniqueFd tap(::open("/dev/net/tun", O_RDWR | O_CLOEXEC));
   if (!tap) return errno_text("cannot open /dev/net/tun (is the tun module available?)");
   ifreq ifr{};
-  ifr.ifr_flags = IFF_TAP | IFF_NO_PI;
+  ifr.ifr_flags = static_cast<short>(IFF_TAP | IFF_NO_PI | (cfg.vnet_hdr ? IFF_VNET_HDR : 0));
   std::strncpy(ifr.ifr_name, cfg.ifname.c_str(), IFNAMSIZ - 1);
   if (::ioctl(tap.get(), TUNSETIFF, &ifr) < 0) return errno_text("cannot create tap device " + cfg.ifname);
 

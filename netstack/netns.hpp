@@ -50,6 +50,9 @@ struct TapConfig {
   // link scope (it is not one of "the guest's addresses"; DNS at 10.0.2.3
   // and the host's loopback at 10.0.2.2 stay reachable on-link).
   bool internal = false;
+  // Create the tap with IFF_VNET_HDR: every frame carries a virtio-net header
+  // (TapFramePort then negotiates checksum/TSO offloads).
+  bool vnet_hdr = false;
   bool ipv6 = true;
   std::vector<std::string> nameservers{"10.0.2.3"};
   std::vector<std::string> search;

@@ -167,6 +167,7 @@ TcpSplicer::TcpSplicer(asio::io_context& io, TcpSplicePolicy policy, SendToGuest
       max_flows_(max_flows),
       max_retries_(max_retries) {
   seg_buf_.resize(kPeekBudget);
+  frame_buf_.reserve(kEthHeaderLen + 40 + 28 + 65535);  // the largest frame we build (push_to_guest relies on it)
 }
 
 TcpSplicer::~TcpSplicer() {
@@ -429,6 +430,13 @@ void TcpSplicer::on_segment(Flow& f, const TcpSegment& s) {
     f.rto_timer.cancel();
     f.rto = kRtoMin;
   }
+  // §3.10.7.4: an old segment with nothing new in it — a zero-window probe or a keepalive (Linux
+  // sends both one below rcv_nxt) — is answered with an ACK showing our current window.
+  if (s.payload.empty() && !(s.flags & kFin) && seq_lt(s.seq, f.rcv_nxt)) {
+    ++stats_.probes_answered;
+    send_segment(f, kAck, f.snd_nxt, {});
+    if (f.dead) return;
+  }
   // ACK processing (§3.10.7.4).
   const uint32_t new_wnd = static_cast<uint32_t>(s.window) << f.g_wscale;
   if (seq_lt(f.snd_una, s.ack) && seq_le(s.ack, f.snd_nxt)) {
@@ -563,12 +571,27 @@ void TcpSplicer::push_to_guest(Flow& f) {
   if (f.dead || f.state != Flow::State::kEstablished || f.fin_sent) return;
   const size_t hdr = f.key.family == AF_INET ? 40 : 60;
   const size_t mss = std::min<size_t>(f.g_mss, policy_.mtu > hdr ? policy_.mtu - hdr : 536);
+  // With offloads a segment carries as many whole MSS as fit a 64 KiB IP packet (IPv4's total
+  // length, IPv6's payload length), cut by the guest's kernel (gso_size = MSS), and it is peeked
+  // straight into the frame behind the room for its headers (send_segment sees the payload in
+  // place and does not copy it).
+  const size_t l3_limit = f.key.family == AF_INET ? 65535 - 40 : 65535 - 20;
+  const size_t chunk = send_offload_ ? std::max(mss, l3_limit / mss * mss) : mss;
+  const size_t headers = kEthHeaderLen + hdr;
   size_t budget = kPeekBudget;
   while (budget > 0) {
     const uint32_t inflight = f.snd_nxt - f.snd_una;
     if (inflight >= f.g_wnd) return;  // the guest's window is full: its ACK resumes us
-    const size_t room = std::min<size_t>({f.g_wnd - inflight, budget, seg_buf_.size()});
-    const ssize_t n = ::recv(f.fd(), seg_buf_.data(), room, MSG_PEEK | MSG_DONTWAIT);
+    uint8_t* into = seg_buf_.data();
+    size_t room = std::min<size_t>({f.g_wnd - inflight, budget, seg_buf_.size()});
+    if (send_offload_) {
+      room = std::min(room, chunk);
+      // SAFETY: capacity reserved in the constructor for the largest frame: no reallocation here
+      // or in send_segment's resize, so `into` stays valid.
+      frame_buf_.resize(headers + room);
+      into = frame_buf_.data() + headers;
+    }
+    const ssize_t n = ::recv(f.fd(), into, room, MSG_PEEK | MSG_DONTWAIT);
     if (n < 0) {
       if (errno == EAGAIN || errno == EWOULDBLOCK) {
         wait_readable(shared(f));
@@ -587,9 +610,11 @@ void TcpSplicer::push_to_guest(Flow& f) {
       return;
     }
     for (size_t off = 0; off < static_cast<size_t>(n);) {
-      const size_t len = std::min(mss, static_cast<size_t>(n) - off);
-      const bool last = off + len == static_cast<size_t>(n);
-      send_segment(f, kAck | (last ? kPsh : 0), f.snd_nxt, std::span<const uint8_t>(seg_buf_.data() + off, len));
+      const size_t len = std::min(chunk, static_cast<size_t>(n) - off);
+      // PSH on the last segment of what the socket had (a peek that filled its room may have more).
+      const bool last = off + len == static_cast<size_t>(n) && (!send_offload_ || static_cast<size_t>(n) < room);
+      send_segment(f, kAck | (last ? kPsh : 0), f.snd_nxt, std::span<const uint8_t>(into + off, len),
+                   false, len > mss ? static_cast<uint16_t>(mss) : 0);
       f.snd_nxt += static_cast<uint32_t>(len);
       stats_.bytes_out += len;
       off += len;
@@ -706,17 +731,26 @@ uint32_t TcpSplicer::our_window(Flow& f) const {
   int outq = 0;
   if (f.fd() < 0 || ::ioctl(f.fd(), SIOCOUTQ, &outq) != 0) outq = 0;
   const int64_t held = static_cast<int64_t>(f.to_host.size() - f.to_host_off);
-  const int64_t free_bytes = std::max<int64_t>(0, int64_t{f.sndbuf} - outq - held);
+  // 7/8: SO_SNDBUF is charged with skb overhead, SIOCOUTQ counts bytes (theory of operation).
+  const int64_t usable = int64_t{std::max(f.sndbuf, 0)} / 8 * 7;
+  int64_t free_bytes = std::max<int64_t>(0, usable - outq - held);
+  // RFC 1122 §4.2.3.3: no tiny windows; below min(usable / 8, our MSS) the window stays shut.
+  const size_t hdr = f.key.family == AF_INET ? 40 : 60;
+  const int64_t our_mss = static_cast<int64_t>(policy_.mtu > hdr ? policy_.mtu - hdr : 536);
+  if (free_bytes < std::min(usable / 8, our_mss)) free_bytes = 0;
   const uint8_t ws = f.wscale_ok ? kWindowScale : 0;
   return static_cast<uint32_t>(std::min<int64_t>(free_bytes >> ws, 65535));
 }
 
 void TcpSplicer::send_segment(Flow& f, uint8_t flags, uint32_t seq, std::span<const uint8_t> payload,
-                              bool syn_options) {
+                              bool syn_options, uint16_t gso_size) {
   const bool v4 = f.key.family == AF_INET;
   const size_t iplen = v4 ? 20 : 40;
   const size_t tcplen = (syn_options ? 28 : 20) + payload.size();
-  frame_buf_.assign(kEthHeaderLen + iplen + tcplen, 0);
+  // Only the headers need zeros: the payload is copied over (no 64 KiB fill per super-segment).
+  const size_t headers = kEthHeaderLen + iplen + (syn_options ? 28 : 20);
+  frame_buf_.resize(headers + payload.size());
+  std::fill_n(frame_buf_.begin(), headers, uint8_t{0});
   uint8_t* p = frame_buf_.data();
   std::copy(f.guest_mac.begin(), f.guest_mac.end(), p);
   std::copy(policy_.our_mac.begin(), policy_.our_mac.end(), p + 6);
@@ -763,8 +797,9 @@ void TcpSplicer::send_segment(Flow& f, uint8_t flags, uint32_t seq, std::span<co
   } else {
     wnd = (flags & kRst) ? 0 : our_window(f);
     const bool closed = wnd == 0 && !(flags & kRst);
-    if (closed && !f.window_closed) {
-      if (auto sp = shared(f)) wait_writable(sp);  // a window update follows when the socket drains
+    // A window update follows when the socket drains (again, if an update still found it shut).
+    if (closed) {
+      if (auto sp = shared(f)) wait_writable(sp);
     }
     f.window_closed = closed;
   }
@@ -784,11 +819,29 @@ void TcpSplicer::send_segment(Flow& f, uint8_t flags, uint32_t seq, std::span<co
       t[25] = t[26] = t[27] = 1;  // no scaling offered: the guest did not offer it (RFC 7323 §2.2)
     }
   }
-  std::copy(payload.begin(), payload.end(), t + (syn_options ? 28 : 20));
+  // push_to_guest may have peeked the payload into place already (offloads): then it is not copied.
+  if (payload.data() != t + (syn_options ? 28 : 20)) std::copy(payload.begin(), payload.end(), t + (syn_options ? 28 : 20));
+  ++stats_.segments_out;
+  if (send_offload_ && !payload.empty()) {
+    // virtio 1.x §5.1.6.2: the checksum field holds the (uncomplemented) pseudo-header sum over the
+    // whole segment's TCP length; the guest's kernel finishes or trusts it (CHECKSUM_PARTIAL).
+    put16(t + 16, checksum_fold(checksum_add({pseudo, pseudo_len})));
+    VnetHdr h;
+    h.flags = kVnetFNeedsCsum;
+    h.csum_start = static_cast<uint16_t>(kEthHeaderLen + iplen);
+    h.csum_offset = 16;
+    if (gso_size) {
+      h.gso_type = v4 ? kVnetGsoTcp4 : kVnetGsoTcp6;
+      h.gso_size = gso_size;
+      h.hdr_len = static_cast<uint16_t>(kEthHeaderLen + iplen + 20);
+      ++stats_.super_segments_out;
+    }
+    send_offload_(frame_buf_, h);
+    return;
+  }
   const uint16_t sum = static_cast<uint16_t>(
       ~checksum_fold(checksum_add({t, tcplen}, checksum_add({pseudo, pseudo_len}))));
   put16(t + 16, sum);
-  ++stats_.segments_out;
   send_(frame_buf_);
 }
 

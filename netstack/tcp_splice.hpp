@@ -42,9 +42,29 @@
 //                  rewound), and our memory per flow is one segment buffer.
 //                  Send window: the guest's advertised window (scaled,
 //                  RFC 7323 §2) minus what is in flight.
-// Our window toward the guest is the free space of the host socket's send
-// buffer (SO_SNDBUF minus SIOCOUTQ), scaled by kWindowScale; when it is zero
-// we wait for the socket to become writable and then send a window update.
+// Our window toward the guest is the free space of 7/8 of the host socket's
+// send buffer (7/8 SO_SNDBUF minus SIOCOUTQ minus what we hold), scaled by
+// kWindowScale. 7/8 because the kernel charges each queued skb's overhead
+// (truesize) to SO_SNDBUF while SIOCOUTQ counts payload bytes: advertising
+// all of it promised room that send() then refused, and with 64 KiB
+// super-segments the excess filled kToHostCap and stalled the flow on
+// retransmission timeouts. Receiver silly-window avoidance (RFC 1122
+// §4.2.3.3): a window below min(that space / 8, our MSS) is advertised as
+// zero; the kernel reports the socket writable only with at least a third of
+// SO_SNDBUF free, which is always above that threshold, so the window update
+// sent on writability always opens the window. While it is zero the guest
+// probes (a segment one below rcv_nxt, as Linux's zero-window probes and
+// keepalives are): such old, empty segments are answered with an ACK
+// carrying the current window (RFC 9293 §3.10.7.4), else a lost window
+// update would leave the flow stalled until the guest gave up.
+//
+// Offloads (enable_tx_offload, a tap with a virtio-net header): data
+// segments toward the guest leave with NEEDS_CSUM (the checksum field holds
+// the pseudo-header sum; the guest's kernel treats it as verified) and, when
+// more than one MSS is ready, as one GSO super-segment (gso_size = the MSS,
+// up to 64 KiB of IP packet): one writev and no checksum loop per 64 KiB.
+// Guest super-segments arrive whole through on_guest_frame (the parser reads
+// only the IP lengths) and are one send() to the host socket.
 //
 // Retransmission (RFC 6298 in spirit, simplified for a virtual link): one
 // timer per flow while our SYN-ACK, data or a FIN is unacknowledged, RTO
@@ -91,6 +111,7 @@
 #include "base/unique_fd.hpp"
 #include "netstack/frame.hpp"
 #include "netstack/nat_config.hpp"
+#include "netstack/vnet_hdr.hpp"
 
 namespace causeway::netstack {
 
@@ -103,6 +124,8 @@ struct TcpSpliceStats {
   uint64_t out_of_order = 0;      // guest segments not at rcv_nxt (dropped, dup-ACKed)
   uint64_t retransmits = 0;       // timer or triple duplicate ACK
   uint64_t resets_from_guest = 0, resets_to_guest = 0;
+  uint64_t super_segments_out = 0;  // GSO segments to the guest (more than one MSS each)
+  uint64_t probes_answered = 0;     // keepalives / zero-window probes (old sequence, no data) ACKed
   size_t flows = 0;
 };
 
@@ -149,6 +172,7 @@ class TcpSplicer {
  public:
   static constexpr uint8_t kWindowScale = 7;  // our window: up to 65535 << 7 ≈ 8 MiB
   using SendToGuest = std::function<void(std::span<const uint8_t>)>;
+  using SendOffloadToGuest = std::function<void(std::span<const uint8_t>, const VnetHdr&)>;
 
   // max_retries: retransmission timeouts in a row without any ACK from the guest before the
   // flow is reset both ways (RTO 200 ms doubling to 3 s: 8 is ~15 s).
@@ -175,6 +199,11 @@ class TcpSplicer {
   void reset_all();
   // The link MTU changed: new flows' MSS and segment sizes follow.
   void set_mtu(size_t mtu) { policy_.mtu = mtu; }
+  // The guest side takes partial checksums and TCP super-segments
+  // (FramePort::offloads_to_guest): data segments go through `send` with
+  // NEEDS_CSUM (the pseudo-header sum in the checksum field, no software
+  // checksum) and, above one MSS, as GSO super-segments of up to 64 KiB.
+  void enable_tx_offload(SendOffloadToGuest send) { send_offload_ = std::move(send); }
 
   struct Flow;
   struct Key {
@@ -200,7 +229,8 @@ class TcpSplicer {
   void on_guest_synack(Flow& f, const TcpSegment& s);
   void start_connect(const std::shared_ptr<Flow>& f, const TcpSegment& syn);
   void connected(const std::shared_ptr<Flow>& f, int err);
-  void send_segment(Flow& f, uint8_t flags, uint32_t seq, std::span<const uint8_t> payload, bool syn_options = false);
+  void send_segment(Flow& f, uint8_t flags, uint32_t seq, std::span<const uint8_t> payload, bool syn_options = false,
+                    uint16_t gso_size = 0);
   void send_rst_for(const TcpSegment& s);
   void push_to_guest(Flow& f);
   void write_to_host(Flow& f, const TcpSegment& s);
@@ -221,6 +251,7 @@ class TcpSplicer {
   boost::asio::io_context& io_;
   TcpSplicePolicy policy_;
   SendToGuest send_;
+  SendOffloadToGuest send_offload_;  // set by enable_tx_offload
   size_t max_flows_;
   int max_retries_;
   std::map<Key, std::shared_ptr<Flow>> flows_;

@@ -11,6 +11,7 @@
 #
 # The guest always reaches the host's loopback through the engine's gateway mapping:
 #   causeway      10.0.2.2            (engine maps the gateway to host loopback)
+#   causeway-base  10.0.2.2           the same with --no-offload (fast path; tap without checksum/TSO)
 #   causeway-slirp 10.0.2.2           the same with --tcp-engine slirp (libslirp's TCP; the default
 #                                     is the TCP fast path where the kernel has it)
 #   slirp4netns   10.0.2.2            (libslirp's host-loopback mapping)
@@ -25,7 +26,7 @@ REPO_DIR=$(cd "$SCRIPT_DIR/.." && pwd)
 . "$SCRIPT_DIR/lib/bench-common.sh"
 
 BENCH_ARGS=("$@")
-ALL_CONTENDERS="causeway,causeway-slirp,pasta,pasta-splice,slirp4netns,veth"
+ALL_CONTENDERS="causeway,causeway-base,causeway-slirp,pasta,pasta-splice,slirp4netns,veth"
 RUNS=3
 DURATION=5
 MTU=65520
@@ -39,6 +40,7 @@ Usage: $0 [options]
 
 Measures iperf3 TCP throughput from a network namespace (the guest) to the host, for:
   causeway      \$CAUSEWAY netns --mtu MTU -- iperf3 -c 10.0.2.2 ...  (CAUSEWAY=${CAUSEWAY:-build/causeway})
+  causeway-base the same with --no-offload (fast path, tap without checksum/TSO offloads)
   causeway-slirp the same with --tcp-engine slirp (libslirp's TCP stack instead of the fast path)
   pasta         pasta's tap path (guest -> gateway address, mapped to host loopback)
   pasta-splice  pasta's loopback splice (guest 127.0.0.1:PORT -> host 127.0.0.1:PORT, -T PORT)
@@ -93,7 +95,7 @@ fi
 # contender -> binary it needs ("" when only the kernel is needed)
 contender_binary() {
     case $1 in
-        causeway|causeway-slirp) printf '%s' "$CAUSEWAY" ;;
+        causeway|causeway-base|causeway-slirp) printf '%s' "$CAUSEWAY" ;;
         pasta|pasta-splice) command -v pasta || printf 'pasta' ;;
         slirp4netns) command -v slirp4netns || printf 'slirp4netns' ;;
         veth) printf '' ;;
@@ -282,6 +284,7 @@ run_one() {
     RSS="" RSS_FILE="" CPU_S=""
     case $c in
         causeway)     run_causeway "$log" "$port" || rc=$? ;;
+        causeway-base) run_causeway "$log" "$port" --no-offload || rc=$? ;;
         causeway-slirp) run_causeway "$log" "$port" --tcp-engine slirp || rc=$? ;;
         pasta)        run_pasta "$log" "$port" tap || rc=$? ;;
         pasta-splice) run_pasta "$log" "$port" splice || rc=$? ;;

@@ -154,6 +154,51 @@ TEST_F(EngineTest, CountsEveryKindOfMalformedFrameAndKeepsServing) {
   EXPECT_FALSE(port.frames.empty()) << "engine stopped answering after the flood";
 }
 
+// A frame from a tap with offloads whose checksum is left to us (NEEDS_CSUM) reaches libslirp
+// completed: libslirp verifies ICMP checksums and would drop it otherwise.
+TEST_F(EngineTest, CompletesPartialChecksumsBeforeLibslirp) {
+  engine.on_guest_frame(arp_request(ip4("10.0.2.2")));
+  auto partial = icmp_echo_to(ip4("10.0.2.2"), 0x4343);
+  partial[kEthHeaderLen + 22] = partial[kEthHeaderLen + 23] = 0;  // ICMP has no pseudo-header: partial sum 0
+  auto control = partial;  // the same frame without the header: libslirp must drop it
+  VnetHdr h;
+  h.flags = kVnetFNeedsCsum;
+  h.csum_start = kEthHeaderLen + 20;
+  h.csum_offset = 2;
+  auto is_reply = [](const auto& f) {
+    return f.size() >= kEthHeaderLen + 28 && f[13] == 0 && f[kEthHeaderLen + 9] == 1 && f[kEthHeaderLen + 20] == 0;
+  };
+  port.frames.clear();
+  engine.on_guest_frame(control);
+  EXPECT_EQ(find_frame(is_reply), nullptr) << "libslirp answered a wrong checksum: the test proves nothing";
+  engine.on_guest_offload_frame(partial, h);
+  const auto* reply = find_frame(is_reply);
+  ASSERT_NE(reply, nullptr) << "no echo reply: the checksum was not completed";
+  EXPECT_EQ((*reply)[kEthHeaderLen + 24], 0x43);
+  EXPECT_EQ(engine.stats().offload_in_software, 1u);
+}
+
+// Hostile virtio-net headers are dropped and counted, never followed.
+TEST_F(EngineTest, CountsHostileOffloadHeadersAsBadOffload) {
+  const auto ping = icmp_echo_to(ip4("10.0.2.2"), 1);
+  std::vector<VnetHdr> bad(4);
+  bad[0].flags = 0x04;                                        // RSC_INFO
+  bad[1].gso_type = 3;                                        // UFO
+  bad[1].gso_size = 100;
+  bad[2].flags = kVnetFNeedsCsum;                             // field beyond the frame
+  bad[2].csum_start = static_cast<uint16_t>(ping.size());
+  bad[3].flags = kVnetFNeedsCsum;                             // TSO on ICMP
+  bad[3].gso_type = kVnetGsoTcp4;
+  bad[3].gso_size = 100;
+  bad[3].csum_start = kEthHeaderLen + 20;
+  bad[3].csum_offset = 16;
+  port.frames.clear();
+  for (const auto& h : bad) engine.on_guest_offload_frame(ping, h);
+  EXPECT_EQ(engine.stats().dropped[static_cast<size_t>(FrameVerdict::kBadOffload)], 4u);
+  EXPECT_TRUE(port.frames.empty());
+  EXPECT_EQ(to_string(FrameVerdict::kBadOffload), "bad_offload");
+}
+
 TEST_F(EngineTest, SendsRouterAdvertisementWhenItsTimerFires) {
   // libslirp arms its RA timer at start; RFC 4861 §6.2.1 bounds the interval at 600 s.
   io.poll();

@@ -14,9 +14,11 @@
 #include <boost/asio/io_context.hpp>
 #include <cstring>
 #include <deque>
+#include <fstream>
 
 #include "base/unique_fd.hpp"
 #include "netstack/packet.hpp"
+#include "netstack/vnet_hdr.hpp"
 #include "tests/support/fakes.hpp"
 
 namespace causeway::netstack {
@@ -66,6 +68,7 @@ class TcpSpliceTest : public ::testing::Test {
     std::vector<uint8_t> data;
   };
 
+  // Builds the frame `guest` sends (see there).
   // A guest segment from 10.0.2.15:gport to 10.0.2.2:dport.
   bool guest(uint8_t flags, uint32_t seq, uint32_t ack, std::string_view data = {}, uint16_t window = 65535,
              bool syn_opts = true) {
@@ -95,6 +98,17 @@ class TcpSpliceTest : public ::testing::Test {
     std::memcpy(ip + 16, dst ? &*dst : &cfg.gateway, 4);
     std::memcpy(ip + 20, tcp.data(), tcp.size());
     return splicer->on_guest_frame(f);
+  }
+  // Collects what the splicer sends through enable_tx_offload (frame and header).
+  struct OffloadFrame {
+    std::vector<uint8_t> frame;
+    VnetHdr hdr;
+  };
+  std::deque<OffloadFrame> offloaded;
+  void enable_offload() {
+    splicer->enable_tx_offload([this](std::span<const uint8_t> f, const VnetHdr& h) {
+      offloaded.push_back({std::vector<uint8_t>(f.begin(), f.end()), h});
+    });
   }
   // Runs the loop until the splicer has sent something matching `pred`.
   std::optional<Seg> expect(const std::function<bool(const Seg&)>& pred, std::chrono::milliseconds d = 3s) {
@@ -442,6 +456,117 @@ TEST_F(TcpSpliceTest, RandomSegmentSequencesNeverCrashAndStayBounded) {
   ASSERT_TRUE(guest(kAck, 1001, ours, "still fine"));
   char buf[32];
   EXPECT_EQ(::read(c.get(), buf, sizeof buf), 10);
+}
+
+}  // namespace
+}  // namespace causeway::netstack
+
+namespace causeway::netstack {
+namespace {
+
+// A keepalive or zero-window probe (one below rcv_nxt, no data) gets an ACK with the current
+// window: without it a flow whose window update was lost stays stalled.
+TEST_F(TcpSpliceTest, AnswersKeepalivesAndZeroWindowProbes) {
+  HostServer srv;
+  auto [ours, c] = connect_flow(srv);
+  ASSERT_TRUE(c);
+  out.clear();
+  ASSERT_TRUE(guest(kAck, 1000, ours));  // seq = rcv_nxt - 1
+  auto ack = expect([&](const Seg& s) { return s.s.flags == kAck && s.s.ack == 1001; });
+  ASSERT_TRUE(ack) << "the probe was not answered";
+  EXPECT_GT(ack->s.window, 0);
+  EXPECT_EQ(splicer->stats().probes_answered, 1u);
+}
+
+// Our window is 7/8 of the host socket's send buffer, never all of it.
+TEST_F(TcpSpliceTest, AdvertisesSevenEighthsOfTheSendBuffer) {
+  HostServer srv;
+  auto [ours, c] = connect_flow(srv);
+  ASSERT_TRUE(c);
+  out.clear();
+  ASSERT_TRUE(guest(kAck, 1000, ours));
+  auto ack = expect([&](const Seg& s) { return s.s.flags == kAck; });
+  ASSERT_TRUE(ack);
+  int sndbuf = 0;
+  // The splicer's socket is the accepted one's peer; read the limit the kernel applies instead.
+  std::ifstream wmem("/proc/sys/net/core/wmem_max");
+  wmem >> sndbuf;
+  const uint64_t window = uint64_t{ack->s.window} << TcpSplicer::kWindowScale;
+  const uint64_t full = std::min<uint64_t>(2ull * static_cast<uint64_t>(sndbuf), 8ull << 20);
+  EXPECT_LE(window, full / 8 * 7 + (1u << TcpSplicer::kWindowScale));
+  EXPECT_GE(window, full / 8 * 7 - 64 * 1024);
+}
+
+// With offloads toward the guest, host data leaves as GSO super-segments (gso_size = MSS,
+// NEEDS_CSUM with the pseudo-header sum in the checksum field) that a NIC's segmentation turns
+// into valid MSS-sized segments carrying exactly the host's bytes.
+TEST_F(TcpSpliceTest, SendsSuperSegmentsWithPartialChecksumsWhenOffloading) {
+  enable_offload();
+  HostServer srv;
+  auto [ours, c] = connect_flow(srv);
+  ASSERT_TRUE(c);
+  std::vector<uint8_t> sent(200000);
+  for (size_t i = 0; i < sent.size(); ++i) sent[i] = static_cast<uint8_t>(i * 13 + i / 7);
+  ASSERT_EQ(::write(c.get(), sent.data(), sent.size()), static_cast<ssize_t>(sent.size()));
+  std::vector<uint8_t> got;
+  size_t supers = 0;
+  testing::run_until(io, [&] {
+    while (!offloaded.empty()) {
+      auto o = std::move(offloaded.front());
+      offloaded.pop_front();
+      EXPECT_EQ(o.hdr.flags, kVnetFNeedsCsum);
+      EXPECT_EQ(o.hdr.csum_start, kEthHeaderLen + 20);
+      EXPECT_EQ(o.hdr.csum_offset, 16);
+      EXPECT_LE(o.frame.size(), kEthHeaderLen + 65535u);
+      if (o.hdr.gso_type != kVnetGsoNone) {
+        ++supers;
+        EXPECT_EQ(o.hdr.gso_type, kVnetGsoTcp4);
+        EXPECT_EQ(o.hdr.gso_size, 1460);
+      }
+      // Segment and checksum it as the guest's kernel would; every piece must verify.
+      const auto chk = check_vnet_hdr(o.hdr, o.frame, 1500);
+      EXPECT_EQ(chk.verdict, VnetVerdict::kOk);
+      std::vector<uint8_t> scratch;
+      finish_in_software(o.frame, chk.offload, scratch, [&](std::span<const uint8_t> seg) {
+        const uint8_t* ip = seg.data() + kEthHeaderLen;
+        const size_t tcplen = ((ip[2] << 8) | ip[3]) - 20u;
+        const uint32_t pseudo = checksum_add({ip + 12, 8}) + 6 + static_cast<uint32_t>(tcplen);
+        EXPECT_EQ(checksum_fold(checksum_add({ip + 20, tcplen}, pseudo)), 0xffff);
+        auto ps = parse_tcp_segment(seg);
+        ASSERT_TRUE(ps);
+        EXPECT_LE(ps->payload.size(), 1460u);
+        EXPECT_EQ(ps->seq, ours + got.size());
+        got.insert(got.end(), ps->payload.begin(), ps->payload.end());
+      });
+      // Acknowledged as the guest would, before any retransmission timer fires.
+      EXPECT_TRUE(guest(kAck, 1001, ours + static_cast<uint32_t>(got.size())));
+    }
+    return got.size() >= sent.size();
+  }, 5s);
+  EXPECT_EQ(got, sent);
+  EXPECT_GE(supers, 3u) << "200 kB at MSS 1460 fit in 4 super-segments of 44 MSS";
+  EXPECT_EQ(splicer->stats().super_segments_out, supers);
+}
+
+// A guest super-segment (larger than the MTU, as a tap with TSO delivers it) is taken whole:
+// one write of all its bytes to the host socket, one ACK for all of it.
+TEST_F(TcpSpliceTest, TakesAGuestSuperSegmentWhole) {
+  HostServer srv;
+  auto [ours, c] = connect_flow(srv);
+  ASSERT_TRUE(c);
+  std::string big(60000, 'x');
+  for (size_t i = 0; i < big.size(); ++i) big[i] = static_cast<char>('a' + i % 23);
+  ASSERT_TRUE(guest(kAck, 1001, ours, big));
+  std::string got;
+  char buf[65536];
+  while (got.size() < big.size()) {
+    const ssize_t n = ::read(c.get(), buf, sizeof buf);
+    ASSERT_GT(n, 0);
+    got.append(buf, static_cast<size_t>(n));
+  }
+  EXPECT_EQ(got, big);
+  auto ack = expect([](const Seg& s) { return s.s.ack == 61001; });
+  EXPECT_TRUE(ack) << "the super-segment was not acknowledged as a whole";
 }
 
 }  // namespace

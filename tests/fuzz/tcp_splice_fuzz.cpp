@@ -11,6 +11,10 @@
 //   1  the host end writes N bytes      2  the host end closes (or resets)
 //   3  a forwarded host connection is opened toward the guest
 //   4  run the event loop a little      5  a raw frame to MirrorLink
+//   6  a guest TCP segment (as 0) behind a fuzzed virtio-net header (a tap
+//      with offloads, vnet_hdr.hpp): checked as the engine checks it; if it
+//      passes, the whole frame goes to the splicer (as the engine hands it
+//      super-segments) and the software-finished frames to MirrorLink
 // Invariants: no crash, no sanitizer report, the flow table stays within its cap.
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -18,6 +22,7 @@
 #include <unistd.h>
 
 #include <boost/asio/io_context.hpp>
+#include <array>
 #include <cstring>
 #include <memory>
 #include <vector>
@@ -26,6 +31,7 @@
 #include "netstack/mirror/datapath.hpp"
 #include "netstack/packet.hpp"
 #include "netstack/tcp_splice.hpp"
+#include "netstack/vnet_hdr.hpp"
 
 namespace cn = causeway::netstack;
 
@@ -120,7 +126,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   Reader r{data, size};
   uint32_t seq = 1000;
   for (int step = 0; step < 64 && r.n > 0; ++step) {
-    switch (r.u8() % 6) {
+    switch (r.u8() % 7) {
       case 0: {
         const uint8_t flags = r.u8();
         const uint16_t sport = static_cast<uint16_t>(40000 + (r.u8() & 3));
@@ -177,6 +183,30 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         auto frame = r.bytes(r.u16() % 1600);
         if (frame.size() >= 6) std::copy(cn::mirror::kMirrorRouterMac.begin(), cn::mirror::kMirrorRouterMac.end(), frame.begin());
         link->on_guest_frame(frame);
+        break;
+      }
+      case 6: {
+        std::array<uint8_t, cn::kVnetHdrLen> hb{};
+        for (auto& b : hb) b = r.u8();
+        const uint8_t flags = r.u8();
+        const uint16_t sport = static_cast<uint16_t>(40000 + (r.u8() & 3));
+        const uint32_t ack = sink.last_seq + static_cast<uint32_t>(static_cast<int8_t>(r.u8()));
+        const auto payload = r.bytes(r.u16() % 8192);
+        auto f = segment(w->cfg, sport, w->port, seq, ack, flags, 65535, payload, false);
+        if (r.u8() & 1) f.resize(f.size() - std::min<size_t>(f.size(), r.u8()));  // truncated
+        const auto c = cn::check_vnet_hdr(cn::read_vnet_hdr(hb), f, 1500);
+        if (c.verdict != cn::VnetVerdict::kOk) break;
+        (void)splicer->on_guest_frame(f);
+        std::vector<uint8_t> scratch;
+        cn::finish_in_software(f, c.offload, scratch, [&](std::span<const uint8_t> s) {
+          if (s.size() > 1500 + cn::kEthHeaderLen && !c.offload.gso) return;  // the engine checks the MTU
+          if (s.size() > 1500 + cn::kEthHeaderLen) __builtin_trap();        // a segment over the MTU
+          std::vector<uint8_t> copy(s.begin(), s.end());
+          if (copy.size() >= 6)
+            std::copy(cn::mirror::kMirrorRouterMac.begin(), cn::mirror::kMirrorRouterMac.end(), copy.begin());
+          link->on_guest_frame(copy);
+        });
+        seq += static_cast<uint32_t>(payload.size());
         break;
       }
     }
