@@ -509,7 +509,8 @@ bench_rss_sample() { # PID FILE: writes "VmHWM_kB RssShmem_kB cpu_ticks" (user+s
     line=$(awk '/^VmHWM:/ {h = $2} /^RssShmem:/ {s = $2} END {if (h != "") print h, s + 0}' "/proc/$1/status" 2>/dev/null) || return 0
     # /proc/PID/stat: utime and stime are fields 14 and 15, counted after the ")" that ends comm
     ticks=$(sed 's/^.*) //' "/proc/$1/stat" 2>/dev/null | awk '{print $12 + $13}') || ticks=""
-    [[ -n $line ]] && printf '%s %s\n' "$line" "${ticks:-0}" > "$2.tmp" && mv -f "$2.tmp" "$2"
+    # A temporary file per process: the watcher and a last sample before a kill may both write.
+    [[ -n $line ]] && printf '%s %s\n' "$line" "${ticks:-0}" > "$2.tmp.$BASHPID" && mv -f "$2.tmp.$BASHPID" "$2"
     return 0
 }
 # bench_cpu_seconds FILE: the engine's user+system CPU seconds at its last sample
