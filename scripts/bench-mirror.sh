@@ -159,7 +159,8 @@ if ((CHANGES > 0)); then
     printf 'all (ms): %s\n' "${lat[*]}"
     bench_kill_pid "$cwpid"
     if [[ -n $JSON_OUT ]]; then
-        printf '[{"contender": "causeway-mirrored", "attach": "netns", "metric": "sync_ms", "median": %s, "p90": %s, "max": %s, "runs": %d, "status": "ok"}]\n' \
+        # one row per line between lone brackets: the layout bench_json_concat merges
+        printf '[\n{"contender": "causeway-mirrored", "attach": "netns", "metric": "sync_ms", "median": %s, "p90": %s, "max": %s, "runs": %d, "status": "ok"}\n]\n' \
             "$med" "$p90" "$max" "${#lat[@]}" >"$BENCH_TMPDIR/sync.json"
     fi
 fi
