@@ -393,7 +393,8 @@ int run_netns(NetOptions& o, const std::string& attach, const std::string& ifnam
       }
       mirror_links.erase(c.name);
       MirrorLinkRuntime r;
-      r.port = std::make_unique<netstack::TapFramePort>(io, std::move(fd), 65535, [] {});
+      // The tap has a virtio-net header when hooks.vnet_hdr_taps: then the port negotiates offloads.
+      r.port = std::make_unique<netstack::TapFramePort>(io, std::move(fd), 65535, [] {}, /*offload=*/true);
       netstack::mirror::MirrorLinkConfig mc;
       mc.name = c.name;
       mc.host_ifindex = c.host_ifindex;
@@ -404,6 +405,7 @@ int run_netns(NetOptions& o, const std::string& attach, const std::string& ifnam
       spdlog::debug("mirrored link {}: data path up (mtu {})", c.name, c.mtu);
     };
     hooks.on_link_removed = [&mirror_links](const std::string& name) { mirror_links.erase(name); };
+    hooks.vnet_hdr_taps = tc.vnet_hdr;  // offloads as on the NAT tap (fast path on, no --no-offload)
     hooks.on_link_mtu = [&mirror_links](const std::string& name, uint32_t mtu) {
       if (auto it = mirror_links.find(name); it != mirror_links.end()) it->second.link->set_mtu(mtu);
     };

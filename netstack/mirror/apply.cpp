@@ -151,7 +151,7 @@ VoidResult NetlinkGuestApplier::add_link(const HostLink& l) {
   auto tun = ns_.open_file("/dev/net/tun", O_RDWR);
   if (tun.has_error()) return "cannot open /dev/net/tun in the guest namespace: " + tun.error().message();
   ifreq ifr{};
-  ifr.ifr_flags = IFF_TAP | IFF_NO_PI;
+  ifr.ifr_flags = IFF_TAP | IFF_NO_PI | (hooks_.vnet_hdr_taps ? IFF_VNET_HDR : 0);
   std::memcpy(ifr.ifr_name, l.name.data(), l.name.size());
   if (::ioctl(tun->get(), TUNSETIFF, &ifr) < 0)
     return fmt::format("cannot create tap {}: {}", l.name, std::strerror(errno));

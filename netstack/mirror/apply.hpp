@@ -70,6 +70,9 @@ struct ApplyHooks {
   std::function<void(const MirroredLinkCreated&)> on_link_created;
   std::function<void(const std::string& name)> on_link_removed;
   std::function<void(const std::string& name, uint32_t mtu)> on_link_mtu;  // after every successful link update
+  // Create the taps with IFF_VNET_HDR: whoever reads them (TapFramePort) negotiates checksum and
+  // TSO offloads, so the guest's TCP arrives as 64 KiB super-segments instead of one frame per MSS.
+  bool vnet_hdr_taps = false;
 };
 
 // Both the synchronous StateApplier (converge.hpp's loop runs over it) and

@@ -288,6 +288,71 @@ TEST_F(MirrorLinkTest, TcpConnectsFromTheGuestsSourceAddress) {
   EXPECT_STREQ(text, "127.0.0.2") << "the host socket is bound to the guest's source address";
 }
 
+// A tap with offloads (hooks.vnet_hdr_taps) hands the link 64 KiB TCP super-segments: taken whole
+// by the fast path (one send), never cut into MTU frames; a header that lies is dropped, counted.
+TEST_F(MirrorLinkTest, TcpSuperSegmentFromATapWithOffloadsIsTakenWhole) {
+  if (!TcpSplicer::available()) GTEST_SKIP() << "this kernel has no TCP SO_PEEK_OFF (Linux 6.10+)";
+  UniqueFd srv(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::bind(srv.get(), reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+  ASSERT_EQ(::listen(srv.get(), 4), 0);
+  socklen_t l = sizeof a;
+  ::getsockname(srv.get(), reinterpret_cast<sockaddr*>(&a), &l);
+  const uint16_t port_no = ntohs(a.sin_port);
+  link->on_guest_frame(ipv4("127.0.0.2", "127.0.0.1", 6, tcp_syn(40010, port_no)));
+  auto synack = expect([](const auto& f) {
+    auto s = parse_tcp_segment(f);
+    return s && (s->flags & 0x12) == 0x12;
+  });
+  ASSERT_TRUE(synack) << "no SYN-ACK";
+  const uint32_t their_seq = parse_tcp_segment(*synack)->seq;
+  UniqueFd c(::accept(srv.get(), nullptr, nullptr));
+  ASSERT_TRUE(c);
+  auto segment = [&](uint8_t flags, std::span<const uint8_t> payload) {
+    std::vector<uint8_t> t(20 + payload.size(), 0);
+    put16(t.data(), 40010);
+    put16(t.data() + 2, port_no);
+    t[7] = 101;  // seq 101: after the SYN
+    const uint32_t ack = their_seq + 1;
+    t[8] = static_cast<uint8_t>(ack >> 24), t[9] = static_cast<uint8_t>(ack >> 16);
+    t[10] = static_cast<uint8_t>(ack >> 8), t[11] = static_cast<uint8_t>(ack);
+    t[12] = 5 << 4;
+    t[13] = flags;
+    put16(t.data() + 14, 65535);
+    std::copy(payload.begin(), payload.end(), t.begin() + 20);
+    return ipv4("127.0.0.2", "127.0.0.1", 6, t);
+  };
+  link->on_guest_frame(segment(0x10, {}));  // the handshake's ACK
+  std::vector<uint8_t> data(3 * 1448);
+  for (size_t i = 0; i < data.size(); ++i) data[i] = static_cast<uint8_t>(i * 7 + 3);
+  VnetHdr h;
+  h.flags = kVnetFNeedsCsum;
+  h.gso_type = kVnetGsoTcp4;
+  h.gso_size = 1448;
+  h.hdr_len = kEthHeaderLen + 20 + 20;
+  h.csum_start = kEthHeaderLen + 20;
+  h.csum_offset = 16;
+  const auto super = segment(0x18, data);
+  ASSERT_GT(super.size(), 1500u + kEthHeaderLen) << "larger than one MTU frame, as TSO makes them";
+  VnetHdr liar = h;
+  liar.csum_start = static_cast<uint16_t>(super.size() + 10);  // outside the frame
+  link->on_guest_offload_frame(super, liar);
+  EXPECT_EQ(link->stats().dropped_bad_offload, 1u);
+  link->on_guest_offload_frame(super, h);
+  EXPECT_EQ(link->stats().offload_to_splicer, 1u);
+  EXPECT_EQ(link->stats().offload_in_software, 0u);
+  std::vector<uint8_t> got;
+  testing::run_until(io, [&] {
+    uint8_t buf[8192];
+    const ssize_t n = ::recv(c.get(), buf, sizeof buf, MSG_DONTWAIT);
+    if (n > 0) got.insert(got.end(), buf, buf + n);
+    return got.size() >= data.size();
+  }, 3s);
+  EXPECT_EQ(got, data) << "the host peer gets the super-segment's bytes, once, in order";
+}
+
 TEST_F(MirrorLinkTest, SegmentOfNoFlowIsReset) {
   link->on_guest_frame(ipv4("127.0.0.2", "127.0.0.1", 6, tcp_syn(40001, 9, 0x10 /* ACK */)));
   auto rst = expect([](const auto& f) {
