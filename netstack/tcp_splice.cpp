@@ -167,7 +167,6 @@ TcpSplicer::TcpSplicer(asio::io_context& io, TcpSplicePolicy policy, SendToGuest
       max_flows_(max_flows),
       max_retries_(max_retries) {
   seg_buf_.resize(kPeekBudget);
-  frame_buf_.reserve(kEthHeaderLen + 40 + 28 + 65535);  // the largest frame we build (push_to_guest relies on it)
 }
 
 TcpSplicer::~TcpSplicer() {
@@ -586,10 +585,10 @@ void TcpSplicer::push_to_guest(Flow& f) {
     size_t room = std::min<size_t>({f.g_wnd - inflight, budget, seg_buf_.size()});
     if (send_offload_) {
       room = std::min(room, chunk);
-      // SAFETY: capacity reserved in the constructor for the largest frame: no reallocation here
-      // or in send_segment's resize, so `into` stays valid.
-      frame_buf_.resize(headers + room);
-      into = frame_buf_.data() + headers;
+      // SAFETY: headers (≤ 74) + room (≤ chunk ≤ 65515) fit kFrameCapacity; send_segment finds
+      // the payload in place and copies nothing.
+      room = std::min(room, kFrameCapacity - headers);
+      into = frame_buf_.get() + headers;
     }
     const ssize_t n = ::recv(f.fd(), into, room, MSG_PEEK | MSG_DONTWAIT);
     if (n < 0) {
@@ -749,9 +748,10 @@ void TcpSplicer::send_segment(Flow& f, uint8_t flags, uint32_t seq, std::span<co
   const size_t tcplen = (syn_options ? 28 : 20) + payload.size();
   // Only the headers need zeros: the payload is copied over (no 64 KiB fill per super-segment).
   const size_t headers = kEthHeaderLen + iplen + (syn_options ? 28 : 20);
-  frame_buf_.resize(headers + payload.size());
-  std::fill_n(frame_buf_.begin(), headers, uint8_t{0});
-  uint8_t* p = frame_buf_.data();
+  if (headers + payload.size() > kFrameCapacity) return;  // not reached: payloads are at most a chunk
+  frame_len_ = headers + payload.size();
+  std::fill_n(frame_buf_.get(), headers, uint8_t{0});
+  uint8_t* p = frame_buf_.get();
   std::copy(f.guest_mac.begin(), f.guest_mac.end(), p);
   std::copy(policy_.our_mac.begin(), policy_.our_mac.end(), p + 6);
   put16(p + 12, v4 ? kEtherTypeIpv4 : kEtherTypeIpv6);
@@ -836,13 +836,13 @@ void TcpSplicer::send_segment(Flow& f, uint8_t flags, uint32_t seq, std::span<co
       h.hdr_len = static_cast<uint16_t>(kEthHeaderLen + iplen + 20);
       ++stats_.super_segments_out;
     }
-    send_offload_(frame_buf_, h);
+    send_offload_(std::span<const uint8_t>(frame_buf_.get(), frame_len_), h);
     return;
   }
   const uint16_t sum = static_cast<uint16_t>(
       ~checksum_fold(checksum_add({t, tcplen}, checksum_add({pseudo, pseudo_len}))));
   put16(t + 16, sum);
-  send_(frame_buf_);
+  send_(std::span<const uint8_t>(frame_buf_.get(), frame_len_));
 }
 
 void TcpSplicer::send_rst_for(const TcpSegment& s) {

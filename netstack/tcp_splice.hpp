@@ -257,7 +257,12 @@ class TcpSplicer {
   std::map<Key, std::shared_ptr<Flow>> flows_;
   std::vector<Key> ack_queue_;  // flows with a coalesced ACK to send (schedule_ack)
   bool ack_posted_ = false;
-  std::vector<uint8_t> frame_buf_;
+  // The frame being built, allocated once at the largest size we build and never zero-filled as a
+  // whole: a vector's resize from an ACK to a super-segment zeroed up to 64 KiB per push (3% of the
+  // engine's samples under connections/s load). frame_len_ bytes of it are in use.
+  static constexpr size_t kFrameCapacity = kEthHeaderLen + 40 + 28 + 65535;
+  std::unique_ptr<uint8_t[]> frame_buf_ = std::make_unique_for_overwrite<uint8_t[]>(kFrameCapacity);
+  size_t frame_len_ = 0;
   std::vector<uint8_t> seg_buf_;
   TcpSpliceStats stats_;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
