@@ -71,6 +71,7 @@ struct NetOptions {
   std::string tcp_engine = "auto";
   bool no_offload = false;   // netns only: a tap without checksum/TSO offloads
   std::string mode = "nat";  // netns and run: nat or mirrored (--mode, networkingMode)
+  std::string forward_source_ports;  // FIRST-LAST; empty: the default range
 };
 
 void add_net_options(CLI::App* app, NetOptions& o) {
@@ -98,6 +99,17 @@ void add_net_options(CLI::App* app, NetOptions& o) {
                   "auto (default: fast where the kernel allows, else slirp), fast (guest TCP connections map onto "
                   "host sockets; needs Linux 6.10+) or slirp (libslirp's TCP stack)")
       ->check(CLI::IsMember({"auto", "slirp", "fast"}));
+  app->add_option("--forward-source-ports", o.forward_source_ports,
+                  "FIRST-LAST: the gateway source ports the guest sees connections to -p TCP forwards come from "
+                  "(default 32768-60999, round robin)")
+      ->check([](const std::string& v) -> std::string {
+        unsigned first = 0, last = 0;
+        char dash = 0, extra = 0;
+        if (std::sscanf(v.c_str(), "%u%c%u%c", &first, &dash, &last, &extra) != 3 || dash != '-' || first < 1 ||
+            last > 65535 || first > last)
+          return "expected FIRST-LAST with 1 <= FIRST <= LAST <= 65535, e.g. 32768-60999";
+        return {};
+      });
   app->add_flag("--no-offload", o.no_offload,
                 "netns: no checksum/TSO offloads on the tap for the TCP fast path (every frame MTU-sized, "
                 "checksummed in software)");
@@ -133,6 +145,11 @@ netstack::NatConfig nat_config(const NetOptions& o) {
   c.dns_search = o.dns_search;
   c.tcp_fast = o.tcp_engine != "slirp";
   c.tcp_fast_explicit = o.tcp_engine == "fast";
+  if (unsigned first = 0, last = 0;
+      !o.forward_source_ports.empty() && std::sscanf(o.forward_source_ports.c_str(), "%u-%u", &first, &last) == 2) {
+    c.forward_port_first = static_cast<uint16_t>(first);  // checked by the option's validator
+    c.forward_port_last = static_cast<uint16_t>(last);
+  }
   return c;
 }
 

@@ -55,7 +55,9 @@ json engine_stats_json(const netstack::EngineStats& s) {
                                 {"full", s.tcp.flows_full}, {"bytes_in", s.tcp.bytes_in}, {"bytes_out", s.tcp.bytes_out},
                                 {"out_of_order", s.tcp.out_of_order}, {"retransmits", s.tcp.retransmits},
                                 {"resets_from_guest", s.tcp.resets_from_guest}, {"resets_to_guest", s.tcp.resets_to_guest},
-                                {"forward_accepted", s.tcp_forward_accepted}, {"forward_refused", s.tcp_forward_refused}}}};
+                                {"syn_to_guest_rejected", s.tcp.syn_to_guest_rejected},
+                                {"forward_accepted", s.tcp_forward_accepted}, {"forward_refused", s.tcp_forward_refused},
+                                {"forward_awaited_mac", s.tcp_forward_awaited_mac}, {"arp_requests", s.arp_requests}}}};
 }
 
 Runtime::Runtime(boost::asio::io_context& io, netstack::NatConfig nat, std::string attach)

@@ -1,5 +1,6 @@
 #include "netstack/engine.hpp"
 
+#include <arpa/inet.h>
 #include <poll.h>
 #include <slirp/libslirp.h>
 #include <sys/epoll.h>
@@ -64,7 +65,8 @@ Engine::Engine(boost::asio::io_context& io, const Clock& clock, NatConfig cfg, F
       port_(port),
       epfd_(epoll_create1(EPOLL_CLOEXEC)),
       ep_desc_(io),
-      wake_timer_(io) {
+      wake_timer_(io),
+      arp_timer_(io) {
   if (!epfd_) throw std::runtime_error(std::string("epoll_create1: ") + std::strerror(errno));
   // The descriptor does not own the fd: epfd_ does (released before close in ~Engine).
   ep_desc_.assign(epfd_.get());
@@ -120,6 +122,7 @@ Engine::Engine(boost::asio::io_context& io, const Clock& clock, NatConfig cfg, F
         stats_.bytes_out += f.size();
         port_.send_to_guest(f);
       });
+      tcp_->set_clock(clock_);
       if (port_.offloads_to_guest()) {
         tcp_->enable_tx_offload([this](std::span<const uint8_t> f, const VnetHdr& h) {
           ++stats_.frames_out;
@@ -209,9 +212,12 @@ void Engine::on_guest_frame(std::span<const uint8_t> frame) {
   }
   if (ether_type(frame) == kEtherTypeIpv4 && frame.size() >= kEthHeaderLen + 20 &&
       std::memcmp(frame.data() + kEthHeaderLen + 12, &cfg_.guest.s_addr, 4) == 0) {
-    std::copy_n(frame.begin() + 6, 6, guest_mac_.begin());
-    guest_mac_known_ = true;
+    learn_guest_mac(Mac{frame[6], frame[7], frame[8], frame[9], frame[10], frame[11]});
     if (!udp_flows_.empty() && take_udp_flow_reply(frame)) return;
+  } else if (ether_type(frame) == kEtherTypeArp) {
+    // The guest's lease in an ARP request or reply (ours, libslirp's, or a gratuitous one) tells
+    // us its MAC; libslirp still gets the frame.
+    if (auto arp = parse_arp(frame); arp && arp->sender_ip.s_addr == cfg_.guest.s_addr) learn_guest_mac(arp->sender_mac);
   }
   if (tcp_ && tcp_->on_guest_frame(frame)) return;
   slirp_input(slirp_.get(), frame.data(), static_cast<int>(frame.size()));
@@ -389,22 +395,74 @@ void Engine::accept_fast(const std::shared_ptr<FastForward>& ff) {
       UniqueFd c(::accept4(ff->listener->native_handle(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC));
       if (!c) break;  // EAGAIN, or the peer gave up already (ECONNABORTED)
       ++stats_.tcp_forward_accepted;
-      TcpSplicer::Key key{AF_INET, {}, {}, ff->forward.guest_port, 0};
-      std::memcpy(key.gaddr.data(), &cfg_.guest, 4);
-      std::memcpy(key.daddr.data(), &cfg_.gateway, 4);
-      // The guest sees the connection come from the gateway, from a port no flow uses.
-      for (int tries = 0; tries < 64; ++tries) {
-        next_forward_port_ = next_forward_port_ < 32768 || next_forward_port_ >= 60999
-                                 ? 32768
-                                 : static_cast<uint16_t>(next_forward_port_ + 1);
-        key.dport = next_forward_port_;
-        if (!tcp_->has_flow(key)) break;
+      if (!guest_mac_known_) {
+        if (awaiting_mac_.size() >= kMaxAwaitingMac) {
+          ++stats_.tcp_forward_refused;
+          continue;  // c closes here
+        }
+        ++stats_.tcp_forward_awaited_mac;
+        awaiting_mac_.push_back({std::move(c), ff->forward.guest_port});
+        if (awaiting_mac_.size() == 1) {
+          arp_tries_ = 0;
+          ask_guest_mac();
+        }
+        continue;
       }
-      if (!guest_mac_known_ || !tcp_->open_to_guest(std::move(c), key, guest_mac_)) {
-        ++stats_.tcp_forward_refused;  // c closes here: the peer sees its connection end at once
-      }
+      open_forwarded(std::move(c), ff->forward.guest_port);
     }
     accept_fast(ff);
+  });
+}
+
+void Engine::open_forwarded(UniqueFd c, uint16_t guest_port) {
+  TcpSplicer::Key key{AF_INET, {}, {}, guest_port, 0};
+  std::memcpy(key.gaddr.data(), &cfg_.guest, 4);
+  std::memcpy(key.daddr.data(), &cfg_.gateway, 4);
+  // The guest sees the connection come from the gateway, from a port no flow uses. Reusing a
+  // port the guest still holds in TIME-WAIT is fine: our ISNs per tuple only move forward
+  // (netstack/tcp_isn.hpp).
+  for (int tries = 0; tries < 64; ++tries) {
+    next_forward_port_ = next_forward_port_ < cfg_.forward_port_first || next_forward_port_ >= cfg_.forward_port_last
+                             ? cfg_.forward_port_first
+                             : static_cast<uint16_t>(next_forward_port_ + 1);
+    key.dport = next_forward_port_;
+    if (!tcp_->has_flow(key)) break;
+  }
+  if (!tcp_->open_to_guest(std::move(c), key, guest_mac_)) {
+    ++stats_.tcp_forward_refused;  // c closes here: the peer sees its connection end at once
+  }
+}
+
+void Engine::learn_guest_mac(const Mac& mac) {
+  guest_mac_ = mac;
+  guest_mac_known_ = true;
+  if (awaiting_mac_.empty()) return;
+  arp_timer_.cancel();
+  auto waiting = std::move(awaiting_mac_);
+  awaiting_mac_.clear();
+  for (auto& w : waiting) open_forwarded(std::move(w.conn), w.guest_port);
+}
+
+void Engine::ask_guest_mac() {
+  if (awaiting_mac_.empty()) return;
+  if (arp_tries_++ >= kArpTries) {
+    stats_.tcp_forward_refused += awaiting_mac_.size();
+    char ip[INET_ADDRSTRLEN] = "?";
+    ::inet_ntop(AF_INET, &cfg_.guest, ip, sizeof ip);
+    spdlog::warn("the guest did not answer ARP for {} within {} ms: {} forwarded connection(s) closed", ip,
+                 kArpTries * kArpInterval.count(), awaiting_mac_.size());
+    awaiting_mac_.clear();  // closing them: the host peers see their connections end
+    return;
+  }
+  ++stats_.arp_requests;
+  ++stats_.frames_out;
+  const auto f = build_arp_request(gateway_mac(cfg_), cfg_.gateway, cfg_.guest);
+  stats_.bytes_out += f.size();
+  port_.send_to_guest(f);
+  arp_timer_.expires_after(kArpInterval);
+  arp_timer_.async_wait([this, alive = std::weak_ptr<bool>(alive_)](boost::system::error_code ec) {
+    if (ec || alive.expired()) return;
+    ask_guest_mac();
   });
 }
 

@@ -109,7 +109,9 @@ struct EngineStats {
   uint64_t offload_segments = 0;     // frames those became
   TcpSpliceStats tcp;                // the TCP fast path (zeros when it is off)
   uint64_t tcp_forward_accepted = 0; // host connections on fast-path TCP forwards
-  uint64_t tcp_forward_refused = 0;  // closed at once: guest MAC unknown, flow table full
+  uint64_t tcp_forward_refused = 0;  // closed: guest MAC still unknown after ARP, flow table full
+  uint64_t tcp_forward_awaited_mac = 0;  // held while ARP asked for the guest's MAC
+  uint64_t arp_requests = 0;         // ARP requests for the guest's lease we sent
   [[nodiscard]] uint64_t dropped_total() const;
 };
 
@@ -232,6 +234,23 @@ class Engine final : public FrameSink, public portfwd::GuestDatagramChannel {
   uint16_t next_flow_port_ = 0;
   Mac guest_mac_{};
   bool guest_mac_known_ = false;
+  // Forwarded TCP connections accepted before the guest's MAC is known — a DHCP guest behind
+  // `serve` may have sent nothing from its lease yet. They wait while we ask by ARP (RFC 826),
+  // as libslirp does for its own forwards; at most kMaxAwaitingMac (more are refused), for at
+  // most kArpTries × kArpInterval (then refused: the host peer sees its connection closed).
+  struct AwaitingMac {
+    UniqueFd conn;
+    uint16_t guest_port;
+  };
+  static constexpr size_t kMaxAwaitingMac = 128;
+  static constexpr int kArpTries = 4;
+  static constexpr auto kArpInterval = std::chrono::milliseconds(250);
+  std::vector<AwaitingMac> awaiting_mac_;
+  boost::asio::steady_timer arp_timer_;
+  int arp_tries_ = 0;
+  void learn_guest_mac(const Mac& mac);
+  void open_forwarded(UniqueFd conn, uint16_t guest_port);
+  void ask_guest_mac();
   bool take_udp_flow_reply(std::span<const uint8_t> frame);
   std::unique_ptr<TcpSplicer> tcp_;  // the TCP fast path, when NatConfig::tcp_fast
   bool take_dns_query(std::span<const uint8_t> frame);

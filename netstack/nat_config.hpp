@@ -41,6 +41,11 @@ struct NatConfig {
   // level only when the fast path was asked for explicitly (`--tcp-engine fast`).
   bool tcp_fast = true;
   bool tcp_fast_explicit = false;
+  // The source ports (on the gateway address) that connections a fast-path
+  // TCP forward accepts come from, as the guest sees them; taken round robin.
+  // The default is Linux's own ephemeral range.
+  uint16_t forward_port_first = 32768;
+  uint16_t forward_port_last = 60999;
 };
 
 // The gateway's MAC as libslirp derives it (52:55 + the gateway's IPv4 address).

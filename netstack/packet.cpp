@@ -209,4 +209,30 @@ std::vector<uint8_t> build_udp6(const Mac& src_mac, const Mac& dst_mac, const in
   return f;
 }
 
+std::optional<ArpView> parse_arp(std::span<const uint8_t> frame) {
+  if (frame.size() < kArpFrameLen || ether_type(frame) != 0x0806) return std::nullopt;
+  const uint8_t* a = frame.data() + kEthHeaderLen;
+  // RFC 826: hardware type 1 (Ethernet), protocol 0x0800, lengths 6 and 4.
+  if (a[0] != 0 || a[1] != 1 || a[2] != 0x08 || a[3] != 0 || a[4] != 6 || a[5] != 4) return std::nullopt;
+  ArpView v;
+  v.op = static_cast<uint16_t>(a[6] << 8 | a[7]);
+  std::copy_n(a + 8, 6, v.sender_mac.begin());
+  std::memcpy(&v.sender_ip, a + 14, 4);
+  std::memcpy(&v.target_ip, a + 24, 4);
+  return v;
+}
+
+std::array<uint8_t, kArpFrameLen> build_arp_request(const Mac& sender_mac, in_addr sender_ip, in_addr target) {
+  std::array<uint8_t, kArpFrameLen> f{};
+  std::fill_n(f.begin(), 6, 0xff);  // broadcast
+  std::copy(sender_mac.begin(), sender_mac.end(), f.begin() + 6);
+  f[12] = 0x08, f[13] = 0x06;
+  uint8_t* a = f.data() + kEthHeaderLen;
+  a[1] = 1, a[2] = 0x08, a[4] = 6, a[5] = 4, a[7] = kArpRequest;
+  std::copy(sender_mac.begin(), sender_mac.end(), a + 8);
+  std::memcpy(a + 14, &sender_ip, 4);
+  std::memcpy(a + 24, &target, 4);  // target MAC stays zero: unknown (RFC 826)
+  return f;
+}
+
 }  // namespace causeway::netstack

@@ -13,6 +13,7 @@
 
 #include <netinet/in.h>
 
+#include <array>
 #include <cstdint>
 #include <optional>
 #include <utility>
@@ -56,6 +57,20 @@ std::vector<uint8_t> build_udp6(const Mac& src_mac, const Mac& dst_mac, const in
 // Builds Ethernet + IPv4 + UDP with valid checksums.
 std::vector<uint8_t> build_udp4(const Mac& src_mac, const Mac& dst_mac, in_addr src, uint16_t src_port, in_addr dst,
                                 uint16_t dst_port, std::span<const uint8_t> payload);
+
+// ARP for IPv4 over Ethernet (RFC 826).
+struct ArpView {
+  uint16_t op = 0;  // 1 request, 2 reply
+  Mac sender_mac{};
+  in_addr sender_ip{};
+  in_addr target_ip{};
+};
+inline constexpr uint16_t kArpRequest = 1, kArpReply = 2;
+inline constexpr size_t kArpFrameLen = kEthHeaderLen + 28;
+// Nothing unless the frame is ARP for Ethernet/IPv4 (htype 1, ptype 0x0800, hlen 6, plen 4).
+std::optional<ArpView> parse_arp(std::span<const uint8_t> frame);
+// A broadcast request "who has `target`? tell `sender_ip`" from `sender_mac`.
+std::array<uint8_t, kArpFrameLen> build_arp_request(const Mac& sender_mac, in_addr sender_ip, in_addr target);
 
 // Replaces the IPv4 source or destination address of a TCP segment in
 // place, patching the IPv4 and TCP checksums incrementally (RFC 1624 eqn. 3).

@@ -275,7 +275,7 @@ bool TcpSplicer::on_syn(const TcpSegment& s) {
   f->key = Key{s.family, s.src, s.dst, s.sport, s.dport};
   f->guest_mac = s.src_mac;
   f->rcv_nxt = s.seq + 1;
-  f->iss = arc4random();
+  f->iss = initial_sequence(f->key);
   f->g_wnd = s.window;  // a SYN's window is never scaled (RFC 7323 §2.2)
   f->wscale_ok = s.wscale >= 0;
   f->g_wscale = f->wscale_ok ? static_cast<uint8_t>(s.wscale) : 0;
@@ -353,7 +353,7 @@ bool TcpSplicer::open_to_guest(UniqueFd accepted, const Key& key, const Mac& gue
   auto f = std::make_shared<Flow>(io_);
   f->key = key;
   f->guest_mac = guest_mac;
-  f->iss = arc4random();
+  f->iss = initial_sequence(key);
   f->wscale_ok = true;  // offered in our SYN; settled by the guest's SYN-ACK (RFC 7323 §2.2)
   const int fd = accepted.release();
   f->desc = std::make_unique<asio::posix::stream_descriptor>(io_, fd);
@@ -375,6 +375,18 @@ bool TcpSplicer::open_to_guest(UniqueFd accepted, const Key& key, const Mac& gue
 
 void TcpSplicer::on_guest_synack(Flow& f, const TcpSegment& s) {
   // RST (handled by the caller) means the guest refused: the host peer sees a reset.
+  if ((s.flags & (kSyn | kAck)) == kAck && s.ack != f.iss + 1) {
+    // §3.10.7.3 (SYN-SENT): an ACK that does not acknowledge our SYN gets <SEQ=SEG.ACK><CTL=RST>.
+    // This is what a guest still holding an older connection on the same four-tuple in TIME-WAIT
+    // sends when our SYN is not acceptable there (the old connection's ACK, RFC 9293 §3.10.7.4).
+    // The reset ends that TIME-WAIT (Linux's default, net.ipv4.tcp_rfc1337=0) and our SYN,
+    // sent again at once, opens the new connection without waiting out the RTO. ISNs that only
+    // move forward per tuple (tcp_isn.hpp) make this the rare case, not every other reuse.
+    ++stats_.syn_to_guest_rejected;
+    send_rst_for(s);
+    send_segment(f, kSyn, f.iss, {}, /*syn_options=*/true);
+    return;
+  }
   if ((s.flags & (kSyn | kAck)) != (kSyn | kAck)) return;  // §3.10.7.3: nothing else is acceptable yet
   if (s.ack != f.iss + 1) {
     send_rst_for(s);
@@ -843,6 +855,17 @@ void TcpSplicer::send_segment(Flow& f, uint8_t flags, uint32_t seq, std::span<co
       ~checksum_fold(checksum_add({t, tcplen}, checksum_add({pseudo, pseudo_len}))));
   put16(t + 16, sum);
   send_(std::span<const uint8_t>(frame_buf_.get(), frame_len_));
+}
+
+uint32_t TcpSplicer::initial_sequence(const Key& key) const {
+  // RFC 6528 §3: F over the connection's identifying tuple, M from our clock.
+  std::array<uint8_t, 1 + 16 + 16 + 2 + 2> tuple{};
+  tuple[0] = static_cast<uint8_t>(key.family);
+  std::copy(key.gaddr.begin(), key.gaddr.end(), tuple.begin() + 1);
+  std::copy(key.daddr.begin(), key.daddr.end(), tuple.begin() + 17);
+  tuple[33] = static_cast<uint8_t>(key.gport >> 8), tuple[34] = static_cast<uint8_t>(key.gport);
+  tuple[35] = static_cast<uint8_t>(key.dport >> 8), tuple[36] = static_cast<uint8_t>(key.dport);
+  return isn_.isn(tuple, clock_->now_ns());
 }
 
 void TcpSplicer::send_rst_for(const TcpSegment& s) {

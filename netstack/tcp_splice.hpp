@@ -108,9 +108,11 @@
 #include <span>
 #include <vector>
 
+#include "base/clock.hpp"
 #include "base/unique_fd.hpp"
 #include "netstack/frame.hpp"
 #include "netstack/nat_config.hpp"
+#include "netstack/tcp_isn.hpp"
 #include "netstack/vnet_hdr.hpp"
 
 namespace causeway::netstack {
@@ -126,6 +128,7 @@ struct TcpSpliceStats {
   uint64_t resets_from_guest = 0, resets_to_guest = 0;
   uint64_t super_segments_out = 0;  // GSO segments to the guest (more than one MSS each)
   uint64_t probes_answered = 0;     // keepalives / zero-window probes (old sequence, no data) ACKed
+  uint64_t syn_to_guest_rejected = 0;  // our SYN answered with an old ACK (guest TIME-WAIT): RST + SYN again
   size_t flows = 0;
 };
 
@@ -221,6 +224,9 @@ class TcpSplicer {
   // `accepted` refuses the peer) when the key is taken or the table is full.
   bool open_to_guest(UniqueFd accepted, const Key& key, const Mac& guest_mac);
   [[nodiscard]] bool has_flow(const Key& key) const { return flows_.count(key) != 0; }
+  // The clock initial sequence numbers are drawn against (RFC 6528's timer); a steady clock
+  // unless a test sets its own. It must outlive the splicer.
+  void set_clock(const Clock& clock) { clock_ = &clock; }
 
 
  private:
@@ -247,11 +253,15 @@ class TcpSplicer {
   void wait_readable(const std::shared_ptr<Flow>& f);
   void wait_writable(const std::shared_ptr<Flow>& f);
   [[nodiscard]] std::shared_ptr<Flow> shared(const Flow& f) const;
+  [[nodiscard]] uint32_t initial_sequence(const Key& key) const;
 
   boost::asio::io_context& io_;
   TcpSplicePolicy policy_;
   SendToGuest send_;
   SendOffloadToGuest send_offload_;  // set by enable_tx_offload
+  SteadyClock steady_clock_;
+  const Clock* clock_ = &steady_clock_;
+  TcpIsnGenerator isn_;
   size_t max_flows_;
   int max_retries_;
   std::map<Key, std::shared_ptr<Flow>> flows_;

@@ -9,6 +9,7 @@
 #include <cstring>
 #include <string>
 
+#include "base/unique_fd.hpp"
 #include "netstack/packet.hpp"
 #include "tests/support/fakes.hpp"
 
@@ -247,6 +248,70 @@ TEST_F(EngineTest, UdpFlowsCarryDatagramsBothWaysAndBypassTheStack) {
   EXPECT_EQ(replies.size(), 1u);
   engine.close_flow(*flow);
   EXPECT_FALSE(engine.send_on_flow(*flow, hello_bytes));
+}
+
+// Issue 13, item 1: a DHCP guest behind `serve` may not have sent anything from its lease when
+// the first forwarded connection arrives; the engine must ask for its MAC by ARP (as libslirp
+// does) instead of closing the connection (which users saw as "Connection reset by peer").
+class EngineForwardTest : public EngineTest {
+ protected:
+  void SetUp() override {
+    if (!TcpSplicer::available()) GTEST_SKIP() << "this kernel has no TCP SO_PEEK_OFF (Linux 6.10+): no fast path";
+    UniqueFd probe(::socket(AF_INET, SOCK_STREAM, 0));
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof a;
+    ASSERT_EQ(::bind(probe.get(), reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+    ::getsockname(probe.get(), reinterpret_cast<sockaddr*>(&a), &len);
+    host_port = ntohs(a.sin_port);
+    probe.reset();
+    auto f = make_forward("tcp", "127.0.0.1", host_port, 8080);
+    ASSERT_TRUE(f.has_value());
+    ASSERT_FALSE(engine.add_forward(*f));
+    client.reset(::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0));
+    a.sin_port = htons(host_port);
+    const int rc = ::connect(client.get(), reinterpret_cast<sockaddr*>(&a), sizeof a);
+    ASSERT_TRUE(rc == 0 || errno == EINPROGRESS) << std::strerror(errno);
+  }
+  static bool is_arp_request_for_guest(const std::vector<uint8_t>& f) {
+    auto a = parse_arp(f);
+    return a && a->op == kArpRequest && a->target_ip.s_addr == ip4("10.0.2.15").s_addr &&
+           a->sender_ip.s_addr == ip4("10.0.2.2").s_addr;
+  }
+  static bool is_syn_to_guest(const std::vector<uint8_t>& f) {
+    if (f.size() < kEthHeaderLen + 40 || f[12] != 0x08 || f[13] != 0 || f[kEthHeaderLen + 9] != 6) return false;
+    const uint8_t* tcp = f.data() + kEthHeaderLen + 20;
+    return std::equal(kGuestMac.begin(), kGuestMac.end(), f.begin()) && (tcp[2] << 8 | tcp[3]) == 8080 &&
+           (tcp[13] & 0x12) == 0x02;
+  }
+  uint16_t host_port = 0;
+  UniqueFd client;
+};
+
+TEST_F(EngineForwardTest, AsksForTheGuestsMacByArpThenOpensTheConnection) {
+  ASSERT_TRUE(causeway::testing::run_until(io, [&] { return find_frame(is_arp_request_for_guest) != nullptr; },
+                                           std::chrono::seconds(3)))
+      << "no ARP request for 10.0.2.15 among " << port.frames.size() << " frames";
+  EXPECT_EQ(find_frame(is_syn_to_guest), nullptr) << "a SYN before the guest's MAC was known";
+  auto reply = arp_request(ip4("10.0.2.2"));
+  reply[21] = 2;  // the guest's answer: op reply, sender 10.0.2.15 at kGuestMac
+  engine.on_guest_frame(reply);
+  ASSERT_TRUE(causeway::testing::run_until(io, [&] { return find_frame(is_syn_to_guest) != nullptr; },
+                                           std::chrono::seconds(3)))
+      << "no SYN to the guest once its MAC was known";
+  EXPECT_EQ(engine.stats().tcp_forward_awaited_mac, 1u);
+  EXPECT_EQ(engine.stats().tcp_forward_refused, 0u);
+}
+
+TEST_F(EngineForwardTest, ClosesTheConnectionWhenTheGuestNeverAnswersArp) {
+  ASSERT_TRUE(causeway::testing::run_until(io, [&] { return engine.stats().tcp_forward_refused == 1; },
+                                           std::chrono::seconds(3)))
+      << "the connection was neither opened nor refused";
+  EXPECT_EQ(engine.stats().arp_requests, 4u) << "ARP asked every 250 ms, four times";
+  EXPECT_EQ(find_frame(is_syn_to_guest), nullptr);
+  char b;
+  EXPECT_EQ(::recv(client.get(), &b, 1, 0), 0) << "the host peer sees its connection end";
 }
 
 TEST_F(EngineTest, ForwardOnATakenPortReportsAddressInUse) {

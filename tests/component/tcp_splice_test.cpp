@@ -114,6 +114,7 @@ class TcpSpliceTest : public ::testing::Test {
   std::optional<Seg> expect(const std::function<bool(const Seg&)>& pred, std::chrono::milliseconds d = 3s) {
     std::optional<Seg> got;
     testing::run_until(io, [&] {
+      if (got) return true;  // run_until asks once more after the last true: pop nothing then
       while (!out.empty()) {
         Seg s = std::move(out.front());
         out.pop_front();
@@ -155,6 +156,7 @@ class TcpSpliceTest : public ::testing::Test {
 
   boost::asio::io_context io;
   NatConfig cfg;
+  causeway::testing::FakeClock fake_clock;  // for set_clock(); outlives the splicer
   std::unique_ptr<TcpSplicer> splicer;
   std::deque<Seg> out;
   uint16_t gport = 40000, dport = 0;
@@ -391,6 +393,73 @@ TEST_F(TcpSpliceTest, ForwardToAGuestPortNobodyListensOnResetsTheHostPeer) {
   EXPECT_EQ(::read(client.get(), buf, sizeof buf), -1);
   EXPECT_EQ(errno, ECONNRESET) << "the host peer sees the refusal as a reset";
   EXPECT_EQ(splicer->stats().flows, 0u);
+}
+
+// Issue 13, item 3: a forward reuses a four-tuple (its source ports wrap) while the guest still
+// holds the previous connection on it in TIME-WAIT. Linux's TIME-WAIT takes a new SYN only when
+// its sequence number is after the old connection's: our ISN for a tuple must move forward with
+// time (RFC 6528), never fall back at random as arc4random() did in half of all reuses.
+TEST_F(TcpSpliceTest, ForwardsReusingAFourTupleStartAfterTheOldConnection) {
+  auto& clock = fake_clock;
+  splicer->set_clock(clock);
+  gport = 8000;
+  dport = 33002;
+  TcpSplicer::Key key{AF_INET, {}, {}, gport, dport};
+  std::memcpy(key.gaddr.data(), &cfg.guest, 4);
+  std::memcpy(key.daddr.data(), &cfg.gateway, 4);
+  std::optional<uint32_t> last_end;  // the old connection's last sequence number (its FIN's + 1)
+  for (int round = 0; round < 64; ++round) {
+    auto [client, accepted] = accepted_pair();
+    ASSERT_TRUE(accepted);
+    ASSERT_TRUE(splicer->open_to_guest(std::move(accepted), key, kGuestMac));
+    auto syn = expect([](const Seg& s) { return (s.s.flags & (kSyn | kAck)) == kSyn; });
+    ASSERT_TRUE(syn) << "round " << round;
+    if (last_end) {
+      EXPECT_GT(static_cast<int32_t>(syn->s.seq - *last_end), 0)
+          << "round " << round << ": SYN " << syn->s.seq << " is not after the old connection's " << *last_end;
+    }
+    // The guest accepts, the host sends a request and closes; the guest's server closes too.
+    ASSERT_TRUE(guest(kSyn | kAck, 7000, syn->s.seq + 1));
+    ASSERT_EQ(::write(client.get(), "GET /", 5), 5);
+    ::shutdown(client.get(), SHUT_WR);
+    auto fin = expect([](const Seg& s) { return (s.s.flags & kFin) != 0; });
+    ASSERT_TRUE(fin) << "round " << round;
+    const uint32_t end = fin->s.seq + static_cast<uint32_t>(fin->data.size()) + 1;
+    ASSERT_TRUE(guest(kFin | kAck, 7001, end));
+    ASSERT_TRUE(expect([](const Seg& s) { return (s.s.flags & kAck) && !(s.s.flags & kFin); }));
+    testing::run_until(io, [&] { return !splicer->has_flow(key); }, 1s);
+    ASSERT_FALSE(splicer->has_flow(key)) << "round " << round << ": the flow outlived both FINs";
+    last_end = end;
+    clock.advance(std::chrono::microseconds(100));  // the next connection on this tuple, 0.1 ms later
+  }
+}
+
+// If the guest's TIME-WAIT refuses our SYN anyway (the old connection carried more than the
+// clock moved), it answers with the old connection's ACK: RFC 9293 §3.10.7.3 says reset it,
+// which ends that TIME-WAIT, and our SYN goes again at once instead of after the RTO.
+TEST_F(TcpSpliceTest, AnOldAckToOurSynIsResetAndTheSynSentAgain) {
+  auto [client, accepted] = accepted_pair();
+  ASSERT_TRUE(accepted);
+  gport = 8000;
+  dport = 33003;
+  TcpSplicer::Key key{AF_INET, {}, {}, gport, dport};
+  std::memcpy(key.gaddr.data(), &cfg.guest, 4);
+  std::memcpy(key.daddr.data(), &cfg.gateway, 4);
+  ASSERT_TRUE(splicer->open_to_guest(std::move(accepted), key, kGuestMac));
+  auto syn = expect([](const Seg& s) { return (s.s.flags & (kSyn | kAck)) == kSyn; });
+  ASSERT_TRUE(syn);
+  const uint32_t stale_ack = syn->s.seq - 5000;  // what TIME-WAIT acknowledges: the old connection's end
+  ASSERT_TRUE(guest(kAck, 9000, stale_ack));
+  auto rst = expect([](const Seg& s) { return (s.s.flags & kRst) != 0; }, 200ms);
+  ASSERT_TRUE(rst) << "no reset for an ACK that does not acknowledge our SYN";
+  EXPECT_EQ(rst->s.seq, stale_ack) << "<SEQ=SEG.ACK><CTL=RST>";
+  auto again = expect([](const Seg& s) { return (s.s.flags & (kSyn | kAck)) == kSyn; }, 100ms);
+  ASSERT_TRUE(again) << "our SYN was not sent again at once (100 ms, below the 200 ms RTO)";
+  EXPECT_EQ(again->s.seq, syn->s.seq);
+  ASSERT_TRUE(guest(kSyn | kAck, 7000, syn->s.seq + 1));
+  ASSERT_TRUE(expect([](const Seg& s) { return s.s.flags == kAck; }));
+  EXPECT_EQ(splicer->stats().flows_opened, 1u);
+  EXPECT_EQ(splicer->stats().syn_to_guest_rejected, 1u);
 }
 
 TEST_F(TcpSpliceTest, RandomSegmentSequencesNeverCrashAndStayBounded) {
