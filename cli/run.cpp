@@ -62,6 +62,7 @@
 
 #include "cli/control.hpp"
 #include "cli/mirror_vm.hpp"
+#include "cli/output_pump.hpp"
 #include "cli/runtime.hpp"
 #include "netstack/frame_demux.hpp"
 #include "netstack/mirror/datapath.hpp"
@@ -123,16 +124,6 @@ class RawTerminal {
   termios saved_{};
   bool active_ = false;
 };
-
-void write_all(int fd, std::span<const uint8_t> data) {
-  size_t off = 0;
-  while (off < data.size()) {
-    const ssize_t n = ::write(fd, data.data() + off, data.size() - off);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return;  // our stdout went away: drop, the guest keeps running
-    off += static_cast<size_t>(n);
-  }
-}
 
 agent::NetConfig nat_lease(const netstack::NatConfig& nat, const std::vector<std::string>& search) {
   agent::NetConfig c;
@@ -350,6 +341,8 @@ int run_vm(const RunOptions& o, netstack::NatConfig nat, const DnsSetup& dns,
   int status = 1;
   bool exited = false;
   std::string failure;
+  // Declared before the session: destroyed after it, each writing out what it still holds.
+  std::optional<OutputPump> out_pump, err_pump;
   std::unique_ptr<agent::AgentSession> session;
   // Mirrored mode; declared after the session, so destroyed before it.
   struct VmMirrorLink {
@@ -513,8 +506,15 @@ int run_vm(const RunOptions& o, netstack::NatConfig nat, const DnsSetup& dns,
   cb.on_mirror_report = [&mirror_applier](const agent::MirrorReport& r) {
     if (mirror_applier) mirror_applier->on_report(r);
   };
-  cb.on_stdout = [](std::span<const uint8_t> d) { write_all(1, d); };
-  cb.on_stderr = [](std::span<const uint8_t> d) { write_all(2, d); };
+  // The command's output: written by threads of their own, so a slow reader of ours holds up
+  // the guest's command (vsock back-pressure), never the engine (issue 13).
+  auto output_pressure = [&](bool) {
+    if (session) session->pause_receive((out_pump && out_pump->pressured()) || (err_pump && err_pump->pressured()));
+  };
+  out_pump.emplace(io.get_executor(), 1, output_pressure);
+  err_pump.emplace(io.get_executor(), 2, output_pressure);
+  cb.on_stdout = [&](std::span<const uint8_t> d) { out_pump->push(d); };
+  cb.on_stderr = [&](std::span<const uint8_t> d) { err_pump->push(d); };
   cb.on_exited = [&](const agent::Exited& e) {
     status = e.shell_status();
     exited = true;

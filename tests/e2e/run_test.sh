@@ -5,7 +5,11 @@
 #   2. the command's output comes back over vsock, the guest has 10.0.2.15,
 #      and a 64 MiB file served on the host's 127.0.0.1 arrives intact
 #      through the gateway 10.0.2.2 (md5);
-#   3. DNS through the engine's proxy answers the local zone.
+#   3. DNS through the engine's proxy answers the local zone;
+#   4. a reader of causeway's stdout that stops reading holds up the guest's
+#      command, not the network: while 32 MB of output wait in a full pipe,
+#      the guest's web server still answers on localhost (automatic
+#      forwarding), and every byte arrives once the reader reads (issue 13).
 # Usage: run_test.sh CAUSEWAY_BIN GUEST_DIR. Exit 77 (skipped) when QEMU or
 # the guest image is missing. Loopback only; cleans up by PID.
 set -euo pipefail
@@ -19,8 +23,10 @@ command -v busybox >/dev/null || skip "busybox missing (apt-get install busybox-
 
 work=$(mktemp -d)
 httpd_pid=
+run_pid=
 cleanup() {
   [[ -n $httpd_pid ]] && kill "$httpd_pid" 2>/dev/null || true
+  [[ -n $run_pid ]] && kill "$run_pid" 2>/dev/null || true
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -49,4 +55,30 @@ grep -q '^marker-from-guest$' <<<"$out" || fail "command output did not come bac
 grep -q 'inet 10.0.2.15/24' <<<"$out" || fail "guest has no 10.0.2.15/24: $out"
 grep -q "^$want " <<<"$out" || fail "64 MiB transfer corrupted or incomplete (want $want): $out"
 grep -q 'Address.*10.0.2.2' <<<"$out" || fail "local zone not answered: $out"
+kill "$httpd_pid" 2>/dev/null || true
+
+echo "== a stalled stdout reader does not stall the network"
+fifo=$work/out.fifo
+mkfifo "$fifo"
+exec 3<>"$fifo"  # a reader that holds the pipe open and reads nothing (yet)
+wp=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+total=$((32 << 20))
+timeout 240 "$cw" run -q -- sh -c "echo stalled-ok > /tmp/index.html; httpd -f -p $wp -h /tmp & h=\$!; \
+  sleep 1; yes 0123456789abcdef0123456789abcde | head -c $total; kill \$h" >"$fifo" 2>"$work/run.err" 3<&- &
+run_pid=$!
+ok=0
+for _ in $(seq 450); do  # boot + the flood under TCG: bounded at ~90 s
+  if [[ $(curl -fsS --max-time 2 "http://localhost:$wp/" 2>/dev/null) == stalled-ok ]]; then ok=1; break; fi
+  kill -0 "$run_pid" 2>/dev/null || break
+  sleep 0.2
+done
+[[ $ok == 1 ]] || fail "the guest's server did not answer on localhost:$wp while stdout was not read: $(tail -5 "$work/run.err")"
+kill -0 "$run_pid" 2>/dev/null || fail "causeway run ended before the output was read: $(tail -5 "$work/run.err")"
+got=$(timeout 120 cat <&3 | head -c "$total" | wc -c) || true
+exec 3<&-
+st=0
+wait "$run_pid" || st=$?
+run_pid=
+[[ $got == "$total" ]] || fail "$got of $total output bytes arrived once the reader read"
+[[ $st == 0 ]] || fail "causeway run exited $st after its output was read: $(tail -5 "$work/run.err")"
 echo "PASS"

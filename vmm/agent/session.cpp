@@ -115,6 +115,11 @@ size_t AgentSession::send_stdin(std::span<const uint8_t> data) {
   return take;
 }
 
+void AgentSession::pause_receive(bool paused) {
+  if (state_ == State::Ended) return;
+  stream_->set_receive_paused(paused);
+}
+
 void AgentSession::close_stdin() {
   if (stdin_closed_ || !can_send()) return;
   stdin_closed_ = true;

@@ -24,8 +24,10 @@
 // send_stdin() takes what fits (possibly 0) and on_stdin_writable fires
 // when there is room again — the owner stops reading its stdin meanwhile.
 // Control messages (Signal, Resize, Shutdown) are small and always queued.
-// Guest → host output is delivered to the callbacks as it arrives; the
-// stream interface has no read pause, so a slow consumer must buffer.
+// Guest → host output is delivered to the callbacks as it arrives; a slow
+// consumer calls pause_receive(true): the stream stops delivering (and
+// stops giving the guest credit), so the agent — and the command writing
+// its output — waits. Listener events on the same stream wait too.
 //
 // Guest-triggered logs (its Log/Error messages, violations) go through a
 // RateLimitedLog and are counted.
@@ -131,6 +133,9 @@ class AgentSession {
   // Queues up to data.size() bytes of stdin; returns how many were taken.
   size_t send_stdin(std::span<const uint8_t> data);
   void close_stdin();
+  // Stops (true) or resumes (false) delivery of guest messages: back-pressure
+  // for a consumer of on_stdout/on_stderr that cannot keep up.
+  void pause_receive(bool paused);
   void signal(int signo);
   void resize(uint16_t rows, uint16_t cols);
   // Asks the agent to stop the command and power off.
