@@ -26,7 +26,7 @@ done
 # Build: compiler, CMake, and the libraries causeway links (see README, "Dependencies").
 build_pkgs=(g++ cmake make pkg-config libslirp-dev libglib2.0-dev libnl-3-dev libnl-route-3-dev
             libboost1.81-dev libc-ares-dev libgtest-dev libgmock-dev libcli11-dev nlohmann-json3-dev
-            libfmt-dev libspdlog-dev)
+            libfmt-dev libspdlog-dev libsodium-dev)
 # Tests, the guest image and the benchmarks' peers.
 test_pkgs=(iproute2 iputils-ping curl dnsutils iperf3 qemu-system-x86 busybox-static dnsmasq-base
            socat util-linux cpio kmod passt slirp4netns jq python3 procps dnsperf wrk tcpdump
@@ -59,9 +59,11 @@ fi
 
 ((want_build)) || exit 0
 
-echo "==> building causeway (build/)"
+# Only what the main job needs: the binary and the guest agent (the image
+# embeds it). The tests build in scripts/test.sh.
+echo "==> building causeway and its guest agent (build/)"
 cmake --preset release >/dev/null
-cmake --build --preset release
+cmake --build --preset release --target causeway causeway-agent
 echo "==> building the default guest image (build/guest/)"
 "$here/scripts/build-guest.sh" --out "$here/build/guest"
 
