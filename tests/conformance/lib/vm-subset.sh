@@ -40,7 +40,7 @@ cf_vm_in_subset() {
 cf_vm_na_reason() {
     case $1 in
         mirrored_*)
-            echo "mirrored mode not implemented yet (this target is NAT mode)" ;;
+            echo "a mirrored-mode check; the VM target runs NAT mode (e2e.vm_mirror tests mirrored mode in a VM)" ;;
         dns_tcp|dns_all_resolv_conf_servers)
             echo "not in the VM subset: needs DNS queries over TCP (dig); the busybox guest's nslookup speaks UDP only" ;;
         dns_follows_host_change|dns_follows_host_change_rename)

@@ -46,7 +46,7 @@ target_promises() {
     case $1 in
         dhcp|ipv6|icmp|host_loopback|dns|dns_tcp|dns_follow|dns_local_zone) return 0 ;;
         auto_forward|auto_forward_udp|port_conflict_report|publish|publish_udp) return 0 ;;
-        mirrored) echo "mirrored mode not implemented yet (this target is NAT mode)"; return 1 ;;
+        mirrored) echo "a mirrored-mode check; this target is NAT mode (the causeway-mirrored target runs it)"; return 1 ;;
         *) echo "causeway: unknown feature $1"; return 1 ;;
     esac
 }

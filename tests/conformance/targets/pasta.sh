@@ -39,7 +39,7 @@ target_promises() {
         dns_local_zone)
             echo "pasta has no local DNS zone (host.causeway.internal is causeway's)"; return 1 ;;
         mirrored)
-            echo "mirrored mode not implemented yet (pasta copies one host interface's address and routes at start; it has no mirrored mode)"; return 1 ;;
+            echo "pasta has no mirrored mode (it copies one host interface's address and routes once, at start)"; return 1 ;;
         *) echo "pasta: unknown feature $1"; return 1 ;;
     esac
 }

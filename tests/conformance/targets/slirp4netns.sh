@@ -35,7 +35,7 @@ target_promises() {
         dns_local_zone)
             echo "slirp4netns has no local DNS zone (host.causeway.internal is causeway's)"; return 1 ;;
         mirrored)
-            echo "slirp4netns has NAT only (mirrored mode not implemented yet)"; return 1 ;;
+            echo "slirp4netns has NAT only (no mirrored mode)"; return 1 ;;
         *) echo "slirp4netns: unknown feature $1"; return 1 ;;
     esac
 }
