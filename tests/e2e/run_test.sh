@@ -67,14 +67,15 @@ timeout 240 "$cw" run -q -- sh -c "echo stalled-ok > /tmp/index.html; httpd -f -
   sleep 1; yes 0123456789abcdef0123456789abcde | head -c $total; kill \$h" >"$fifo" 2>"$work/run.err" 3<&- &
 run_pid=$!
 ok=0
-for _ in $(seq 450); do  # boot + the flood under TCG: bounded at ~90 s
+deadline=$((SECONDS + 90))  # boot + the flood under TCG
+while ((SECONDS < deadline)); do
   if [[ $(curl -fsS --max-time 2 "http://localhost:$wp/" 2>/dev/null) == stalled-ok ]]; then ok=1; break; fi
   kill -0 "$run_pid" 2>/dev/null || break
   sleep 0.2
 done
 [[ $ok == 1 ]] || fail "the guest's server did not answer on localhost:$wp while stdout was not read: $(tail -5 "$work/run.err")"
 kill -0 "$run_pid" 2>/dev/null || fail "causeway run ended before the output was read: $(tail -5 "$work/run.err")"
-got=$(timeout 120 cat <&3 | head -c "$total" | wc -c) || true
+got=$(timeout 120 head -c "$total" <&3 | wc -c) || true
 exec 3<&-
 st=0
 wait "$run_pid" || st=$?
