@@ -203,6 +203,7 @@ json Runtime::ports_json() const {
              {"bytes_from_guest", i.bytes_from_guest},
              {"datagrams", i.datagrams}};
       if (!i.active) e["reason"] = i.reason;
+      if (!i.active && !i.hint.empty()) e["hint"] = i.hint;
       list.push_back(e);
     }
   }

@@ -90,17 +90,22 @@ void AutoForwarder::apply() {
     }
     Entry& e = it->second;
     if (auto ec = try_open(f, e)) {
+      const std::string hint =
+          ec.category() == boost::system::system_category() ? host_bind_hint(ec.value(), f) : std::string();
       if (e.conflict.empty()) {
         ++stats_.conflicts;
-        spdlog::warn("auto-forward {} {} -> guest {}: cannot listen on the host: {}; will retry while the guest "
+        spdlog::warn("auto-forward {} {} -> guest {}: cannot listen on the host: {}{}{}; will retry while the guest "
                      "listens",
-                     proto_name(f.proto), f.host_endpoint(), f.guest_endpoint(), ec.message());
+                     proto_name(f.proto), f.host_endpoint(), f.guest_endpoint(), ec.message(),
+                     hint.empty() ? "" : " — ", hint);
       }
       e.conflict = ec.message();
+      e.hint = hint;
       any_conflict = true;
     } else {
       if (!e.conflict.empty()) spdlog::info("auto-forward {} {}: host port free again", proto_name(f.proto), f.host_endpoint());
       e.conflict.clear();
+      e.hint.clear();
       ++stats_.opened;
       spdlog::info("auto-forward opened: {} {} -> guest {}", proto_name(f.proto), f.host_endpoint(),
                    f.guest_endpoint());
@@ -128,6 +133,7 @@ std::vector<AutoForwardInfo> AutoForwarder::list() const {
     i.forward = f;
     i.active = e.conflict.empty();
     i.reason = e.conflict;
+    i.hint = e.hint;
     if (e.tcp) {
       i.connections = e.tcp->stats().connections;
       i.bytes_to_guest = e.tcp->stats().bytes_to_guest;

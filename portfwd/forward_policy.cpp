@@ -2,6 +2,8 @@
 
 #include <arpa/inet.h>
 
+#include <cerrno>
+
 #include <fmt/format.h>
 
 namespace causeway::portfwd {
@@ -29,6 +31,14 @@ std::string HostForward::host_endpoint() const {
 }
 std::string HostForward::guest_endpoint() const {
   return fmt::format("{}:{}", guest_family == Family::kIpv4 ? "127.0.0.1" : "[::1]", port);
+}
+
+std::string host_bind_hint(int err, const HostForward& f) {
+  if (err != EACCES && err != EPERM) return {};
+  return fmt::format("ports below net.ipv4.ip_unprivileged_port_start need privilege: allow it with "
+                     "`sysctl net.ipv4.ip_unprivileged_port_start={}` (as root), or forward a higher host port "
+                     "by hand: `-p 8080:{}{}` (or `causeway ctl PATH forward-add 8080:{}{}`)",
+                     f.port, f.port, f.proto == L4::kUdp ? "/udp" : "", f.port, f.proto == L4::kUdp ? "/udp" : "");
 }
 
 std::set<HostForward> plan_forwards(const std::set<Listener>& listeners, const PolicySettings& s) {

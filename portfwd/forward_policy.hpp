@@ -85,6 +85,13 @@ struct PolicySettings {
   bool host_wildcard = false;  // mirrored mode: wildcard guest listeners → host wildcard
 };
 
+// What the user can do when the host side of `f` cannot be bound with errno
+// `err`; "" when we have nothing better than the error itself. EACCES (and
+// EPERM) on a loopback bind means a port below the host's
+// net.ipv4.ip_unprivileged_port_start (1024 by default; the sysctl covers
+// IPv6 too) while we lack CAP_NET_BIND_SERVICE.
+[[nodiscard]] std::string host_bind_hint(int err, const HostForward& f);
+
 // The forwards to have open for this set of listeners (deduplicated; when a
 // dual-stack and an IPv4 listener both ask for 127.0.0.1:P, one forward).
 std::set<HostForward> plan_forwards(const std::set<Listener>& listeners, const PolicySettings& s);
