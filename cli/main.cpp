@@ -449,6 +449,7 @@ int run_netns(NetOptions& o, const std::string& attach, const std::string& ifnam
       portfwd::PolicySettings base;
       for (int p : o.ignored_ports) base.ignored.insert(static_cast<uint16_t>(p));
       base.host_wildcard = mirrored;  // the guest has the host's addresses: its servers answer on them
+      base.tcp_any_v4_loopback = true;  // NetnsConnector dials the listener's own 127/8 address
       autofwd = std::make_unique<portfwd::AutoForwarder>(
           io, rt.clock(), portfwd::GuestSide{tcp4.get(), tcp6.get(), udp4.get(), udp6.get()}, base);
       rt.set_auto_forwarder(autofwd.get(), base);

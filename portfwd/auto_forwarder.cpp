@@ -52,7 +52,7 @@ boost::system::error_code AutoForwarder::try_open(const HostForward& f, Entry& e
   if (f.proto == L4::kTcp) {
     GuestConnector* c = f.guest_family == Family::kIpv4 ? guest_.tcp4 : guest_.tcp6;
     if (!c) return boost::system::errc::make_error_code(boost::system::errc::address_family_not_supported);
-    auto fwd = std::make_unique<TcpForwarder>(io_, host, f.port, *c);
+    auto fwd = std::make_unique<TcpForwarder>(io_, host, GuestTarget(f.port, f.guest_v4), *c);
     if (!(ec = fwd->start())) e.tcp = std::move(fwd);
   } else {
     GuestDatagramChannel* ch = f.guest_family == Family::kIpv4 ? guest_.udp4 : guest_.udp6;

@@ -42,7 +42,7 @@ class TcpForwarder {
   static constexpr size_t kBufferSize = 64 * 1024;
   static constexpr size_t kMaxConnections = 1024;
 
-  TcpForwarder(boost::asio::io_context& io, const sockaddr_storage& listen_on, uint16_t guest_port,
+  TcpForwarder(boost::asio::io_context& io, const sockaddr_storage& listen_on, GuestTarget guest,
                GuestConnector& connector);
   ~TcpForwarder();
   TcpForwarder(const TcpForwarder&) = delete;
@@ -57,7 +57,7 @@ class TcpForwarder {
 
   boost::asio::io_context& io_;
   sockaddr_storage listen_on_;
-  uint16_t guest_port_;
+  GuestTarget guest_;
   GuestConnector& connector_;
   boost::asio::basic_socket_acceptor<boost::asio::generic::stream_protocol> acceptor_;
   // Shared with live connections, which may outlive the forwarder briefly.

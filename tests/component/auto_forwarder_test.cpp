@@ -38,9 +38,9 @@ uint16_t free_port() {
 class FakeGuest final : public GuestConnector {
  public:
   explicit FakeGuest(asio::io_context& io) : io_(io), acceptor_(io, {asio::ip::address_v4::loopback(), 0}) { accept(); }
-  void async_connect(uint16_t guest_port, ConnectHandler handler) override {
+  void async_connect(const GuestTarget& target, ConnectHandler handler) override {
     ++connects;
-    last_port = guest_port;
+    last_port = target.port;
     auto sock = std::make_shared<StreamSocket>(io_);
     const asio::ip::tcp::endpoint ep = acceptor_.local_endpoint();
     const asio::generic::stream_protocol::endpoint gep(ep.data(), ep.size(), IPPROTO_TCP);
