@@ -74,11 +74,15 @@ ControlServer::ControlServer(asio::io_context& io, std::string path, ControlHand
       handler_([this, inner = std::move(handler)](const json& req) {
         json reply = inner(req);
         if (req.value("cmd", "") == "status" && reply.is_object() && reply.value("ok", false)) {
-          reply["control"] = json{{"accepted", stats_.accepted}, {"refused_peers", stats_.refused_peers}};
+          reply["control"] = json{{"accepted", stats_.accepted},
+                                  {"refused_peers", stats_.refused_peers},
+                                  {"accept_backoffs", stats_.accept_backoffs}};
+          reply["accept_backoffs"] = reply.value("accept_backoffs", uint64_t{0}) + stats_.accept_backoffs;
         }
         return reply;
       }),
-      acceptor_(io) {}
+      acceptor_(io),
+      backoff_(io) {}
 
 ControlServer::~ControlServer() {
   boost::system::error_code ec;
@@ -122,7 +126,15 @@ boost::system::result<void, std::string> ControlServer::start() {
 void ControlServer::accept() {
   acceptor_.async_accept([this](boost::system::error_code ec, asio::local::stream_protocol::socket sock) {
     if (ec == asio::error::operation_aborted) return;
-    if (!ec) {
+    if (backoff_.defer_if_exhausted(ec, "control socket " + path_, [this] { accept(); })) {
+      stats_.accept_backoffs = backoff_.backoffs();
+      return;
+    }
+    if (!ec && !peer_allowed(sock.native_handle())) {
+      boost::system::error_code ignored;
+      sock.close(ignored);
+    } else if (!ec) {
+      ++stats_.accepted;
       asio::co_spawn(io_, serve_client(std::move(sock), handler_), [](std::exception_ptr e) {
         if (!e) return;
         try {

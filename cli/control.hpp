@@ -31,6 +31,7 @@
 
 #include <boost/system/result.hpp>
 
+#include "base/accept_backoff.hpp"
 #include "base/clock.hpp"
 #include "base/log.hpp"
 
@@ -41,6 +42,7 @@ using ControlHandler = std::function<nlohmann::json(const nlohmann::json& reques
 struct ControlServerStats {
   uint64_t accepted = 0;       // connections served
   uint64_t refused_peers = 0;  // closed at once: peer uid neither ours nor root
+  uint64_t accept_backoffs = 0;  // accepts paused: out of descriptors (base/accept_backoff.hpp)
 };
 
 class ControlServer {
@@ -68,6 +70,7 @@ class ControlServer {
   ControlServerStats stats_;
   SteadyClock clock_;  // for the refusal log's rate limit only
   RateLimitedLog refusal_log_;
+  AcceptBackoff backoff_;
 };
 
 // Answers a request line with the handler; never throws.

@@ -55,7 +55,8 @@ json engine_stats_json(const netstack::EngineStats& s) {
                                 {"full", s.tcp.flows_full}, {"bytes_in", s.tcp.bytes_in}, {"bytes_out", s.tcp.bytes_out},
                                 {"out_of_order", s.tcp.out_of_order}, {"retransmits", s.tcp.retransmits},
                                 {"resets_from_guest", s.tcp.resets_from_guest}, {"resets_to_guest", s.tcp.resets_to_guest},
-                                {"forward_accepted", s.tcp_forward_accepted}, {"forward_refused", s.tcp_forward_refused}}}};
+                                {"forward_accepted", s.tcp_forward_accepted}, {"forward_refused", s.tcp_forward_refused}}},
+              {"accept_backoffs", s.accept_backoffs}};
 }
 
 Runtime::Runtime(boost::asio::io_context& io, netstack::NatConfig nat, std::string attach)
@@ -253,6 +254,14 @@ json Runtime::stats_json() const {
   return out;
 }
 
+uint64_t Runtime::accept_backoffs() const {
+  uint64_t n = 0;
+  for (auto& g : guests_) n += g.engine->stats().accept_backoffs;
+  if (auto_) n += auto_->accept_backoffs();
+  if (dns_tcp_) n += dns_tcp_->stats().accept_backoffs;
+  return n;
+}
+
 json Runtime::handle_control(const json& req) {
   const std::string cmd = req["cmd"].get<std::string>();
   if (cmd == "status") {
@@ -264,7 +273,8 @@ json Runtime::handle_control(const json& req) {
                 {"guests", guests_.size()},
                 {"forwards", forwards_.size()},
                 {"mtu", nat_.mtu},
-                {"uptime_s", (clock_.now_ms() - started_ms_) / 1000}};
+                {"uptime_s", (clock_.now_ms() - started_ms_) / 1000},
+                {"accept_backoffs", accept_backoffs()}};
   }
   if (cmd == "stats") return stats_json();
   if (cmd == "mirror") {

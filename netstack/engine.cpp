@@ -1,5 +1,7 @@
 #include "netstack/engine.hpp"
 
+#include "base/accept_backoff.hpp"
+
 #include <poll.h>
 #include <slirp/libslirp.h>
 #include <sys/epoll.h>
@@ -139,6 +141,7 @@ Engine::Engine(boost::asio::io_context& io, const Clock& clock, NatConfig cfg, F
 struct Engine::FastForward {
   PortForward forward;
   std::unique_ptr<boost::asio::posix::stream_descriptor> listener;
+  std::unique_ptr<AcceptBackoff> backoff;  // out of descriptors: pause instead of spinning
 };
 
 Engine::~Engine() {
@@ -376,6 +379,7 @@ boost::system::error_code Engine::add_fast_forward(const PortForward& f) {
   auto ff = std::make_shared<FastForward>();
   ff->forward = f;
   ff->listener = std::make_unique<boost::asio::posix::stream_descriptor>(io_, fd.release());
+  ff->backoff = std::make_unique<AcceptBackoff>(io_);
   fast_.push_back(ff);
   accept_fast(ff);
   return {};
@@ -387,7 +391,19 @@ void Engine::accept_fast(const std::shared_ptr<FastForward>& ff) {
     if (ec || alive.expired() || !ff->listener->is_open()) return;
     for (int i = 0; i < 64; ++i) {
       UniqueFd c(::accept4(ff->listener->native_handle(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC));
-      if (!c) break;  // EAGAIN, or the peer gave up already (ECONNABORTED)
+      if (!c) {
+        const int err = errno;
+        // Out of descriptors the connection stays queued and the listener
+        // readable: re-arming now would spin. Pause instead.
+        const auto what = "forward " + ff->forward.describe();
+        if (ff->backoff->defer_if_exhausted(err, what, [this, ff, alive] {
+              if (alive.lock()) accept_fast(ff);
+            })) {
+          ++stats_.accept_backoffs;
+          return;
+        }
+        break;  // EAGAIN, or the peer gave up already (ECONNABORTED)
+      }
       ++stats_.tcp_forward_accepted;
       TcpSplicer::Key key{AF_INET, {}, {}, ff->forward.guest_port, 0};
       std::memcpy(key.gaddr.data(), &cfg_.guest, 4);
@@ -486,6 +502,8 @@ EngineStats Engine::stats() const {
   s.forwards = forwards_.size();
   s.udp_flows = udp_flows_.size();
   if (tcp_) s.tcp = tcp_->stats();
+  for (auto& r : relayed_)
+    if (r->tcp) s.accept_backoffs += r->tcp->stats().accept_backoffs;
   return s;
 }
 

@@ -110,6 +110,7 @@ struct EngineStats {
   TcpSpliceStats tcp;                // the TCP fast path (zeros when it is off)
   uint64_t tcp_forward_accepted = 0; // host connections on fast-path TCP forwards
   uint64_t tcp_forward_refused = 0;  // closed at once: guest MAC unknown, flow table full
+  uint64_t accept_backoffs = 0;      // forward accepts paused: out of descriptors (base/accept_backoff.hpp)
   [[nodiscard]] uint64_t dropped_total() const;
 };
 

@@ -72,6 +72,7 @@ void AutoForwarder::apply() {
         spdlog::info("auto-forward closed: {} {} (the guest stopped listening)", proto_name(it->first.proto),
                      it->first.host_endpoint());
       }
+      if (it->second.tcp) stats_.accept_backoffs_closed += it->second.tcp->stats().accept_backoffs;
       it = entries_.erase(it);  // the listener closes; established relays drain on their own
     } else {
       ++it;
@@ -124,6 +125,13 @@ void AutoForwarder::arm_retry() {
     retry_armed_ = false;
     if (!ec) apply();
   });
+}
+
+uint64_t AutoForwarder::accept_backoffs() const {
+  uint64_t n = stats_.accept_backoffs_closed;
+  for (auto& [f, e] : entries_)
+    if (e.tcp) n += e.tcp->stats().accept_backoffs;
+  return n;
 }
 
 std::vector<AutoForwardInfo> AutoForwarder::list() const {

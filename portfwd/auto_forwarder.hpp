@@ -55,6 +55,7 @@ struct AutoForwardStats {
   uint64_t closed = 0;
   uint64_t conflicts = 0;      // bind failures seen (first per forward)
   uint64_t over_capacity = 0;  // forwards not opened: kMaxForwards reached
+  uint64_t accept_backoffs_closed = 0;  // accept_backoffs of TCP forwards since closed
 };
 
 // The guest side of an attachment, per address family of the guest's loopback.
@@ -78,6 +79,8 @@ class AutoForwarder {
   [[nodiscard]] std::vector<AutoForwardInfo> list() const;
   [[nodiscard]] const AutoForwardStats& stats() const { return stats_; }
   [[nodiscard]] const std::set<Listener>& listeners() const { return listeners_; }
+  // Accepts paused for want of descriptors, over every TCP forward ever opened.
+  [[nodiscard]] uint64_t accept_backoffs() const;
 
  private:
   struct Entry {

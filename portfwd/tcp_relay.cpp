@@ -84,7 +84,7 @@ void splice_streams(StreamSocket a, StreamSocket b, std::shared_ptr<RelayStats> 
 
 TcpForwarder::TcpForwarder(asio::io_context& io, const sockaddr_storage& listen_on, GuestTarget guest,
                            GuestConnector& connector)
-    : io_(io), listen_on_(listen_on), guest_(guest), connector_(connector), acceptor_(io) {}
+    : io_(io), listen_on_(listen_on), guest_(guest), connector_(connector), acceptor_(io), backoff_(io) {}
 
 TcpForwarder::~TcpForwarder() {
   *alive_ = false;
@@ -118,6 +118,10 @@ void TcpForwarder::accept() {
                                                                       StreamSocket client) {
     auto a = alive.lock();
     if (!a || !*a || ec == asio::error::operation_aborted) return;
+    if (backoff_.defer_if_exhausted(ec, "forward to guest port " + std::to_string(guest_.port), [this] { accept(); })) {
+      stats_->accept_backoffs = backoff_.backoffs();
+      return;
+    }
     if (!ec) {
       if (stats_->active >= kMaxConnections) {
         ++stats_->refused;
