@@ -60,6 +60,12 @@ boost::system::result<ConfigFile, std::string> parse_config(const std::string& t
   std::string raw;
   std::string section;
   int lineno = 0;
+  // networkingMode may come from [wsl2] or, as WSL also accepts, from
+  // [experimental]; resolved after the last line (WSL: [wsl2] wins).
+  std::optional<std::string> wsl2_mode;
+  std::optional<std::string> experimental_mode;
+  std::string wsl2_mode_where;
+  std::string experimental_mode_where;
   while (std::getline(in, raw)) {
     ++lineno;
     const std::string where = fmt::format("{}:{}", origin, lineno);
@@ -98,7 +104,8 @@ boost::system::result<ConfigFile, std::string> parse_config(const std::string& t
       else if (k == "networkingmode") {
         const auto m = lower(value);
         if (m != "nat" && m != "mirrored") return bad("nat or mirrored");
-        cfg.networking_mode = m;
+        wsl2_mode = m;
+        wsl2_mode_where = where;
       } else if (k == "dnstunneling") {
         if (!set_bool(cfg.dns_tunneling)) return bad("true or false");
       } else if (k == "localhostforwarding") {
@@ -113,6 +120,11 @@ boost::system::result<ConfigFile, std::string> parse_config(const std::string& t
         }
       } else if (k == "hostaddressloopback") {
         if (!set_bool(cfg.host_address_loopback)) return bad("true or false");
+      } else if (k == "networkingmode") {  // an alias WSL accepts for [wsl2] networkingMode
+        const auto m = lower(value);
+        if (m != "nat" && m != "mirrored") return bad("nat or mirrored");
+        experimental_mode = m;
+        experimental_mode_where = where;
       } else cfg.warnings.push_back(fmt::format("{}: unknown key '{}' in [experimental] ignored", where, key));
     } else if (section == "causeway") {
       if (k == "mtu") {
@@ -136,6 +148,11 @@ boost::system::result<ConfigFile, std::string> parse_config(const std::string& t
       return fail(fmt::format("{}: key '{}' outside any section (expected [wsl2] first)", where, key));
     }
   }
+  cfg.networking_mode = wsl2_mode ? wsl2_mode : experimental_mode;
+  if (wsl2_mode && experimental_mode)
+    cfg.warnings.push_back(fmt::format("{}: networkingMode={} in [experimental] is overridden by [wsl2] "
+                                       "networkingMode={} at {} (as in WSL, the [wsl2] key wins)",
+                                       experimental_mode_where, *experimental_mode, *wsl2_mode, wsl2_mode_where));
   return cfg;
 }
 

@@ -1,8 +1,12 @@
 #include "cli/control.hpp"
 
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -64,7 +68,21 @@ std::string handle_control_line(const std::string& line, const ControlHandler& h
 }
 
 ControlServer::ControlServer(asio::io_context& io, std::string path, ControlHandler handler)
-    : io_(io), path_(std::move(path)), handler_(std::move(handler)), acceptor_(io) {}
+    : io_(io),
+      path_(std::move(path)),
+      // `status` also reports the socket's own counters.
+      handler_([this, inner = std::move(handler)](const json& req) {
+        json reply = inner(req);
+        if (req.value("cmd", "") == "status" && reply.is_object() && reply.value("ok", false)) {
+          reply["control"] = json{{"accepted", stats_.accepted},
+                                  {"refused_peers", stats_.refused_peers},
+                                  {"accept_backoffs", stats_.accept_backoffs}};
+          reply["accept_backoffs"] = reply.value("accept_backoffs", uint64_t{0}) + stats_.accept_backoffs;
+        }
+        return reply;
+      }),
+      acceptor_(io),
+      backoff_(io) {}
 
 ControlServer::~ControlServer() {
   boost::system::error_code ec;
@@ -75,13 +93,29 @@ ControlServer::~ControlServer() {
 boost::system::result<void, std::string> ControlServer::start() {
   if (path_.size() >= sizeof(sockaddr_un::sun_path))
     return fmt::format("control socket path too long ({} bytes): {}", path_.size(), path_);
-  if (::access(path_.c_str(), F_OK) == 0) {
+  struct stat st {};
+  if (::lstat(path_.c_str(), &st) == 0) {
+    // Only a dead socket is ours to replace: anything else at PATH was named
+    // by mistake and must survive (a typo must not cost the user a file).
+    if (!S_ISSOCK(st.st_mode))
+      return fmt::format("control socket path {} exists and is not a socket; refusing to replace it "
+                         "(remove it yourself or choose another --control path)",
+                         path_);
     if (someone_listening(path_)) return fmt::format("control socket {} is in use by another process", path_);
     ::unlink(path_.c_str());  // stale, from a causeway that did not exit cleanly
   }
   boost::system::error_code ec;
   acceptor_.open(asio::local::stream_protocol(), ec);
-  if (!ec) acceptor_.bind(asio::local::stream_protocol::endpoint(path_), ec);
+  if (!ec) {
+    // bind() creates the file with 0777 & ~umask. Narrow the umask around it
+    // so the socket is never reachable by others, not even until the chmod.
+    // umask is per process: this runs at start-up on the only thread that
+    // creates files.
+    const mode_t old_mask = ::umask(static_cast<mode_t>(~kSocketMode) & 0777);
+    acceptor_.bind(asio::local::stream_protocol::endpoint(path_), ec);
+    ::umask(old_mask);
+  }
+  if (!ec && ::chmod(path_.c_str(), kSocketMode) != 0) ec.assign(errno, boost::system::system_category());
   if (!ec) acceptor_.listen(asio::socket_base::max_listen_connections, ec);
   if (ec) return fmt::format("cannot listen on control socket {}: {}", path_, ec.message());
   bound_ = true;
@@ -92,7 +126,15 @@ boost::system::result<void, std::string> ControlServer::start() {
 void ControlServer::accept() {
   acceptor_.async_accept([this](boost::system::error_code ec, asio::local::stream_protocol::socket sock) {
     if (ec == asio::error::operation_aborted) return;
-    if (!ec) {
+    if (backoff_.defer_if_exhausted(ec, "control socket " + path_, [this] { accept(); })) {
+      stats_.accept_backoffs = backoff_.backoffs();
+      return;
+    }
+    if (!ec && !peer_allowed(sock.native_handle())) {
+      boost::system::error_code ignored;
+      sock.close(ignored);
+    } else if (!ec) {
+      ++stats_.accepted;
       asio::co_spawn(io_, serve_client(std::move(sock), handler_), [](std::exception_ptr e) {
         if (!e) return;
         try {
@@ -104,6 +146,26 @@ void ControlServer::accept() {
     }
     accept();
   });
+}
+
+bool ControlServer::peer_allowed(int fd) {
+  ucred peer{};
+  socklen_t len = sizeof peer;
+  const bool known = ::getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &peer, &len) == 0;
+  if (known && (peer.uid == ::geteuid() || peer.uid == 0)) return true;
+  ++stats_.refused_peers;
+  if (refusal_log_.allow(clock_.now_ms())) {
+    if (known)
+      spdlog::warn("control socket {}: refused a connection from pid {} uid {} (only uid {} and root may use it){}",
+                   path_, peer.pid, peer.uid, ::geteuid(),
+                   refusal_log_.suppressed()
+                       ? fmt::format("; {} more refused since the last message", refusal_log_.suppressed())
+                       : std::string());
+    else
+      spdlog::warn("control socket {}: refused a connection whose credentials are unknown: {}", path_,
+                   std::strerror(errno));
+  }
+  return false;
 }
 
 boost::system::result<json, std::string> control_request(const std::string& path, const json& request) {

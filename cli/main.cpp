@@ -9,6 +9,7 @@
 //   causeway ctl PATH COMMAND [ARGS...]               talk to a running causeway
 #include <arpa/inet.h>
 #include <linux/netlink.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -30,6 +31,7 @@
 #include <map>
 #include <optional>
 
+#include "base/accept_backoff.hpp"
 #include "base/log.hpp"
 #include "cli/config.hpp"
 #include "cli/control.hpp"
@@ -56,6 +58,7 @@ constexpr int kExitUsage = 2;
 constexpr int kExitFailure = 1;
 
 struct NetOptions {
+  uint64_t command_nofile_soft = 0;  // the open-file limit before raise_nofile_limit(), for COMMAND
   int mtu = static_cast<int>(netstack::kMaxMtu);
   bool no_host_loopback = false;
   bool no_ipv6 = false;
@@ -277,6 +280,7 @@ int run_netns(NetOptions& o, const std::string& attach, const std::string& ifnam
   tc.search = follow_search ? host_search(dns->host_resolv_conf) : nat.dns_search;
   const bool auto_forward = !o.no_auto_forward;
   tc.trap_listeners = auto_forward && !command.empty();
+  tc.command_nofile_soft = o.command_nofile_soft;
 
   // Fork before anything starts threads.
   std::optional<netstack::SpawnedCommand> child;
@@ -466,6 +470,7 @@ int run_netns(NetOptions& o, const std::string& attach, const std::string& ifnam
       portfwd::PolicySettings base;
       for (int p : o.ignored_ports) base.ignored.insert(static_cast<uint16_t>(p));
       base.host_wildcard = mirrored;  // the guest has the host's addresses: its servers answer on them
+      base.tcp_any_v4_loopback = true;  // NetnsConnector dials the listener's own 127/8 address
       autofwd = std::make_unique<portfwd::AutoForwarder>(
           io, rt.clock(), portfwd::GuestSide{tcp4.get(), tcp6.get(), udp4.get(), udp6.get()}, base);
       rt.set_auto_forwarder(autofwd.get(), base);
@@ -580,9 +585,11 @@ int run_serve(NetOptions& o, const std::string& socket_path) {
   // Max frame on the wire: MTU + Ethernet header (+ slack for a VLAN tag QEMU may pass through).
   const size_t max_frame = nat.mtu + netstack::kEthHeaderLen + 4;
   int next_id = 1;
+  AcceptBackoff accept_backoff(io);  // out of descriptors: pause accepts instead of spinning
   std::function<void()> accept = [&] {
     acceptor.async_accept([&](boost::system::error_code aec, asio::local::stream_protocol::socket sock) {
       if (aec == asio::error::operation_aborted) return;
+      if (accept_backoff.defer_if_exhausted(aec, "QEMU socket " + socket_path, [&] { accept(); })) return;
       if (!aec) {
         const std::string name = "qemu connection " + std::to_string(next_id++);
         auto g = std::make_shared<const cli::Guest*>(nullptr);
@@ -706,6 +713,24 @@ int run_ctl(const std::string& path, const std::vector<std::string>& args) {
   return 0;
 }
 
+// Every relayed connection holds two descriptors and the default soft limit
+// is often 1024: raise it to the hard limit once, at start, so accept loops
+// meet EMFILE (base/accept_backoff.hpp) only when the system really is out.
+// Failure is not fatal: the old limit still works, just lower. Returns the
+// soft limit as it was, which `netns` gives back to COMMAND (0: unknown).
+uint64_t raise_nofile_limit() {
+  rlimit rl{};
+  if (::getrlimit(RLIMIT_NOFILE, &rl) != 0) return 0;
+  const rlim_t old = rl.rlim_cur;
+  if (rl.rlim_cur >= rl.rlim_max) return old;
+  rl.rlim_cur = rl.rlim_max;
+  if (::setrlimit(RLIMIT_NOFILE, &rl) != 0)
+    spdlog::debug("cannot raise the open-file limit from {}: {}", old, std::strerror(errno));
+  else
+    spdlog::debug("open-file limit raised from {} to {}", old, rl.rlim_max);
+  return old;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -798,6 +823,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "causeway: unknown --log-level '%s'\n", log_level.c_str());
     return kExitUsage;
   }
+  if (!ctl->parsed()) netns_opts.command_nofile_soft = raise_nofile_limit();
   if (!command.empty() && !netns->parsed() && !run->parsed()) {
     std::fprintf(stderr, "causeway: '-- COMMAND' is only for `causeway netns` and `causeway run`\n");
     return kExitUsage;

@@ -296,6 +296,9 @@ int run_vm(const RunOptions& o, netstack::NatConfig nat, const DnsSetup& dns,
   if (o.auto_forward) {
     portfwd::PolicySettings base;
     for (int p : o.ignored_ports) base.ignored.insert(static_cast<uint16_t>(p));
+    // tcp_any_v4_loopback stays false: RelayRequest carries no address and the
+    // agent dials 127.0.0.1, so a guest listener on 127.0.0.2 is not forwarded
+    // (a forward to 127.0.0.1, where nothing listens, would only reset).
     autofwd = std::make_unique<portfwd::AutoForwarder>(
         io, rt.clock(), portfwd::GuestSide{&relay_tcp4, &relay_tcp6, &relay_udp4, &relay_udp6}, base);
     rt.set_auto_forwarder(autofwd.get(), base);

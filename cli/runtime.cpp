@@ -57,7 +57,8 @@ json engine_stats_json(const netstack::EngineStats& s) {
                                 {"resets_from_guest", s.tcp.resets_from_guest}, {"resets_to_guest", s.tcp.resets_to_guest},
                                 {"syn_to_guest_rejected", s.tcp.syn_to_guest_rejected},
                                 {"forward_accepted", s.tcp_forward_accepted}, {"forward_refused", s.tcp_forward_refused},
-                                {"forward_awaited_mac", s.tcp_forward_awaited_mac}, {"arp_requests", s.arp_requests}}}};
+                                {"forward_awaited_mac", s.tcp_forward_awaited_mac}, {"arp_requests", s.arp_requests}}},
+              {"accept_backoffs", s.accept_backoffs}};
 }
 
 Runtime::Runtime(boost::asio::io_context& io, netstack::NatConfig nat, std::string attach)
@@ -205,6 +206,7 @@ json Runtime::ports_json() const {
              {"bytes_from_guest", i.bytes_from_guest},
              {"datagrams", i.datagrams}};
       if (!i.active) e["reason"] = i.reason;
+      if (!i.active && !i.hint.empty()) e["hint"] = i.hint;
       list.push_back(e);
     }
   }
@@ -254,6 +256,14 @@ json Runtime::stats_json() const {
   return out;
 }
 
+uint64_t Runtime::accept_backoffs() const {
+  uint64_t n = 0;
+  for (auto& g : guests_) n += g.engine->stats().accept_backoffs;
+  if (auto_) n += auto_->accept_backoffs();
+  if (dns_tcp_) n += dns_tcp_->stats().accept_backoffs;
+  return n;
+}
+
 json Runtime::handle_control(const json& req) {
   const std::string cmd = req["cmd"].get<std::string>();
   if (cmd == "status") {
@@ -265,7 +275,8 @@ json Runtime::handle_control(const json& req) {
                 {"guests", guests_.size()},
                 {"forwards", forwards_.size()},
                 {"mtu", nat_.mtu},
-                {"uptime_s", (clock_.now_ms() - started_ms_) / 1000}};
+                {"uptime_s", (clock_.now_ms() - started_ms_) / 1000},
+                {"accept_backoffs", accept_backoffs()}};
   }
   if (cmd == "stats") return stats_json();
   if (cmd == "mirror") {

@@ -86,6 +86,10 @@ class Runtime {
   nlohmann::json handle_control(const nlohmann::json& request);
   nlohmann::json ports_json() const;
   nlohmann::json stats_json() const;
+  // Accepts paused for want of descriptors (base/accept_backoff.hpp): every
+  // engine's forwards, the automatic forwards and DNS over TCP. The control
+  // socket adds its own to the `status` reply.
+  [[nodiscard]] uint64_t accept_backoffs() const;
 
  private:
   netstack::Engine* primary();

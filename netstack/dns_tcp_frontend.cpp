@@ -105,7 +105,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
 }  // namespace
 
 DnsTcpFrontend::DnsTcpFrontend(asio::io_context& io, dns::Proxy& proxy, std::string path)
-    : io_(io), proxy_(proxy), path_(std::move(path)), acceptor_(io) {}
+    : io_(io), proxy_(proxy), path_(std::move(path)), acceptor_(io), backoff_(io) {}
 
 DnsTcpFrontend::~DnsTcpFrontend() {
   *alive_ = false;
@@ -131,6 +131,10 @@ void DnsTcpFrontend::accept() {
                                                                       asio::local::stream_protocol::socket s) {
     auto a = alive.lock();
     if (!a || !*a || ec == asio::error::operation_aborted) return;
+    if (backoff_.defer_if_exhausted(ec, "DNS over TCP " + path_, [this] { accept(); })) {
+      stats_->accept_backoffs = backoff_.backoffs();
+      return;
+    }
     if (!ec) {
       if (*live_ >= kMaxConnections) {
         ++stats_->refused;

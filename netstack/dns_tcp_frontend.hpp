@@ -20,6 +20,7 @@
 #include <memory>
 #include <string>
 
+#include "base/accept_backoff.hpp"
 #include "dns/proxy.hpp"
 
 namespace causeway::netstack {
@@ -29,6 +30,7 @@ struct DnsTcpStats {
   uint64_t refused = 0;
   uint64_t queries = 0;
   uint64_t framing_errors = 0;
+  uint64_t accept_backoffs = 0;  // accepts paused: out of descriptors (base/accept_backoff.hpp)
 };
 
 class DnsTcpFrontend {
@@ -48,6 +50,7 @@ class DnsTcpFrontend {
   dns::Proxy& proxy_;
   std::string path_;
   boost::asio::local::stream_protocol::acceptor acceptor_;
+  AcceptBackoff backoff_;  // out of descriptors: pause accepts instead of spinning
   std::shared_ptr<DnsTcpStats> stats_ = std::make_shared<DnsTcpStats>();
   std::shared_ptr<size_t> live_ = std::make_shared<size_t>(0);
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);

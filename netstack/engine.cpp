@@ -10,6 +10,7 @@
 #include <cstring>
 #include <stdexcept>
 
+#include "base/accept_backoff.hpp"
 #include "dns/wire.hpp"
 #include "netstack/packet.hpp"
 
@@ -142,6 +143,7 @@ Engine::Engine(boost::asio::io_context& io, const Clock& clock, NatConfig cfg, F
 struct Engine::FastForward {
   PortForward forward;
   std::unique_ptr<boost::asio::posix::stream_descriptor> listener;
+  std::unique_ptr<AcceptBackoff> backoff;  // out of descriptors: pause instead of spinning
 };
 
 Engine::~Engine() {
@@ -382,6 +384,7 @@ boost::system::error_code Engine::add_fast_forward(const PortForward& f) {
   auto ff = std::make_shared<FastForward>();
   ff->forward = f;
   ff->listener = std::make_unique<boost::asio::posix::stream_descriptor>(io_, fd.release());
+  ff->backoff = std::make_unique<AcceptBackoff>(io_);
   fast_.push_back(ff);
   accept_fast(ff);
   return {};
@@ -393,7 +396,19 @@ void Engine::accept_fast(const std::shared_ptr<FastForward>& ff) {
     if (ec || alive.expired() || !ff->listener->is_open()) return;
     for (int i = 0; i < 64; ++i) {
       UniqueFd c(::accept4(ff->listener->native_handle(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC));
-      if (!c) break;  // EAGAIN, or the peer gave up already (ECONNABORTED)
+      if (!c) {
+        const int err = errno;
+        // Out of descriptors the connection stays queued and the listener
+        // readable: re-arming now would spin. Pause instead.
+        const auto what = "forward " + ff->forward.describe();
+        if (ff->backoff->defer_if_exhausted(err, what, [this, ff, alive] {
+              if (alive.lock()) accept_fast(ff);
+            })) {
+          ++stats_.accept_backoffs;
+          return;
+        }
+        break;  // EAGAIN, or the peer gave up already (ECONNABORTED)
+      }
       ++stats_.tcp_forward_accepted;
       if (!guest_mac_known_) {
         if (awaiting_mac_.size() >= kMaxAwaitingMac) {
@@ -544,6 +559,8 @@ EngineStats Engine::stats() const {
   s.forwards = forwards_.size();
   s.udp_flows = udp_flows_.size();
   if (tcp_) s.tcp = tcp_->stats();
+  for (auto& r : relayed_)
+    if (r->tcp) s.accept_backoffs += r->tcp->stats().accept_backoffs;
   return s;
 }
 

@@ -112,6 +112,7 @@ struct EngineStats {
   uint64_t tcp_forward_refused = 0;  // closed: guest MAC still unknown after ARP, flow table full
   uint64_t tcp_forward_awaited_mac = 0;  // held while ARP asked for the guest's MAC
   uint64_t arp_requests = 0;         // ARP requests for the guest's lease we sent
+  uint64_t accept_backoffs = 0;      // forward accepts paused: out of descriptors (base/accept_backoff.hpp)
   [[nodiscard]] uint64_t dropped_total() const;
 };
 

@@ -19,6 +19,7 @@
 #include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -295,6 +296,13 @@ boost::system::result<SpawnedCommand, std::string> spawn_in_new_namespace(const 
     sigset_t none;  // causeway holds some signals while it starts; COMMAND gets a clean mask
     sigemptyset(&none);
     ::sigprocmask(SIG_SETMASK, &none, nullptr);
+    if (cfg.command_nofile_soft != 0) {
+      rlimit rl{};
+      if (::getrlimit(RLIMIT_NOFILE, &rl) == 0 && cfg.command_nofile_soft < rl.rlim_cur) {
+        rl.rlim_cur = static_cast<rlim_t>(cfg.command_nofile_soft);
+        ::setrlimit(RLIMIT_NOFILE, &rl);
+      }
+    }
     std::vector<char*> args;
     for (auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
     args.push_back(nullptr);

@@ -59,6 +59,9 @@ struct TapConfig {
   // Trap bind/listen in COMMAND's process tree for automatic forwarding
   // (listener_watch.hpp); the notification fd comes back after release.
   bool trap_listeners = false;
+  // The soft RLIMIT_NOFILE COMMAND starts with (0: inherit ours). causeway
+  // raises its own to the hard limit; COMMAND gets the limit it would have had.
+  uint64_t command_nofile_soft = 0;
 };
 
 struct SpawnedCommand {

@@ -140,12 +140,13 @@ boost::system::result<UniqueFd> NamespaceSocketFactory::request(const void* r, s
 }
 
 namespace {
-sockaddr_storage guest_loopback(portfwd::Family f, uint16_t port, socklen_t& len) {
+sockaddr_storage guest_loopback(portfwd::Family f, const portfwd::GuestTarget& t, socklen_t& len) {
   sockaddr_storage ss{};
+  const uint16_t port = t.port;
   if (f == portfwd::Family::kIpv4) {
     auto* a = reinterpret_cast<sockaddr_in*>(&ss);  // SAFETY: sockaddr_storage fits any sockaddr
     a->sin_family = AF_INET;
-    a->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    std::memcpy(&a->sin_addr, t.v4_loopback.data(), 4);  // network order, as stored
     a->sin_port = htons(port);
     len = sizeof(sockaddr_in);
   } else {
@@ -159,7 +160,7 @@ sockaddr_storage guest_loopback(portfwd::Family f, uint16_t port, socklen_t& len
 }
 }  // namespace
 
-void NetnsConnector::async_connect(uint16_t guest_port, ConnectHandler handler) {
+void NetnsConnector::async_connect(const portfwd::GuestTarget& guest, ConnectHandler handler) {
   const int family = family_ == portfwd::Family::kIpv4 ? AF_INET : AF_INET6;
   auto fd = factory_.create(family, SOCK_STREAM, IPPROTO_TCP);
   auto sock = std::make_shared<portfwd::StreamSocket>(io_);
@@ -168,7 +169,7 @@ void NetnsConnector::async_connect(uint16_t guest_port, ConnectHandler handler) 
     return;
   }
   socklen_t len = 0;
-  const auto target = guest_loopback(family_, guest_port, len);
+  const auto target = guest_loopback(family_, guest, len);
   const boost::asio::generic::stream_protocol::endpoint ep(&target, len, IPPROTO_TCP);
   boost::system::error_code ec;
   sock->assign(ep.protocol(), fd->release(), ec);
@@ -194,7 +195,7 @@ std::optional<uint16_t> NetnsDatagramChannel::open_flow(uint16_t guest_port, Rep
   auto fd = factory_.create(family, SOCK_DGRAM, IPPROTO_UDP);
   if (fd.has_error()) return std::nullopt;
   socklen_t len = 0;
-  const auto target = guest_loopback(family_, guest_port, len);
+  const auto target = guest_loopback(family_, portfwd::GuestTarget(guest_port), len);
   const boost::asio::generic::datagram_protocol::endpoint ep(&target, len, IPPROTO_UDP);
   auto flow = std::make_shared<Flow>(io_);
   boost::system::error_code ec;

@@ -60,12 +60,14 @@ class NamespaceSocketFactory {
   UniqueFd sock_;
 };
 
-// Connects to the guest's loopback (127.0.0.1 or ::1) inside the namespace.
+// Connects to the guest's loopback inside the namespace: ::1, or for IPv4
+// the target's 127.0.0.0/8 address (127.0.0.1 unless the guest listens only
+// on another one).
 class NetnsConnector final : public portfwd::GuestConnector {
  public:
   NetnsConnector(boost::asio::io_context& io, NamespaceSocketFactory& factory, portfwd::Family family)
       : io_(io), factory_(factory), family_(family) {}
-  void async_connect(uint16_t guest_port, ConnectHandler handler) override;
+  void async_connect(const portfwd::GuestTarget& target, ConnectHandler handler) override;
 
  private:
   boost::asio::io_context& io_;

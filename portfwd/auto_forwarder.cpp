@@ -52,7 +52,7 @@ boost::system::error_code AutoForwarder::try_open(const HostForward& f, Entry& e
   if (f.proto == L4::kTcp) {
     GuestConnector* c = f.guest_family == Family::kIpv4 ? guest_.tcp4 : guest_.tcp6;
     if (!c) return boost::system::errc::make_error_code(boost::system::errc::address_family_not_supported);
-    auto fwd = std::make_unique<TcpForwarder>(io_, host, f.port, *c);
+    auto fwd = std::make_unique<TcpForwarder>(io_, host, GuestTarget(f.port, f.guest_v4), *c);
     if (!(ec = fwd->start())) e.tcp = std::move(fwd);
   } else {
     GuestDatagramChannel* ch = f.guest_family == Family::kIpv4 ? guest_.udp4 : guest_.udp6;
@@ -72,6 +72,7 @@ void AutoForwarder::apply() {
         spdlog::info("auto-forward closed: {} {} (the guest stopped listening)", proto_name(it->first.proto),
                      it->first.host_endpoint());
       }
+      if (it->second.tcp) stats_.accept_backoffs_closed += it->second.tcp->stats().accept_backoffs;
       it = entries_.erase(it);  // the listener closes; established relays drain on their own
     } else {
       ++it;
@@ -90,17 +91,22 @@ void AutoForwarder::apply() {
     }
     Entry& e = it->second;
     if (auto ec = try_open(f, e)) {
+      const std::string hint =
+          ec.category() == boost::system::system_category() ? host_bind_hint(ec.value(), f) : std::string();
       if (e.conflict.empty()) {
         ++stats_.conflicts;
-        spdlog::warn("auto-forward {} {} -> guest {}: cannot listen on the host: {}; will retry while the guest "
+        spdlog::warn("auto-forward {} {} -> guest {}: cannot listen on the host: {}{}{}; will retry while the guest "
                      "listens",
-                     proto_name(f.proto), f.host_endpoint(), f.guest_endpoint(), ec.message());
+                     proto_name(f.proto), f.host_endpoint(), f.guest_endpoint(), ec.message(),
+                     hint.empty() ? "" : " — ", hint);
       }
       e.conflict = ec.message();
+      e.hint = hint;
       any_conflict = true;
     } else {
       if (!e.conflict.empty()) spdlog::info("auto-forward {} {}: host port free again", proto_name(f.proto), f.host_endpoint());
       e.conflict.clear();
+      e.hint.clear();
       ++stats_.opened;
       spdlog::info("auto-forward opened: {} {} -> guest {}", proto_name(f.proto), f.host_endpoint(),
                    f.guest_endpoint());
@@ -121,6 +127,13 @@ void AutoForwarder::arm_retry() {
   });
 }
 
+uint64_t AutoForwarder::accept_backoffs() const {
+  uint64_t n = stats_.accept_backoffs_closed;
+  for (auto& [f, e] : entries_)
+    if (e.tcp) n += e.tcp->stats().accept_backoffs;
+  return n;
+}
+
 std::vector<AutoForwardInfo> AutoForwarder::list() const {
   std::vector<AutoForwardInfo> out;
   for (auto& [f, e] : entries_) {
@@ -128,6 +141,7 @@ std::vector<AutoForwardInfo> AutoForwarder::list() const {
     i.forward = f;
     i.active = e.conflict.empty();
     i.reason = e.conflict;
+    i.hint = e.hint;
     if (e.tcp) {
       i.connections = e.tcp->stats().connections;
       i.bytes_to_guest = e.tcp->stats().bytes_to_guest;

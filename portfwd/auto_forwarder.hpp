@@ -9,6 +9,8 @@
 //   bind fails        → state "conflict" with the reason, one warning, and a
 //                       retry every kRetryInterval until it binds or is no
 //                       longer wanted — a port that frees up later opens by itself.
+//                       Where the fix is known (EACCES: a privileged port) the
+//                       warning and list() carry a hint naming it.
 // Manual forwards win: the caller passes their (proto, family, port) in the
 // settings and the policy leaves those alone.
 //
@@ -40,6 +42,7 @@ struct AutoForwardInfo {
   HostForward forward;
   bool active = false;
   std::string reason;  // why not active (conflict)
+  std::string hint;    // what the user can do about it, when we know (host_bind_hint)
   uint64_t connections = 0;
   uint64_t bytes_to_guest = 0;
   uint64_t bytes_from_guest = 0;
@@ -52,6 +55,7 @@ struct AutoForwardStats {
   uint64_t closed = 0;
   uint64_t conflicts = 0;      // bind failures seen (first per forward)
   uint64_t over_capacity = 0;  // forwards not opened: kMaxForwards reached
+  uint64_t accept_backoffs_closed = 0;  // accept_backoffs of TCP forwards since closed
 };
 
 // The guest side of an attachment, per address family of the guest's loopback.
@@ -75,12 +79,15 @@ class AutoForwarder {
   [[nodiscard]] std::vector<AutoForwardInfo> list() const;
   [[nodiscard]] const AutoForwardStats& stats() const { return stats_; }
   [[nodiscard]] const std::set<Listener>& listeners() const { return listeners_; }
+  // Accepts paused for want of descriptors, over every TCP forward ever opened.
+  [[nodiscard]] uint64_t accept_backoffs() const;
 
  private:
   struct Entry {
     std::unique_ptr<TcpForwarder> tcp;
     std::unique_ptr<UdpForwarder> udp;
     std::string conflict;  // empty when open
+    std::string hint;      // host_bind_hint for the conflict
   };
   void apply();
   boost::system::error_code try_open(const HostForward& f, Entry& e);

@@ -6,7 +6,7 @@
 
 namespace causeway::portfwd {
 
-void LoopbackConnector::async_connect(uint16_t, ConnectHandler handler) {
+void LoopbackConnector::async_connect(const GuestTarget&, ConnectHandler handler) {
   const socklen_t len = target_.ss_family == AF_INET6 ? sizeof(sockaddr_in6) : sizeof(sockaddr_in);
   const boost::asio::generic::stream_protocol::endpoint ep(&target_, len, IPPROTO_TCP);
   auto sock = std::make_shared<StreamSocket>(io_);

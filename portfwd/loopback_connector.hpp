@@ -18,8 +18,9 @@ namespace causeway::portfwd {
 class LoopbackConnector final : public GuestConnector {
  public:
   LoopbackConnector(boost::asio::io_context& io, const sockaddr_storage& target) : io_(io), target_(target) {}
-  // `guest_port` is implied by the target (one connector per forward).
-  void async_connect(uint16_t guest_port, ConnectHandler handler) override;
+  // The guest side is implied by `target` given at construction (one connector
+  // per manual forward, always the guest's 10.0.2.15:port): the argument is unused.
+  void async_connect(const GuestTarget& guest, ConnectHandler handler) override;
 
  private:
   boost::asio::io_context& io_;

@@ -82,9 +82,9 @@ void splice_streams(StreamSocket a, StreamSocket b, std::shared_ptr<RelayStats> 
   std::make_shared<Splice>(std::move(a), std::move(b), std::move(stats))->start();
 }
 
-TcpForwarder::TcpForwarder(asio::io_context& io, const sockaddr_storage& listen_on, uint16_t guest_port,
+TcpForwarder::TcpForwarder(asio::io_context& io, const sockaddr_storage& listen_on, GuestTarget guest,
                            GuestConnector& connector)
-    : io_(io), listen_on_(listen_on), guest_port_(guest_port), connector_(connector), acceptor_(io) {}
+    : io_(io), listen_on_(listen_on), guest_(guest), connector_(connector), acceptor_(io), backoff_(io) {}
 
 TcpForwarder::~TcpForwarder() {
   *alive_ = false;
@@ -118,12 +118,16 @@ void TcpForwarder::accept() {
                                                                       StreamSocket client) {
     auto a = alive.lock();
     if (!a || !*a || ec == asio::error::operation_aborted) return;
+    if (backoff_.defer_if_exhausted(ec, "forward to guest port " + std::to_string(guest_.port), [this] { accept(); })) {
+      stats_->accept_backoffs = backoff_.backoffs();
+      return;
+    }
     if (!ec) {
       if (stats_->active >= kMaxConnections) {
         ++stats_->refused;
       } else {
         auto c = std::make_shared<StreamSocket>(std::move(client));
-        connector_.async_connect(guest_port_, [c, stats = stats_](boost::system::error_code cec,
+        connector_.async_connect(guest_, [c, stats = stats_](boost::system::error_code cec,
                                                                   StreamSocket guest) {
           if (cec) {
             ++stats->refused;  // closing `c` tells the host client

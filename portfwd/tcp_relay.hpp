@@ -12,6 +12,8 @@
 //
 // Capacity: at most kMaxConnections live connections per forwarder; beyond
 // that new connections are accepted and closed at once (counted as refused).
+// Out of descriptors (EMFILE/ENFILE), accepting pauses for kAcceptBackoff
+// instead of spinning (counted as accept_backoffs).
 //
 // Thread safety: confined to the engine executor.
 #pragma once
@@ -25,6 +27,7 @@
 #include <memory>
 #include <string>
 
+#include "base/accept_backoff.hpp"
 #include "portfwd/guest_connector.hpp"
 
 namespace causeway::portfwd {
@@ -35,6 +38,7 @@ struct RelayStats {
   uint64_t refused = 0;      // over capacity, or the guest side could not be reached
   uint64_t bytes_to_guest = 0;
   uint64_t bytes_from_guest = 0;
+  uint64_t accept_backoffs = 0;  // accepts paused kAcceptBackoff: out of descriptors (base/accept_backoff.hpp)
 };
 
 class TcpForwarder {
@@ -42,7 +46,7 @@ class TcpForwarder {
   static constexpr size_t kBufferSize = 64 * 1024;
   static constexpr size_t kMaxConnections = 1024;
 
-  TcpForwarder(boost::asio::io_context& io, const sockaddr_storage& listen_on, uint16_t guest_port,
+  TcpForwarder(boost::asio::io_context& io, const sockaddr_storage& listen_on, GuestTarget guest,
                GuestConnector& connector);
   ~TcpForwarder();
   TcpForwarder(const TcpForwarder&) = delete;
@@ -57,9 +61,10 @@ class TcpForwarder {
 
   boost::asio::io_context& io_;
   sockaddr_storage listen_on_;
-  uint16_t guest_port_;
+  GuestTarget guest_;
   GuestConnector& connector_;
   boost::asio::basic_socket_acceptor<boost::asio::generic::stream_protocol> acceptor_;
+  AcceptBackoff backoff_;
   // Shared with live connections, which may outlive the forwarder briefly.
   std::shared_ptr<RelayStats> stats_ = std::make_shared<RelayStats>();
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);

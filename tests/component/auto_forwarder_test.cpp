@@ -5,7 +5,12 @@
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <fstream>
 
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/write.hpp>
@@ -33,9 +38,9 @@ uint16_t free_port() {
 class FakeGuest final : public GuestConnector {
  public:
   explicit FakeGuest(asio::io_context& io) : io_(io), acceptor_(io, {asio::ip::address_v4::loopback(), 0}) { accept(); }
-  void async_connect(uint16_t guest_port, ConnectHandler handler) override {
+  void async_connect(const GuestTarget& target, ConnectHandler handler) override {
     ++connects;
-    last_port = guest_port;
+    last_port = target.port;
     auto sock = std::make_shared<StreamSocket>(io_);
     const asio::ip::tcp::endpoint ep = acceptor_.local_endpoint();
     const asio::generic::stream_protocol::endpoint gep(ep.data(), ep.size(), IPPROTO_TCP);
@@ -141,6 +146,53 @@ TEST_F(AutoForwarderTest, RepeatedIdenticalSnapshotsChangeNothing) {
   for (int i = 0; i < 50; ++i) af.on_listeners({tcp_any(port)});
   EXPECT_EQ(af.stats().opened, 1u);
   EXPECT_EQ(af.stats().snapshots, 50u);
+}
+
+TEST(HostBindHint, PermissionDeniedNamesTheSysctlAndAManualForward) {
+  const HostForward f{L4::kTcp, Family::kIpv4, 80, Family::kIpv4, false};
+  const std::string hint = host_bind_hint(EACCES, f);
+  EXPECT_NE(hint.find("sysctl net.ipv4.ip_unprivileged_port_start=80"), std::string::npos) << hint;
+  EXPECT_NE(hint.find("-p 8080:80"), std::string::npos) << hint;
+  HostForward u = f;
+  u.proto = L4::kUdp;
+  EXPECT_NE(host_bind_hint(EACCES, u).find("-p 8080:80/udp"), std::string::npos) << host_bind_hint(EACCES, u);
+  EXPECT_EQ(host_bind_hint(EADDRINUSE, f), "") << "a taken port has no such fix";
+}
+
+// Child exit codes for the privileged-port check below.
+enum ChildResult : int { kHinted = 0, kNoConflict = 1, kNoHint = 2, kNoIdentity = 3 };
+
+// In a forked child without CAP_NET_BIND_SERVICE (uid 65534 when we are
+// root): a guest listener on `port`, below the unprivileged start, must be a
+// conflict whose hint names the sysctl and a manual forward.
+[[noreturn]] void forward_privileged_port_unprivileged(uint16_t port) {
+  if (::geteuid() == 0 && ::setresuid(65534, 65534, 65534) != 0) ::_exit(kNoIdentity);
+  asio::io_context io;
+  causeway::testing::FakeClock clock;
+  FakeGuest guest{io};
+  AutoForwarder af{io, clock, GuestSide{&guest, &guest, nullptr, nullptr}, PolicySettings{}};
+  af.on_listeners({tcp_any(port)});
+  const auto list = af.list();
+  if (list.size() != 1 || list[0].active) ::_exit(kNoConflict);
+  const std::string sysctl = "sysctl net.ipv4.ip_unprivileged_port_start=" + std::to_string(port);
+  if (list[0].hint.find(sysctl) == std::string::npos) ::_exit(kNoHint);
+  if (list[0].hint.find("-p 8080:" + std::to_string(port)) == std::string::npos) ::_exit(kNoHint);
+  ::_exit(kHinted);
+}
+
+TEST(AutoForwarderPrivilegedPort, PermissionDeniedConflictCarriesTheFixInItsHint) {
+  int start = 1024;
+  std::ifstream("/proc/sys/net/ipv4/ip_unprivileged_port_start") >> start;
+  if (start <= 1) GTEST_SKIP() << "net.ipv4.ip_unprivileged_port_start is " << start << ": every port is unprivileged here";
+  const auto port = static_cast<uint16_t>(std::min(start, 1024) - 1);
+  const pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) forward_privileged_port_unprivileged(port);
+  int wstatus = 0;
+  ASSERT_EQ(::waitpid(child, &wstatus, 0), child);
+  ASSERT_TRUE(WIFEXITED(wstatus));
+  EXPECT_EQ(WEXITSTATUS(wstatus), kHinted)
+      << "port " << port << ": 1 = not a conflict, 2 = conflict without the hint, 3 = could not drop root";
 }
 
 }  // namespace

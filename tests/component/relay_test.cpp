@@ -3,6 +3,8 @@
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
+#include <dirent.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -153,6 +155,82 @@ TEST_P(TcpRelay, HostPortInUseIsReported) {
   ASSERT_FALSE(first.start());
   TcpForwarder second(io, loopback(GetParam(), port), 80, connector);
   EXPECT_EQ(second.start(), boost::system::errc::address_in_use);
+}
+
+// Counts the connections the forwarder managed to accept; refuses them all.
+class CountingConnector final : public GuestConnector {
+ public:
+  explicit CountingConnector(asio::io_context& io) : io_(io) {}
+  void async_connect(const GuestTarget&, ConnectHandler handler) override {
+    ++connects;
+    handler(asio::error::connection_refused, StreamSocket(io_));
+  }
+  int connects = 0;
+
+ private:
+  asio::io_context& io_;
+};
+
+// The highest descriptor number this process has open.
+int highest_open_fd() {
+  int highest = 2;
+  if (DIR* d = ::opendir("/proc/self/fd")) {
+    while (dirent* e = ::readdir(d)) highest = std::max(highest, std::atoi(e->d_name));
+    ::closedir(d);
+  }
+  return highest;
+}
+
+// Lowers RLIMIT_NOFILE and fills every free descriptor below it; restores both.
+class DescriptorExhaustion {
+ public:
+  DescriptorExhaustion() {
+    ::getrlimit(RLIMIT_NOFILE, &saved_);
+    rlimit low = saved_;
+    low.rlim_cur = static_cast<rlim_t>(highest_open_fd() + 16);
+    ok_ = ::setrlimit(RLIMIT_NOFILE, &low) == 0;
+    for (int fd; ok_ && (fd = ::dup(STDERR_FILENO)) >= 0;) fillers_.push_back(fd);
+    ok_ = ok_ && errno == EMFILE;
+  }
+  ~DescriptorExhaustion() { release(); }
+  void release() {
+    for (int fd : fillers_) ::close(fd);
+    fillers_.clear();
+    ::setrlimit(RLIMIT_NOFILE, &saved_);
+  }
+  bool ok() const { return ok_; }
+
+ private:
+  rlimit saved_{};
+  std::vector<int> fillers_;
+  bool ok_ = false;
+};
+
+TEST(TcpRelayAccept, OutOfDescriptorsTheAcceptLoopPausesInsteadOfSpinningAndRecovers) {
+  asio::io_context io;
+  CountingConnector connector(io);
+  const uint16_t port = free_port(AF_INET, SOCK_STREAM);
+  TcpForwarder fwd(io, loopback(AF_INET, port), 80, connector);
+  ASSERT_FALSE(fwd.start());
+  // A client in the listener's backlog (the kernel completes the handshake).
+  const int client = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  const auto to = loopback(AF_INET, port);
+  ASSERT_EQ(::connect(client, reinterpret_cast<const sockaddr*>(&to), sizeof(sockaddr_in)), 0);
+
+  DescriptorExhaustion exhausted;
+  ASSERT_TRUE(exhausted.ok()) << "could not use up the descriptors below a lowered RLIMIT_NOFILE";
+  // Every handler the loop runs in 300 ms: a spinning accept loop runs
+  // thousands (each EMFILE re-arms at once); a pausing one a few per 100 ms.
+  io.restart();
+  const size_t handlers = io.run_for(std::chrono::milliseconds(300));
+  EXPECT_LE(handlers, 12u) << "the accept loop spins while out of descriptors";
+  EXPECT_GE(fwd.stats().accept_backoffs, 1u);
+  EXPECT_EQ(connector.connects, 0);
+
+  exhausted.release();
+  EXPECT_TRUE(run_until(io, [&] { return connector.connects == 1; }, std::chrono::seconds(2)))
+      << "the forwarder did not accept again once descriptors were free";
+  ::close(client);
 }
 
 INSTANTIATE_TEST_SUITE_P(Families, TcpRelay, ::testing::Values(AF_INET, AF_INET6),

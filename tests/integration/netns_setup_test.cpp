@@ -5,6 +5,7 @@
 // Every test reads the namespace from inside, with the real tools (ip -j,
 // busybox udhcpc) run as COMMAND, and asserts on their output.
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 
@@ -112,6 +113,22 @@ TEST_F(NetnsSetup, LoopbackIsUpInsideNamespace) {
   ASSERT_EQ(links.size(), 1u) << links.dump();
   const auto flags = links[0].value("flags", json::array());
   EXPECT_NE(std::find(flags.begin(), flags.end(), "UP"), flags.end()) << links.dump();
+}
+
+// causeway raises its own soft open-file limit to the hard limit (so its
+// accept loops rarely meet EMFILE); COMMAND must still start with the limit
+// it would have had.
+TEST_F(NetnsSetup, CommandKeepsTheOpenFileLimitCausewayWasGiven) {
+  rlimit saved{};
+  ASSERT_EQ(::getrlimit(RLIMIT_NOFILE, &saved), 0);
+  if (saved.rlim_max != RLIM_INFINITY && saved.rlim_max <= 512) GTEST_SKIP() << "hard open-file limit too low";
+  rlimit low = saved;
+  low.rlim_cur = 512;  // inherited by causeway at fork
+  ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &low), 0);
+  const auto r = run(netns_argv({}, {"sh", "-c", "ulimit -Sn"}));
+  ::setrlimit(RLIMIT_NOFILE, &saved);
+  ASSERT_EQ(r.status, 0) << r.describe();
+  EXPECT_EQ(r.out, "512\n") << r.describe();
 }
 
 using ResolvConf = NetnsTest;

@@ -45,6 +45,32 @@ TEST(Config, BadValuesAreErrorsNamingTheLine) {
   }
 }
 
+TEST(Config, ExperimentalNetworkingModeIsAnAliasOfWsl2) {
+  auto r = parse_config("[experimental]\nnetworkingMode=Mirrored\n", "cfg");
+  ASSERT_TRUE(r.has_value()) << r.error();
+  EXPECT_EQ(r->networking_mode, "mirrored");
+  EXPECT_TRUE(r->warnings.empty()) << r->warnings.front();
+}
+
+TEST(Config, Wsl2NetworkingModeWinsOverExperimentalWithAWarning) {
+  // Either order in the file: [wsl2] wins, as in WSL.
+  for (const char* text : {"[wsl2]\nnetworkingMode=nat\n[experimental]\nnetworkingMode=mirrored\n",
+                           "[experimental]\nnetworkingMode=mirrored\n[wsl2]\nnetworkingMode=nat\n"}) {
+    auto r = parse_config(text, "cfg");
+    ASSERT_TRUE(r.has_value()) << r.error();
+    EXPECT_EQ(r->networking_mode, "nat") << text;
+    ASSERT_EQ(r->warnings.size(), 1u) << text;
+    EXPECT_NE(r->warnings[0].find("[wsl2]"), std::string::npos) << r->warnings[0];
+    EXPECT_NE(r->warnings[0].find("wins"), std::string::npos) << r->warnings[0];
+  }
+}
+
+TEST(Config, ExperimentalNetworkingModeRejectsBadValues) {
+  auto r = parse_config("[experimental]\nnetworkingMode=bridged\n", "f");
+  ASSERT_TRUE(r.has_error());
+  EXPECT_EQ(r.error().rfind("f:2", 0), 0u) << r.error();
+}
+
 TEST(Config, MissingFileIsAClearError) {
   auto r = load_config("/nonexistent/causeway.conf");
   ASSERT_TRUE(r.has_error());

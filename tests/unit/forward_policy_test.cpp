@@ -82,6 +82,41 @@ TEST(ForwardPolicy, ManualForwardWinsOnlyForItsFamilyAndProtocol) {
             (std::set<std::string>{"tcp [::1]:8000->[::1]:8000", "udp 127.0.0.1:8000->127.0.0.1:8000"}));
 }
 
+PolicySettings any_loopback() {
+  PolicySettings s;
+  s.tcp_any_v4_loopback = true;
+  return s;
+}
+
+TEST(ForwardPolicy, OtherLoopbackListenerIsRelayedToItsOwnAddress) {
+  // Relaying to guest 127.0.0.1, where nothing listens, would only reset.
+  EXPECT_EQ(hosts(plan_forwards({v4("127.0.0.2", 8000)}, any_loopback())),
+            (std::set<std::string>{"tcp 127.0.0.1:8000->127.0.0.2:8000"}));
+  EXPECT_EQ(hosts(plan_forwards({v6("::ffff:127.0.0.3", 8000)}, any_loopback())),
+            (std::set<std::string>{"tcp 127.0.0.1:8000->127.0.0.3:8000"}));
+}
+
+TEST(ForwardPolicy, OtherLoopbackListenerIsNotForwardedWhereTheConnectorCannotNameIt) {
+  // The VM relay dials 127.0.0.1 only; UDP channels take a port only.
+  EXPECT_TRUE(plan_forwards({v4("127.0.0.2", 8000)}, {}).empty());
+  EXPECT_TRUE(plan_forwards({v4("127.0.0.2", 5353, L4::kUdp)}, any_loopback()).empty());
+}
+
+TEST(ForwardPolicy, V4MappedListenerIsForwardedLikeItsIpv4Address) {
+  EXPECT_EQ(hosts(plan_forwards({v6("::ffff:127.0.0.1", 8000)}, {})),
+            (std::set<std::string>{"tcp 127.0.0.1:8000->127.0.0.1:8000"}));
+  EXPECT_EQ(hosts(plan_forwards({v6("::ffff:0.0.0.0", 8000)}, {})),
+            (std::set<std::string>{"tcp 127.0.0.1:8000->127.0.0.1:8000"}));
+  EXPECT_TRUE(plan_forwards({v6("::ffff:10.0.2.15", 8000)}, {}).empty());
+}
+
+TEST(ForwardPolicy, Guest127001BeatsAnotherLoopbackAddressForOneHostPort) {
+  for (auto& ls : {std::set<Listener>{v4("127.0.0.2", 8000), v4("127.0.0.1", 8000)},
+                   std::set<Listener>{v4("127.0.0.2", 8000), v4("0.0.0.0", 8000)}}) {
+    EXPECT_EQ(hosts(plan_forwards(ls, any_loopback())), (std::set<std::string>{"tcp 127.0.0.1:8000->127.0.0.1:8000"}));
+  }
+}
+
 TEST(ForwardPolicy, TwoListenersClaimingOneHostEndpointYieldOneForward) {
   // 0.0.0.0:8000 and [::]:8000 (v6only) coexist in a guest; the v4 side is asked for once.
   auto fs = plan_forwards({v4("0.0.0.0", 8000), v6("::", 8000, true), v4("127.0.0.1", 8000)}, {});

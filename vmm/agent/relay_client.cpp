@@ -201,7 +201,18 @@ VsockRelayConnector::~VsockRelayConnector() {
     if (auto b = w.lock()) b->close();
 }
 
-void VsockRelayConnector::async_connect(uint16_t guest_port, ConnectHandler handler) {
+void VsockRelayConnector::async_connect(const portfwd::GuestTarget& target, ConnectHandler handler) {
+  const uint16_t guest_port = target.port;
+  if (!target.default_loopback()) {
+    // RelayRequest names protocol, family and port only: the agent always
+    // dials 127.0.0.1 / ::1. The policy does not plan such forwards for the
+    // VM (PolicySettings::tcp_any_v4_loopback stays false); refuse, never
+    // relay to the wrong address.
+    asio::post(io_, [h = std::move(handler), &io = io_] {
+      h(asio::error::address_family_not_supported, portfwd::StreamSocket(io));
+    });
+    return;
+  }
   auto hs = std::make_shared<Handshake>(io_);
   hs->handler = std::move(handler);
   auto stats = stats_;

@@ -59,7 +59,8 @@ class VsockRelayConnector final : public portfwd::GuestConnector {
   VsockRelayConnector(boost::asio::io_context& io, vmm::VsockHost& vsock, uint8_t family);
   // Ends the relays it made that are still running (their sockets and streams close).
   ~VsockRelayConnector() override;
-  void async_connect(uint16_t guest_port, ConnectHandler handler) override;
+  // Only the default loopback (127.0.0.1 / ::1): the relay protocol carries no address.
+  void async_connect(const portfwd::GuestTarget& target, ConnectHandler handler) override;
   [[nodiscard]] const RelayClientStats& stats() const { return *stats_; }
 
  private:

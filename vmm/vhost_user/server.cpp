@@ -100,6 +100,7 @@ void Server::accept_next() {
   std::weak_ptr<bool> alive = alive_;
   acceptor_->async_accept([this, alive](boost::system::error_code ec, stream_protocol::socket s) {
     if (alive.expired() || ec == asio::error::operation_aborted) return;
+    if (backoff_.defer_if_exhausted(ec, name_ + " " + path_, [this] { accept_next(); })) return;
     if (ec) {
       spdlog::warn("{}: accept on {}: {}", name_, path_, ec.message());
     } else {

@@ -41,6 +41,7 @@
 #include <memory>
 #include <string>
 
+#include "base/accept_backoff.hpp"
 #include "base/clock.hpp"
 #include "vmm/vhost_user/session.hpp"
 #include "vmm/virtio_device.hpp"
@@ -101,6 +102,7 @@ class Server {
   VirtioDevice& device_;
   std::string name_;
   std::unique_ptr<boost::asio::local::stream_protocol::acceptor> acceptor_;
+  AcceptBackoff backoff_{io_};  // out of descriptors: pause accepts instead of spinning
   std::string path_;
   std::unique_ptr<Connection> conn_;
   std::function<void(bool)> on_change_;
