@@ -12,6 +12,10 @@
 //   when the writer has brought it down to low_water, on_pressure(false) is
 //   posted to the owner's executor. The queue can pass high_water by what
 //   was already on its way (one vsock delivery), never by more.
+//   Limit: the agent's listener reports ride the same stream, so while it is
+//   paused new guest listeners wait too (existing forwards and relayed
+//   connections have streams of their own and keep working). Output on a
+//   stream of its own would lift that (an agent protocol change).
 //   A descriptor that fails (EPIPE: the reader went away) ends the writing:
 //   later output is counted as dropped and nothing blocks again.
 //   The destructor lets the writer finish what is queued (as a blocking

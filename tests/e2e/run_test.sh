@@ -64,16 +64,26 @@ exec 3<>"$fifo"  # a reader that holds the pipe open and reads nothing (yet)
 wp=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 total=$((32 << 20))
 timeout 240 "$cw" run -q -- sh -c "echo stalled-ok > /tmp/index.html; httpd -f -p $wp -h /tmp & h=\$!; \
-  sleep 1; yes 0123456789abcdef0123456789abcde | head -c $total; kill \$h" >"$fifo" 2>"$work/run.err" 3<&- &
+  sleep 1; echo flood-start >&2; yes 0123456789abcdef0123456789abcde | head -c $total; kill \$h" \
+  >"$fifo" 2>"$work/run.err" 3<&- &
 run_pid=$!
+# The forward first (the server is up before the flood)...
 ok=0
-deadline=$((SECONDS + 90))  # boot + the flood under TCG
+deadline=$((SECONDS + 90))  # boot under TCG
 while ((SECONDS < deadline)); do
   if [[ $(curl -fsS --max-time 2 "http://localhost:$wp/" 2>/dev/null) == stalled-ok ]]; then ok=1; break; fi
   kill -0 "$run_pid" 2>/dev/null || break
   sleep 0.2
 done
-[[ $ok == 1 ]] || fail "the guest's server did not answer on localhost:$wp while stdout was not read: $(tail -5 "$work/run.err")"
+[[ $ok == 1 ]] || fail "the guest's server did not answer on localhost:$wp: $(tail -5 "$work/run.err")"
+# ...then the flood fills the pipe (64 KiB: milliseconds), and the forward must still serve.
+for _ in $(seq 100); do grep -q flood-start "$work/run.err" && break; sleep 0.1; done
+grep -q flood-start "$work/run.err" || fail "the guest's flood did not start: $(tail -5 "$work/run.err")"
+sleep 2
+for i in 1 2 3; do
+  [[ $(curl -fsS --max-time 5 "http://localhost:$wp/" 2>/dev/null) == stalled-ok ]] ||
+    fail "request $i to localhost:$wp failed while causeway's stdout was not read (the engine stalled)"
+done
 kill -0 "$run_pid" 2>/dev/null || fail "causeway run ended before the output was read: $(tail -5 "$work/run.err")"
 got=$(timeout 120 head -c "$total" <&3 | wc -c) || true
 exec 3<&-
