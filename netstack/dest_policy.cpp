@@ -91,19 +91,20 @@ DestClass classify_destination(const GuestAddr& dst, const DestPolicy& policy) {
   return DestClass::kAllowed;
 }
 
-DestClass nat_destination(const NatConfig& cfg, const GuestAddr& dst, bool echo) {
-  // The virtual hosts: the gateway is the host-loopback alias, the rest are the engine's.
-  auto virtual_host = [&](bool gateway) {
-    if (!gateway || echo || cfg.host_loopback) return DestClass::kAllowed;
-    return DestClass::kHostLoopbackOff;
-  };
+DestClass nat_destination(const NatConfig& cfg, const GuestAddr& dst, bool echo, uint16_t dport) {
+  constexpr uint16_t kDnsPort = 53;
+  // Whatever libslirp would hand to the host (see the header): the gateway rule.
+  const DestClass via_host = cfg.host_loopback ? DestClass::kAllowed : DestClass::kHostLoopbackOff;
   if (dst.family == AF_INET) {
     in_addr d{};
     std::memcpy(&d.s_addr, dst.bytes.data(), 4);
     if ((d.s_addr & cfg.netmask.s_addr) == (cfg.network.s_addr & cfg.netmask.s_addr)) {
       const uint32_t host = ntohl(d.s_addr & ~cfg.netmask.s_addr);
       if (host == 0 || host == ntohl(~cfg.netmask.s_addr)) return DestClass::kBroadcast;
-      return virtual_host(d.s_addr == cfg.gateway.s_addr);
+      const bool dns = d.s_addr == cfg.dns.s_addr;
+      if (echo) return dns || d.s_addr == cfg.gateway.s_addr ? DestClass::kAllowed : via_host;
+      if ((dns || d.s_addr == dns_tcp_shadow(cfg).s_addr) && dport == kDnsPort) return DestClass::kAllowed;
+      return via_host;
     }
     DestPolicy p;
     Ipv4Net net;
@@ -115,23 +116,23 @@ DestClass nat_destination(const NatConfig& cfg, const GuestAddr& dst, bool echo)
   if (dst.family == AF_INET6 && cfg.ipv6) {
     const uint8_t* b = dst.bytes.data();
     const size_t plen = std::min<size_t>(cfg.prefix6_len, 128);
-    auto in_prefix = [&](const in6_addr& prefix) {
+    auto in_prefix = [&] {
       const size_t full = plen / 8;
-      if (std::memcmp(b, prefix.s6_addr, full) != 0) return false;
+      if (std::memcmp(b, cfg.prefix6.s6_addr, full) != 0) return false;
       if (plen % 8 == 0) return true;
       const auto m = static_cast<uint8_t>(0xff << (8 - plen % 8));
-      return (b[full] & m) == (prefix.s6_addr[full] & m);
+      return (b[full] & m) == (cfg.prefix6.s6_addr[full] & m);
     };
-    // libslirp treats fe80::/64 with a virtual host's interface id as that host (its router's
-    // link-local address is fe80::2): the same rule as the prefix address.
-    const bool link_local64 = b[0] == 0xfe && b[1] == 0x80 && zero(b + 2, 6);
-    if (in_prefix(cfg.prefix6) || link_local64) {
-      const bool gateway = std::memcmp(b + 8, cfg.gateway6.s6_addr + 8, 8) == 0 &&
-                           (link_local64 || std::memcmp(b, cfg.gateway6.s6_addr, 16) == 0);
-      if (link_local64 && !gateway && std::memcmp(b + 8, cfg.dns6.s6_addr + 8, 8) != 0)
-        return DestClass::kLinkLocal;  // no virtual host there
-      return virtual_host(gateway);
+    const bool gateway_iid = std::memcmp(b + 8, cfg.gateway6.s6_addr + 8, 8) == 0;
+    const bool dns_iid = std::memcmp(b + 8, cfg.dns6.s6_addr + 8, 8) == 0;
+    if (in_prefix()) {
+      const bool dns = std::memcmp(b, cfg.dns6.s6_addr, 16) == 0;
+      if (echo) return dns || std::memcmp(b, cfg.gateway6.s6_addr, 16) == 0 ? DestClass::kAllowed : via_host;
+      if (dns && dport == kDnsPort) return DestClass::kAllowed;
+      return via_host;
     }
+    if (b[0] == 0xfe && b[1] == 0x80 && zero(b + 2, 6) && echo && (gateway_iid || dns_iid))
+      return DestClass::kAllowed;  // the virtual router's and DNS's link-local twins answer echo
   }
   return classify_destination(dst, DestPolicy{});
 }

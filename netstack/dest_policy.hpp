@@ -37,13 +37,20 @@
 //                 host's links for it. Mirrored links do have link-local
 //                 neighbours (the host link's).
 //
-// NAT mode adds the virtual network (nat_destination): the gateway (and its
-// link-local twin fe80::<gateway's interface id>, which libslirp treats as
-// the same host) stands for the host's loopback, so a connection to it is
-// allowed only while host loopback is (kHostLoopbackOff otherwise); an echo
-// to it is answered by libslirp itself and always allowed. Other virtual
-// addresses (DNS, the DNS-over-TCP shadow) belong to the engine; the
-// network's broadcast addresses are refused.
+// NAT mode adds the virtual network (nat_destination). libslirp
+// (sotranslate_out) hands its addresses to the host: the DNS address, port 53
+// only, to the host's resolver (which may itself be on loopback: 127.0.0.53);
+// the gateway and 255.255.255.255 to 127.0.0.1, every address of the IPv6
+// prefix to ::1 — or EPERM when host loopback is off; other IPv4 virtual
+// addresses go out untranslated, to whatever the host's own networks hold
+// there. So: DNS on port 53 (the proxy; TCP through the shadow, see
+// Engine::attach_dns) is allowed; an echo to the gateway or the DNS address is
+// answered by libslirp itself and allowed; everything else in the virtual
+// network follows the gateway rule — allowed while host loopback is,
+// kHostLoopbackOff otherwise. The network's broadcast addresses are refused.
+// fe80::/64 is the virtual link's: libslirp answers echo to its router
+// (fe80::2) and DNS (fe80::3) itself and translates nothing else there, so the
+// rest is kLinkLocal.
 //
 // Not here: which *source* a mirrored guest may use (datapath.hpp checks
 // that against the plan), ports (any port of an allowed address is fine).
@@ -98,7 +105,7 @@ struct DestPolicy {
 DestClass classify_destination(const GuestAddr& dst, const DestPolicy& policy);
 
 // NAT mode (see the header): `echo` for an ICMP echo request, false for
-// anything that makes the host connect or send (TCP, UDP).
-DestClass nat_destination(const NatConfig& cfg, const GuestAddr& dst, bool echo);
+// anything that makes the host connect or send (TCP, UDP to `dport`).
+DestClass nat_destination(const NatConfig& cfg, const GuestAddr& dst, bool echo, uint16_t dport);
 
 }  // namespace causeway::netstack

@@ -241,7 +241,7 @@ bool Engine::refuse_forbidden(std::span<const uint8_t> frame) {
         udp_flows_.count(f->dport))
       return false;
   }
-  const DestClass c = nat_destination(cfg_, f->dst, f->kind == FlowOpen::Kind::kEcho);
+  const DestClass c = nat_destination(cfg_, f->dst, f->kind == FlowOpen::Kind::kEcho, f->dport);
   if (c == DestClass::kAllowed) return false;
   ++stats_.dropped[static_cast<size_t>(FrameVerdict::kForbiddenDestination)];
   ++stats_.forbidden[static_cast<size_t>(c)];
@@ -283,9 +283,7 @@ bool Engine::direct_forward(const PortForward& f) {
 
 boost::system::error_code Engine::attach_dns(dns::Proxy& proxy, const std::string& tcp_unix_path) {
   dns_ = &proxy;
-  // The shadow: the last host address of the guest network (10.0.2.254 by
-  // default), far from the DHCP pool at .15.
-  dns_shadow_.s_addr = (cfg_.network.s_addr & cfg_.netmask.s_addr) | (~cfg_.netmask.s_addr & htonl(0xfffffffe));
+  dns_shadow_ = dns_tcp_shadow(cfg_);
   in_addr shadow = dns_shadow_;
   if (slirp_add_unix(slirp_.get(), tcp_unix_path.c_str(), &shadow, 53) < 0)
     return {errno ? errno : EINVAL, boost::system::system_category()};

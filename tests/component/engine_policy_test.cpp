@@ -336,8 +336,53 @@ INSTANTIATE_TEST_SUITE_P(Gateways, GatewayPolicy,
                          ::testing::Values(PolicyCase{TcpEngine::kFast, "127.0.0.1", "10.0.2.2"},
                                            PolicyCase{TcpEngine::kFast, "::1", "fd00::2"},
                                            PolicyCase{TcpEngine::kSlirp, "127.0.0.1", "10.0.2.2"},
-                                           PolicyCase{TcpEngine::kSlirp, "::1", "fd00::2"}),
+                                           PolicyCase{TcpEngine::kSlirp, "::1", "fd00::2"},
+                                           // libslirp maps every address of the IPv6 prefix but
+                                           // DNS to the host's loopback, not only the gateway.
+                                           PolicyCase{TcpEngine::kFast, "::1", "fd00::77"},
+                                           PolicyCase{TcpEngine::kSlirp, "::1", "fd00::77"}),
                          case_name);
+
+// The DNS alias on any port but 53 goes to the host's resolver, which may be on loopback itself
+// (127.0.0.53 under systemd-resolved): with host loopback off it is refused like the gateway.
+TEST(EngineDnsAliasPolicy, DnsAddressOffPort53IsRefusedWhileHostLoopbackIsOff) {
+  boost::asio::io_context io;
+  FakeClock clock;
+  FakeFramePort port;
+  NatConfig cfg;
+  cfg.host_loopback = false;
+  Engine engine(io, clock, cfg, port);
+  engine.announce_guest(kGuestMac);
+  engine.on_guest_frame(guest_packet("10.0.2.15", "10.0.2.3", 6, syn(40100, 8080)));
+  engine.on_guest_frame(guest_packet("fd00::15", "fd00::3", 17, udp(40101, 5353)));
+  const auto s = engine.stats();
+  EXPECT_EQ(s.forbidden[static_cast<size_t>(DestClass::kHostLoopbackOff)], 2u);
+  ASSERT_EQ(port.frames.size(), 2u) << "an RST and an ICMPv6 administratively prohibited";
+  auto rst = parse_tcp_segment(port.frames[0]);
+  ASSERT_TRUE(rst);
+  EXPECT_EQ(rst->flags, 0x14);
+  // Port 53 on the same address is the DNS service and passes the gate.
+  engine.on_guest_frame(guest_packet("10.0.2.15", "10.0.2.3", 6, syn(40102, 53)));
+  EXPECT_EQ(engine.stats().dropped[static_cast<size_t>(FrameVerdict::kForbiddenDestination)], 2u);
+}
+
+// Link-local destinations name no link the NAT guest can see: refused, both families.
+TEST(EngineLinkLocalPolicy, LinkLocalDestinationsAreRefusedInNatMode) {
+  boost::asio::io_context io;
+  FakeClock clock;
+  FakeFramePort port;
+  Engine engine(io, clock, NatConfig{}, port);
+  engine.announce_guest(kGuestMac);
+  engine.on_guest_frame(guest_packet("10.0.2.15", "169.254.169.254", 6, syn(40200, 80)));
+  engine.on_guest_frame(guest_packet("fd00::15", "fe80::1", 6, syn(40201, 80)));
+  engine.on_guest_frame(guest_packet("10.0.2.15", "169.254.169.254", 17, udp(40202, 80)));
+  const auto s = engine.stats();
+  EXPECT_EQ(s.forbidden[static_cast<size_t>(DestClass::kLinkLocal)], 3u);
+  size_t rsts = 0;
+  for (const auto& f : port.frames)
+    if (auto t = parse_tcp_segment(f); t && t->flags == 0x14) ++rsts;
+  EXPECT_EQ(rsts, 2u);
+}
 
 class EngineGroupPolicy : public ::testing::Test {
  protected:

@@ -102,11 +102,35 @@ TEST(NatDestination, GatewayIsHostLoopbackOnlyWhileAllowed) {
   NatConfig on;
   NatConfig off;
   off.host_loopback = false;
-  for (const char* gw : {"10.0.2.2", "fd00::2", "fe80::2"}) {
-    EXPECT_EQ(nat_destination(on, addr(gw), false), DestClass::kAllowed) << gw;
-    EXPECT_EQ(nat_destination(off, addr(gw), false), DestClass::kHostLoopbackOff) << gw;
-    EXPECT_EQ(nat_destination(off, addr(gw), /*echo=*/true), DestClass::kAllowed) << gw << ": libslirp answers echo";
+  for (const char* gw : {"10.0.2.2", "fd00::2"}) {
+    EXPECT_EQ(nat_destination(on, addr(gw), false, 8080), DestClass::kAllowed) << gw;
+    EXPECT_EQ(nat_destination(off, addr(gw), false, 8080), DestClass::kHostLoopbackOff) << gw;
+    EXPECT_EQ(nat_destination(off, addr(gw), /*echo=*/true, 0), DestClass::kAllowed) << gw << ": libslirp answers echo";
   }
+  EXPECT_EQ(nat_destination(off, addr("fe80::2"), true, 0), DestClass::kAllowed) << "the router's link-local twin";
+  EXPECT_EQ(nat_destination(on, addr("fe80::2"), false, 80), DestClass::kLinkLocal) << "libslirp translates no fe80";
+}
+
+// libslirp hands every virtual address to the host one way or another: all but DNS on port 53
+// follow the gateway rule.
+TEST(NatDestination, OtherVirtualAddressesAreHostLoopbackAliasesToo) {
+  NatConfig on;
+  NatConfig off;
+  off.host_loopback = false;
+  for (const char* a : {"10.0.2.77", "10.0.2.15", "fd00::77"}) {
+    EXPECT_EQ(nat_destination(on, addr(a), false, 80), DestClass::kAllowed) << a;
+    EXPECT_EQ(nat_destination(off, addr(a), false, 80), DestClass::kHostLoopbackOff) << a;
+    EXPECT_EQ(nat_destination(off, addr(a), true, 0), DestClass::kHostLoopbackOff) << a << " (echo)";
+  }
+  for (const char* dns : {"10.0.2.3", "fd00::3"}) {
+    EXPECT_EQ(nat_destination(off, addr(dns), false, 53), DestClass::kAllowed) << dns;
+    EXPECT_EQ(nat_destination(off, addr(dns), true, 0), DestClass::kAllowed) << dns << " (echo)";
+    // To the host's resolver, which may itself be on loopback (127.0.0.53).
+    EXPECT_EQ(nat_destination(off, addr(dns), false, 8080), DestClass::kHostLoopbackOff) << dns;
+    EXPECT_EQ(nat_destination(on, addr(dns), false, 8080), DestClass::kAllowed) << dns;
+  }
+  EXPECT_EQ(nat_destination(off, addr("10.0.2.254"), false, 53), DestClass::kAllowed) << "the DNS-over-TCP shadow";
+  EXPECT_EQ(nat_destination(off, addr("10.0.2.254"), false, 22), DestClass::kHostLoopbackOff);
 }
 
 TEST(NatDestination, DirectLoopbackIsRefusedWhateverHostLoopbackSays) {
@@ -114,26 +138,24 @@ TEST(NatDestination, DirectLoopbackIsRefusedWhateverHostLoopbackSays) {
     NatConfig cfg;
     cfg.host_loopback = loopback;
     for (const char* a : {"127.0.0.1", "127.1.2.3", "0.0.0.0", "::1", "::", "::ffff:127.0.0.1", "::127.0.0.1"}) {
-      EXPECT_NE(nat_destination(cfg, addr(a), false), DestClass::kAllowed) << a;
-      EXPECT_NE(nat_destination(cfg, addr(a), true), DestClass::kAllowed) << a << " (echo)";
+      EXPECT_NE(nat_destination(cfg, addr(a), false, 80), DestClass::kAllowed) << a;
+      EXPECT_NE(nat_destination(cfg, addr(a), true, 0), DestClass::kAllowed) << a << " (echo)";
     }
   }
 }
 
 TEST(NatDestination, VirtualNetwork) {
   NatConfig cfg;
-  EXPECT_EQ(nat_destination(cfg, addr("10.0.2.3"), false), DestClass::kAllowed) << "DNS";
-  EXPECT_EQ(nat_destination(cfg, addr("10.0.2.254"), false), DestClass::kAllowed) << "the DNS-over-TCP shadow";
-  EXPECT_EQ(nat_destination(cfg, addr("fd00::3"), false), DestClass::kAllowed);
-  EXPECT_EQ(nat_destination(cfg, addr("10.0.2.255"), false), DestClass::kBroadcast);
-  EXPECT_EQ(nat_destination(cfg, addr("10.0.2.0"), false), DestClass::kBroadcast);
-  EXPECT_EQ(nat_destination(cfg, addr("fe80::1"), false), DestClass::kLinkLocal) << "no virtual host there";
-  EXPECT_EQ(nat_destination(cfg, addr("fe80::1:2:3:4"), false), DestClass::kLinkLocal);
-  EXPECT_EQ(nat_destination(cfg, addr("169.254.169.254"), false), DestClass::kLinkLocal);
-  EXPECT_EQ(nat_destination(cfg, addr("93.184.216.34"), false), DestClass::kAllowed);
-  EXPECT_EQ(nat_destination(cfg, addr("2606:2800:220:1::1"), false), DestClass::kAllowed);
-  EXPECT_EQ(nat_destination(cfg, addr("224.0.0.251"), false), DestClass::kMulticast);
-  EXPECT_EQ(nat_destination(cfg, addr("ff02::fb"), false), DestClass::kMulticast);
+  EXPECT_EQ(nat_destination(cfg, addr("10.0.2.255"), false, 80), DestClass::kBroadcast);
+  EXPECT_EQ(nat_destination(cfg, addr("10.0.2.0"), false, 80), DestClass::kBroadcast);
+  EXPECT_EQ(nat_destination(cfg, addr("fe80::1"), false, 80), DestClass::kLinkLocal) << "no virtual host there";
+  EXPECT_EQ(nat_destination(cfg, addr("fe80::1"), true, 0), DestClass::kLinkLocal);
+  EXPECT_EQ(nat_destination(cfg, addr("fe80::1:2:3:4"), false, 80), DestClass::kLinkLocal);
+  EXPECT_EQ(nat_destination(cfg, addr("169.254.169.254"), false, 80), DestClass::kLinkLocal);
+  EXPECT_EQ(nat_destination(cfg, addr("93.184.216.34"), false, 80), DestClass::kAllowed);
+  EXPECT_EQ(nat_destination(cfg, addr("2606:2800:220:1::1"), false, 80), DestClass::kAllowed);
+  EXPECT_EQ(nat_destination(cfg, addr("224.0.0.251"), false, 5353), DestClass::kMulticast);
+  EXPECT_EQ(nat_destination(cfg, addr("ff02::fb"), false, 5353), DestClass::kMulticast);
 }
 
 TEST(DestPolicy, EveryClassHasAName) {
