@@ -400,13 +400,15 @@ int run_netns(NetOptions& o, const std::string& attach, const std::string& ifnam
     std::unique_ptr<netstack::mirror::MirrorLink> link;
   };
   std::map<std::string, MirrorLinkRuntime> mirror_links;
+  // The last plan's desired state: which addresses each link's guest may use (set_addresses).
+  netstack::mirror::NetState mirror_plan;
   std::unique_ptr<netstack::mirror::HostView> mirror_view;
   std::unique_ptr<netstack::mirror::NetlinkGuestApplier> mirror_applier;
   std::unique_ptr<netstack::mirror::MirrorSyncer> mirror_syncer;
   if (mirrored) {
     mirror_view = std::make_unique<netstack::mirror::HostView>(io, netstack::mirror::current_namespace_sockets());
     netstack::mirror::ApplyHooks hooks;
-    hooks.on_link_created = [&io, &mirror_links](const netstack::mirror::MirroredLinkCreated& c) {
+    hooks.on_link_created = [&io, &mirror_links, &mirror_plan](const netstack::mirror::MirroredLinkCreated& c) {
       causeway::UniqueFd fd(::fcntl(c.tap_fd, F_DUPFD_CLOEXEC, 0));
       if (!fd) {
         spdlog::warn("mirrored link {}: cannot keep its tap: {}", c.name, std::strerror(errno));
@@ -421,6 +423,7 @@ int run_netns(NetOptions& o, const std::string& attach, const std::string& ifnam
       mc.host_ifindex = c.host_ifindex;
       mc.mtu = c.mtu;
       r.link = std::make_unique<netstack::mirror::MirrorLink>(io, *r.port, mc);
+      r.link->set_addresses(netstack::mirror::link_addresses(mirror_plan, c.name));
       r.port->start(*r.link);
       mirror_links.emplace(c.name, std::move(r));
       spdlog::debug("mirrored link {}: data path up (mtu {})", c.name, c.mtu);
@@ -439,6 +442,10 @@ int run_netns(NetOptions& o, const std::string& attach, const std::string& ifnam
     netstack::mirror::PlanOptions po;
     po.reserved_names = {"lo", ifname};
     mirror_syncer = std::make_unique<netstack::mirror::MirrorSyncer>(io, *mirror_view, *mirror_applier, po);
+    mirror_syncer->set_on_plan([&mirror_links, &mirror_plan](const netstack::mirror::NetState& desired) {
+      mirror_plan = desired;
+      for (auto& [name, r] : mirror_links) r.link->set_addresses(netstack::mirror::link_addresses(desired, name));
+    });
     if (auto r = mirror_syncer->start(); r.has_error()) {
       std::fprintf(stderr, "causeway netns: mirrored mode: %s\n", r.error().c_str());
       return fail_child(kExitFailure);

@@ -353,6 +353,8 @@ int run_vm(const RunOptions& o, netstack::NatConfig nat, const DnsSetup& dns,
     std::unique_ptr<netstack::mirror::MirrorLink> link;
   };
   std::map<std::string, VmMirrorLink> vm_links;
+  // The last plan's desired state: which addresses each link's guest may use (set_addresses).
+  netstack::mirror::NetState mirror_plan;
   // One MirrorLink per guest link the agent reports, registered in the demux by its MAC.
   auto attach_links = [&](const netstack::mirror::NetState& actual) {
     if (!guest_port) return;
@@ -376,6 +378,7 @@ int run_vm(const RunOptions& o, netstack::NatConfig nat, const DnsSetup& dns,
       mc.host_ifindex = ((*l.mac)[4] << 8) | (*l.mac)[5];
       mc.mtu = l.mtu;
       VmMirrorLink r{*l.mac, std::make_unique<netstack::mirror::MirrorLink>(io, *guest_port, mc)};
+      r.link->set_addresses(netstack::mirror::link_addresses(mirror_plan, l.name));
       if (!demux.add(r.mac, *r.link)) {
         spdlog::warn("mirrored link {}: no data path (more than {} links)", l.name, netstack::FrameDemux::kMaxEntries);
         continue;
@@ -406,6 +409,10 @@ int run_vm(const RunOptions& o, netstack::NatConfig nat, const DnsSetup& dns,
     po.copy_mac = false;  // 02:43:57:4d:XX:XX from the host ifindex: the guest's links on one virtio-net
     po.reserved_names = {"lo", "eth0"};
     mirror_syncer = std::make_unique<netstack::mirror::MirrorSyncer>(io, *mirror_view, *mirror_applier, po);
+    mirror_syncer->set_on_plan([&vm_links, &mirror_plan](const netstack::mirror::NetState& desired) {
+      mirror_plan = desired;
+      for (auto& [name, r] : vm_links) r.link->set_addresses(netstack::mirror::link_addresses(desired, name));
+    });
     rt.set_mode("mirrored");
     rt.set_mirror_status([&mirror_syncer, &mirror_applier, &vm_links, &demux] {
       auto j = mirror_syncer->status_json();

@@ -44,7 +44,12 @@ json engine_stats_json(const netstack::EngineStats& s) {
   json dropped = json::object();
   for (size_t i = 1; i < s.dropped.size(); ++i)
     dropped[std::string(to_string(static_cast<netstack::FrameVerdict>(i)))] = s.dropped[i];
-  return json{{"frames_in", s.frames_in},       {"bytes_in", s.bytes_in},         {"frames_out", s.frames_out},
+  // dropped.forbidden_destination, by the destination policy's class (dest_policy.hpp).
+  json forbidden = json::object();
+  for (size_t i = 1; i < s.forbidden.size(); ++i)
+    if (s.forbidden[i]) forbidden[std::string(to_string(static_cast<netstack::DestClass>(i)))] = s.forbidden[i];
+  return json{{"forbidden_destination", forbidden},
+              {"frames_in", s.frames_in},       {"bytes_in", s.bytes_in},         {"frames_out", s.frames_out},
               {"bytes_out", s.bytes_out},       {"dropped", dropped},             {"dropped_total", s.dropped_total()},
               {"guest_errors", s.guest_errors}, {"host_sockets", s.host_sockets}, {"forwards", s.forwards},
               {"pumps", s.pumps},               {"udp_flows", s.udp_flows},       {"dns_udp_queries", s.dns_udp_queries},

@@ -12,7 +12,9 @@
 
 #include "base/accept_backoff.hpp"
 #include "dns/wire.hpp"
+#include "netstack/dest_policy.hpp"
 #include "netstack/packet.hpp"
+#include "netstack/refusal.hpp"
 
 namespace causeway::netstack {
 namespace {
@@ -172,6 +174,8 @@ void Engine::on_guest_offload_frame(std::span<const uint8_t> frame, const VnetHd
                    frame.size(), hdr.flags, hdr.gso_type, hdr.gso_size, to_string(v), drop_log_.suppressed());
     return;
   }
+  // The destination policy first: the splicer below connect()s whatever a SYN names.
+  if (refuse_forbidden(frame)) return;
   // The splicer reads neither checksums nor sizes beyond the IP lengths: a TCP segment of one of
   // its flows (or a SYN it routes) is taken as it is — the whole 64 KiB in one send().
   if (tcp_ && tcp_->on_guest_frame(frame)) {
@@ -199,6 +203,7 @@ void Engine::on_guest_frame(std::span<const uint8_t> frame) {
                    drop_log_.suppressed());
     return;
   }
+  if (refuse_forbidden(frame)) return;
   ++stats_.frames_in;
   stats_.bytes_in += frame.size();
   if (dns_ && take_dns_query(frame)) return;
@@ -226,15 +231,67 @@ void Engine::on_guest_frame(std::span<const uint8_t> frame) {
   schedule_pump();
 }
 
+bool Engine::refuse_forbidden(std::span<const uint8_t> frame) {
+  const auto f = inspect_flow_open(frame);
+  if (!f) return false;
+  // What the engine itself answers never leaves the virtual network and stays allowed: DHCP
+  // (RFC 2131 §4.1 to the limited broadcast or the server, the gateway; DHCPv6 to
+  // All_DHCP_Relay_Agents_and_Servers, RFC 8415 §7.1) and the guest's replies on UDP forward
+  // flows (to the gateway, possibly while host loopback is off).
+  if (f->kind == FlowOpen::Kind::kUdp) {
+    if (f->dport == 67 && f->dst.family == AF_INET &&
+        ((f->dst.bytes[0] == 255 && f->dst.bytes[1] == 255 && f->dst.bytes[2] == 255 && f->dst.bytes[3] == 255) ||
+         std::memcmp(f->dst.bytes.data(), &cfg_.gateway.s_addr, 4) == 0))
+      return false;
+    static constexpr std::array<uint8_t, 16> kAllDhcp{0xff, 0x02, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 2};
+    if (f->dport == 547 && f->dst.family == AF_INET6 && f->dst.bytes == kAllDhcp) return false;
+    if (f->dst.family == AF_INET && std::memcmp(f->dst.bytes.data(), &cfg_.gateway.s_addr, 4) == 0 &&
+        udp_flows_.count(f->dport))
+      return false;
+  }
+  const DestClass c = nat_destination(cfg_, f->dst, f->kind == FlowOpen::Kind::kEcho, f->dport);
+  if (c == DestClass::kAllowed) return false;
+  ++stats_.dropped[static_cast<size_t>(FrameVerdict::kForbiddenDestination)];
+  ++stats_.forbidden[static_cast<size_t>(c)];
+  const bool group = c == DestClass::kMulticast || c == DestClass::kBroadcast;
+  if (f->kind == FlowOpen::Kind::kTcpSyn) {
+    const auto rst = build_refusal_rst(*f, gateway_mac(cfg_));
+    ++stats_.frames_out;
+    stats_.bytes_out += rst.size();
+    port_.send_to_guest(rst);
+  } else if (f->kind == FlowOpen::Kind::kUdp && !group) {
+    // RFC 1122 §3.2.2 / RFC 4443 §2.4(e): no ICMP error about a multicast or broadcast datagram.
+    GuestAddr router{f->dst.family, {}};
+    if (f->dst.family == AF_INET)
+      std::memcpy(router.bytes.data(), &cfg_.gateway.s_addr, 4);
+    else
+      std::memcpy(router.bytes.data(), cfg_.gateway6.s6_addr, 16);
+    const auto err = build_admin_prohibited(frame, *f, gateway_mac(cfg_), router);
+    ++stats_.frames_out;
+    stats_.bytes_out += err.size();
+    port_.send_to_guest(err);
+  }
+  // Multicast and broadcast are what a guest's own discovery protocols send (mDNS, SSDP):
+  // counted, logged at debug. The rest is a crafted frame, or a guest misconfigured to reach the
+  // host's loopback: a warning, rate-limited.
+  const int64_t now = clock_.now_ms();
+  if (group) {
+    spdlog::debug("refused a guest packet to a {} destination", to_string(c));
+  } else if (forbidden_log_.allow(now)) {
+    spdlog::warn("refused a guest packet toward a {} address (dropped.forbidden_destination; {} similar messages "
+                 "suppressed)",
+                 to_string(c), forbidden_log_.suppressed());
+  }
+  return true;
+}
+
 bool Engine::direct_forward(const PortForward& f) {
   return f.host.ss_family == AF_INET && f.proto == Proto::kTcp;
 }
 
 boost::system::error_code Engine::attach_dns(dns::Proxy& proxy, const std::string& tcp_unix_path) {
   dns_ = &proxy;
-  // The shadow: the last host address of the guest network (10.0.2.254 by
-  // default), far from the DHCP pool at .15.
-  dns_shadow_.s_addr = (cfg_.network.s_addr & cfg_.netmask.s_addr) | (~cfg_.netmask.s_addr & htonl(0xfffffffe));
+  dns_shadow_ = dns_tcp_shadow(cfg_);
   in_addr shadow = dns_shadow_;
   if (slirp_add_unix(slirp_.get(), tcp_unix_path.c_str(), &shadow, 53) < 0)
     return {errno ? errno : EINVAL, boost::system::system_category()};

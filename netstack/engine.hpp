@@ -22,6 +22,16 @@
 //
 // Guest frames pass check_guest_frame() (frame.hpp) before slirp_input():
 // malformed, oversized and mis-addressed frames are dropped and counted.
+// Then the destination policy (dest_policy.hpp): a TCP SYN, UDP datagram or
+// ICMP echo toward an address the guest must not reach through the host —
+// 127.0.0.0/8, ::1, 0.0.0.0/8, ::, their IPv4-mapped/-compatible forms,
+// multicast, broadcast, link-local, the gateway while host loopback is off —
+// is refused before any handler sees it (RST for TCP, ICMP administratively
+// prohibited for UDP, nothing for echo) and counted as
+// dropped.forbidden_destination. Neither libslirp (which connect()s to any
+// address outside its virtual network) nor the fast path is trusted with
+// that: this is the one gate for both, and for offload frames too. DHCP and
+// the guest's replies on UDP forward flows are the engine's own and pass.
 // Frames to the guest leave through FramePort::send_to_guest from inside
 // libslirp's callbacks.
 //
@@ -70,6 +80,7 @@
 #include "base/clock.hpp"
 #include "base/log.hpp"
 #include "base/unique_fd.hpp"
+#include "netstack/dest_policy.hpp"
 #include "netstack/forward.hpp"
 #include "netstack/frame.hpp"
 #include "netstack/frame_port.hpp"
@@ -113,6 +124,8 @@ struct EngineStats {
   uint64_t tcp_forward_awaited_mac = 0;  // held while ARP asked for the guest's MAC
   uint64_t arp_requests = 0;         // ARP requests for the guest's lease we sent
   uint64_t accept_backoffs = 0;      // forward accepts paused: out of descriptors (base/accept_backoff.hpp)
+  // dropped.forbidden_destination by class (index: DestClass; kAllowed stays 0).
+  std::array<uint64_t, kDestClassCount> forbidden{};
   [[nodiscard]] uint64_t dropped_total() const;
 };
 
@@ -201,6 +214,9 @@ class Engine final : public FrameSink, public portfwd::GuestDatagramChannel {
   boost::system::error_code add_fast_forward(const PortForward& f);
   void accept_fast(const std::shared_ptr<FastForward>& ff);
   static bool direct_forward(const PortForward& f);
+  // The destination policy (see the header): true when the frame was refused (answered or
+  // dropped, counted).
+  bool refuse_forbidden(std::span<const uint8_t> frame);
 
   boost::asio::io_context& io_;
   const Clock& clock_;
@@ -209,6 +225,7 @@ class Engine final : public FrameSink, public portfwd::GuestDatagramChannel {
   EngineStats stats_;
   RateLimitedLog drop_log_;
   RateLimitedLog guest_error_log_;
+  RateLimitedLog forbidden_log_;
 
   UniqueFd epfd_;
   boost::asio::posix::stream_descriptor ep_desc_;

@@ -53,6 +53,7 @@ std::string_view to_string(FrameVerdict v) {
     case FrameVerdict::kMalformedIpv4: return "malformed_ipv4";
     case FrameVerdict::kMalformedIpv6: return "malformed_ipv6";
     case FrameVerdict::kBadOffload: return "bad_offload";
+    case FrameVerdict::kForbiddenDestination: return "forbidden_destination";
   }
   return "unknown";
 }

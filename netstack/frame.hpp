@@ -42,8 +42,11 @@ enum class FrameVerdict {
   kMalformedIpv4,
   kMalformedIpv6,
   kBadOffload,             // a virtio-net header that does not fit its frame (vnet_hdr.hpp)
+  // Well formed, but it asks the host to open a socket toward an address the
+  // destination policy refuses (dest_policy.hpp): answered (RST, ICMP) or dropped.
+  kForbiddenDestination,
 };
-constexpr size_t kFrameVerdictCount = 9;
+constexpr size_t kFrameVerdictCount = 10;
 std::string_view to_string(FrameVerdict v);
 
 // True for MACs the engine answers on: libslirp gives every virtual IPv4

@@ -10,4 +10,10 @@ Mac gateway_mac(const NatConfig& cfg) {
   return m;
 }
 
+in_addr dns_tcp_shadow(const NatConfig& cfg) {
+  in_addr a{};
+  a.s_addr = (cfg.network.s_addr & cfg.netmask.s_addr) | (~cfg.netmask.s_addr & htonl(0xfffffffe));
+  return a;
+}
+
 }  // namespace causeway::netstack

@@ -51,4 +51,8 @@ struct NatConfig {
 // The gateway's MAC as libslirp derives it (52:55 + the gateway's IPv4 address).
 Mac gateway_mac(const NatConfig& cfg);
 
+// Where DNS over TCP to `dns` really goes (Engine::attach_dns): the last host address of the
+// guest network (10.0.2.254 by default), far from the DHCP pool at .15.
+in_addr dns_tcp_shadow(const NatConfig& cfg);
+
 }  // namespace causeway::netstack

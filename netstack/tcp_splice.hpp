@@ -19,6 +19,10 @@
 //                 arrives; its RST resets the host peer (kSynToGuest).
 // Everything that is not a SYN of a new flow or a segment of one of ours goes
 // to the caller's fallback (libslirp in NAT mode, an RST in mirrored mode).
+// The splicer connect()s what the policy's route returns and judges no
+// address itself: its callers apply the destination policy (dest_policy.hpp)
+// first — Engine::refuse_forbidden, MirrorLink's source and destination
+// checks — so a SYN to 127.0.0.1, ::ffff:127.0.0.1 or 0.0.0.0 never gets here.
 //
 // Sequence space (RFC 9293 §3.3.1 names):
 //   guest → host   rcv_nxt: the next guest byte we expect. A segment at

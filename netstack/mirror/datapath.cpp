@@ -13,6 +13,7 @@
 #include <spdlog/spdlog.h>
 
 #include "netstack/packet.hpp"
+#include "netstack/refusal.hpp"
 
 namespace causeway::netstack::mirror {
 namespace asio = boost::asio;
@@ -184,12 +185,65 @@ void MirrorLink::on_guest_offload_frame(std::span<const uint8_t> frame, const Vn
   }
   if (for_us_unicast(frame)) {
     ++stats_.frames_in;
+    if (refused(frame)) return;
     ++stats_.offload_to_splicer;
     if (!tcp_.on_guest_frame(frame) && !tcp_.reject(frame)) ++stats_.dropped_malformed;
     return;
   }
   ++stats_.offload_in_software;
   finish_in_software(frame, c.offload, offload_buf_, [this](std::span<const uint8_t> f) { on_guest_frame(f); });
+}
+
+bool MirrorLink::refused(std::span<const uint8_t> frame) {
+  const auto f = inspect_flow_open(frame);
+  if (!f) return false;  // not opening anything on the host (a flow's segment, NDP, malformed)
+  const int64_t now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                             std::chrono::steady_clock::now().time_since_epoch()).count();
+  if (std::find(addrs_.sources.begin(), addrs_.sources.end(), f->src) == addrs_.sources.end()) {
+    // Another link's address, 0.0.0.0, 127.0.0.1…: binding it would send from an address the plan
+    // did not give this link (or reach the host's loopback). Nothing is answered.
+    ++stats_.dropped_forbidden_source;
+    if (refusal_log_.allow(now_ms))
+      spdlog::warn("mirrored link {}: refused a guest packet from an address not planned for the link "
+                   "(dropped.forbidden_source; {} similar messages suppressed)",
+                   cfg_.name, refusal_log_.suppressed());
+    return true;
+  }
+  const DestClass c = classify_destination(f->dst, addrs_.destinations);
+  if (c == DestClass::kAllowed) return false;
+  ++stats_.dropped_forbidden_destination;
+  // RST for a SYN (RFC 9293 §3.10.7.1); UDP and echo are dropped (no router address for an ICMP
+  // error: see the header), as are group destinations, which are never answered.
+  if (f->kind == FlowOpen::Kind::kTcpSyn && c != DestClass::kMulticast && c != DestClass::kBroadcast)
+    send(build_refusal_rst(*f, cfg_.our_mac));
+  if (refusal_log_.allow(now_ms))
+    spdlog::warn("mirrored link {}: refused a guest packet toward a {} address (dropped.forbidden_destination; {} "
+                 "similar messages suppressed)",
+                 cfg_.name, to_string(c), refusal_log_.suppressed());
+  return true;
+}
+
+MirrorLinkAddresses link_addresses(const NetState& plan, std::string_view link) {
+  MirrorLinkAddresses a;
+  a.destinations.link_local_peers = true;  // the host link's neighbours
+  auto to_guest = [](const IpAddress& ip) {
+    GuestAddr g{ip.family, {}};
+    std::copy_n(ip.bytes.begin(), ip.size(), g.bytes.begin());
+    return g;
+  };
+  for (const auto& h : plan.addresses) {
+    if (h.local.family != AF_INET && h.local.family != AF_INET6) continue;
+    a.destinations.host_addresses.push_back(to_guest(h.local));
+    if (h.link != link) continue;
+    a.sources.push_back(to_guest(h.local));
+    if (h.local.family == AF_INET) {
+      Ipv4Net n;
+      std::copy_n(h.local.bytes.begin(), 4, n.addr.begin());
+      n.prefix_len = h.prefix_len;
+      a.destinations.ipv4_nets.push_back(n);
+    }
+  }
+  return a;
 }
 
 // RFC 826: every IPv4 address the guest asks for is behind our MAC.
@@ -245,6 +299,8 @@ void MirrorLink::on_ipv4(std::span<const uint8_t> frame) {
     ++stats_.dropped_fragment;
     return;
   }
+  // The policy first: it counts 0.0.0.0 and the rest as forbidden destinations, whatever else they are.
+  if (refused(frame)) return;
   if (v4_not_unicast(ip.data() + 16)) {
     ++stats_.dropped_not_for_us;  // broadcast, multicast: nothing on the host side to carry them to
     return;
@@ -289,6 +345,8 @@ void MirrorLink::on_ipv6(std::span<const uint8_t> frame) {
     return;
   }
   const auto l4 = ip.subspan(40, plen);
+  // Neighbour discovery opens nothing on the host (inspect_flow_open passes it by); the rest meets the policy.
+  if (refused(frame)) return;
   Mac src_mac{};
   std::copy_n(frame.begin() + 6, 6, src_mac.begin());
   switch (ip[6]) {
@@ -612,6 +670,8 @@ nlohmann::json to_json(const MirrorLinkStats& s) {
         {"fragment", s.dropped_fragment},
         {"unsupported", s.dropped_unsupported},
         {"not_for_us", s.dropped_not_for_us},
+        {"forbidden_source", s.dropped_forbidden_source},
+        {"forbidden_destination", s.dropped_forbidden_destination},
         {"too_big", s.too_big}}},
   };
 }

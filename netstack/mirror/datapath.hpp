@@ -26,6 +26,19 @@
 //                            the guest's id back
 //     anything else        → dropped, counted by reason
 //
+// Addresses (set_addresses, from the plan on every sync): the guest may only
+// use the addresses planned for this link as sources — a SYN, datagram or
+// echo from another link's address, 0.0.0.0, 127.0.0.1 or anything else gets
+// nothing and counts dropped.forbidden_source — and only destinations the
+// policy allows (dest_policy.hpp: no loopback, unspecified, IPv4-mapped or
+// -compatible forms, multicast, broadcast of a planned network, nor any
+// planned address, which is the host itself; link-local peers are real here).
+// A refused SYN gets RST; a refused datagram or echo is dropped (no ICMP
+// error: a mirrored link has no router address of ours to send one from, and
+// one "from" the destination would be a martian for 127/8 and 0/8 that the
+// guest's kernel discards). Counted as dropped.forbidden_destination. Until
+// the first set_addresses every source is refused.
+//
 // Our side of every link is one MAC (kMirrorRouterMac): the guest sees one
 // router that answers for every address. The guest's own addresses are never
 // claimed: ARP probes (sender 0.0.0.0), gratuitous ARP and DAD (NS from ::)
@@ -63,10 +76,14 @@
 #include <nlohmann/json_fwd.hpp>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
+#include "base/log.hpp"
+#include "netstack/dest_policy.hpp"
 #include "netstack/frame.hpp"
 #include "netstack/frame_port.hpp"
+#include "netstack/mirror/plan.hpp"
 #include "netstack/tcp_splice.hpp"
 
 namespace causeway::netstack::mirror {
@@ -97,12 +114,24 @@ struct MirrorLinkStats {
   uint64_t too_big = 0;           // replies over the link MTU, dropped
   uint64_t dropped_malformed = 0, dropped_fragment = 0, dropped_unsupported = 0, dropped_not_for_us = 0;
   uint64_t dropped_bad_offload = 0;  // a virtio-net header that does not fit its frame (vnet_hdr.hpp)
+  uint64_t dropped_forbidden_source = 0;       // a source not planned for this link
+  uint64_t dropped_forbidden_destination = 0;  // a destination the policy refuses (dest_policy.hpp)
   uint64_t offload_to_splicer = 0;   // TCP frames with offload work taken whole by the fast path
   uint64_t offload_in_software = 0;  // other frames with offload work, finished here first
   size_t udp_flows = 0, ping_flows = 0;
   TcpSpliceStats tcp;
 };
 nlohmann::json to_json(const MirrorLinkStats& s);
+
+// What a link's guest may use as source and reach as destination.
+struct MirrorLinkAddresses {
+  std::vector<GuestAddr> sources;  // the addresses planned for the link
+  DestPolicy destinations;
+};
+// From a plan's desired state: `link`'s addresses as sources and their IPv4
+// networks' broadcasts refused; every planned address (of any link: they are
+// all the host's) refused as a destination.
+MirrorLinkAddresses link_addresses(const NetState& plan, std::string_view link);
 
 class MirrorLink final : public FrameSink {
  public:
@@ -119,6 +148,8 @@ class MirrorLink final : public FrameSink {
   void on_guest_offload_frame(std::span<const uint8_t> frame, const VnetHdr& hdr) override;
   // The guest link's MTU changed (the plan follows the host's).
   void set_mtu(size_t mtu);
+  // The plan's addresses for this link (see the header); replaces the previous set.
+  void set_addresses(MirrorLinkAddresses a) { addrs_ = std::move(a); }
   [[nodiscard]] MirrorLinkStats stats() const;
   [[nodiscard]] const MirrorLinkConfig& config() const { return cfg_; }
 
@@ -139,6 +170,8 @@ class MirrorLink final : public FrameSink {
   void sweep();
   void send(std::span<const uint8_t> frame);
   [[nodiscard]] bool for_us_unicast(std::span<const uint8_t> frame) const;
+  // The source and destination checks (see the header): true when the frame was refused.
+  bool refused(std::span<const uint8_t> frame);
 
   boost::asio::io_context& io_;
   FramePort& port_;
@@ -151,6 +184,8 @@ class MirrorLink final : public FrameSink {
   std::vector<uint8_t> rx_;
   std::vector<uint8_t> offload_buf_;  // finish_in_software's scratch
   MirrorLinkStats stats_;
+  MirrorLinkAddresses addrs_;
+  RateLimitedLog refusal_log_;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };
 

@@ -103,6 +103,7 @@ void MirrorSyncer::sync() {
     opts.reserved_names.insert(unmanaged.begin(), unmanaged.end());
     Plan p = plan(host_.state(), opts);
     counters_ = p.counters;
+    if (on_plan_) on_plan_(p.desired);
     return std::move(p.desired);
   };
   guest_.converge(std::move(desired), [this, alive = alive_, t0, time = utc_now()](ConvergeResult r) mutable {

@@ -30,6 +30,7 @@
 #include <boost/system/result.hpp>
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -76,6 +77,9 @@ class MirrorSyncer {
   boost::system::result<void, std::string> start();
   // Runs a sync now (also what the host view's callback does).
   void sync();
+  // Called with each plan's desired state before the guest converges to it: the data path learns
+  // which addresses each link may use (MirrorLink::set_addresses) before the guest has them.
+  void set_on_plan(std::function<void(const NetState& desired)> f) { on_plan_ = std::move(f); }
 
   [[nodiscard]] const LastSync& last_sync() const { return last_; }
   [[nodiscard]] const Totals& totals() const { return totals_; }
@@ -103,6 +107,7 @@ class MirrorSyncer {
   Totals totals_;
   NetState guest_view_;
   PlanCounters counters_;
+  std::function<void(const NetState&)> on_plan_;
 };
 
 nlohmann::json to_json(const NetState& s, size_t max_items = kMaxListedInStatus);

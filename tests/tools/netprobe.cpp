@@ -16,6 +16,12 @@
 //       random pause of 0..GAP_MS; after each listen() it prints
 //       "L ADDR PORT", answers connections with one byte, and closes the
 //       listener when a line arrives on stdin. Prints "E" at the end.
+//   causeway-netprobe raw-syn IFACE SRC|auto DST PORT DSTMAC [--timeout-ms N]
+//       Writes one TCP SYN to DST:PORT straight onto IFACE (AF_PACKET, to
+//       DSTMAC, from SRC or the interface's first global address of DST's
+//       family) — what a hostile guest does, bypassing the namespace's own
+//       routing — and prints how the far end answered: "rst", "synack", or
+//       "timeout" (exit 3). Needs CAP_NET_RAW in the namespace.
 //   causeway-netprobe check-netns
 //       Can this user make causeway's namespaces? Exit 0; 10 if /dev/net/tun
 //       cannot be opened; 11 if a user namespace (when not root) cannot be made.
@@ -24,8 +30,14 @@
 // kConnectionTimeout, which is plenty for tests that make a handful.
 //
 // Thread safety: single-threaded program.
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <ifaddrs.h>
+#include <linux/if_packet.h>
+#include <net/ethernet.h>
+#include <net/if.h>
 #include <netinet/in.h>
+#include <sys/ioctl.h>
 #include <poll.h>
 #include <sched.h>
 #include <sys/socket.h>
@@ -38,7 +50,9 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <initializer_list>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "base/unique_fd.hpp"
@@ -196,6 +210,164 @@ int run_send(const std::vector<std::string>& args) {
   return 0;
 }
 
+// ---- raw-syn ---------------------------------------------------------------
+
+void put16(uint8_t* p, uint16_t v) {
+  p[0] = static_cast<uint8_t>(v >> 8);
+  p[1] = static_cast<uint8_t>(v);
+}
+uint16_t get16(const uint8_t* p) { return static_cast<uint16_t>((p[0] << 8) | p[1]); }
+
+// RFC 1071 sum over several pieces, returned inverted and ready to store.
+uint16_t inet_checksum(std::initializer_list<std::pair<const uint8_t*, size_t>> parts) {
+  uint32_t sum = 0;
+  for (auto [p, n] : parts)
+    for (size_t i = 0; i < n; ++i) sum += (i % 2 == 0) ? uint32_t{p[i]} << 8 : p[i];
+  while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
+  return static_cast<uint16_t>(~sum);
+}
+
+bool parse_mac(const std::string& text, uint8_t out[6]) {
+  unsigned m[6];
+  if (std::sscanf(text.c_str(), "%x:%x:%x:%x:%x:%x", &m[0], &m[1], &m[2], &m[3], &m[4], &m[5]) != 6) return false;
+  for (int i = 0; i < 6; ++i) out[i] = static_cast<uint8_t>(m[i]);
+  return true;
+}
+
+// The interface's first address of `family` (IPv6: global, not link-local), if it has one yet.
+bool interface_address(const std::string& ifname, int family, uint8_t out[16]) {
+  ifaddrs* list = nullptr;
+  if (::getifaddrs(&list) != 0) return false;
+  bool found = false;
+  for (ifaddrs* i = list; i && !found; i = i->ifa_next) {
+    if (!i->ifa_addr || ifname != i->ifa_name || i->ifa_addr->sa_family != family) continue;
+    if (family == AF_INET) {
+      std::memcpy(out, &reinterpret_cast<sockaddr_in*>(i->ifa_addr)->sin_addr, 4);
+      found = true;
+    } else {
+      const auto& a = reinterpret_cast<sockaddr_in6*>(i->ifa_addr)->sin6_addr;
+      if (a.s6_addr[0] == 0xfe && (a.s6_addr[1] & 0xc0) == 0x80) continue;
+      std::memcpy(out, a.s6_addr, 16);
+      found = true;
+    }
+  }
+  ::freeifaddrs(list);
+  return found;
+}
+
+int run_raw_syn(const std::vector<std::string>& args) {
+  const char* usage = "raw-syn IFACE SRC|auto DST PORT DSTMAC [--timeout-ms N]";
+  if (args.size() != 5 && args.size() != 7) return fail(usage, kExitUsage);
+  uint16_t port = 0;
+  uint8_t dmac[6], smac[6], src[16] = {}, dst[16] = {};
+  const int family = args[2].find(':') == std::string::npos ? AF_INET : AF_INET6;
+  if (!parse_port(args[3], port) || !parse_mac(args[4], dmac) || ::inet_pton(family, args[2].c_str(), dst) != 1)
+    return fail(usage, kExitUsage);
+  int timeout_ms = kDefaultSendTimeoutMs;
+  if (args.size() == 7) {
+    if (args[5] != "--timeout-ms") return fail("raw-syn: unknown option " + args[5], kExitUsage);
+    timeout_ms = std::atoi(args[6].c_str());
+  }
+  const auto deadline = Clock::now() + std::chrono::milliseconds(timeout_ms);
+  if (args[1] == "auto") {
+    // IPv6 comes by SLAAC a moment after the namespace starts: wait for it within the timeout.
+    while (!interface_address(args[0], family, src)) {
+      if (Clock::now() >= deadline) return fail("raw-syn: " + args[0] + " has no address of that family", 1);
+      ::usleep(10'000);
+    }
+  } else if (::inet_pton(family, args[1].c_str(), src) != 1) {
+    return fail(usage, kExitUsage);
+  }
+  const unsigned ifindex = ::if_nametoindex(args[0].c_str());
+  if (ifindex == 0) return fail("raw-syn: no interface " + args[0], 1);
+  UniqueFd fd(::socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, htons(ETH_P_ALL)));
+  if (!fd) return fail(std::string("raw-syn: AF_PACKET: ") + std::strerror(errno), 1);
+  ifreq ifr{};
+  std::snprintf(ifr.ifr_name, sizeof ifr.ifr_name, "%s", args[0].c_str());
+  if (::ioctl(fd.get(), SIOCGIFHWADDR, &ifr) != 0) return fail(std::string("raw-syn: SIOCGIFHWADDR: ") + std::strerror(errno), 1);
+  std::memcpy(smac, ifr.ifr_hwaddr.sa_data, 6);
+  sockaddr_ll ll{};
+  ll.sll_family = AF_PACKET;
+  ll.sll_protocol = htons(ETH_P_ALL);
+  ll.sll_ifindex = static_cast<int>(ifindex);
+  if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&ll), sizeof ll) != 0)
+    return fail(std::string("raw-syn: bind: ") + std::strerror(errno), 1);
+
+  const bool v4 = family == AF_INET;
+  const size_t alen = v4 ? 4 : 16, iplen = v4 ? 20 : 40;
+  const uint16_t sport = static_cast<uint16_t>(40000 + ::getpid() % 20000);
+  std::vector<uint8_t> f(14 + iplen + 20, 0);
+  std::memcpy(f.data(), dmac, 6);
+  std::memcpy(f.data() + 6, smac, 6);
+  put16(f.data() + 12, v4 ? 0x0800 : 0x86dd);
+  uint8_t* ip = f.data() + 14;
+  uint8_t* t = ip + iplen;
+  put16(t, sport);
+  put16(t + 2, port);
+  t[7] = 1;  // seq 1
+  t[12] = 5 << 4;
+  t[13] = 0x02;  // SYN
+  put16(t + 14, 65535);
+  uint8_t pseudo[40] = {};
+  size_t plen = 0;
+  if (v4) {
+    ip[0] = 0x45;
+    put16(ip + 2, static_cast<uint16_t>(iplen + 20));
+    ip[8] = 64;
+    ip[9] = 6;
+    std::memcpy(ip + 12, src, 4);
+    std::memcpy(ip + 16, dst, 4);
+    put16(ip + 10, inet_checksum({{ip, 20}}));
+    std::memcpy(pseudo, ip + 12, 8);
+    pseudo[9] = 6;
+    pseudo[11] = 20;
+    plen = 12;
+  } else {
+    ip[0] = 0x60;
+    put16(ip + 4, 20);
+    ip[6] = 6;
+    ip[7] = 64;
+    std::memcpy(ip + 8, src, 16);
+    std::memcpy(ip + 24, dst, 16);
+    std::memcpy(pseudo, ip + 8, 32);
+    pseudo[35] = 20;
+    pseudo[39] = 6;
+    plen = 40;
+  }
+  put16(t + 16, inet_checksum({{pseudo, plen}, {t, 20}}));
+  if (::send(fd.get(), f.data(), f.size(), 0) != static_cast<ssize_t>(f.size()))
+    return fail(std::string("raw-syn: send: ") + std::strerror(errno), 1);
+
+  std::vector<uint8_t> buf(65536);
+  for (;;) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
+    pollfd p{fd.get(), POLLIN, 0};
+    if (left <= 0 || ::poll(&p, 1, static_cast<int>(left)) <= 0) break;
+    const ssize_t n = ::recv(fd.get(), buf.data(), buf.size(), 0);
+    if (n < static_cast<ssize_t>(14 + iplen + 20)) continue;
+    const uint8_t* r = buf.data();
+    if (get16(r + 12) != (v4 ? 0x0800 : 0x86dd)) continue;
+    const uint8_t* rip = r + 14;
+    const size_t rihl = v4 ? static_cast<size_t>(rip[0] & 0x0f) * 4 : 40;
+    if ((v4 ? rip[9] : rip[6]) != 6 || static_cast<size_t>(n) < 14 + rihl + 20) continue;
+    const uint8_t* rsrc = rip + (v4 ? 12 : 8);
+    const uint8_t* rdst = rip + (v4 ? 16 : 24);
+    const uint8_t* rt = rip + rihl;
+    if (std::memcmp(rsrc, dst, alen) != 0 || std::memcmp(rdst, src, alen) != 0) continue;
+    if (get16(rt) != port || get16(rt + 2) != sport) continue;
+    if (rt[13] & 0x04) {
+      say("rst");
+      return 0;
+    }
+    if ((rt[13] & 0x12) == 0x12) {
+      say("synack");
+      return 0;
+    }
+  }
+  say("timeout");
+  return kExitTimeout;
+}
+
 int check_netns() {
   UniqueFd tun(::open("/dev/net/tun", O_RDWR | O_CLOEXEC));
   if (!tun) return fail(std::string("cannot open /dev/net/tun: ") + std::strerror(errno), kExitNoTun);
@@ -264,6 +436,7 @@ int main(int argc, char** argv) {
   if (cmd == "serve") return run_serve(args);
   if (cmd == "send") return run_send(args);
   if (cmd == "check-netns") return check_netns();
+  if (cmd == "raw-syn") return run_raw_syn(args);
   if (cmd == "listen-series") return run_listen_series(args);
   return fail("unknown command " + cmd, kExitUsage);
 }
