@@ -6,27 +6,17 @@
 #include <algorithm>
 #include <cstring>
 
+#include "base/byte_order.hpp"
 #include "netstack/packet.hpp"
 
 namespace causeway::netstack {
 namespace {
 
+using wire::load_be16, wire::load_be32, wire::store_be16, wire::store_be32;
+
 constexpr uint8_t kTcpFin = 0x01, kTcpSyn = 0x02, kTcpRst = 0x04, kTcpAck = 0x10;
 constexpr size_t kIcmp4ErrorMax = 576;   // RFC 1812 §4.3.2.3: the whole error datagram
 constexpr size_t kIcmp6ErrorMax = 1280;  // RFC 4443 §2.4(c): the IPv6 minimum MTU
-
-uint16_t get16(const uint8_t* p) { return static_cast<uint16_t>((p[0] << 8) | p[1]); }
-uint32_t get32(const uint8_t* p) {
-  return (uint32_t{p[0]} << 24) | (uint32_t{p[1]} << 16) | (uint32_t{p[2]} << 8) | p[3];
-}
-void put16(uint8_t* p, uint16_t v) {
-  p[0] = static_cast<uint8_t>(v >> 8);
-  p[1] = static_cast<uint8_t>(v);
-}
-void put32(uint8_t* p, uint32_t v) {
-  put16(p, static_cast<uint16_t>(v >> 16));
-  put16(p + 2, static_cast<uint16_t>(v));
-}
 
 // Fills the L4 fields of `f` from `l4` (the bytes after the IP header, bounded by the IP length).
 bool inspect_l4(uint8_t proto, std::span<const uint8_t> l4, FlowOpen& f) {
@@ -37,17 +27,17 @@ bool inspect_l4(uint8_t proto, std::span<const uint8_t> l4, FlowOpen& f) {
       const size_t doff = static_cast<size_t>(l4[12] >> 4) * 4;
       if (doff < 20 || doff > l4.size()) return false;
       f.kind = FlowOpen::Kind::kTcpSyn;
-      f.sport = get16(l4.data());
-      f.dport = get16(l4.data() + 2);
-      f.seq = get32(l4.data() + 4);
+      f.sport = load_be16(l4.data());
+      f.dport = load_be16(l4.data() + 2);
+      f.seq = load_be32(l4.data() + 4);
       f.seg_len = static_cast<uint32_t>(l4.size() - doff) + 1 + ((l4[13] & kTcpFin) ? 1 : 0);
       return true;
     }
     case 17:
       if (l4.size() < 8) return false;
       f.kind = FlowOpen::Kind::kUdp;
-      f.sport = get16(l4.data());
-      f.dport = get16(l4.data() + 2);
+      f.sport = load_be16(l4.data());
+      f.dport = load_be16(l4.data() + 2);
       return true;
     case 1:    // ICMP: echo request (RFC 792)
     case 58:   // ICMPv6: echo request (RFC 4443 §4.1)
@@ -66,11 +56,11 @@ std::optional<FlowOpen> inspect_flow_open(std::span<const uint8_t> frame) {
   std::copy_n(frame.begin(), 6, f.dst_mac.begin());
   std::copy_n(frame.begin() + 6, 6, f.src_mac.begin());
   const auto ip = frame.subspan(kEthHeaderLen);
-  const uint16_t type = get16(frame.data() + 12);
+  const uint16_t type = load_be16(frame.data() + 12);
   if (type == kEtherTypeIpv4) {
     if (ip.size() < 20 || (ip[0] >> 4) != 4) return std::nullopt;
     const size_t ihl = static_cast<size_t>(ip[0] & 0x0f) * 4;
-    const size_t total = get16(ip.data() + 2);
+    const size_t total = load_be16(ip.data() + 2);
     if (ihl < 20 || total < ihl || total > ip.size()) return std::nullopt;
     f.src.family = f.dst.family = AF_INET;
     std::copy_n(ip.begin() + 12, 4, f.src.bytes.begin());
@@ -78,7 +68,7 @@ std::optional<FlowOpen> inspect_flow_open(std::span<const uint8_t> frame) {
     f.ip_len = total;
     const uint8_t proto = ip[9];
     if (proto != 6 && proto != 17 && proto != 1) return std::nullopt;
-    if ((get16(ip.data() + 6) & 0x3fff) != 0) {
+    if ((load_be16(ip.data() + 6) & 0x3fff) != 0) {
       // More fragments or an offset: libslirp reassembles what we let through, so a SYN split
       // across fragments must meet the policy here, by its destination alone.
       f.kind = FlowOpen::Kind::kFragment;
@@ -89,7 +79,7 @@ std::optional<FlowOpen> inspect_flow_open(std::span<const uint8_t> frame) {
   }
   if (type == kEtherTypeIpv6) {
     if (ip.size() < 40 || (ip[0] >> 4) != 6) return std::nullopt;
-    const size_t plen = get16(ip.data() + 4);
+    const size_t plen = load_be16(ip.data() + 4);
     if (40 + plen > ip.size()) return std::nullopt;
     f.src.family = f.dst.family = AF_INET6;
     std::copy_n(ip.begin() + 8, 16, f.src.bytes.begin());
@@ -113,32 +103,32 @@ std::vector<uint8_t> build_refusal_rst(const FlowOpen& syn, const Mac& our_mac) 
   uint8_t* p = out.data();
   std::copy(syn.src_mac.begin(), syn.src_mac.end(), p);
   std::copy(our_mac.begin(), our_mac.end(), p + 6);
-  put16(p + 12, v4 ? kEtherTypeIpv4 : kEtherTypeIpv6);
+  store_be16(p + 12, v4 ? kEtherTypeIpv4 : kEtherTypeIpv6);
   uint8_t* ip = p + kEthHeaderLen;
   uint8_t* t = ip + iplen;
-  put16(t, syn.dport);
-  put16(t + 2, syn.sport);
+  store_be16(t, syn.dport);
+  store_be16(t + 2, syn.sport);
   // RFC 9293 §3.10.7.1 (no ACK on the SYN): <SEQ=0><ACK=SEG.SEQ+SEG.LEN><CTL=RST,ACK>.
-  put32(t + 8, syn.seq + syn.seg_len);
+  store_be32(t + 8, syn.seq + syn.seg_len);
   t[12] = 5 << 4;
   t[13] = kTcpRst | kTcpAck;
   uint8_t pseudo[40] = {};
   size_t pseudo_len = 0;
   if (v4) {
     ip[0] = 0x45;
-    put16(ip + 2, static_cast<uint16_t>(iplen + 20));
+    store_be16(ip + 2, static_cast<uint16_t>(iplen + 20));
     ip[8] = 64;
     ip[9] = 6;
     std::memcpy(ip + 12, syn.dst.bytes.data(), 4);
     std::memcpy(ip + 16, syn.src.bytes.data(), 4);
-    put16(ip + 10, static_cast<uint16_t>(~checksum_fold(checksum_add({ip, 20}))));
+    store_be16(ip + 10, static_cast<uint16_t>(~checksum_fold(checksum_add({ip, 20}))));
     std::memcpy(pseudo, ip + 12, 8);
     pseudo[9] = 6;
     pseudo[11] = 20;
     pseudo_len = 12;
   } else {
     ip[0] = 0x60;
-    put16(ip + 4, 20);
+    store_be16(ip + 4, 20);
     ip[6] = 6;
     ip[7] = 64;
     std::memcpy(ip + 8, syn.dst.bytes.data(), 16);
@@ -148,7 +138,7 @@ std::vector<uint8_t> build_refusal_rst(const FlowOpen& syn, const Mac& our_mac) 
     pseudo[39] = 6;
     pseudo_len = 40;
   }
-  put16(t + 16, static_cast<uint16_t>(~checksum_fold(checksum_add({t, 20}, checksum_add({pseudo, pseudo_len})))));
+  store_be16(t + 16, static_cast<uint16_t>(~checksum_fold(checksum_add({t, 20}, checksum_add({pseudo, pseudo_len})))));
   return out;
 }
 
@@ -163,7 +153,7 @@ std::vector<uint8_t> build_admin_prohibited(std::span<const uint8_t> frame, cons
   uint8_t* p = out.data();
   std::copy(f.src_mac.begin(), f.src_mac.end(), p);
   std::copy(our_mac.begin(), our_mac.end(), p + 6);
-  put16(p + 12, v4 ? kEtherTypeIpv4 : kEtherTypeIpv6);
+  store_be16(p + 12, v4 ? kEtherTypeIpv4 : kEtherTypeIpv6);
   uint8_t* ip = p + kEthHeaderLen;
   uint8_t* icmp = ip + iplen;
   std::memcpy(icmp + 8, frame.data() + kEthHeaderLen, quote);
@@ -171,27 +161,27 @@ std::vector<uint8_t> build_admin_prohibited(std::span<const uint8_t> frame, cons
     icmp[0] = 3;   // destination unreachable
     icmp[1] = 13;  // communication administratively prohibited (RFC 1812 §5.2.7.1)
     ip[0] = 0x45;
-    put16(ip + 2, static_cast<uint16_t>(iplen + icmplen));
+    store_be16(ip + 2, static_cast<uint16_t>(iplen + icmplen));
     ip[8] = 64;
     ip[9] = 1;
     std::memcpy(ip + 12, router.bytes.data(), 4);
     std::memcpy(ip + 16, f.src.bytes.data(), 4);
-    put16(ip + 10, static_cast<uint16_t>(~checksum_fold(checksum_add({ip, 20}))));
-    put16(icmp + 2, static_cast<uint16_t>(~checksum_fold(checksum_add({icmp, icmplen}))));
+    store_be16(ip + 10, static_cast<uint16_t>(~checksum_fold(checksum_add({ip, 20}))));
+    store_be16(icmp + 2, static_cast<uint16_t>(~checksum_fold(checksum_add({icmp, icmplen}))));
   } else {
     icmp[0] = 1;  // destination unreachable
     icmp[1] = 1;  // communication with destination administratively prohibited (RFC 4443 §3.1)
     ip[0] = 0x60;
-    put16(ip + 4, static_cast<uint16_t>(icmplen));
+    store_be16(ip + 4, static_cast<uint16_t>(icmplen));
     ip[6] = 58;
     ip[7] = 64;
     std::memcpy(ip + 8, router.bytes.data(), 16);
     std::memcpy(ip + 24, f.src.bytes.data(), 16);
     uint8_t pseudo[40] = {};
     std::memcpy(pseudo, ip + 8, 32);
-    put16(pseudo + 34, static_cast<uint16_t>(icmplen));
+    store_be16(pseudo + 34, static_cast<uint16_t>(icmplen));
     pseudo[39] = 58;
-    put16(icmp + 2, static_cast<uint16_t>(~checksum_fold(checksum_add({icmp, icmplen}, checksum_add({pseudo, 40})))));
+    store_be16(icmp + 2, static_cast<uint16_t>(~checksum_fold(checksum_add({icmp, icmplen}, checksum_add({pseudo, 40})))));
   }
   return out;
 }

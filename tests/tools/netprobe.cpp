@@ -55,6 +55,7 @@
 #include <utility>
 #include <vector>
 
+#include "base/byte_order.hpp"
 #include "base/unique_fd.hpp"
 #include "tests/tools/net_util.hpp"
 
@@ -212,11 +213,7 @@ int run_send(const std::vector<std::string>& args) {
 
 // ---- raw-syn ---------------------------------------------------------------
 
-void put16(uint8_t* p, uint16_t v) {
-  p[0] = static_cast<uint8_t>(v >> 8);
-  p[1] = static_cast<uint8_t>(v);
-}
-uint16_t get16(const uint8_t* p) { return static_cast<uint16_t>((p[0] << 8) | p[1]); }
+using causeway::wire::load_be16, causeway::wire::store_be16;
 
 // RFC 1071 sum over several pieces, returned inverted and ready to store.
 uint16_t inet_checksum(std::initializer_list<std::pair<const uint8_t*, size_t>> parts) {
@@ -299,32 +296,32 @@ int run_raw_syn(const std::vector<std::string>& args) {
   std::vector<uint8_t> f(14 + iplen + 20, 0);
   std::memcpy(f.data(), dmac, 6);
   std::memcpy(f.data() + 6, smac, 6);
-  put16(f.data() + 12, v4 ? 0x0800 : 0x86dd);
+  store_be16(f.data() + 12, v4 ? 0x0800 : 0x86dd);
   uint8_t* ip = f.data() + 14;
   uint8_t* t = ip + iplen;
-  put16(t, sport);
-  put16(t + 2, port);
+  store_be16(t, sport);
+  store_be16(t + 2, port);
   t[7] = 1;  // seq 1
   t[12] = 5 << 4;
   t[13] = 0x02;  // SYN
-  put16(t + 14, 65535);
+  store_be16(t + 14, 65535);
   uint8_t pseudo[40] = {};
   size_t plen = 0;
   if (v4) {
     ip[0] = 0x45;
-    put16(ip + 2, static_cast<uint16_t>(iplen + 20));
+    store_be16(ip + 2, static_cast<uint16_t>(iplen + 20));
     ip[8] = 64;
     ip[9] = 6;
     std::memcpy(ip + 12, src, 4);
     std::memcpy(ip + 16, dst, 4);
-    put16(ip + 10, inet_checksum({{ip, 20}}));
+    store_be16(ip + 10, inet_checksum({{ip, 20}}));
     std::memcpy(pseudo, ip + 12, 8);
     pseudo[9] = 6;
     pseudo[11] = 20;
     plen = 12;
   } else {
     ip[0] = 0x60;
-    put16(ip + 4, 20);
+    store_be16(ip + 4, 20);
     ip[6] = 6;
     ip[7] = 64;
     std::memcpy(ip + 8, src, 16);
@@ -334,7 +331,7 @@ int run_raw_syn(const std::vector<std::string>& args) {
     pseudo[39] = 6;
     plen = 40;
   }
-  put16(t + 16, inet_checksum({{pseudo, plen}, {t, 20}}));
+  store_be16(t + 16, inet_checksum({{pseudo, plen}, {t, 20}}));
   if (::send(fd.get(), f.data(), f.size(), 0) != static_cast<ssize_t>(f.size()))
     return fail(std::string("raw-syn: send: ") + std::strerror(errno), 1);
 
@@ -346,7 +343,7 @@ int run_raw_syn(const std::vector<std::string>& args) {
     const ssize_t n = ::recv(fd.get(), buf.data(), buf.size(), 0);
     if (n < static_cast<ssize_t>(14 + iplen + 20)) continue;
     const uint8_t* r = buf.data();
-    if (get16(r + 12) != (v4 ? 0x0800 : 0x86dd)) continue;
+    if (load_be16(r + 12) != (v4 ? 0x0800 : 0x86dd)) continue;
     const uint8_t* rip = r + 14;
     const size_t rihl = v4 ? static_cast<size_t>(rip[0] & 0x0f) * 4 : 40;
     if ((v4 ? rip[9] : rip[6]) != 6 || static_cast<size_t>(n) < 14 + rihl + 20) continue;
@@ -354,7 +351,7 @@ int run_raw_syn(const std::vector<std::string>& args) {
     const uint8_t* rdst = rip + (v4 ? 16 : 24);
     const uint8_t* rt = rip + rihl;
     if (std::memcmp(rsrc, dst, alen) != 0 || std::memcmp(rdst, src, alen) != 0) continue;
-    if (get16(rt) != port || get16(rt + 2) != sport) continue;
+    if (load_be16(rt) != port || load_be16(rt + 2) != sport) continue;
     if (rt[13] & 0x04) {
       say("rst");
       return 0;
