@@ -207,6 +207,13 @@ class DescriptorExhaustion {
 };
 
 TEST(TcpRelayAccept, OutOfDescriptorsTheAcceptLoopPausesInsteadOfSpinningAndRecovers) {
+#if defined(__SANITIZE_ADDRESS__)
+  // The sanitizer runtime needs descriptors of its own: UBSan's vptr check probes memory
+  // through a pipe, and with none left it reports every virtual call as an invalid vptr.
+  // The release pass runs this test; the sanitizer pass cannot mean anything here.
+  GTEST_SKIP() << "not under ASan/UBSan: exhausting descriptors breaks the sanitizer runtime itself "
+                  "(a false 'invalid vptr'); covered by the release pass";
+#endif
   asio::io_context io;
   CountingConnector connector(io);
   const uint16_t port = free_port(AF_INET, SOCK_STREAM);
