@@ -114,7 +114,6 @@ class TcpSpliceTest : public ::testing::Test {
   std::optional<Seg> expect(const std::function<bool(const Seg&)>& pred, std::chrono::milliseconds d = 3s) {
     std::optional<Seg> got;
     testing::run_until(io, [&] {
-      if (got) return true;  // run_until asks once more after the last true: pop nothing then
       while (!out.empty()) {
         Seg s = std::move(out.front());
         out.pop_front();
@@ -152,6 +151,16 @@ class TcpSpliceTest : public ::testing::Test {
     c.host = srv.accept_one();
     EXPECT_TRUE(c.host) << "the splicer did not connect to the host service";
     return c;
+  }
+
+  // A forwarded connection's key: the guest's server at `guest_port`, the gateway's `gateway_port`.
+  TcpSplicer::Key forward_key(uint16_t guest_port, uint16_t gateway_port) {
+    gport = guest_port;
+    dport = gateway_port;
+    TcpSplicer::Key key{AF_INET, {}, {}, gport, dport};
+    std::memcpy(key.gaddr.data(), &cfg.guest, 4);
+    std::memcpy(key.daddr.data(), &cfg.gateway, 4);
+    return key;
   }
 
   boost::asio::io_context io;
@@ -347,11 +356,7 @@ TEST_F(TcpSpliceTest, ForwardedConnectionIsOpenedTowardTheGuestAndSpliced) {
   auto [client, accepted] = accepted_pair();
   ASSERT_TRUE(accepted);
   // The guest's server is gport (8000); the connection comes from the gateway's port 33000.
-  gport = 8000;
-  dport = 33000;
-  TcpSplicer::Key key{AF_INET, {}, {}, gport, dport};
-  std::memcpy(key.gaddr.data(), &cfg.guest, 4);
-  std::memcpy(key.daddr.data(), &cfg.gateway, 4);
+  const auto key = forward_key(8000, 33000);
   ASSERT_TRUE(splicer->open_to_guest(std::move(accepted), key, kGuestMac));
   EXPECT_FALSE(splicer->open_to_guest(UniqueFd(::socket(AF_INET, SOCK_STREAM, 0)), key, kGuestMac))
       << "a key in use is refused";
@@ -378,11 +383,7 @@ TEST_F(TcpSpliceTest, ForwardedConnectionIsOpenedTowardTheGuestAndSpliced) {
 TEST_F(TcpSpliceTest, ForwardToAGuestPortNobodyListensOnResetsTheHostPeer) {
   auto [client, accepted] = accepted_pair();
   ASSERT_TRUE(accepted);
-  gport = 8001;
-  dport = 33001;
-  TcpSplicer::Key key{AF_INET, {}, {}, gport, dport};
-  std::memcpy(key.gaddr.data(), &cfg.guest, 4);
-  std::memcpy(key.daddr.data(), &cfg.gateway, 4);
+  const auto key = forward_key(8001, 33001);
   ASSERT_TRUE(splicer->open_to_guest(std::move(accepted), key, kGuestMac));
   auto syn = expect([](const Seg& s) { return (s.s.flags & (kSyn | kAck)) == kSyn; });
   ASSERT_TRUE(syn);
@@ -402,11 +403,7 @@ TEST_F(TcpSpliceTest, ForwardToAGuestPortNobodyListensOnResetsTheHostPeer) {
 TEST_F(TcpSpliceTest, ForwardsReusingAFourTupleStartAfterTheOldConnection) {
   auto& clock = fake_clock;
   splicer->set_clock(clock);
-  gport = 8000;
-  dport = 33002;
-  TcpSplicer::Key key{AF_INET, {}, {}, gport, dport};
-  std::memcpy(key.gaddr.data(), &cfg.guest, 4);
-  std::memcpy(key.daddr.data(), &cfg.gateway, 4);
+  const auto key = forward_key(8000, 33002);
   std::optional<uint32_t> last_end;  // the old connection's last sequence number (its FIN's + 1)
   for (int round = 0; round < 64; ++round) {
     auto [client, accepted] = accepted_pair();
@@ -440,11 +437,7 @@ TEST_F(TcpSpliceTest, ForwardsReusingAFourTupleStartAfterTheOldConnection) {
 TEST_F(TcpSpliceTest, AnOldAckToOurSynIsResetAndTheSynSentAgain) {
   auto [client, accepted] = accepted_pair();
   ASSERT_TRUE(accepted);
-  gport = 8000;
-  dport = 33003;
-  TcpSplicer::Key key{AF_INET, {}, {}, gport, dport};
-  std::memcpy(key.gaddr.data(), &cfg.guest, 4);
-  std::memcpy(key.daddr.data(), &cfg.gateway, 4);
+  const auto key = forward_key(8000, 33003);
   ASSERT_TRUE(splicer->open_to_guest(std::move(accepted), key, kGuestMac));
   auto syn = expect([](const Seg& s) { return (s.s.flags & (kSyn | kAck)) == kSyn; });
   ASSERT_TRUE(syn);

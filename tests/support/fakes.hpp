@@ -33,12 +33,15 @@ class FakeFramePort final : public netstack::FramePort {
 // Runs handlers until `done()` or the deadline; returns done().
 inline bool run_until(boost::asio::io_context& io, const std::function<bool()>& done,
                       std::chrono::milliseconds deadline = std::chrono::seconds(5)) {
+  // `done` is asked once per turn and never again after it said true: predicates may consume
+  // what they look at (a queue of frames), and a second call would lose the match.
   const auto end = std::chrono::steady_clock::now() + deadline;
-  while (!done() && std::chrono::steady_clock::now() < end) {
+  for (;;) {
+    if (done()) return true;
+    if (std::chrono::steady_clock::now() >= end) return false;
     io.restart();
     io.run_one_for(std::chrono::milliseconds(10));
   }
-  return done();
 }
 
 }  // namespace causeway::testing
