@@ -10,19 +10,8 @@ namespace causeway::portfwd {
 namespace {
 
 constexpr std::array<uint8_t, 4> kDefaultGuestV4 = {127, 0, 0, 1};
-std::string_view proto_name(L4 p) { return p == L4::kTcp ? "tcp" : "udp"; }
 
 }  // namespace
-
-std::string Listener::describe() const {
-  char buf[INET6_ADDRSTRLEN] = {};
-  if (family == Family::kIpv4) {
-    inet_ntop(AF_INET, &address, buf, sizeof buf);
-    return fmt::format("{} {}:{}", proto_name(proto), buf, port);
-  }
-  inet_ntop(AF_INET6, &address, buf, sizeof buf);
-  return fmt::format("{} [{}]:{}{}", proto_name(proto), buf, port, v6only ? " (v6only)" : "");
-}
 
 std::string HostForward::host_endpoint() const {
   if (wildcard) return fmt::format("{}:{}", host_family == Family::kIpv4 ? "0.0.0.0" : "[::]", port);

@@ -24,7 +24,7 @@
 #include <vector>
 
 #include "base/unique_fd.hpp"
-#include "portfwd/forward_policy.hpp"
+#include "portfwd/listener.hpp"
 
 namespace causeway::portfwd {
 

@@ -55,7 +55,7 @@
 #include <vector>
 
 #include "base/unique_fd.hpp"
-#include "portfwd/forward_policy.hpp"
+#include "portfwd/listener.hpp"
 #include "portfwd/listener_trap.hpp"
 #include "portfwd/sock_diag.hpp"
 #include "vmm/agent/protocol.hpp"
