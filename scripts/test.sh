@@ -1,16 +1,25 @@
 #!/usr/bin/env bash
 # scripts/test.sh — the whole test suite, from a clean clone:
-#   installs what it needs (scripts/setup.sh --deps; as root), builds the
-#   release and ASan/UBSan configurations, builds the guest image, and runs
-#   ctest on both: unit, component, integration (real namespaces; root) and
-#   e2e (a real guest under QEMU/TCG), then builds the libFuzzer targets with
-#   clang (guest-facing parsers, the virtqueue walker, the TCP fast path and
-#   mirrored links) and runs each briefly. Tests whose prerequisites are missing
-#   are reported as skipped with the reason, never as passed.
+#   installs what it needs (scripts/setup.sh --deps; as root), checks the
+#   layering and lints the files changed since the lint rules came in
+#   (scripts/lint.sh), builds the release configuration and the guest image
+#   and runs every test on it: unit, component, integration (real namespaces;
+#   root), e2e (a real guest under QEMU/TCG) and conformance. Then the
+#   sanitizer pass: a clang build with ASan + UBSan (-O1) of the test targets
+#   and the libFuzzer targets (guest-facing parsers, the virtqueue walker, the
+#   TCP fast path, mirrored links), the whole suite again under the sanitizers,
+#   and each fuzz target briefly. Tests whose prerequisites are missing are
+#   reported as skipped with the reason, never as passed.
 #
 #   scripts/test.sh              everything (what CI runs)
 #   scripts/test.sh --quick      release build only (no sanitizer pass)
 #   scripts/test.sh -L unit      extra arguments go to both ctest runs
+#
+# Compiler output is cached with ccache (~/.cache/ccache, keyed on paths
+# relative to the clone), so a second run, in this clone or a fresh one on the
+# same machine, recompiles only what changed. CTEST_PARALLEL (default 2) sets
+# how many tests run at once; tests that cannot share the machine hold a
+# RESOURCE_LOCK.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -20,39 +29,46 @@ ctest_args=()
 for arg in "$@"; do
   case $arg in
     --quick) quick=1 ;;
-    -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
     *) ctest_args+=("$arg") ;;
   esac
 done
 
+export CCACHE_BASEDIR="$here" CCACHE_NOHASHDIR=1 CCACHE_MAXSIZE=${CCACHE_MAXSIZE:-10G}
+jobs=${CTEST_PARALLEL:-2}
 start=$SECONDS
-scripts/setup.sh --deps
-echo "==> release build"
-cmake --preset release >/dev/null
-cmake --build --preset release
-echo "==> guest image"
-scripts/build-guest.sh --out "$here/build/guest"
+timings=()
+phase_name=setup phase_start=$SECONDS
+phase() {  # phase NAME: stops the clock of the phase before, prints the banner
+  timings+=("$phase_name: $((SECONDS - phase_start)) s")
+  phase_name=$1 phase_start=$SECONDS
+  echo "==> $1"
+}
 
+scripts/setup.sh --deps
 status=0
-echo "==> ctest (release)"
-ctest --preset release --timeout 300 "${ctest_args[@]}" || status=1
+phase "lint"
+cmake --preset release >/dev/null
+scripts/lint.sh --build build || status=1
+
+phase "release build"
+cmake --build --preset release
+phase "guest image"
+scripts/build-guest.sh --out "$here/build/guest"
+phase "ctest (release)"
+ctest --preset release -j "$jobs" --timeout 300 "${ctest_args[@]}" || status=1
 
 if ((!quick)); then
-  echo "==> ASan/UBSan build"
+  phase "sanitizer build (clang, ASan + UBSan, libFuzzer targets)"
   cmake --preset asan-ubsan -DCAUSEWAY_GUEST_DIR="$here/build/guest" >/dev/null
   cmake --build --preset asan-ubsan
-  echo "==> ctest (asan-ubsan)"
+  phase "ctest (asan-ubsan, fuzz smoke included)"
   # detect_leaks: the sanitizer pass is also the leak check.
   ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-    ctest --preset asan-ubsan --timeout 300 "${ctest_args[@]}" || status=1
-  echo "==> fuzz smoke (clang + libFuzzer)"
-  if command -v clang++ >/dev/null; then
-    cmake -S . -B build-fuzz -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-    cmake --build build-fuzz --target dns_fuzz_wire vmm_fuzz_virtqueue vmm_fuzz_vhost_user tcp_splice_fuzz agent_fuzz_protocol
-    ctest --test-dir build-fuzz -L fuzz --timeout 300 || status=1
-  else
-    echo "SKIPPED: no clang++ for the libFuzzer targets (scripts/setup.sh --deps installs clang)"
-  fi
+    ctest --preset asan-ubsan -j "$jobs" --timeout 300 "${ctest_args[@]}" || status=1
 fi
+phase "done"
+printf '    %s\n' "${timings[@]}"
+command -v ccache >/dev/null && ccache --show-stats 2>/dev/null | grep -E 'Hits|Misses' | head -2 | sed 's/^/    ccache /'
 echo "==> test.sh finished in $((SECONDS - start)) s: $([[ $status == 0 ]] && echo PASS || echo FAIL)"
 exit $status
