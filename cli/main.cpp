@@ -38,7 +38,7 @@
 #include "cli/run.hpp"
 #include "cli/runtime.hpp"
 #include "dns/host_config.hpp"
-#include "netstack/listener_watch.hpp"
+#include "netstack/netns_listener_source.hpp"
 #include "netstack/mirror/apply.hpp"
 #include "netstack/mirror/datapath.hpp"
 #include "netstack/mirror/host_view.hpp"

@@ -89,8 +89,8 @@
 #include "dns/proxy.hpp"
 #include "portfwd/guest_datagram.hpp"
 #include "portfwd/loopback_connector.hpp"
-#include "portfwd/tcp_relay.hpp"
-#include "portfwd/udp_relay.hpp"
+#include "portfwd/tcp_forwarder.hpp"
+#include "portfwd/udp_forwarder.hpp"
 
 struct Slirp;
 

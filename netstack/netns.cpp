@@ -2,7 +2,7 @@
 
 #include "base/fd_passing.hpp"
 
-#include "netstack/listener_watch.hpp"
+#include "netstack/netns_listener_source.hpp"
 
 #include <arpa/inet.h>
 #include <fcntl.h>

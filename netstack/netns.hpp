@@ -57,7 +57,7 @@ struct TapConfig {
   std::vector<std::string> nameservers{"10.0.2.3"};
   std::vector<std::string> search;
   // Trap bind/listen in COMMAND's process tree for automatic forwarding
-  // (listener_watch.hpp); the notification fd comes back after release.
+  // (netns_listener_source.hpp); the notification fd comes back after release.
   bool trap_listeners = false;
   // The soft RLIMIT_NOFILE COMMAND starts with (0: inherit ours). causeway
   // raises its own to the hard limit; COMMAND gets the limit it would have had.

@@ -33,8 +33,8 @@
 #include "portfwd/forward_policy.hpp"
 #include "portfwd/guest_connector.hpp"
 #include "portfwd/guest_datagram.hpp"
-#include "portfwd/tcp_relay.hpp"
-#include "portfwd/udp_relay.hpp"
+#include "portfwd/tcp_forwarder.hpp"
+#include "portfwd/udp_forwarder.hpp"
 
 namespace causeway::portfwd {
 

@@ -2,7 +2,7 @@
 // into user notifications (seccomp_unotify(2)), so whoever holds the
 // notification descriptor learns the moment a process starts listening.
 //
-// Both users — the namespace attachment (netstack/listener_watch) and the
+// Both users — the namespace attachment (netstack/netns_listener_source) and the
 // guest agent (a static binary with no Boost.Asio) — share this code, so it
 // depends on libc only.
 //

@@ -16,8 +16,8 @@
 #include <thread>
 
 #include "portfwd/loopback_connector.hpp"
-#include "portfwd/tcp_relay.hpp"
-#include "portfwd/udp_relay.hpp"
+#include "portfwd/tcp_forwarder.hpp"
+#include "portfwd/udp_forwarder.hpp"
 #include "tests/support/fakes.hpp"
 
 namespace causeway::portfwd {

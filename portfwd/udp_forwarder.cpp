@@ -1,4 +1,4 @@
-#include "portfwd/udp_relay.hpp"
+#include "portfwd/udp_forwarder.hpp"
 
 #include <netinet/in.h>
 

@@ -1,4 +1,4 @@
-#include "portfwd/tcp_relay.hpp"
+#include "portfwd/tcp_forwarder.hpp"
 
 #include <netinet/in.h>
 

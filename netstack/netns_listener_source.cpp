@@ -1,4 +1,4 @@
-#include "netstack/listener_watch.hpp"
+#include "netstack/netns_listener_source.hpp"
 
 #include <spdlog/spdlog.h>
 
