@@ -9,7 +9,7 @@
 #   --out DIR      output directory (default: <repo>/build/guest)
 #   --agent PATH   the statically linked guest agent (default: <repo>/build/causeway-agent,
 #                  built by `cmake --build build --target causeway-agent`)
-#   --no-agent     build the image without the agent (only guest/init.sh as /init)
+#   --no-agent     build the image without the agent (only scripts/guest-image/init.sh as /init)
 #   --force        rebuild even if the stamp says the inputs are unchanged
 #   --quiet        only print errors and the final line
 #   --with-bench-tools  also derive the bench image (below) from the default one
@@ -20,8 +20,8 @@
 # Outputs (in DIR):
 #   vmlinuz               the kernel (bzImage) from Debian's linux-image-<ver>-cloud-amd64
 #   initramfs.cpio.gz     newc cpio, gzip: busybox-static + applet symlinks, /init
-#                         (guest/init.sh), /sbin/causeway-agent (the agent, stripped),
-#                         /etc/udhcpc.script (guest/udhcpc.script), the virtio/vsock/diag
+#                         (scripts/guest-image/init.sh), /sbin/causeway-agent (the agent, stripped),
+#                         /etc/udhcpc.script (scripts/guest-image/udhcpc.script), the virtio/vsock/diag
 #                         modules and /lib/modules/load.list (load order)
 #   kernel-release        the kernel release string (e.g. 6.1.0-56-cloud-amd64)
 #   .stamp                hash of all inputs; the build is skipped when it is unchanged
@@ -32,11 +32,11 @@
 #   initramfs.cpio.gz     the default initramfs with a second gzip'd cpio appended (the kernel
 #                         unpacks both; later entries win): /usr/bin/iperf3 with the shared
 #                         libraries ldd lists and the dynamic loader, at their host paths;
-#                         /sbin/cw-bench (guest/bench-guest.sh); /init = guest/init.sh of
+#                         /sbin/cw-bench (scripts/guest-image/bench-guest.sh); /init = scripts/guest-image/init.sh of
 #                         this tree (so cw.mode=dhcp-exec exists even in an older default
 #                         image). The default image is left as it is (and as small as it is).
 #
-# Booting: the kernel runs /init (guest/init.sh: the marker-printing test guest its
+# Booting: the kernel runs /init (scripts/guest-image/init.sh: the marker-printing test guest its
 # cw.mode=... parameters select) unless the command line says rdinit=/sbin/causeway-agent,
 # which makes the agent PID 1 — what `causeway run` does. The agent connects to the host
 # over vsock (CID 2, port 1024; cw.agent.port=N) or, with cw.agent.transport=serial, over
@@ -132,7 +132,7 @@ build_bench_image() {
     iperf=$(command -v iperf3 || true)
     [[ -n $iperf ]] || die "iperf3 not found: apt-get install iperf3"
     iperf=$(readlink -f "$iperf")
-    [[ -f $ROOT/guest/bench-guest.sh ]] || die "missing $ROOT/guest/bench-guest.sh"
+    [[ -f $ROOT/scripts/guest-image/bench-guest.sh ]] || die "missing $ROOT/scripts/guest-image/bench-guest.sh"
     mkdir -p "$BENCH_OUT"
     BENCH_OUT=$(cd "$BENCH_OUT" && pwd)
     [[ $BENCH_OUT != "$OUT" ]] || die "--bench-out must differ from --out (the default image stays as it is)"
@@ -152,8 +152,8 @@ build_bench_image() {
     if command -v strip >/dev/null 2>&1; then
         find "$tree" -type f \( -name '*.so*' -o -name iperf3 \) -exec strip --strip-unneeded {} + 2>/dev/null || true
     fi
-    install -m 0755 "$ROOT/guest/bench-guest.sh" "$tree/sbin/cw-bench"
-    install -m 0755 "$ROOT/guest/init.sh" "$tree/init"
+    install -m 0755 "$ROOT/scripts/guest-image/bench-guest.sh" "$tree/sbin/cw-bench"
+    install -m 0755 "$ROOT/scripts/guest-image/init.sh" "$tree/init"
     (cd "$tree" && find . -mindepth 1 -print0 | LC_ALL=C sort -z |
         cpio --quiet -o -0 -H newc -R 0:0) | gzip -9n > "$stage/extra.cpio.gz"
     cat "$OUT/initramfs.cpio.gz" "$stage/extra.cpio.gz" > "$stage/initramfs.cpio.gz"
@@ -386,8 +386,8 @@ done < <("$BUSYBOX" --list-full)
 [[ -L $TREE/bin/sh ]] || die "busybox --list-full gave no bin/sh"
 say "busybox $BB_VERSION with $n_applets applet links"
 
-[[ -f $ROOT/guest/init.sh ]] || die "missing $ROOT/guest/init.sh"
-install -m 0755 "$ROOT/guest/init.sh" "$TREE/init"
+[[ -f $ROOT/scripts/guest-image/init.sh ]] || die "missing $ROOT/scripts/guest-image/init.sh"
+install -m 0755 "$ROOT/scripts/guest-image/init.sh" "$TREE/init"
 if [[ $WITH_AGENT == 1 ]]; then
     # Stripped: the debug info is most of the binary and no use inside the guest.
     if command -v strip >/dev/null 2>&1; then
@@ -398,10 +398,10 @@ if [[ $WITH_AGENT == 1 ]]; then
     chmod 0755 "$TREE/sbin/causeway-agent"
     say "agent: $AGENT_VERSION ($(du -k "$TREE/sbin/causeway-agent" | cut -f1) KiB) at /sbin/causeway-agent"
 else
-    say "no agent (--no-agent): the image boots guest/init.sh only"
+    say "no agent (--no-agent): the image boots scripts/guest-image/init.sh only"
 fi
-if [[ -f $ROOT/guest/udhcpc.script ]]; then
-    install -m 0755 "$ROOT/guest/udhcpc.script" "$TREE/etc/udhcpc.script"
+if [[ -f $ROOT/scripts/guest-image/udhcpc.script ]]; then
+    install -m 0755 "$ROOT/scripts/guest-image/udhcpc.script" "$TREE/etc/udhcpc.script"
 fi
 printf 'root:x:0:0:root:/root:/bin/sh\n' >"$TREE/etc/passwd"
 printf 'root:x:0:\n' >"$TREE/etc/group"

@@ -1,7 +1,7 @@
 // End-to-end: the test guest under QEMU (TCG), its only NIC a vhost-user
 // virtio-net served by this process — vhost_user::Server + VirtioNetDevice
 // in front of the real netstack::Engine, all on one io_context, as
-// `causeway run` wires them. The guest (guest/init.sh, cw.mode=dhcp-test)
+// `causeway run` wires them. The guest (scripts/guest-image/init.sh, cw.mode=dhcp-test)
 // must get its DHCP lease from the engine and fetch a file from an HTTP
 // server on this host's 127.0.0.1 through the gateway alias 10.0.2.2, intact
 // (size and md5 match).

@@ -206,7 +206,7 @@ NetReport run_dhcp(const NetTarget& target, std::chrono::seconds timeout) {
     rep.lines.push_back("network: DHCP fallback impossible: no /sbin/udhcpc or /bin/busybox in the image");
     return rep;
   }
-  // Same invocation as guest/init.sh: -q quit after the lease, -n fail without one,
+  // Same invocation as scripts/guest-image/init.sh: -q quit after the lease, -n fail without one,
   // -t 5 -T 1 five discovers a second apart, -O mtu ask for option 26.
   const char* argv[] = {"/bin/busybox", "udhcpc", "-i",    target.link.c_str(), "-f", "-q", "-n",
                         "-t",           "5",      "-T",    "1",                 "-O", "mtu", "-s",
