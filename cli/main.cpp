@@ -1,81 +1,43 @@
 // causeway — user-mode networking for lightweight Linux VMs and namespaces.
 //
-// Composition root: parses the command line, builds the object graph, runs
-// the engine's io_context on this (the engine) thread.
+// Composition root: parses the command line (CLI11; one definition function
+// per subcommand) and dispatches to the attachment, which builds the object
+// graph and runs the engine's io_context on this (the engine) thread:
 //
-//   causeway netns [OPTIONS] -- COMMAND [ARGS...]     new namespace, run COMMAND
-//   causeway netns [OPTIONS] --attach PID|PATH        serve an existing namespace
-//   causeway serve --qemu-socket PATH [OPTIONS]       QEMU -netdev stream backend
-//   causeway ctl PATH COMMAND [ARGS...]               talk to a running causeway
-#include <arpa/inet.h>
-#include <linux/netlink.h>
-#include <sys/resource.h>
-#include <sys/socket.h>
+//   causeway netns [OPTIONS] -- COMMAND [ARGS...]     new namespace, run COMMAND   (cli/attach_netns.hpp)
+//   causeway netns [OPTIONS] --attach PID|PATH        serve an existing namespace  (cli/attach_netns.hpp)
+//   causeway serve --qemu-socket PATH [OPTIONS]       QEMU -netdev stream backend  (cli/attach_serve.hpp)
+//   causeway run [OPTIONS] [-- COMMAND [ARGS...]]     boot the guest, run COMMAND  (cli/attach_vm.hpp)
+//   causeway ctl PATH COMMAND [ARGS...]               talk to a running causeway   (cli/control.hpp)
+//
+// The steps the attachments share are in cli/attach_steps.hpp.
 #include <signal.h>
-#include <sys/wait.h>
-#include <fcntl.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
-#include <boost/asio/io_context.hpp>
-#include <boost/asio/local/stream_protocol.hpp>
-#include <boost/asio/posix/stream_descriptor.hpp>
-#include <boost/asio/signal_set.hpp>
-#include <boost/asio/steady_timer.hpp>
+#include <cerrno>
 #include <cstdio>
-#include <fstream>
-#include <sstream>
-#include <iostream>
+#include <cstdlib>
 #include <cstring>
-#include <list>
-#include <map>
+#include <iostream>
 #include <optional>
 
-#include "base/accept_backoff.hpp"
 #include "base/log.hpp"
+#include "cli/attach_netns.hpp"
+#include "cli/attach_serve.hpp"
+#include "cli/attach_vm.hpp"
 #include "cli/config.hpp"
 #include "cli/control.hpp"
-#include "cli/run.hpp"
-#include "cli/runtime.hpp"
-#include "dns/host_config.hpp"
-#include "netstack/netns_listener_source.hpp"
-#include "netstack/mirror/apply.hpp"
-#include "netstack/mirror/datapath.hpp"
-#include "netstack/mirror/host_view.hpp"
-#include "netstack/mirror/syncer.hpp"
-#include "netstack/netns.hpp"
-#include "netstack/netns_sockets.hpp"
-#include "netstack/stream_port.hpp"
-#include "netstack/tap_port.hpp"
+#include "cli/net_options.hpp"
 
 namespace {
 
-namespace asio = boost::asio;
 using json = nlohmann::json;
 using namespace causeway;
-
-constexpr int kExitUsage = 2;
-constexpr int kExitFailure = 1;
-
-struct NetOptions {
-  uint64_t command_nofile_soft = 0;  // the open-file limit before raise_nofile_limit(), for COMMAND
-  int mtu = static_cast<int>(netstack::kMaxMtu);
-  bool no_host_loopback = false;
-  bool no_ipv6 = false;
-  std::vector<std::string> publish;
-  std::string control;
-  std::string config;
-  std::vector<std::string> dns_search;
-  bool no_auto_forward = false;
-  std::vector<int> ignored_ports;
-  bool no_dns_tunneling = false;
-  std::string host_resolv_conf = "/etc/resolv.conf";
-  std::vector<std::string> dns_routes;
-  std::string tcp_engine = "auto";
-  bool no_offload = false;   // netns only: a tap without checksum/TSO offloads
-  std::string mode = "nat";  // netns and run: nat or mirrored (--mode, networkingMode)
-  std::string forward_source_ports;  // FIRST-LAST; empty: the default range
-};
+using cli::kExitFailure;
+using cli::kExitUsage;
+using cli::NetOptions;
 
 void add_net_options(CLI::App* app, NetOptions& o) {
   app->add_option("--mtu", o.mtu, "Link MTU (1280-65520; default 65520)")->check(CLI::Range(1280, 65520));
@@ -140,542 +102,165 @@ std::optional<std::string> apply_config(NetOptions& o, CLI::App* app, bool mirro
   return std::nullopt;
 }
 
-netstack::NatConfig nat_config(const NetOptions& o) {
-  netstack::NatConfig c;
-  c.mtu = static_cast<size_t>(o.mtu);
-  c.host_loopback = !o.no_host_loopback;
-  c.ipv6 = !o.no_ipv6;
-  c.dns_search = o.dns_search;
-  c.tcp_fast = o.tcp_engine != "slirp";
-  c.tcp_fast_explicit = o.tcp_engine == "fast";
-  if (unsigned first = 0, last = 0;
-      !o.forward_source_ports.empty() && std::sscanf(o.forward_source_ports.c_str(), "%u-%u", &first, &last) == 2) {
-    c.forward_port_first = static_cast<uint16_t>(first);  // checked by the option's validator
-    c.forward_port_last = static_cast<uint16_t>(last);
-  }
-  return c;
-}
-
-std::optional<cli::DnsSetup> dns_setup(const NetOptions& o) {
-  if (o.no_dns_tunneling && o.host_resolv_conf != "/etc/resolv.conf") {
-    std::fprintf(stderr, "causeway: --host-resolv-conf needs DNS tunneling: without it libslirp forwards to the first "
-                         "server of /etc/resolv.conf and reads no other file\n");
-    return std::nullopt;
-  }
-  if (o.no_dns_tunneling && !o.dns_routes.empty()) {
-    std::fprintf(stderr, "causeway: --dns-route needs DNS tunneling (drop --no-dns-tunneling)\n");
-    return std::nullopt;
-  }
-  cli::DnsSetup d;
-  d.tunneling = !o.no_dns_tunneling;
-  d.host_resolv_conf = o.host_resolv_conf;
-  for (auto& r : o.dns_routes) {
-    auto route = dns::parse_dns_route(r);
-    if (route.has_error()) {
-      std::fprintf(stderr, "causeway: bad --dns-route '%s': %s (expected DOMAIN=SERVER[:PORT])\n", r.c_str(),
-                   route.error().message().c_str());
-      return std::nullopt;
-    }
-    d.routes.push_back(*route);
-  }
-  return d;
-}
-
-// The host's search domains now (the namespace's resolv.conf starts with them).
-std::vector<std::string> host_search(const std::string& path) {
-  std::ifstream f(path);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return dns::parse_resolv_conf(ss.str()).search;
-}
-
-std::optional<std::vector<netstack::PortForward>> parse_publish(const NetOptions& o) {
-  std::vector<netstack::PortForward> all;
-  for (auto& spec : o.publish) {
-    auto r = netstack::parse_publish_spec(spec);
-    if (r.has_error()) {
-      std::fprintf(stderr, "causeway: %s\n", r.error().c_str());
-      return std::nullopt;
-    }
-    all.insert(all.end(), r->begin(), r->end());
-  }
-  return all;
-}
-
-json tap_stats_json(const netstack::TapStats& s) {
-  return json{{"frames_read", s.frames_read},
-              {"frames_written", s.frames_written},
-              {"write_drops", s.write_drops},
-              {"read_drops", s.read_drops},
-              {"offload", s.offload},
-              {"offload_frames_read", s.offload_frames_read},
-              {"offload_frames_written", s.offload_frames_written}};
-}
-
-json stream_stats_json(const netstack::StreamStats& s) {
-  return json{{"frames_read", s.frames_read},   {"frames_written", s.frames_written},
-              {"queue_drops", s.queue_drops},   {"bad_length", s.bad_length},
-              {"truncated_close", s.truncated_close}};
-}
-
-std::unique_ptr<cli::ControlServer> start_control(asio::io_context& io, cli::Runtime& rt, const std::string& path,
-                                                  int& status) {
-  if (path.empty()) return nullptr;
-  auto ctl = std::make_unique<cli::ControlServer>(io, path, [&rt](const json& req) { return rt.handle_control(req); });
-  if (auto r = ctl->start(); r.has_error()) {
-    std::fprintf(stderr, "causeway: %s\n", r.error().c_str());
-    status = kExitFailure;
-    return nullptr;
-  }
-  return ctl;
+// A bad config file: the usage status.
+int config_error(const std::string& err) {
+  std::fprintf(stderr, "causeway: %s\n", err.c_str());
+  return kExitUsage;
 }
 
 // ---- causeway netns ----
-int run_netns(NetOptions& o, const std::string& attach, const std::string& ifname, std::vector<std::string> command) {
-  if (attach.empty() == command.empty()) {
-    std::fprintf(stderr, "causeway netns: give either -- COMMAND [ARGS...] or --attach PID|PATH\n");
-    return kExitUsage;
-  }
-  auto forwards = parse_publish(o);
-  if (!forwards) return kExitUsage;
-  const auto dns = dns_setup(o);
-  if (!dns) return kExitUsage;
-  const auto nat = nat_config(o);
+struct NetnsCommand {
+  CLI::App* app = nullptr;
+  NetOptions net;
+  cli::NetnsOptions ns;
+};
 
-  // Hold SIGINT/SIGTERM until our handlers are installed: a signal that
-  // arrives while the tap already exists but the loop is not running yet
-  // must detach cleanly, not kill us with the default action.
-  sigset_t held;
-  sigemptyset(&held);
-  sigaddset(&held, SIGINT);
-  sigaddset(&held, SIGTERM);
-  sigprocmask(SIG_BLOCK, &held, nullptr);
+void define_netns(CLI::App& parent, NetnsCommand& c) {
+  c.app = parent.add_subcommand("netns", "Give a network namespace user-mode networking (like slirp4netns/pasta)");
+  auto* netns = c.app;
+  netns->footer("Usage: causeway netns [OPTIONS] -- COMMAND [ARGS...]\n       causeway netns [OPTIONS] --attach PID|PATH");
+  add_net_options(netns, c.net);
+  netns->add_option("--attach", c.ns.attach, "Attach to an existing namespace: a PID or a path like /run/netns/NAME");
+  netns->add_option("--ifname", c.ns.ifname, "Name of the tap device in the namespace (default tap0)");
+  netns->add_option("--mode", c.net.mode,
+                    "nat (default) or mirrored: also mirror the host's links, addresses and routes into the namespace")
+      ->check(CLI::IsMember({"nat", "mirrored"}));
+}
 
-  netstack::TapConfig tc;
-  tc.ifname = ifname;
-  tc.mtu = nat.mtu;
-  tc.address = nat.guest;
-  tc.gateway = nat.gateway;
-  tc.ipv6 = nat.ipv6;
-  // Offloads only help the TCP fast path (libslirp needs every frame finished
-  // in software), so the tap gets a virtio-net header only when it is on.
-  tc.vnet_hdr = nat.tcp_fast && !o.no_offload && netstack::TcpSplicer::available();
-  const bool mirrored = o.mode == "mirrored";
-  if (mirrored) {
-    // The NAT tap stays as an internal link (DNS at 10.0.2.3, the host's
-    // loopback at 10.0.2.2, manual forwards) without default routes and with
-    // a link-scope address: the mirrored links carry the guest's traffic and
-    // its global addresses are exactly the host's.
-    tc.internal = true;
-    tc.ipv6 = false;
-  }
-  char text[INET6_ADDRSTRLEN];
-  inet_ntop(AF_INET, &nat.dns, text, sizeof text);
-  tc.nameservers = {text};
-  // fd00::3 answers UDP only (libslirp's unix forwards, which carry DNS over
-  // TCP, are IPv4-only), so it is not listed: every listed server must answer
-  // both ways, or a truncated answer could not be retried over TCP.
-  // Search domains: --dns-search if given, else the host's (followed live).
-  const bool follow_search = nat.dns_search.empty() && dns->tunneling;
-  tc.search = follow_search ? host_search(dns->host_resolv_conf) : nat.dns_search;
-  const bool auto_forward = !o.no_auto_forward;
-  tc.trap_listeners = auto_forward && !command.empty();
-  tc.command_nofile_soft = o.command_nofile_soft;
-
-  // Fork before anything starts threads.
-  std::optional<netstack::SpawnedCommand> child;
-  causeway::UniqueFd tap;
-  if (!command.empty()) {
-    auto s = netstack::spawn_in_new_namespace(tc, command);
-    if (s.has_error()) {
-      std::fprintf(stderr, "causeway netns: %s\n", s.error().c_str());
-      return kExitFailure;
-    }
-    child.emplace(std::move(*s));
-    tap = std::move(child->tap);
-  } else {
-    auto t = netstack::attach_to_namespace(tc, attach);
-    if (t.has_error()) {
-      std::fprintf(stderr, "causeway netns: %s\n", t.error().c_str());
-      return kExitFailure;
-    }
-    tap = std::move(*t);
-  }
-
-  // Automatic forwarding reads the namespace's listeners and connects to its
-  // loopback through sockets made inside it (netstack/netns_sockets.hpp).
-  std::unique_ptr<netstack::NamespaceSocketFactory> factory;
-  if (auto_forward || mirrored) {
-    const bool is_pid = !attach.empty() && attach.find_first_not_of("0123456789") == std::string::npos;
-    const std::string proc = child ? "/proc/" + std::to_string(child->pid) : (is_pid ? "/proc/" + attach : "");
-    const std::string net = proc.empty() ? attach : proc + "/ns/net";
-    const std::string user = (::geteuid() != 0 && !proc.empty()) ? proc + "/ns/user" : "";
-    auto f = netstack::NamespaceSocketFactory::start(net, user);
-    if (f.has_error() && mirrored) {
-      std::fprintf(stderr, "causeway netns: mirrored mode needs sockets in the namespace: %s\n", f.error().c_str());
-      if (child) {
-        ::kill(child->pid, SIGKILL);
-        ::waitpid(child->pid, nullptr, 0);
-        ::unlink(child->resolv_conf_path.c_str());
-      }
-      return kExitFailure;
-    }
-    if (f.has_error()) {
-      spdlog::warn("automatic port forwarding is off: {}", f.error());
-    } else {
-      factory = std::move(*f);
-    }
-  }
-
-  asio::io_context io(1);
-  cli::Runtime rt(io, nat, "netns");
-  int status = 0;
-  if (auto r = rt.enable_dns(*dns); r.has_error()) {
-    std::fprintf(stderr, "causeway netns: %s\n", r.error().c_str());
-    if (child) {
-      ::kill(child->pid, SIGKILL);
-      ::waitpid(child->pid, nullptr, 0);
-      ::unlink(child->resolv_conf_path.c_str());
-    }
-    return kExitFailure;
-  }
-  if (child && follow_search) {
-    rt.set_on_dns_search_change([&tc, path = child->resolv_conf_path, pid = child->pid](
-                                    const std::vector<std::string>& search) {
-      if (!netstack::rewrite_resolv_conf(path, netstack::render_resolv_conf(tc.nameservers, search)))
-        spdlog::warn("cannot update the namespace's resolv.conf: {}", std::strerror(errno));
-      netstack::ensure_resolv_conf_bound(pid, path);
-    });
-  }
-  // A host that replaces its resolv.conf by rename drops the namespace's bind
-  // mount on it (netns.hpp): look twice a second, bind again when gone.
-  asio::steady_timer resolv_guard(io);
-  std::function<void()> guard_resolv = [&] {
-    resolv_guard.expires_after(std::chrono::milliseconds(500));
-    resolv_guard.async_wait([&](boost::system::error_code ec) {
-      if (ec) return;
-      if (!netstack::ensure_resolv_conf_bound(child->pid, child->resolv_conf_path))
-        spdlog::debug("the namespace's /etc/resolv.conf could not be bound again");
-      guard_resolv();
-    });
-  };
-  if (child) guard_resolv();
-  bool tap_closed = false;
-  auto port = std::make_unique<netstack::TapFramePort>(
-      io, std::move(tap), nat.mtu,
-      [&] {
-        tap_closed = true;
-        if (!child) io.stop();  // --attach: the namespace is gone
-      },
-      /*offload=*/tc.vnet_hdr);
-  auto* tap_port = port.get();
-  rt.add_guest(
-      command.empty() ? "tap " + ifname + " in " + attach : "tap " + ifname + " in pid " + std::to_string(child->pid),
-      std::move(port), [](netstack::FramePort& p, netstack::Engine& e) { static_cast<netstack::TapFramePort&>(p).start(e); },
-      [tap_port] { return tap_stats_json(tap_port->stats()); });
-
-  rt.primary_engine()->announce_guest(tc.mac);
-  auto fail_child = [&](int code) {
-    if (child) {
-      ::kill(child->pid, SIGKILL);
-      ::waitpid(child->pid, nullptr, 0);
-      ::unlink(child->resolv_conf_path.c_str());
-    }
-    return code;
-  };
-  if (auto r = rt.add_forwards(*forwards); r.has_error()) {
-    std::fprintf(stderr, "causeway netns: %s\n", r.error().c_str());
-    return fail_child(kExitFailure);
-  }
-  auto ctl = start_control(io, rt, o.control, status);
-  if (status != 0) return fail_child(status);
-
-  // Mirrored mode: the host's links, addresses and routes follow into the
-  // namespace (netstack/mirror/ control plane); each mirrored link is a tap
-  // whose frames a MirrorLink carries out through host sockets bound to the
-  // guest's source address (datapath.hpp).
-  // Declared first: the applier's destructor reports its links removed.
-  struct MirrorLinkRuntime {
-    std::unique_ptr<netstack::TapFramePort> port;
-    std::unique_ptr<netstack::mirror::MirrorLink> link;
-  };
-  std::map<std::string, MirrorLinkRuntime> mirror_links;
-  // The last plan's desired state: which addresses each link's guest may use (set_addresses).
-  netstack::mirror::NetState mirror_plan;
-  std::unique_ptr<netstack::mirror::HostView> mirror_view;
-  std::unique_ptr<netstack::mirror::NetlinkGuestApplier> mirror_applier;
-  std::unique_ptr<netstack::mirror::MirrorSyncer> mirror_syncer;
-  if (mirrored) {
-    mirror_view = std::make_unique<netstack::mirror::HostView>(io, netstack::mirror::current_namespace_sockets());
-    netstack::mirror::ApplyHooks hooks;
-    hooks.on_link_created = [&io, &mirror_links, &mirror_plan](const netstack::mirror::MirroredLinkCreated& c) {
-      causeway::UniqueFd fd(::fcntl(c.tap_fd, F_DUPFD_CLOEXEC, 0));
-      if (!fd) {
-        spdlog::warn("mirrored link {}: cannot keep its tap: {}", c.name, std::strerror(errno));
-        return;
-      }
-      mirror_links.erase(c.name);
-      MirrorLinkRuntime r;
-      // The tap has a virtio-net header when hooks.vnet_hdr_taps: then the port negotiates offloads.
-      r.port = std::make_unique<netstack::TapFramePort>(io, std::move(fd), 65535, [] {}, /*offload=*/true);
-      netstack::mirror::MirrorLinkConfig mc;
-      mc.name = c.name;
-      mc.host_ifindex = c.host_ifindex;
-      mc.mtu = c.mtu;
-      r.link = std::make_unique<netstack::mirror::MirrorLink>(io, *r.port, mc);
-      r.link->set_addresses(netstack::mirror::link_addresses(mirror_plan, c.name));
-      r.port->start(*r.link);
-      mirror_links.emplace(c.name, std::move(r));
-      spdlog::debug("mirrored link {}: data path up (mtu {})", c.name, c.mtu);
-    };
-    hooks.on_link_removed = [&mirror_links](const std::string& name) { mirror_links.erase(name); };
-    hooks.vnet_hdr_taps = tc.vnet_hdr;  // offloads as on the NAT tap (fast path on, no --no-offload)
-    hooks.on_link_mtu = [&mirror_links](const std::string& name, uint32_t mtu) {
-      if (auto it = mirror_links.find(name); it != mirror_links.end()) it->second.link->set_mtu(mtu);
-    };
-    auto applier = netstack::mirror::NetlinkGuestApplier::open(*factory, std::move(hooks));
-    if (applier.has_error()) {
-      std::fprintf(stderr, "causeway netns: mirrored mode: %s\n", applier.error().c_str());
-      return fail_child(kExitFailure);
-    }
-    mirror_applier = std::move(*applier);
-    netstack::mirror::PlanOptions po;
-    po.reserved_names = {"lo", ifname};
-    mirror_syncer = std::make_unique<netstack::mirror::MirrorSyncer>(io, *mirror_view, *mirror_applier, po);
-    mirror_syncer->set_on_plan([&mirror_links, &mirror_plan](const netstack::mirror::NetState& desired) {
-      mirror_plan = desired;
-      for (auto& [name, r] : mirror_links) r.link->set_addresses(netstack::mirror::link_addresses(desired, name));
-    });
-    if (auto r = mirror_syncer->start(); r.has_error()) {
-      std::fprintf(stderr, "causeway netns: mirrored mode: %s\n", r.error().c_str());
-      return fail_child(kExitFailure);
-    }
-    rt.set_mode("mirrored");
-    rt.set_mirror_status([&mirror_syncer, &mirror_links] {
-      auto j = mirror_syncer->status_json();
-      auto& dp = j["data_path"];
-      dp = nlohmann::json::object();
-      for (const auto& [name, r] : mirror_links) dp[name] = netstack::mirror::to_json(r.link->stats());
-      return j;
-    });
-  }
-
-  std::unique_ptr<netstack::NetnsConnector> tcp4, tcp6;
-  std::unique_ptr<netstack::NetnsDatagramChannel> udp4, udp6;
-  std::unique_ptr<portfwd::AutoForwarder> autofwd;
-  std::unique_ptr<netstack::NetnsListenerSource> listeners;
-  if (factory && auto_forward) {
-    auto diag_sock = factory->create(AF_NETLINK, SOCK_RAW, NETLINK_SOCK_DIAG);
-    if (diag_sock.has_error()) {
-      spdlog::warn("automatic port forwarding is off: cannot open sock_diag in the namespace: {}",
-                   diag_sock.error().message());
-    } else {
-      tcp4 = std::make_unique<netstack::NetnsConnector>(io, *factory, portfwd::Family::kIpv4);
-      tcp6 = std::make_unique<netstack::NetnsConnector>(io, *factory, portfwd::Family::kIpv6);
-      udp4 = std::make_unique<netstack::NetnsDatagramChannel>(io, *factory, portfwd::Family::kIpv4);
-      udp6 = std::make_unique<netstack::NetnsDatagramChannel>(io, *factory, portfwd::Family::kIpv6);
-      portfwd::PolicySettings base;
-      for (int p : o.ignored_ports) base.ignored.insert(static_cast<uint16_t>(p));
-      base.host_wildcard = mirrored;  // the guest has the host's addresses: its servers answer on them
-      base.tcp_any_v4_loopback = true;  // NetnsConnector dials the listener's own 127/8 address
-      autofwd = std::make_unique<portfwd::AutoForwarder>(
-          io, rt.clock(), portfwd::GuestSide{tcp4.get(), tcp6.get(), udp4.get(), udp6.get()}, base);
-      rt.set_auto_forwarder(autofwd.get(), base);
-      // With the bind/listen trap the poll is only a safety net; --attach has no trap.
-      const auto poll = child ? std::chrono::milliseconds(1000) : std::chrono::milliseconds(100);
-      listeners = std::make_unique<netstack::NetnsListenerSource>(
-          io, std::make_unique<portfwd::SockDiag>(std::move(*diag_sock)), causeway::UniqueFd(), poll,
-          [&autofwd](const std::set<portfwd::Listener>& snap) { autofwd->on_listeners(snap); });
-      listeners->start();
-    }
-  }
-
-  asio::signal_set signals(io, SIGINT, SIGTERM);
-  if (child) signals.add(SIGCHLD);
-  std::function<void(boost::system::error_code, int)> on_signal = [&](boost::system::error_code ec, int sig) {
-    if (ec) return;
-    if (sig == SIGCHLD) {
-      int st = 0;
-      if (::waitpid(child->pid, &st, WNOHANG) == child->pid) {
-        status = netstack::shell_status(st);
-        io.stop();
-        return;
-      }
-    } else if (child) {
-      ::kill(child->pid, sig);  // the command decides; we exit when it does
-    } else {
-      spdlog::info("{}: detaching", sig == SIGINT ? "interrupt" : "terminated");
-      io.stop();
-      return;
-    }
-    signals.async_wait(on_signal);
-  };
-  signals.async_wait(on_signal);
-  sigprocmask(SIG_UNBLOCK, &held, nullptr);  // pending ones now reach the handler
-
-  // The child sends the trap's descriptor just before it execs COMMAND.
-  asio::posix::stream_descriptor control_desc(io);
-  if (child) {
-    release_child(*child);
-    if (tc.trap_listeners) {
-      control_desc.assign(child->control.get());
-      control_desc.async_wait(asio::posix::descriptor_base::wait_read, [&](boost::system::error_code ec) {
-        if (ec) return;
-        auto trap = netstack::receive_listener_trap(child->control.get());
-        if (trap.has_error()) {
-          spdlog::debug("no listener trap: {} (the poll still runs)", trap.error());
-        } else if (listeners) {
-          listeners->set_trap(std::move(*trap));
-        }
-      });
-    }
-  }
-  spdlog::debug("engine running; mtu {}", nat.mtu);
-  io.run();
-  if (control_desc.is_open()) (void)control_desc.release();
-  if (child) {
-    ::unlink(child->resolv_conf_path.c_str());
-  } else if (tap_closed) {
-    spdlog::info("the namespace's tap device went away; exiting");
-  }
-  return status;
+int run_netns(NetnsCommand& c, std::vector<std::string> command) {
+  if (auto err = apply_config(c.net, c.app, /*mirrored_ok=*/true)) return config_error(*err);
+  c.ns.command = std::move(command);
+  return cli::attach_netns(c.net, c.ns);
 }
 
 // ---- causeway serve ----
-int run_serve(NetOptions& o, const std::string& socket_path) {
-  auto forwards = parse_publish(o);
-  if (!forwards) return kExitUsage;
-  const auto dns = dns_setup(o);
-  if (!dns) return kExitUsage;
-  const auto nat = nat_config(o);
-  for (auto& f : *forwards) {
-    if (auto ec = netstack::probe_host_port(f)) {
-      std::fprintf(stderr, "causeway serve: cannot forward %s %s: %s\n", std::string(to_string(f.proto)).c_str(),
-                   f.host_endpoint().c_str(), ec.message().c_str());
-      return kExitFailure;
-    }
-  }
-  asio::io_context io(1);
-  cli::Runtime rt(io, nat, "serve");
-  if (auto r = rt.enable_dns(*dns); r.has_error()) {
-    std::fprintf(stderr, "causeway serve: %s\n", r.error().c_str());
-    return kExitFailure;
-  }
-  if (auto r = rt.add_forwards(*forwards); r.has_error()) {
-    std::fprintf(stderr, "causeway serve: %s\n", r.error().c_str());
-    return kExitFailure;
-  }
+struct ServeCommand {
+  CLI::App* app = nullptr;
+  NetOptions net;
+  std::string qemu_socket;
+};
 
-  asio::local::stream_protocol::acceptor acceptor(io);
-  boost::system::error_code ec;
-  if (::access(socket_path.c_str(), F_OK) == 0) {
-    std::fprintf(stderr, "causeway serve: %s already exists; remove it or choose another --qemu-socket path\n",
-                 socket_path.c_str());
-    return kExitFailure;
-  }
-  acceptor.open(asio::local::stream_protocol(), ec);
-  if (!ec) acceptor.bind(asio::local::stream_protocol::endpoint(socket_path), ec);
-  if (!ec) acceptor.listen(asio::socket_base::max_listen_connections, ec);
-  if (ec) {
-    std::fprintf(stderr, "causeway serve: cannot listen on %s: %s\n", socket_path.c_str(), ec.message().c_str());
-    return kExitFailure;
-  }
-  int status = 0;
-  auto ctl = start_control(io, rt, o.control, status);
-  if (status != 0) {
-    ::unlink(socket_path.c_str());
-    return status;
-  }
-  spdlog::info("serving QEMU stream netdev on {} (-netdev stream,id=n0,addr.type=unix,addr.path={})", socket_path,
-               socket_path);
+void define_serve(CLI::App& parent, ServeCommand& c) {
+  c.app = parent.add_subcommand("serve", "Be a QEMU network backend (-netdev stream over a unix socket)");
+  c.app->add_option("--qemu-socket", c.qemu_socket, "Unix socket path QEMU connects to")->required();
+  add_net_options(c.app, c.net);
+}
 
-  // Max frame on the wire: MTU + Ethernet header (+ slack for a VLAN tag QEMU may pass through).
-  const size_t max_frame = nat.mtu + netstack::kEthHeaderLen + 4;
-  int next_id = 1;
-  AcceptBackoff accept_backoff(io);  // out of descriptors: pause accepts instead of spinning
-  std::function<void()> accept = [&] {
-    acceptor.async_accept([&](boost::system::error_code aec, asio::local::stream_protocol::socket sock) {
-      if (aec == asio::error::operation_aborted) return;
-      if (accept_backoff.defer_if_exhausted(aec, "QEMU socket " + socket_path, [&] { accept(); })) return;
-      if (!aec) {
-        const std::string name = "qemu connection " + std::to_string(next_id++);
-        auto g = std::make_shared<const cli::Guest*>(nullptr);
-        auto port = std::make_unique<netstack::StreamFramePort>(
-            std::move(sock), max_frame, [&rt, g, name](const std::string& why) {
-              spdlog::info("{} ended: {}", name, why);
-              rt.remove_guest(*g);
-            });
-        auto* sp = port.get();
-        *g = &rt.add_guest(
-            name, std::move(port),
-            [](netstack::FramePort& p, netstack::Engine& e) { static_cast<netstack::StreamFramePort&>(p).start(e); },
-            [sp] { return stream_stats_json(sp->stats()); });
-        spdlog::info("{} attached ({} guest(s))", name, rt.guest_count());
-      }
-      accept();
-    });
-  };
-  accept();
-
-  asio::signal_set signals(io, SIGINT, SIGTERM);
-  signals.async_wait([&](boost::system::error_code, int) { io.stop(); });
-  io.run();
-  acceptor.close(ec);
-  ::unlink(socket_path.c_str());
-  return 0;
+int run_serve(ServeCommand& c) {
+  if (auto err = apply_config(c.net, c.app)) return config_error(*err);
+  return cli::attach_serve(c.net, c.qemu_socket);
 }
 
 // ---- causeway run ----
-int run_run(NetOptions& o, cli::RunOptions ro, std::vector<std::string> command, const std::string& memory,
-            const std::string& accel, bool force_tty, CLI::App* app) {
-  // Config keys for the VM; the command line wins.
-  if (!o.config.empty()) {
-    auto cfg = cli::load_config(o.config);
-    if (cfg.has_value()) {
-      if (cfg->processors && app->count("--cpus") == 0) ro.cpus = static_cast<unsigned>(*cfg->processors);
-      if (cfg->memory && memory.empty()) {
-        auto m = cli::parse_memory_mib(*cfg->memory);
-        if (m.has_error()) return std::fprintf(stderr, "causeway run: %s: %s\n", o.config.c_str(), m.error().c_str()), kExitUsage;
-        ro.memory_mib = *m;
-      }
-      if (cfg->kernel && ro.kernel.empty()) ro.kernel = *cfg->kernel;
-      if (cfg->kernel_command_line && ro.cmdline.empty()) ro.cmdline = *cfg->kernel_command_line;
-    }
+struct RunCommand {
+  CLI::App* app = nullptr;
+  NetOptions net;
+  cli::RunOptions ro;
+  std::string memory;
+  std::string accel = "auto";
+  bool tty = false;
+};
+
+void define_run(CLI::App& parent, RunCommand& c) {
+  c.app = parent.add_subcommand("run", "Boot the guest and run COMMAND in it (default: an interactive shell)");
+  auto* run = c.app;
+  auto& ro = c.ro;
+  run->footer("Usage: causeway run [OPTIONS] [-- COMMAND [ARGS...]]");
+  add_net_options(run, c.net);
+  run->add_option("--cpus", ro.cpus, "Virtual CPUs (default 1)")->check(CLI::Range(1, 64));
+  run->add_option("--memory", c.memory, "Guest memory: 512, 512M, 2G (default 512M)");
+  run->add_option("--guest-dir", ro.guest_dir,
+                  "Directory with vmlinuz and initramfs.cpio.gz (default: guest/ next to the binary, or $CAUSEWAY_GUEST_DIR)");
+  run->add_option("--kernel", ro.kernel, "Boot this kernel instead of the default guest's");
+  run->add_option("--initrd", ro.initrd, "Boot this initramfs instead of the default guest's");
+  run->add_option("--cmdline", ro.cmdline, "Extra kernel command line words");
+  run->add_option("--vm-net", ro.vm_net, "vhost-user (default: our virtio-net on guest memory) or stream (QEMU's stream netdev)")
+      ->check(CLI::IsMember({"vhost-user", "stream"}));
+  run->add_option("--machine", ro.machine, "q35 (default) or microvm")->check(CLI::IsMember({"q35", "microvm"}));
+  run->add_option("--accel", c.accel, "auto (default: KVM where it really works, else TCG), kvm or tcg")
+      ->check(CLI::IsMember({"auto", "kvm", "tcg"}));
+  run->add_option("--console-log", ro.console_log, "Keep the guest's serial console in this file");
+  run->add_flag("-t,--tty", c.tty, "Give the command a terminal (default when no command is given)");
+  run->add_flag("-q,--quiet", ro.quiet, "Do not print the accelerator notice");
+  run->add_option("--mode", c.net.mode,
+                  "nat (default) or mirrored: the guest also gets the host's links, addresses and routes "
+                  "(macvlans on eth0, kept in sync by the agent)")
+      ->check(CLI::IsMember({"nat", "mirrored"}));
+}
+
+// Config keys for the VM; the command line wins. Returns an exit status on a bad value.
+std::optional<int> apply_vm_config(RunCommand& c) {
+  if (c.net.config.empty()) return std::nullopt;
+  auto cfg = cli::load_config(c.net.config);
+  if (!cfg.has_value()) return std::nullopt;
+  auto& ro = c.ro;
+  if (cfg->processors && c.app->count("--cpus") == 0) ro.cpus = static_cast<unsigned>(*cfg->processors);
+  if (cfg->memory && c.memory.empty()) {
+    auto m = cli::parse_memory_mib(*cfg->memory);
+    if (m.has_error())
+      return std::fprintf(stderr, "causeway run: %s: %s\n", c.net.config.c_str(), m.error().c_str()), kExitUsage;
+    ro.memory_mib = *m;
   }
-  if (!memory.empty()) {
-    auto m = cli::parse_memory_mib(memory);
+  if (cfg->kernel && ro.kernel.empty()) ro.kernel = *cfg->kernel;
+  if (cfg->kernel_command_line && ro.cmdline.empty()) ro.cmdline = *cfg->kernel_command_line;
+  return std::nullopt;
+}
+
+// $CAUSEWAY_GUEST_DIR, else next to the binary: build/causeway → build/guest.
+std::string default_guest_dir() {
+  if (const char* g = std::getenv("CAUSEWAY_GUEST_DIR"); g && *g) return g;
+  char self[4096] = {};
+  const ssize_t n = ::readlink("/proc/self/exe", self, sizeof self - 1);
+  std::string exe = n > 0 ? std::string(self, static_cast<size_t>(n)) : "causeway";
+  return exe.substr(0, exe.rfind('/') + 1) + "guest";
+}
+
+int run_run(RunCommand& c, std::vector<std::string> command) {
+  // Like .wslconfig: a per-user file applies unless --config names another.
+  if (c.net.config.empty()) {
+    const char* home = std::getenv("HOME");
+    const std::string user_cfg = std::string(home ? home : "") + "/.config/causeway/config";
+    if (home && ::access(user_cfg.c_str(), F_OK) == 0) c.net.config = user_cfg;
+  }
+  if (auto err = apply_config(c.net, c.app, /*mirrored_ok=*/true)) return config_error(*err);
+  if (auto code = apply_vm_config(c)) return *code;
+  auto& ro = c.ro;
+  if (!c.memory.empty()) {
+    auto m = cli::parse_memory_mib(c.memory);
     if (m.has_error()) return std::fprintf(stderr, "causeway run: %s\n", m.error().c_str()), kExitUsage;
     ro.memory_mib = *m;
   }
-  if (accel == "kvm") ro.accel = machine::AccelRequest::Kvm;
-  else if (accel == "tcg") ro.accel = machine::AccelRequest::Tcg;
+  if (c.accel == "kvm") ro.accel = machine::AccelRequest::Kvm;
+  else if (c.accel == "tcg") ro.accel = machine::AccelRequest::Tcg;
   // A terminal on both ends and no command: an interactive shell with a pty.
-  ro.tty = force_tty || (command.empty() && ::isatty(0) && ::isatty(1));
+  ro.tty = c.tty || (command.empty() && ::isatty(0) && ::isatty(1));
   if (!command.empty()) ro.command = std::move(command);
-  if (ro.guest_dir.empty()) {
-    if (const char* g = std::getenv("CAUSEWAY_GUEST_DIR"); g && *g) {
-      ro.guest_dir = g;
-    } else {
-      // Next to the binary: build/causeway → build/guest.
-      char self[4096] = {};
-      const ssize_t n = ::readlink("/proc/self/exe", self, sizeof self - 1);
-      std::string exe = n > 0 ? std::string(self, static_cast<size_t>(n)) : "causeway";
-      ro.guest_dir = exe.substr(0, exe.rfind('/') + 1) + "guest";
-    }
-  }
-  auto forwards = parse_publish(o);
-  if (!forwards) return kExitUsage;
-  const auto dns = dns_setup(o);
-  if (!dns) return kExitUsage;
+  if (ro.guest_dir.empty()) ro.guest_dir = default_guest_dir();
   // VM default MTU 16384, not 65520: libslirp has no TCP window scaling, and
   // with 64 KiB frames the guest's 32 KiB window stalls bulk transfers until
   // libslirp's 5 s persist timer (seen in the vhost-user e2e runs).
-  if (app->count("--mtu") == 0) o.mtu = 16384;
-  ro.control = o.control;
-  ro.mode = o.mode;
-  ro.auto_forward = !o.no_auto_forward;
-  ro.ignored_ports = o.ignored_ports;
-  return cli::run_vm(ro, nat_config(o), *dns, *forwards);
+  if (c.app->count("--mtu") == 0) c.net.mtu = 16384;
+  auto settings = cli::net_settings(c.net);
+  if (!settings) return kExitUsage;
+  ro.control = c.net.control;
+  ro.mode = c.net.mode;
+  ro.auto_forward = !c.net.no_auto_forward;
+  ro.ignored_ports = c.net.ignored_ports;
+  return cli::attach_vm(ro, std::move(*settings));
+}
+
+// ---- causeway ctl ----
+struct CtlCommand {
+  CLI::App* app = nullptr;
+  std::string path;
+  std::vector<std::string> args;
+};
+
+void define_ctl(CLI::App& parent, CtlCommand& c) {
+  c.app = parent.add_subcommand("ctl", "Query or change a running causeway through its --control socket");
+  c.app->add_option("path", c.path, "Control socket path")->required();
+  c.app->add_option("command", c.args, "status | stats | ports | forward-list | forward-add SPEC | forward-remove SPEC | mirror | raw JSON")
+      ->expected(0, -1);
 }
 
 // ---- causeway ctl ----
@@ -738,19 +323,45 @@ uint64_t raise_nofile_limit() {
   return old;
 }
 
+// Splits off "-- COMMAND ARGS" before CLI11 sees the arguments; returns the
+// number of arguments CLI11 gets.
+int split_command(int argc, char** argv, std::vector<std::string>& command) {
+  for (int i = 1; i < argc; ++i) {
+    if (std::string_view(argv[i]) == "--") {
+      for (int j = i + 1; j < argc; ++j) command.emplace_back(argv[j]);
+      return i;
+    }
+  }
+  return argc;
+}
+
+struct Commands {
+  NetnsCommand netns;
+  ServeCommand serve;
+  RunCommand run;
+  CtlCommand ctl;
+};
+
+// Runs the parsed subcommand.
+int dispatch(Commands& c, std::vector<std::string> command) {
+  try {
+    if (c.netns.app->parsed()) return run_netns(c.netns, std::move(command));
+    if (c.serve.app->parsed()) return run_serve(c.serve);
+    if (c.run.app->parsed()) return run_run(c.run, std::move(command));
+    if (c.ctl.app->parsed()) return run_ctl(c.ctl.path, c.ctl.args);
+  } catch (const std::exception& e) {
+    // Start-up failures only: the data path does not throw.
+    std::fprintf(stderr, "causeway: %s\n", e.what());
+    return kExitFailure;
+  }
+  return kExitUsage;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
-  // Split off "-- COMMAND ARGS" before CLI11 sees the arguments.
   std::vector<std::string> command;
-  int cli_argc = argc;
-  for (int i = 1; i < argc; ++i) {
-    if (std::string_view(argv[i]) == "--") {
-      cli_argc = i;
-      for (int j = i + 1; j < argc; ++j) command.emplace_back(argv[j]);
-      break;
-    }
-  }
+  const int cli_argc = split_command(argc, argv, command);
   ::signal(SIGPIPE, SIG_IGN);
 
   CLI::App app{"causeway — user-mode networking for lightweight Linux VMs and network namespaces", "causeway"};
@@ -759,59 +370,11 @@ int main(int argc, char** argv) {
   std::string log_level;
   app.add_option("--log-level", log_level,
                  "trace, debug, info, warn, error or off (default info; warn for `run`, whose output is the guest's)");
-
-  NetOptions netns_opts;
-  std::string attach;
-  std::string ifname = "tap0";
-  auto* netns = app.add_subcommand("netns", "Give a network namespace user-mode networking (like slirp4netns/pasta)");
-  netns->footer("Usage: causeway netns [OPTIONS] -- COMMAND [ARGS...]\n       causeway netns [OPTIONS] --attach PID|PATH");
-  add_net_options(netns, netns_opts);
-  netns->add_option("--attach", attach, "Attach to an existing namespace: a PID or a path like /run/netns/NAME");
-  netns->add_option("--ifname", ifname, "Name of the tap device in the namespace (default tap0)");
-  netns->add_option("--mode", netns_opts.mode,
-                    "nat (default) or mirrored: also mirror the host's links, addresses and routes into the namespace")
-      ->check(CLI::IsMember({"nat", "mirrored"}));
-
-  NetOptions serve_opts;
-  std::string qemu_socket;
-  auto* serve = app.add_subcommand("serve", "Be a QEMU network backend (-netdev stream over a unix socket)");
-  serve->add_option("--qemu-socket", qemu_socket, "Unix socket path QEMU connects to")->required();
-  add_net_options(serve, serve_opts);
-
-  NetOptions run_opts;
-  cli::RunOptions run_ro;
-  std::string run_memory;
-  std::string run_accel = "auto";
-  bool run_tty = false;
-  auto* run = app.add_subcommand("run", "Boot the guest and run COMMAND in it (default: an interactive shell)");
-  run->footer("Usage: causeway run [OPTIONS] [-- COMMAND [ARGS...]]");
-  add_net_options(run, run_opts);
-  run->add_option("--cpus", run_ro.cpus, "Virtual CPUs (default 1)")->check(CLI::Range(1, 64));
-  run->add_option("--memory", run_memory, "Guest memory: 512, 512M, 2G (default 512M)");
-  run->add_option("--guest-dir", run_ro.guest_dir,
-                  "Directory with vmlinuz and initramfs.cpio.gz (default: guest/ next to the binary, or $CAUSEWAY_GUEST_DIR)");
-  run->add_option("--kernel", run_ro.kernel, "Boot this kernel instead of the default guest's");
-  run->add_option("--initrd", run_ro.initrd, "Boot this initramfs instead of the default guest's");
-  run->add_option("--cmdline", run_ro.cmdline, "Extra kernel command line words");
-  run->add_option("--vm-net", run_ro.vm_net, "vhost-user (default: our virtio-net on guest memory) or stream (QEMU's stream netdev)")
-      ->check(CLI::IsMember({"vhost-user", "stream"}));
-  run->add_option("--machine", run_ro.machine, "q35 (default) or microvm")->check(CLI::IsMember({"q35", "microvm"}));
-  run->add_option("--accel", run_accel, "auto (default: KVM where it really works, else TCG), kvm or tcg")
-      ->check(CLI::IsMember({"auto", "kvm", "tcg"}));
-  run->add_option("--console-log", run_ro.console_log, "Keep the guest's serial console in this file");
-  run->add_flag("-t,--tty", run_tty, "Give the command a terminal (default when no command is given)");
-  run->add_flag("-q,--quiet", run_ro.quiet, "Do not print the accelerator notice");
-  run->add_option("--mode", run_opts.mode,
-                  "nat (default) or mirrored: the guest also gets the host's links, addresses and routes "
-                  "(macvlans on eth0, kept in sync by the agent)")
-      ->check(CLI::IsMember({"nat", "mirrored"}));
-
-  std::string ctl_path;
-  std::vector<std::string> ctl_args;
-  auto* ctl = app.add_subcommand("ctl", "Query or change a running causeway through its --control socket");
-  ctl->add_option("path", ctl_path, "Control socket path")->required();
-  ctl->add_option("command", ctl_args, "status | stats | ports | forward-list | forward-add SPEC | forward-remove SPEC | mirror | raw JSON")
-      ->expected(0, -1);
+  Commands c;
+  define_netns(app, c.netns);
+  define_serve(app, c.serve);
+  define_run(app, c.run);
+  define_ctl(app, c.ctl);
 
   try {
     app.parse(cli_argc, argv);
@@ -825,49 +388,15 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "causeway: %s (see causeway --help)\n", e.what());
     return kExitUsage;
   }
-  if (log_level.empty()) log_level = run->parsed() ? "warn" : "info";
+  if (log_level.empty()) log_level = c.run.app->parsed() ? "warn" : "info";
   if (!causeway::init_logging(log_level)) {
     std::fprintf(stderr, "causeway: unknown --log-level '%s'\n", log_level.c_str());
     return kExitUsage;
   }
-  if (!ctl->parsed()) netns_opts.command_nofile_soft = raise_nofile_limit();
-  if (!command.empty() && !netns->parsed() && !run->parsed()) {
+  if (!c.ctl.app->parsed()) c.netns.net.command_nofile_soft = raise_nofile_limit();
+  if (!command.empty() && !c.netns.app->parsed() && !c.run.app->parsed()) {
     std::fprintf(stderr, "causeway: '-- COMMAND' is only for `causeway netns` and `causeway run`\n");
     return kExitUsage;
   }
-  try {
-    if (netns->parsed()) {
-      if (auto err = apply_config(netns_opts, netns, /*mirrored_ok=*/true)) {
-        std::fprintf(stderr, "causeway: %s\n", err->c_str());
-        return kExitUsage;
-      }
-      return run_netns(netns_opts, attach, ifname, command);
-    }
-    if (serve->parsed()) {
-      if (auto err = apply_config(serve_opts, serve)) {
-        std::fprintf(stderr, "causeway: %s\n", err->c_str());
-        return kExitUsage;
-      }
-      return run_serve(serve_opts, qemu_socket);
-    }
-    if (run->parsed()) {
-      // Like .wslconfig: a per-user file applies unless --config names another.
-      if (run_opts.config.empty()) {
-        const char* home = std::getenv("HOME");
-        const std::string user_cfg = std::string(home ? home : "") + "/.config/causeway/config";
-        if (home && ::access(user_cfg.c_str(), F_OK) == 0) run_opts.config = user_cfg;
-      }
-      if (auto err = apply_config(run_opts, run, /*mirrored_ok=*/true)) {
-        std::fprintf(stderr, "causeway: %s\n", err->c_str());
-        return kExitUsage;
-      }
-      return run_run(run_opts, run_ro, command, run_memory, run_accel, run_tty, run);
-    }
-    if (ctl->parsed()) return run_ctl(ctl_path, ctl_args);
-  } catch (const std::exception& e) {
-    // Start-up failures only: the data path does not throw.
-    std::fprintf(stderr, "causeway: %s\n", e.what());
-    return kExitFailure;
-  }
-  return kExitUsage;
+  return dispatch(c, std::move(command));
 }

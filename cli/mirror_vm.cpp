@@ -2,6 +2,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include <set>
+
 namespace causeway::cli {
 
 namespace mirror = netstack::mirror;
@@ -83,6 +85,42 @@ void AgentGuestApplier::complete(mirror::ConvergeResult r) {
   auto done = std::move(done_);
   done_ = nullptr;
   if (done) done(std::move(r));
+}
+
+void sync_vm_links(MirrorLinkTable& links, netstack::FrameDemux& demux, netstack::FramePort& nic,
+                   const mirror::NetState& reported) {
+  std::set<std::string> present;
+  for (const auto& l : reported.links) {
+    if (!l.mac) continue;
+    present.insert(l.name);
+    auto* e = links.find(l.name);
+    if (e && e->mac != *l.mac) {
+      demux.remove(e->mac);
+      links.erase(l.name);
+      e = nullptr;
+    }
+    if (e) {
+      e->link->set_mtu(l.mtu);
+      continue;
+    }
+    // The plan's MAC is 02:43:57:4d + the host ifindex's low 16 bits (plan.cpp).
+    MirrorLinkEntry r = links.make(l.name, ((*l.mac)[4] << 8) | (*l.mac)[5], l.mtu, nic);
+    r.mac = *l.mac;
+    if (!demux.add(r.mac, *r.link)) {
+      spdlog::warn("mirrored link {}: no data path (more than {} links)", l.name, netstack::FrameDemux::kMaxEntries);
+      continue;
+    }
+    links.insert(l.name, std::move(r));
+  }
+  auto& all = links.entries();
+  for (auto it = all.begin(); it != all.end();) {
+    if (present.count(it->first)) {
+      ++it;
+    } else {
+      demux.remove(it->second.mac);
+      it = all.erase(it);
+    }
+  }
 }
 
 }  // namespace causeway::cli

@@ -17,6 +17,11 @@
 // for the plan: at first the ones we know the image has, then the ones the
 // agent reports.
 //
+// Data path: the guest's mirrored links share its one virtio-net; their
+// frames are split by source MAC (netstack/frame_demux.hpp). sync_vm_links
+// keeps one MirrorLink per link the agent reports (built by
+// MirrorLinkTable, cli/mirrored_mode.hpp), registered in the demux by MAC.
+//
 // Thread safety: confined to the engine thread (the session's executor).
 #pragma once
 
@@ -30,6 +35,8 @@
 #include <string>
 #include <system_error>
 
+#include "cli/mirrored_mode.hpp"
+#include "netstack/frame_demux.hpp"
 #include "netstack/mirror/converge.hpp"
 #include "vmm/agent/protocol.hpp"
 
@@ -84,5 +91,12 @@ class AgentGuestApplier final : public netstack::mirror::GuestApplier {
   netstack::mirror::NetState last_desired_;
   Counters counters_;
 };
+
+// The guest reported `reported` (the links it has that the plan asked for):
+// a MirrorLink for each new one over `nic`, registered in `demux` by its MAC;
+// a link whose MAC changed is rebuilt, one gone is removed, the rest follow
+// their MTU.
+void sync_vm_links(MirrorLinkTable& links, netstack::FrameDemux& demux, netstack::FramePort& nic,
+                   const netstack::mirror::NetState& reported);
 
 }  // namespace causeway::cli

@@ -1,4 +1,4 @@
-// causeway run: the VM (see run.cpp for the theory of operation).
+// causeway run: the VM (see attach_vm.cpp for the theory of operation).
 #pragma once
 
 #include <boost/system/result.hpp>
@@ -7,9 +7,7 @@
 #include <string_view>
 #include <vector>
 
-#include "cli/runtime.hpp"
-#include "netstack/forward.hpp"
-#include "netstack/nat_config.hpp"
+#include "cli/net_options.hpp"
 #include "vmm/machine/accel.hpp"
 
 namespace causeway::cli {
@@ -36,7 +34,6 @@ struct RunOptions {
 boost::system::result<uint64_t, std::string> parse_memory_mib(std::string_view text);
 
 // Boots the guest, runs the command, returns its exit status (1 on our errors).
-int run_vm(const RunOptions& o, netstack::NatConfig nat, const DnsSetup& dns,
-           const std::vector<netstack::PortForward>& forwards);
+int attach_vm(const RunOptions& o, NetSettings s);
 
 }  // namespace causeway::cli

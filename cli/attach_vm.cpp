@@ -1,0 +1,657 @@
+// causeway run: boot the guest and run a command in it.
+//
+//   QEMU (CPU, board; KVM or TCG) ──vhost-user──► VirtioNetDevice ──► Engine (NAT, DNS proxy)
+//                                 ──vhost-user──► VirtioVsockDevice ──► AgentSession (port 1024)
+//                                                                  ◄── relay streams (guest port 1025)
+//
+// Automatic localhost forwarding: the agent reports the guest's listeners
+// (ListenerAppeared/Gone); the set feeds a portfwd::AutoForwarder whose
+// relays reach the guest's own loopback over vsock (agent/relay_client.hpp).
+// Events are coalesced: one policy pass per engine turn, however many
+// arrived. The set is capped (portfwd::GuestListenerSet, counted): the agent
+// is guest code and untrusted.
+//
+// Sequence: listen on the vhost-user sockets → spawn QEMU → the guest agent
+// connects over vsock → Ready → NetConfig (the NAT lease, static: no DHCP
+// wait) → Run → Stdout/Stderr to ours, our stdin to Stdin → Exited →
+// Shutdown → QEMU exits → we exit with the command's status.
+//
+// Timeouts (all bounded, each with an error that says what to check):
+// kBootTimeout from QEMU start to the agent's connection (TCG boots take a
+// few seconds; the bound catches a guest that never comes up), the agent
+// session's own ready/shutdown timeouts, and kQemuExitGrace for QEMU to exit
+// after the guest powers off.
+//
+// Mirrored mode (--mode mirrored): eth0 is the internal NAT link (link-scope
+// address, no default route: DNS 10.0.2.3, the host at 10.0.2.2, forwards);
+// a MirrorSyncer plans the guest's links from the host's and converges the
+// guest through the agent (AgentGuestApplier, cli/mirror_vm.hpp), which makes
+// one macvlan per mirrored host link (vmm/agent/guest/mirror.hpp). The first
+// plan is sent right after the NetConfig, before Run, so the command starts
+// with the mirrored links in place. Data path: the guest's frames are split by
+// source MAC (netstack/frame_demux.hpp) — a mirrored macvlan's go to the
+// MirrorLink attached when the agent reported that link, the rest (eth0) to
+// the engine; MirrorLinks answer through the same virtio-net.
+//
+// Signals: SIGINT/SIGTERM are passed to the command in the guest; a second
+// one shuts the guest down; a third stops QEMU.
+//
+// Steps (attach_vm): checks that need no machine (guest files, QEMU, the
+// accelerator, a private directory) → the engine and DNS → forwards (-p) →
+// the guest's NIC (vhost-user virtio-net or QEMU's stream netdev) → vsock →
+// the listener source (the agent's events; automatic forwarding) → control
+// socket → QEMU → mirrored mode → the agent → signals → run.
+//
+// Thread safety: everything runs on the caller's thread (the engine thread).
+#include "cli/attach_vm.hpp"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <termios.h>
+#include <unistd.h>
+
+#include <boost/asio/local/stream_protocol.hpp>
+#include <boost/asio/posix/stream_descriptor.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <cctype>
+#include <cerrno>
+#include <charconv>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <optional>
+
+#include "cli/attach_steps.hpp"
+#include "cli/control.hpp"
+#include "cli/mirror_vm.hpp"
+#include "cli/mirrored_mode.hpp"
+#include "cli/output_pump.hpp"
+#include "cli/runtime.hpp"
+#include "netstack/frame_demux.hpp"
+#include "netstack/stream_port.hpp"
+#include "portfwd/auto_forwarder.hpp"
+#include "portfwd/listener_set.hpp"
+#include "vmm/agent/relay_client.hpp"
+#include "vmm/agent/session.hpp"
+#include "vmm/devices/virtio_net.hpp"
+#include "vmm/devices/virtio_vsock.hpp"
+#include "vmm/machine/accel.hpp"
+#include "vmm/machine/qemu_cmdline.hpp"
+#include "vmm/machine/qemu_process.hpp"
+#include "vmm/vhost_user/server.hpp"
+
+namespace causeway::cli {
+namespace asio = boost::asio;
+using json = nlohmann::json;
+
+namespace {
+
+constexpr auto kBootTimeout = std::chrono::seconds(90);  // TCG: ~4 s; a wedged boot ends here
+constexpr auto kQemuExitGrace = std::chrono::seconds(5);
+
+portfwd::Listener from_agent(const agent::Listener& l) {
+  portfwd::Listener out;
+  out.proto = l.proto == agent::IpProto::Tcp ? portfwd::L4::kTcp : portfwd::L4::kUdp;
+  out.family = l.addr.family == 6 ? portfwd::Family::kIpv6 : portfwd::Family::kIpv4;
+  std::memcpy(&out.address, l.addr.bytes.data(), l.addr.family == 6 ? 16 : 4);
+  out.port = l.port;
+  out.v6only = l.v6only;
+  return out;
+}
+
+std::string runtime_dir() {
+  const char* rt = std::getenv("XDG_RUNTIME_DIR");
+  std::string tmpl = std::string(rt && *rt ? rt : "/tmp") + "/causeway-vm.XXXXXX";
+  if (!::mkdtemp(tmpl.data())) return {};
+  return tmpl;
+}
+
+// Restores the terminal however we leave.
+class RawTerminal {
+ public:
+  bool enter() {
+    if (::tcgetattr(0, &saved_) != 0) return false;
+    termios raw = saved_;
+    ::cfmakeraw(&raw);
+    active_ = ::tcsetattr(0, TCSANOW, &raw) == 0;
+    return active_;
+  }
+  ~RawTerminal() {
+    if (active_) ::tcsetattr(0, TCSANOW, &saved_);
+  }
+
+ private:
+  termios saved_{};
+  bool active_ = false;
+};
+
+agent::NetConfig nat_lease(const netstack::NatConfig& nat, const std::vector<std::string>& search) {
+  agent::NetConfig c;
+  c.mtu = static_cast<uint32_t>(nat.mtu);
+  c.ipv6 = nat.ipv6;  // SLAAC from the engine's router advertisements
+  agent::IpAddr a{4, {}};
+  std::memcpy(a.bytes.data(), &nat.guest, 4);
+  c.addresses.push_back({a, 24});
+  agent::IpAddr gw{4, {}};
+  std::memcpy(gw.bytes.data(), &nat.gateway, 4);
+  c.routes.push_back({agent::IpAddr::v4(0, 0, 0, 0), 0, gw, 0});
+  agent::IpAddr dns{4, {}};
+  std::memcpy(dns.bytes.data(), &nat.dns, 4);
+  c.dns_servers.push_back(dns);
+  // fd00::3 is not listed: it answers UDP only (see tap_config in cli/attach_netns.cpp).
+  c.search_domains = search;
+  return c;
+}
+
+}  // namespace
+
+boost::system::result<uint64_t, std::string> parse_memory_mib(std::string_view text) {
+  using R = boost::system::result<uint64_t, std::string>;
+  std::string t(text);
+  for (auto& ch : t) ch = static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
+  if (t.ends_with("B")) t.pop_back();
+  uint64_t mult = 1;  // MiB
+  if (t.ends_with("G")) mult = 1024, t.pop_back();
+  else if (t.ends_with("M")) t.pop_back();
+  uint64_t v = 0;
+  auto [p, ec] = std::from_chars(t.data(), t.data() + t.size(), v);
+  if (ec != std::errc{} || p != t.data() + t.size() || v == 0)
+    return R(boost::system::in_place_error, "bad memory size '" + std::string(text) + "' (e.g. 512, 512M, 4G, 4GB)");
+  const uint64_t mib = v * mult;
+  if (mib < 128 || mib > 1024 * 1024)
+    return R(boost::system::in_place_error, "memory size '" + std::string(text) + "' out of range (128M–1T)");
+  return mib;
+}
+
+namespace {
+
+constexpr std::string_view kWho = "causeway run";
+
+// The checks that need no machine: fail fast, say what to fix. Holds what
+// they found, and the private directory (removed last, however we leave).
+struct VmHost {
+  machine::QemuOptions q;
+  machine::AccelChoice accel;
+  std::string dir;
+
+  VmHost() = default;
+  VmHost(const VmHost&) = delete;
+  VmHost& operator=(const VmHost&) = delete;
+  ~VmHost() {
+    if (dir.empty()) return;
+    std::error_code ec;
+    std::filesystem::remove_all(dir, ec);
+  }
+};
+
+int check_host(VmHost& h, const RunOptions& o) {
+  const std::string guest_dir = o.guest_dir;
+  h.q.kernel = o.kernel.empty() ? guest_dir + "/vmlinuz" : o.kernel;
+  h.q.initrd = o.initrd.empty() ? guest_dir + "/initramfs.cpio.gz" : o.initrd;
+  if (auto r = machine::check_guest_files(h.q); r.has_error()) {
+    std::fprintf(stderr, "causeway run: %s\n", r.error().c_str());
+    if (o.kernel.empty()) std::fprintf(stderr, "causeway run: build the default guest with scripts/build-guest.sh\n");
+    return kExitFailure;
+  }
+  if (auto v = machine::check_qemu(h.q.qemu); v.has_error()) return fail_start(kWho, v.error());
+  auto accel = machine::choose_accel(machine::probe_accel_facts(), o.accel);
+  if (accel.has_error()) return fail_start(kWho, accel.error());
+  h.accel = *accel;
+  if (!h.accel.notice.empty() && !o.quiet) std::fprintf(stderr, "causeway: %s\n", h.accel.notice.c_str());
+  h.dir = runtime_dir();
+  if (h.dir.empty())
+    return fail_start(kWho, std::string("cannot create a private directory: ") + std::strerror(errno));
+  return 0;
+}
+
+json virtio_net_stats_json(const vmm::VirtioNetStats& s) {
+  return json{{"tx_frames", s.tx_frames},       {"tx_bytes", s.tx_bytes},   {"tx_malformed", s.tx_malformed},
+              {"tx_oversized", s.tx_oversized}, {"rx_frames", s.rx_frames},
+              {"rx_drops", s.rx_drops_no_buffers + s.rx_drops_not_ready + s.rx_drops_too_big}};
+}
+
+// The machine, its devices, the agent session and the command.
+class VmAttachment {
+ public:
+  VmAttachment(const RunOptions& o, NetSettings s, VmHost& host)
+      : o_(o), s_(std::move(s)), q_(host.q), host_(host), rt_(io_, s_.nat, "vm") {}
+
+  int run();
+
+ private:
+  int attach_nic();
+  int attach_vhost_user_nic(const vmm::VirtioNetConfig& ncfg, const std::string& path);
+  int attach_stream_nic(const std::string& path);
+  netstack::FrameSink& nic_sink(netstack::FramePort& p, netstack::Engine& e);
+  int attach_vsock();
+  void attach_listener_source();
+  void listeners_changed();
+  int spawn_machine();
+  void attach_mirrored_mode();
+  json vm_mirror_status() const;
+  void connect_agent();
+  void watch_machine();
+  agent::AgentCallbacks agent_callbacks();
+  void on_agent_ready(const agent::Ready& r);
+  void send_network_config();
+  bool start_command();
+  void forward_stdin();
+  void read_stdin();
+  void on_listener_appeared(const agent::ListenerAppeared& l);
+  void on_output_pressure();
+  void on_agent_end(const agent::SessionEnd& end);
+  void fail(std::string why);
+  void handle_signals();
+  void wait_signal();
+  int finish();
+
+  const RunOptions& o_;
+  const NetSettings s_;
+  machine::QemuOptions& q_;
+  VmHost& host_;
+  asio::io_context io_{1};
+  const bool mirrored_ = o_.mode == "mirrored";
+  // Mirrored mode: the guest NIC's frames split by source MAC (eth0 → the engine,
+  // a mirrored macvlan → its MirrorLink). Declared before the runtime that owns the
+  // device holding a pointer to it.
+  netstack::FrameDemux demux_;
+  netstack::FramePort* guest_port_ = nullptr;
+  Runtime rt_;
+  std::unique_ptr<vmm::vhost_user::Server> net_server_;
+  std::unique_ptr<asio::local::stream_protocol::acceptor> stream_acceptor_;
+  vmm::VirtioVsockDevice vsock_{io_, rt_.clock(), vmm::VirtioVsockConfig{}};
+  vmm::vhost_user::Server vsock_server_{io_, rt_.clock(), vsock_, "vhost-user vsock"};
+  // Automatic localhost forwarding: agent listener events → host forwards → vsock relays.
+  agent::VsockRelayConnector relay_tcp4_{io_, vsock_, 4}, relay_tcp6_{io_, vsock_, 6};
+  agent::VsockRelayDatagramChannel relay_udp4_{io_, vsock_, 4}, relay_udp6_{io_, vsock_, 6};
+  std::unique_ptr<portfwd::AutoForwarder> autofwd_;
+  portfwd::GuestListenerSet guest_listeners_;
+  bool listeners_dirty_ = false;
+  std::unique_ptr<ControlServer> control_;
+  std::unique_ptr<machine::QemuProcess> qemu_;
+  std::string qemu_log_;
+  std::chrono::steady_clock::time_point t_start_;
+  int status_ = 1;
+  bool exited_ = false;
+  std::string failure_;
+  // Declared before the session: destroyed after it, each writing out what it still holds.
+  std::optional<OutputPump> out_pump_, err_pump_;
+  std::unique_ptr<agent::AgentSession> session_;
+  // Mirrored mode; declared after the session, so destroyed before it.
+  std::unique_ptr<MirroredMode> mirror_;
+  AgentGuestApplier* mirror_applier_ = nullptr;  // owned by mirror_
+  asio::steady_timer boot_timer_{io_};
+  std::unique_ptr<RawTerminal> term_;
+  asio::posix::stream_descriptor in_{io_};
+  std::array<uint8_t, 16 * 1024> inbuf_{};
+  int interrupts_ = 0;
+  asio::signal_set signals_{io_};
+};
+
+int VmAttachment::run() {
+  if (auto r = rt_.enable_dns(s_.dns); r.has_error()) return fail_start(kWho, r.error());
+  if (auto r = rt_.add_forwards(s_.forwards); r.has_error()) return fail_start(kWho, r.error());
+  if (int code = attach_nic()) return code;
+  if (int code = attach_vsock()) return code;
+  attach_listener_source();
+  auto control = attach_control(rt_, o_.control);
+  if (control.has_error()) return fail_start(kWho, control.error());
+  control_ = std::move(*control);
+  if (int code = spawn_machine()) return code;
+  if (mirrored_) attach_mirrored_mode();
+  connect_agent();
+  watch_machine();
+  handle_signals();
+  io_.run();
+  return finish();
+}
+
+// ---- the guest's NIC ----
+
+int VmAttachment::attach_nic() {
+  vmm::VirtioNetConfig ncfg;
+  ncfg.mtu = static_cast<uint16_t>(std::min<size_t>(s_.nat.mtu, 65535));
+  // Copy guest transmit frames out of shared memory before checking them:
+  // in place, the guest could rewrite a header between check_guest_frame and
+  // libslirp's parse (check-then-use on memory it controls).
+  ncfg.tx_zero_copy = false;
+  const std::string net_path = host_.dir + "/net.sock";
+  const int code = o_.vm_net == "vhost-user" ? attach_vhost_user_nic(ncfg, net_path) : attach_stream_nic(net_path);
+  q_.net_socket = net_path;
+  return code;
+}
+
+// Where the NIC's frames go: the engine, or in mirrored mode the demux in
+// front of it.
+netstack::FrameSink& VmAttachment::nic_sink(netstack::FramePort& p, netstack::Engine& e) {
+  guest_port_ = &p;
+  demux_.set_default(&e);
+  return mirrored_ ? static_cast<netstack::FrameSink&>(demux_) : e;
+}
+
+int VmAttachment::attach_vhost_user_nic(const vmm::VirtioNetConfig& ncfg, const std::string& path) {
+  auto dev = std::make_unique<vmm::VirtioNetDevice>(io_, rt_.clock(), ncfg);
+  auto* raw = dev.get();
+  rt_.add_guest(
+      "vm (vhost-user virtio-net)", std::move(dev),
+      [this](netstack::FramePort& p, netstack::Engine& e) {
+        static_cast<vmm::VirtioNetDevice&>(p).start(nic_sink(p, e));
+      },
+      [raw] { return virtio_net_stats_json(raw->stats()); });
+  net_server_ = std::make_unique<vmm::vhost_user::Server>(io_, rt_.clock(), *raw, "vhost-user net");
+  if (auto r = net_server_->listen(path); r.has_error()) return fail_start(kWho, r.error());
+  q_.net = machine::NetAttachment::VhostUser;
+  q_.host_mtu = ncfg.mtu;
+  return 0;
+}
+
+// --vm-net stream: the same engine over QEMU's stream netdev (for comparison).
+int VmAttachment::attach_stream_nic(const std::string& path) {
+  stream_acceptor_ = std::make_unique<asio::local::stream_protocol::acceptor>(io_);
+  if (auto ec = listen_unix(*stream_acceptor_, path, 1)) {
+    std::fprintf(stderr, "causeway run: cannot listen on %s: %s\n", path.c_str(), ec.message().c_str());
+    return kExitFailure;
+  }
+  stream_acceptor_->async_accept([this](boost::system::error_code aec, asio::local::stream_protocol::socket s) {
+    if (aec) return;
+    auto port = std::make_unique<netstack::StreamFramePort>(
+        std::move(s), stream_max_frame(s_.nat),
+        [](const std::string& why) { spdlog::debug("QEMU stream netdev ended: {}", why); });
+    auto* sp = port.get();
+    rt_.add_guest(
+        "vm (stream netdev)", std::move(port),
+        [this](netstack::FramePort& p, netstack::Engine& e) {
+          static_cast<netstack::StreamFramePort&>(p).start(nic_sink(p, e));
+        },
+        [sp] { return json{{"frames_read", sp->stats().frames_read}, {"frames_written", sp->stats().frames_written}}; });
+  });
+  q_.net = machine::NetAttachment::Stream;
+  return 0;
+}
+
+int VmAttachment::attach_vsock() {
+  const std::string vsock_path = host_.dir + "/vsock.sock";
+  if (auto r = vsock_server_.listen(vsock_path); r.has_error()) return fail_start(kWho, r.error());
+  q_.vsock_socket = vsock_path;
+  return 0;
+}
+
+// ---- automatic localhost forwarding ----
+
+void VmAttachment::attach_listener_source() {
+  if (!o_.auto_forward) return;
+  // tcp_any_v4_loopback stays false: RelayRequest carries no address and the
+  // agent dials 127.0.0.1, so a guest listener on 127.0.0.2 is not forwarded
+  // (a forward to 127.0.0.1, where nothing listens, would only reset).
+  autofwd_ = attach_auto_forwarder(rt_, portfwd::GuestSide{&relay_tcp4_, &relay_tcp6_, &relay_udp4_, &relay_udp6_},
+                                   auto_forward_policy(o_.ignored_ports));
+}
+
+// One policy pass per engine turn, however many events arrived.
+void VmAttachment::listeners_changed() {
+  if (!autofwd_ || listeners_dirty_) return;
+  listeners_dirty_ = true;
+  asio::post(io_, [this] {
+    listeners_dirty_ = false;
+    autofwd_->on_listeners(guest_listeners_.listeners());
+  });
+}
+
+void VmAttachment::on_listener_appeared(const agent::ListenerAppeared& l) {
+  const uint64_t refused = guest_listeners_.refused();
+  if (guest_listeners_.appeared(from_agent(l))) listeners_changed();
+  else if (guest_listeners_.refused() > refused && refused == 0)
+    spdlog::warn("the guest reports more than {} listeners (or port 0); those are not forwarded",
+                 portfwd::GuestListenerSet::kDefaultCap);
+}
+
+// ---- the machine ----
+
+int VmAttachment::spawn_machine() {
+  q_.accel = host_.accel.accel;
+  q_.machine = o_.machine == "microvm" ? machine::MachineType::Microvm : machine::MachineType::Q35;
+  q_.cpus = o_.cpus;
+  q_.memory_mib = o_.memory_mib;
+  q_.extra_cmdline = o_.cmdline;
+  q_.console_log = o_.console_log.empty() ? host_.dir + "/console.log" : o_.console_log;
+  auto argv = machine::build_qemu_argv(q_);
+  if (argv.has_error()) return fail_start(kWho, argv.error());
+  qemu_log_ = host_.dir + "/qemu.log";
+  auto qemu = machine::QemuProcess::spawn(io_.get_executor(), *argv, qemu_log_);
+  if (qemu.has_error()) return fail_start(kWho, qemu.error());
+  qemu_ = std::move(*qemu);
+  t_start_ = std::chrono::steady_clock::now();
+  return 0;
+}
+
+// ---- mirrored mode ----
+
+// The agent converges the guest (AgentGuestApplier); each mirrored macvlan it
+// reports gets a MirrorLink on the shared NIC (sync_vm_links).
+void VmAttachment::attach_mirrored_mode() {
+  mirror_ = std::make_unique<MirroredMode>(io_);
+  auto applier = std::make_unique<AgentGuestApplier>(io_, [this](const agent::MirrorApply& m) {
+    if (!session_) return std::make_error_code(std::errc::not_connected);
+    return session_->mirror_apply(m);
+  });
+  applier->set_on_guest_state([this, &links = mirror_->links()](const netstack::mirror::NetState& actual) {
+    if (guest_port_) sync_vm_links(links, demux_, *guest_port_, actual);
+  });
+  mirror_applier_ = applier.get();
+  netstack::mirror::PlanOptions po;
+  po.copy_mac = false;  // 02:43:57:4d:XX:XX from the host ifindex: the guest's links on one virtio-net
+  po.reserved_names = {"lo", "eth0"};
+  mirror_->follow(std::move(applier), po);
+  mirror_->report_to(rt_, [this](json& j) { j["vm"] = vm_mirror_status(); });
+}
+
+json VmAttachment::vm_mirror_status() const {
+  const auto& c = mirror_applier_->counters();
+  const auto& ds = demux_.stats();
+  return json{{"applies", c.applies},
+              {"reports", c.reports},
+              {"stale_reports", c.stale_reports},
+              {"timeouts", c.timeouts},
+              {"send_errors", c.send_errors},
+              {"guest_links", mirror_applier_->guest_unmanaged()},
+              {"demux", json{{"to_links", ds.to_links}, {"to_default", ds.to_default}, {"refused", ds.refused}}}};
+}
+
+// ---- the agent ----
+
+void VmAttachment::connect_agent() {
+  auto cb = agent_callbacks();
+  vsock_.listen(agent::kAgentVsockPort, [this, cb](std::shared_ptr<vmm::VsockStream> stream) {
+    if (session_) {
+      stream->close();  // one agent per guest
+      return;
+    }
+    session_ = std::make_unique<agent::AgentSession>(io_.get_executor(), std::move(stream), cb);
+    session_->start();
+  });
+  boot_timer_.expires_after(kBootTimeout);
+  boot_timer_.async_wait([this](boost::system::error_code ec) {
+    if (ec) return;
+    fail(fmt::format("the guest agent did not connect within {} s", kBootTimeout.count()));
+  });
+}
+
+// QEMU's exit ends the run.
+void VmAttachment::watch_machine() {
+  qemu_->async_wait([this](const machine::ExitStatus& st) {
+    if (!exited_ && failure_.empty()) failure_ = "QEMU exited before the command finished (" + st.describe() + ")";
+    io_.stop();
+  });
+}
+
+agent::AgentCallbacks VmAttachment::agent_callbacks() {
+  agent::AgentCallbacks cb;
+  cb.on_ready = [this](const agent::Ready& r) { on_agent_ready(r); };
+  cb.on_listener_appeared = [this](const agent::ListenerAppeared& l) { on_listener_appeared(l); };
+  cb.on_listener_gone = [this](const agent::ListenerGone& l) {
+    if (guest_listeners_.gone(from_agent(l))) listeners_changed();
+  };
+  cb.on_mirror_report = [this](const agent::MirrorReport& r) {
+    if (mirror_applier_) mirror_applier_->on_report(r);
+  };
+  // The command's output: written by threads of their own, so a slow reader of ours holds up
+  // the guest's command (vsock back-pressure), never the engine (issue 13).
+  out_pump_.emplace(io_.get_executor(), 1, [this](bool) { on_output_pressure(); });
+  err_pump_.emplace(io_.get_executor(), 2, [this](bool) { on_output_pressure(); });
+  cb.on_stdout = [this](std::span<const uint8_t> d) { out_pump_->push(d); };
+  cb.on_stderr = [this](std::span<const uint8_t> d) { err_pump_->push(d); };
+  cb.on_exited = [this](const agent::Exited& e) {
+    status_ = e.shell_status();
+    exited_ = true;
+    session_->shutdown();
+  };
+  cb.on_end = [this](const agent::SessionEnd& end) { on_agent_end(end); };
+  return cb;
+}
+
+void VmAttachment::on_agent_ready(const agent::Ready& r) {
+  boot_timer_.cancel();
+  const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t_start_);
+  spdlog::debug("guest agent ready after {} ms (guest uptime {} ms, kernel {})", ms.count(), r.uptime_ms,
+                r.kernel_release);
+  send_network_config();
+  if (mirror_) {
+    if (auto started = mirror_->start(); started.has_error()) fail("mirrored mode: " + started.error());
+  }
+  if (!start_command()) return;
+  forward_stdin();
+}
+
+// The NAT lease, static: no DHCP wait.
+void VmAttachment::send_network_config() {
+  const auto search = rt_.dns_watch() ? rt_.dns_watch()->current().search : s_.nat.dns_search;
+  agent::NetConfig lease = nat_lease(s_.nat, search);
+  if (mirrored_) {
+    // The NAT link becomes internal (README, Mirrored mode): the mirrored links carry the rest.
+    lease.internal = true;
+    lease.ipv6 = false;
+    lease.routes.clear();
+  }
+  if (auto ec = session_->configure_network(lease)) fail("cannot send the network configuration: " + ec.message());
+}
+
+bool VmAttachment::start_command() {
+  const bool tty = o_.tty;
+  agent::Run run;
+  run.argv = o_.command;
+  run.env = {"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/root"};
+  if (const char* t = std::getenv("TERM"); t && tty) run.env.push_back(std::string("TERM=") + t);
+  run.tty = tty;
+  if (tty) {
+    winsize ws{};
+    if (::ioctl(0, TIOCGWINSZ, &ws) == 0) run.rows = ws.ws_row, run.cols = ws.ws_col;
+  }
+  if (auto ec = session_->run(run)) {
+    fail("cannot start the command: " + ec.message());
+    return false;
+  }
+  return true;
+}
+
+// Our stdin: a terminal or a pipe/socket; anything epoll cannot watch
+// (a regular file, /dev/null) counts as empty.
+void VmAttachment::forward_stdin() {
+  struct stat st{};
+  const bool pollable = ::fstat(0, &st) == 0 && (S_ISFIFO(st.st_mode) || S_ISSOCK(st.st_mode) || ::isatty(0));
+  boost::system::error_code aec;
+  if (pollable) in_.assign(::dup(0), aec);
+  if (!pollable || aec) {
+    session_->close_stdin();
+    return;
+  }
+  if (o_.tty) {
+    term_ = std::make_unique<RawTerminal>();
+    term_->enter();
+  }
+  read_stdin();
+}
+
+void VmAttachment::read_stdin() {
+  in_.async_read_some(asio::buffer(inbuf_), [this](boost::system::error_code ec, size_t n) {
+    if (!session_) return;
+    if (ec) {
+      session_->close_stdin();
+      return;
+    }
+    size_t off = 0;
+    while (off < n) {
+      const size_t took = session_->send_stdin({inbuf_.data() + off, n - off});
+      if (took == 0) break;  // full: the rest is dropped only if the guest never drains (bounded queue)
+      off += took;
+    }
+    read_stdin();
+  });
+}
+
+void VmAttachment::on_output_pressure() {
+  if (session_) session_->pause_receive((out_pump_ && out_pump_->pressured()) || (err_pump_ && err_pump_->pressured()));
+}
+
+void VmAttachment::on_agent_end(const agent::SessionEnd& end) {
+  if (mirror_applier_) mirror_applier_->on_session_end();
+  guest_listeners_.clear();  // the guest is going away: close its forwards
+  listeners_changed();
+  if (!end.ok() && !exited_) fail(fmt::format("the guest agent session ended: {} {}", to_string(end.reason), end.detail));
+  // The guest powers off; QEMU exits on its own (bounded below).
+  boost::system::error_code ignored;
+  in_.close(ignored);
+  qemu_->terminate(kQemuExitGrace);
+}
+
+void VmAttachment::fail(std::string why) {
+  if (failure_.empty()) failure_ = std::move(why);
+  qemu_->terminate(std::chrono::seconds(2));
+}
+
+// ---- signals, the end ----
+
+// SIGINT/SIGTERM go to the command in the guest; a second one shuts the
+// guest down; a third stops QEMU.
+void VmAttachment::handle_signals() {
+  signals_.add(SIGINT);
+  signals_.add(SIGTERM);
+  wait_signal();
+}
+
+void VmAttachment::wait_signal() {
+  signals_.async_wait([this](boost::system::error_code ec, int sig) {
+    if (ec) return;
+    ++interrupts_;
+    if (interrupts_ == 1 && session_) session_->signal(sig);
+    else if (interrupts_ == 2 && session_) session_->shutdown();
+    else qemu_->terminate(std::chrono::seconds(1));
+    wait_signal();
+  });
+}
+
+int VmAttachment::finish() {
+  term_.reset();
+  if (failure_.empty()) return status_;
+  std::fprintf(stderr, "causeway run: %s\n", failure_.c_str());
+  const std::string tail = machine::tail_file(q_.console_log, 15);
+  if (!tail.empty())
+    std::fprintf(stderr, "causeway run: last lines of the guest console (%s):\n%s\n", q_.console_log.c_str(),
+                 tail.c_str());
+  const std::string qtail = machine::tail_file(qemu_log_, 5);
+  if (!qtail.empty()) std::fprintf(stderr, "causeway run: QEMU said:\n%s\n", qtail.c_str());
+  return exited_ ? status_ : 1;
+}
+
+}  // namespace
+
+int attach_vm(const RunOptions& o, NetSettings s) {
+  VmHost host;
+  if (int code = check_host(host, o)) return code;
+  VmAttachment attachment(o, std::move(s), host);
+  return attachment.run();
+}
+
+}  // namespace causeway::cli
