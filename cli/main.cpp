@@ -40,7 +40,7 @@
 #include "dns/host_config.hpp"
 #include "netstack/listener_watch.hpp"
 #include "netstack/mirror/apply.hpp"
-#include "netstack/mirror/datapath.hpp"
+#include "netstack/mirror/mirror_link.hpp"
 #include "netstack/mirror/host_view.hpp"
 #include "netstack/mirror/syncer.hpp"
 #include "netstack/netns.hpp"

@@ -65,7 +65,7 @@
 #include "cli/output_pump.hpp"
 #include "cli/runtime.hpp"
 #include "netstack/frame_demux.hpp"
-#include "netstack/mirror/datapath.hpp"
+#include "netstack/mirror/mirror_link.hpp"
 #include "netstack/mirror/host_view.hpp"
 #include "netstack/mirror/syncer.hpp"
 #include "netstack/stream_port.hpp"

@@ -31,7 +31,7 @@
 #include <vector>
 
 #include "base/unique_fd.hpp"
-#include "netstack/mirror/datapath.hpp"
+#include "netstack/mirror/mirror_link.hpp"
 #include "netstack/packet.hpp"
 #include "netstack/tcp_splice.hpp"
 #include "netstack/vnet_hdr.hpp"
