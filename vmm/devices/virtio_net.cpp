@@ -329,11 +329,20 @@ VirtioNetDevice::Rx VirtioNetDevice::deliver(std::span<const uint8_t> frame) {
   std::array<uint8_t, wire::kVnetHdrLen> hb{};
   wire::write_vnet_hdr(hb, h, hdr_len_);
 
-  // Scatter header + frame over the chains' writable buffers.
-  std::span<const uint8_t> pieces[2] = {std::span<const uint8_t>(hb.data(), hdr_len_), frame};
+  scatter(std::span<const uint8_t>(hb.data(), hdr_len_), frame, good);
+  rx_->publish_used();  // all of the frame's chains at once (see Virtqueue::add_used)
+  ++stats_.rx_frames;
+  stats_.rx_bytes += frame.size();
+  stats_.rx_buffers += good;
+  rx_->notify();
+  return Rx::kDone;
+}
+
+void VirtioNetDevice::scatter(std::span<const uint8_t> hdr, std::span<const uint8_t> frame, size_t chains) {
+  std::span<const uint8_t> pieces[2] = {hdr, frame};
   size_t piece = 0;
   size_t piece_off = 0;
-  for (size_t i = 0; i < good; ++i) {
+  for (size_t i = 0; i < chains; ++i) {
     DescriptorChain& c = rx_chains_[i];
     uint32_t written = 0;
     for (auto& b : c.writable) {
@@ -356,12 +365,6 @@ VirtioNetDevice::Rx VirtioNetDevice::deliver(std::span<const uint8_t> frame) {
     }
     rx_->add_used(c.head, written);
   }
-  rx_->publish_used();  // all of the frame's chains at once (see Virtqueue::add_used)
-  ++stats_.rx_frames;
-  stats_.rx_bytes += frame.size();
-  stats_.rx_buffers += good;
-  rx_->notify();
-  return Rx::kDone;
 }
 
 }  // namespace causeway::vmm

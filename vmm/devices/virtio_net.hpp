@@ -151,6 +151,9 @@ class VirtioNetDevice final : public VirtioDevice, public netstack::FramePort {
   // Writes one frame into receive buffers; false when there are not enough.
   enum class Rx { kDone, kNoBuffers, kDropped };
   Rx deliver(std::span<const uint8_t> frame);
+  // Writes header + frame over the writable buffers of the first `chains`
+  // chains of rx_chains_ and adds them to the used ring (unpublished).
+  void scatter(std::span<const uint8_t> hdr, std::span<const uint8_t> frame, size_t chains);
   void flush_backlog();
   void log_guest(std::string_view what);
 
