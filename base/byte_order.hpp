@@ -1,14 +1,18 @@
-// Network byte order (big-endian) loads and stores on raw frame bytes.
+// Byte order on raw frame bytes: network order (big-endian) for protocol
+// headers, little-endian for the virtio-net header (virtio 1.x §5.1.6).
 //
-// The first piece of the shared wire toolkit issue 14 asks for: new code uses
-// these; the older private copies (get16/put16/load_be16/…) in netstack, vmm
-// and dns move here in that issue.
+// Part of the sans-I/O wire toolkit in base/ (with checksum.hpp and
+// vnet_hdr.hpp): every layer above — netstack, vmm, dns — uses these instead
+// of private copies.
 //
-// The caller guarantees the bytes are in bounds (they are used behind a
-// length check of the frame). Thread safety: pure functions.
+// Two forms: a pointer, or a span and a byte offset. Neither checks bounds:
+// the caller guarantees the bytes are there (they are used behind a length
+// check of the frame). Thread safety: pure functions.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
+#include <span>
 
 namespace causeway::wire {
 
@@ -24,5 +28,16 @@ constexpr void store_be32(uint8_t* p, uint32_t v) {
   store_be16(p, static_cast<uint16_t>(v >> 16));
   store_be16(p + 2, static_cast<uint16_t>(v));
 }
+
+constexpr uint16_t load_le16(const uint8_t* p) { return static_cast<uint16_t>(p[0] | (p[1] << 8)); }
+constexpr void store_le16(uint8_t* p, uint16_t v) {
+  p[0] = static_cast<uint8_t>(v);
+  p[1] = static_cast<uint8_t>(v >> 8);
+}
+
+constexpr uint16_t load_be16(std::span<const uint8_t> b, size_t off) { return load_be16(b.data() + off); }
+constexpr uint32_t load_be32(std::span<const uint8_t> b, size_t off) { return load_be32(b.data() + off); }
+constexpr void store_be16(std::span<uint8_t> b, size_t off, uint16_t v) { store_be16(b.data() + off, v); }
+constexpr void store_be32(std::span<uint8_t> b, size_t off, uint32_t v) { store_be32(b.data() + off, v); }
 
 }  // namespace causeway::wire

@@ -270,7 +270,7 @@ void NetnsAttachment::attach_tap() {
 // Mirrored mode: the host's links, addresses and routes follow into the
 // namespace (netstack/mirror/ control plane); each mirrored link is a tap
 // whose frames a MirrorLink carries out through host sockets bound to the
-// guest's source address (datapath.hpp).
+// guest's source address (mirror_link.hpp).
 int NetnsAttachment::attach_mirrored_mode() {
   mirror_ = std::make_unique<MirroredMode>(io_);
   mirror::ApplyHooks hooks;

@@ -7,7 +7,7 @@
 //                     └─on_plan──► MirrorLinkTable::set_plan (each link's allowed addresses)
 //   the applier reports a link ──► MirrorLinkTable::make + insert (one MirrorLink per link)
 //
-// A MirrorLink (netstack/mirror/datapath.hpp) carries a link's frames out
+// A MirrorLink (netstack/mirror/mirror_link.hpp) carries a link's frames out
 // through host sockets bound to the guest's source address. It is built in
 // one place (MirrorLinkTable::make) whatever carries its frames: its own tap
 // (netns) or the VM's virtio-net, demultiplexed by MAC (cli/mirror_vm.hpp).
@@ -32,7 +32,7 @@
 #include "netstack/frame.hpp"
 #include "netstack/frame_port.hpp"
 #include "netstack/mirror/converge.hpp"
-#include "netstack/mirror/datapath.hpp"
+#include "netstack/mirror/mirror_link.hpp"
 #include "netstack/mirror/host_view.hpp"
 #include "netstack/mirror/syncer.hpp"
 

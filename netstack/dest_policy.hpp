@@ -52,7 +52,7 @@
 // (fe80::2) and DNS (fe80::3) itself and translates nothing else there, so the
 // rest is kLinkLocal.
 //
-// Not here: which *source* a mirrored guest may use (datapath.hpp checks
+// Not here: which *source* a mirrored guest may use (mirror_link.hpp checks
 // that against the plan), ports (any port of an allowed address is fine).
 //
 // Thread safety: pure functions.

@@ -4,12 +4,12 @@
 
 #include <algorithm>
 
+#include "base/byte_order.hpp"
+
 namespace causeway::netstack {
 namespace {
 
-uint16_t load_be16(std::span<const uint8_t> b, size_t off) {
-  return static_cast<uint16_t>((b[off] << 8) | b[off + 1]);
-}
+using wire::load_be16;
 
 FrameVerdict check_arp(std::span<const uint8_t> p) {
   // RFC 826: Ethernet/IPv4 ARP is 28 bytes: htype 1, ptype 0x0800, hlen 6, plen 4.

@@ -21,14 +21,16 @@
 #include <string>
 #include <string_view>
 
+#include "base/ethernet.hpp"
+
 namespace causeway::netstack {
 
 using Mac = std::array<uint8_t, 6>;
 
-constexpr size_t kEthHeaderLen = 14;
-constexpr uint16_t kEtherTypeIpv4 = 0x0800;
-constexpr uint16_t kEtherTypeArp = 0x0806;
-constexpr uint16_t kEtherTypeIpv6 = 0x86dd;
+using wire::kEthHeaderLen;
+using wire::kEtherTypeArp;
+using wire::kEtherTypeIpv4;
+using wire::kEtherTypeIpv6;
 constexpr size_t kMaxMtu = 65520;  // libslirp's IF_MTU_MAX is 65521; keep a round, even value
 constexpr size_t kMinMtu = 1280;   // RFC 8200 §5: IPv6's minimum link MTU
 

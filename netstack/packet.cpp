@@ -3,45 +3,33 @@
 #include <algorithm>
 #include <cstring>
 
+#include "base/byte_order.hpp"
+
 namespace causeway::netstack {
 namespace {
+using wire::checksum_replace16;
+using wire::load_be16;
+using wire::store_be16;
 constexpr uint8_t kProtoUdp = 17;
-uint16_t be16(std::span<const uint8_t> b, size_t off) { return static_cast<uint16_t>((b[off] << 8) | b[off + 1]); }
-void put16(uint8_t* p, uint16_t v) {
-  p[0] = static_cast<uint8_t>(v >> 8);
-  p[1] = static_cast<uint8_t>(v);
-}
 }  // namespace
-
-uint32_t checksum_add(std::span<const uint8_t> data, uint32_t sum) {
-  size_t i = 0;
-  for (; i + 1 < data.size(); i += 2) sum += static_cast<uint32_t>((data[i] << 8) | data[i + 1]);
-  if (i < data.size()) sum += static_cast<uint32_t>(data[i] << 8);  // RFC 1071: pad the odd byte with zero
-  return sum;
-}
-
-uint16_t checksum_fold(uint32_t sum) {
-  while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
-  return static_cast<uint16_t>(sum);
-}
 
 std::optional<Udp4View> parse_udp4(std::span<const uint8_t> frame) {
   if (frame.size() < kEthHeaderLen + 20 + 8 || ether_type(frame) != kEtherTypeIpv4) return std::nullopt;
   const auto ip = frame.subspan(kEthHeaderLen);
   const size_t ihl = static_cast<size_t>(ip[0] & 0x0f) * 4;
-  const size_t total = be16(ip, 2);
+  const size_t total = load_be16(ip, 2);
   if ((ip[0] >> 4) != 4 || ihl < 20 || total > ip.size() || total < ihl + 8) return std::nullopt;
   if (ip[9] != kProtoUdp) return std::nullopt;
-  if ((be16(ip, 6) & 0x3fff) != 0) return std::nullopt;  // MF set or a fragment offset: not ours
+  if ((load_be16(ip, 6) & 0x3fff) != 0) return std::nullopt;  // MF set or a fragment offset: not ours
   const auto udp = ip.subspan(ihl, total - ihl);
-  const size_t ulen = be16(udp, 4);
+  const size_t ulen = load_be16(udp, 4);
   if (ulen < 8 || ulen > udp.size()) return std::nullopt;
   Udp4View v;
   std::copy_n(frame.begin() + 6, 6, v.src_mac.begin());
   std::memcpy(&v.src, ip.data() + 12, 4);
   std::memcpy(&v.dst, ip.data() + 16, 4);
-  v.src_port = be16(udp, 0);
-  v.dst_port = be16(udp, 2);
+  v.src_port = load_be16(udp, 0);
+  v.dst_port = load_be16(udp, 2);
   v.payload = udp.subspan(8, ulen - 8);
   return v;
 }
@@ -54,29 +42,29 @@ std::vector<uint8_t> build_udp4(const Mac& src_mac, const Mac& dst_mac, in_addr 
   uint8_t* p = f.data();
   std::copy(dst_mac.begin(), dst_mac.end(), p);
   std::copy(src_mac.begin(), src_mac.end(), p + 6);
-  put16(p + 12, kEtherTypeIpv4);
+  store_be16(p + 12, kEtherTypeIpv4);
   uint8_t* ip = p + kEthHeaderLen;
   ip[0] = 0x45;  // version 4, IHL 5
-  put16(ip + 2, static_cast<uint16_t>(ip_len));
-  put16(ip + 6, 0x4000);  // DF: the engine never fragments
+  store_be16(ip + 2, static_cast<uint16_t>(ip_len));
+  store_be16(ip + 6, 0x4000);  // DF: the engine never fragments
   ip[8] = 64;             // TTL
   ip[9] = kProtoUdp;
   std::memcpy(ip + 12, &src, 4);
   std::memcpy(ip + 16, &dst, 4);
-  put16(ip + 10, static_cast<uint16_t>(~checksum_fold(checksum_add({ip, 20}))));
+  store_be16(ip + 10, static_cast<uint16_t>(~checksum_fold(checksum_add({ip, 20}))));
   uint8_t* udp = ip + 20;
-  put16(udp, src_port);
-  put16(udp + 2, dst_port);
-  put16(udp + 4, static_cast<uint16_t>(udp_len));
+  store_be16(udp, src_port);
+  store_be16(udp + 2, dst_port);
+  store_be16(udp + 4, static_cast<uint16_t>(udp_len));
   std::copy(payload.begin(), payload.end(), udp + 8);
   // RFC 768: checksum over a pseudo-header (addresses, protocol, length) and the datagram.
   uint8_t pseudo[12] = {};
   std::memcpy(pseudo, &src, 4);
   std::memcpy(pseudo + 4, &dst, 4);
   pseudo[9] = kProtoUdp;
-  put16(pseudo + 10, static_cast<uint16_t>(udp_len));
+  store_be16(pseudo + 10, static_cast<uint16_t>(udp_len));
   uint16_t sum = static_cast<uint16_t>(~checksum_fold(checksum_add({udp, udp_len}, checksum_add(pseudo))));
-  put16(udp + 6, sum == 0 ? 0xffff : sum);  // 0 means "no checksum"; send its one's-complement twin
+  store_be16(udp + 6, sum == 0 ? 0xffff : sum);  // 0 means "no checksum"; send its one's-complement twin
   return f;
 }
 
@@ -104,7 +92,7 @@ bool add_dhcp_mtu_option(std::span<uint8_t> frame, uint16_t mtu) {
   const size_t at = static_cast<size_t>(bootp.data() - frame.data()) + i;
   frame[at] = 26;
   frame[at + 1] = 2;
-  put16(frame.data() + at + 2, mtu);
+  store_be16(frame.data() + at + 2, mtu);
   frame[at + 4] = 255;
   // The UDP checksum, recomputed (RFC 768); the IPv4 header is unchanged.
   const size_t ip = kEthHeaderLen;
@@ -116,28 +104,18 @@ bool add_dhcp_mtu_option(std::span<uint8_t> frame, uint16_t mtu) {
   std::memcpy(pseudo, &v->src, 4);
   std::memcpy(pseudo + 4, &v->dst, 4);
   pseudo[9] = kProtoUdp;
-  put16(pseudo + 10, static_cast<uint16_t>(udp_len));
+  store_be16(pseudo + 10, static_cast<uint16_t>(udp_len));
   const uint16_t sum = static_cast<uint16_t>(~checksum_fold(checksum_add({udp, udp_len}, checksum_add(pseudo))));
-  put16(udp + 6, sum == 0 ? 0xffff : sum);
+  store_be16(udp + 6, sum == 0 ? 0xffff : sum);
   return true;
 }
-
-namespace {
-// RFC 1624 eqn. 3: HC' = ~(~HC + ~m + m') for one 16-bit word.
-uint16_t csum_replace16(uint16_t hc, uint16_t old_word, uint16_t new_word) {
-  uint32_t sum = static_cast<uint16_t>(~hc);
-  sum += static_cast<uint16_t>(~old_word);
-  sum += new_word;
-  return static_cast<uint16_t>(~checksum_fold(sum));
-}
-}  // namespace
 
 std::optional<std::pair<uint16_t, uint16_t>> tcp4_ports(std::span<const uint8_t> frame) {
   if (frame.size() < kEthHeaderLen + 20 || ether_type(frame) != kEtherTypeIpv4) return std::nullopt;
   const auto ip = frame.subspan(kEthHeaderLen);
   const size_t ihl = static_cast<size_t>(ip[0] & 0x0f) * 4;
-  if (ip[9] != 6 || ihl < 20 || ip.size() < ihl + 20 || (be16(ip, 6) & 0x1fff) != 0) return std::nullopt;
-  return std::pair<uint16_t, uint16_t>(be16(ip, ihl), be16(ip, ihl + 2));
+  if (ip[9] != 6 || ihl < 20 || ip.size() < ihl + 20 || (load_be16(ip, 6) & 0x1fff) != 0) return std::nullopt;
+  return std::pair<uint16_t, uint16_t>(load_be16(ip, ihl), load_be16(ip, ihl + 2));
 }
 
 bool rewrite_tcp4_address(std::span<uint8_t> frame, bool destination, in_addr to) {
@@ -149,11 +127,12 @@ bool rewrite_tcp4_address(std::span<uint8_t> frame, bool destination, in_addr to
   uint8_t newb[4];
   std::memcpy(newb, &to, 4);
   for (int w = 0; w < 2; ++w) {
-    const auto old_word = static_cast<uint16_t>((addr[2 * w] << 8) | addr[2 * w + 1]);
-    const auto new_word = static_cast<uint16_t>((newb[2 * w] << 8) | newb[2 * w + 1]);
-    put16(ip + 10, csum_replace16(static_cast<uint16_t>((ip[10] << 8) | ip[11]), old_word, new_word));
+    // RFC 1624 eqn. 3, one 16-bit word of the address at a time.
+    const uint16_t old_word = load_be16(addr + 2 * w);
+    const uint16_t new_word = load_be16(newb + 2 * w);
+    store_be16(ip + 10, checksum_replace16(load_be16(ip + 10), old_word, new_word));
     // The TCP checksum covers the addresses through its pseudo-header.
-    put16(tcp + 16, csum_replace16(static_cast<uint16_t>((tcp[16] << 8) | tcp[17]), old_word, new_word));
+    store_be16(tcp + 16, checksum_replace16(load_be16(tcp + 16), old_word, new_word));
   }
   std::memcpy(addr, newb, 4);
   return true;
@@ -163,17 +142,17 @@ std::optional<Udp6View> parse_udp6(std::span<const uint8_t> frame) {
   if (frame.size() < kEthHeaderLen + 40 + 8 || ether_type(frame) != kEtherTypeIpv6) return std::nullopt;
   const auto ip = frame.subspan(kEthHeaderLen);
   if ((ip[0] >> 4) != 6 || ip[6] != kProtoUdp) return std::nullopt;
-  const size_t plen = be16(ip, 4);
+  const size_t plen = load_be16(ip, 4);
   if (plen < 8 || 40 + plen > ip.size()) return std::nullopt;
   const auto udp = ip.subspan(40, plen);
-  const size_t ulen = be16(udp, 4);
+  const size_t ulen = load_be16(udp, 4);
   if (ulen < 8 || ulen > udp.size()) return std::nullopt;
   Udp6View v;
   std::copy_n(frame.begin() + 6, 6, v.src_mac.begin());
   std::memcpy(&v.src, ip.data() + 8, 16);
   std::memcpy(&v.dst, ip.data() + 24, 16);
-  v.src_port = be16(udp, 0);
-  v.dst_port = be16(udp, 2);
+  v.src_port = load_be16(udp, 0);
+  v.dst_port = load_be16(udp, 2);
   v.payload = udp.subspan(8, ulen - 8);
   return v;
 }
@@ -185,27 +164,27 @@ std::vector<uint8_t> build_udp6(const Mac& src_mac, const Mac& dst_mac, const in
   uint8_t* p = f.data();
   std::copy(dst_mac.begin(), dst_mac.end(), p);
   std::copy(src_mac.begin(), src_mac.end(), p + 6);
-  put16(p + 12, kEtherTypeIpv6);
+  store_be16(p + 12, kEtherTypeIpv6);
   uint8_t* ip = p + kEthHeaderLen;
   ip[0] = 0x60;
-  put16(ip + 4, static_cast<uint16_t>(udp_len));
+  store_be16(ip + 4, static_cast<uint16_t>(udp_len));
   ip[6] = kProtoUdp;
   ip[7] = 64;  // hop limit
   std::memcpy(ip + 8, &src, 16);
   std::memcpy(ip + 24, &dst, 16);
   uint8_t* udp = ip + 40;
-  put16(udp, src_port);
-  put16(udp + 2, dst_port);
-  put16(udp + 4, static_cast<uint16_t>(udp_len));
+  store_be16(udp, src_port);
+  store_be16(udp + 2, dst_port);
+  store_be16(udp + 4, static_cast<uint16_t>(udp_len));
   std::copy(payload.begin(), payload.end(), udp + 8);
   // RFC 8200 §8.1 pseudo-header: addresses, upper-layer length (32 bits), next header.
   uint8_t pseudo[40] = {};
   std::memcpy(pseudo, &src, 16);
   std::memcpy(pseudo + 16, &dst, 16);
-  put16(pseudo + 34, static_cast<uint16_t>(udp_len));
+  store_be16(pseudo + 34, static_cast<uint16_t>(udp_len));
   pseudo[39] = kProtoUdp;
   uint16_t sum = static_cast<uint16_t>(~checksum_fold(checksum_add({udp, udp_len}, checksum_add(pseudo))));
-  put16(udp + 6, sum == 0 ? 0xffff : sum);
+  store_be16(udp + 6, sum == 0 ? 0xffff : sum);
   return f;
 }
 
@@ -215,7 +194,7 @@ std::optional<ArpView> parse_arp(std::span<const uint8_t> frame) {
   // RFC 826: hardware type 1 (Ethernet), protocol 0x0800, lengths 6 and 4.
   if (a[0] != 0 || a[1] != 1 || a[2] != 0x08 || a[3] != 0 || a[4] != 6 || a[5] != 4) return std::nullopt;
   ArpView v;
-  v.op = static_cast<uint16_t>(a[6] << 8 | a[7]);
+  v.op = load_be16(a + 6);
   std::copy_n(a + 8, 6, v.sender_mac.begin());
   std::memcpy(&v.sender_ip, a + 14, 4);
   std::memcpy(&v.target_ip, a + 24, 4);

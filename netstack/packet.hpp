@@ -16,10 +16,11 @@
 #include <array>
 #include <cstdint>
 #include <optional>
-#include <utility>
 #include <span>
+#include <utility>
 #include <vector>
 
+#include "base/checksum.hpp"
 #include "netstack/frame.hpp"
 
 namespace causeway::netstack {
@@ -89,8 +90,8 @@ std::optional<std::pair<uint16_t, uint16_t>> tcp4_ports(std::span<const uint8_t>
 // already there or does not fit.
 bool add_dhcp_mtu_option(std::span<uint8_t> frame, uint16_t mtu);
 
-// RFC 1071 one's-complement sum, folded, not inverted; `initial` chains sums.
-uint32_t checksum_add(std::span<const uint8_t> data, uint32_t initial = 0);
-uint16_t checksum_fold(uint32_t sum);
+// The Internet checksum (RFC 1071), from the wire toolkit (base/checksum.hpp).
+using wire::checksum_add;
+using wire::checksum_fold;
 
 }  // namespace causeway::netstack

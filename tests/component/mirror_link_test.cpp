@@ -1,4 +1,4 @@
-// Mirrored mode's data path (netstack/mirror/datapath) against a simulated
+// Mirrored mode's data path (netstack/mirror/mirror_link) against a simulated
 // guest link: the test writes the guest's frames and reads what the link
 // sends back through a FakeFramePort; the far ends are real sockets on this
 // test's own network namespace. Mirrored mode binds host sockets to the
@@ -8,7 +8,7 @@
 // the guest's planned addresses (192.0.2.2, 2001:db8::2 on "test0"; 192.0.2.77
 // on "other0") and a far end that is not planned (198.51.100.1,
 // 2001:db8:1::1), standing for a host on the LAN.
-#include "netstack/mirror/datapath.hpp"
+#include "netstack/mirror/mirror_link.hpp"
 
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -27,6 +27,7 @@
 #include <random>
 #include <thread>
 
+#include "base/byte_order.hpp"
 #include "base/unique_fd.hpp"
 #include "netstack/packet.hpp"
 #include "tests/support/fakes.hpp"
@@ -38,27 +39,24 @@ using namespace std::chrono_literals;
 const Mac kGuestMac{0x52, 0x54, 0x00, 0x12, 0x34, 0x56};
 const Mac kOurMac = kMirrorRouterMac;
 
-void put16(uint8_t* p, uint16_t v) {
-  p[0] = static_cast<uint8_t>(v >> 8);
-  p[1] = static_cast<uint8_t>(v);
-}
-uint16_t get16(const uint8_t* p) { return static_cast<uint16_t>((p[0] << 8) | p[1]); }
+using wire::load_be16;
+using wire::store_be16;
 
 std::vector<uint8_t> eth(const Mac& dst, uint16_t type, std::span<const uint8_t> payload) {
   std::vector<uint8_t> f(kEthHeaderLen + payload.size());
   std::copy(dst.begin(), dst.end(), f.begin());
   std::copy(kGuestMac.begin(), kGuestMac.end(), f.begin() + 6);
-  put16(f.data() + 12, type);
+  store_be16(f.data() + 12, type);
   std::copy(payload.begin(), payload.end(), f.begin() + kEthHeaderLen);
   return f;
 }
 
 std::vector<uint8_t> arp_request(const char* sender, const char* target) {
   std::vector<uint8_t> a(28, 0);
-  put16(a.data(), 1);
-  put16(a.data() + 2, kEtherTypeIpv4);
+  store_be16(a.data(), 1);
+  store_be16(a.data() + 2, kEtherTypeIpv4);
   a[4] = 6, a[5] = 4;
-  put16(a.data() + 6, 1);
+  store_be16(a.data() + 6, 1);
   std::copy(kGuestMac.begin(), kGuestMac.end(), a.begin() + 8);
   inet_pton(AF_INET, sender, a.data() + 14);
   inet_pton(AF_INET, target, a.data() + 24);
@@ -69,12 +67,12 @@ std::vector<uint8_t> arp_request(const char* sender, const char* target) {
 std::vector<uint8_t> ipv4(const char* src, const char* dst, uint8_t proto, std::span<const uint8_t> l4) {
   std::vector<uint8_t> ip(20 + l4.size(), 0);
   ip[0] = 0x45;
-  put16(ip.data() + 2, static_cast<uint16_t>(ip.size()));
+  store_be16(ip.data() + 2, static_cast<uint16_t>(ip.size()));
   ip[8] = 64;
   ip[9] = proto;
   inet_pton(AF_INET, src, ip.data() + 12);
   inet_pton(AF_INET, dst, ip.data() + 16);
-  put16(ip.data() + 10, static_cast<uint16_t>(~checksum_fold(checksum_add({ip.data(), 20}))));
+  store_be16(ip.data() + 10, static_cast<uint16_t>(~checksum_fold(checksum_add({ip.data(), 20}))));
   std::copy(l4.begin(), l4.end(), ip.begin() + 20);
   return eth(kOurMac, kEtherTypeIpv4, ip);
 }
@@ -83,16 +81,16 @@ std::vector<uint8_t> ipv6(const char* src, const char* dst, uint8_t next, uint8_
                           size_t csum_at) {
   std::vector<uint8_t> ip(40 + l4.size(), 0);
   ip[0] = 0x60;
-  put16(ip.data() + 4, static_cast<uint16_t>(l4.size()));
+  store_be16(ip.data() + 4, static_cast<uint16_t>(l4.size()));
   ip[6] = next;
   ip[7] = hops;
   inet_pton(AF_INET6, src, ip.data() + 8);
   inet_pton(AF_INET6, dst, ip.data() + 24);
   uint8_t pseudo[40] = {};
   std::memcpy(pseudo, ip.data() + 8, 32);
-  put16(pseudo + 34, static_cast<uint16_t>(l4.size()));
+  store_be16(pseudo + 34, static_cast<uint16_t>(l4.size()));
   pseudo[39] = next;
-  put16(l4.data() + csum_at, static_cast<uint16_t>(~checksum_fold(checksum_add(l4, checksum_add({pseudo, 40})))));
+  store_be16(l4.data() + csum_at, static_cast<uint16_t>(~checksum_fold(checksum_add(l4, checksum_add({pseudo, 40})))));
   std::copy(l4.begin(), l4.end(), ip.begin() + 40);
   Mac dmac = kOurMac;
   if (ip[24] == 0xff) dmac = Mac{0x33, 0x33, ip[36], ip[37], ip[38], ip[39]};
@@ -101,12 +99,12 @@ std::vector<uint8_t> ipv6(const char* src, const char* dst, uint8_t next, uint8_
 
 std::vector<uint8_t> tcp_syn(uint16_t sport, uint16_t dport, uint8_t flags = 0x02) {
   std::vector<uint8_t> t(20, 0);
-  put16(t.data(), sport);
-  put16(t.data() + 2, dport);
+  store_be16(t.data(), sport);
+  store_be16(t.data() + 2, dport);
   t[4] = 0, t[7] = 100;  // seq 100
   t[12] = 5 << 4;
   t[13] = flags;
-  put16(t.data() + 14, 65535);
+  store_be16(t.data() + 14, 65535);
   return t;
 }
 
@@ -263,9 +261,9 @@ TEST_F(MirrorLinkTest, AnswersArpForAnyAddressButNeverProbesOrAnnouncements) {
   const auto& r = port.frames[0];
   ASSERT_EQ(r.size(), kEthHeaderLen + 28);
   EXPECT_TRUE(std::equal(kGuestMac.begin(), kGuestMac.end(), r.begin())) << "to the asking MAC";
-  EXPECT_EQ(get16(r.data() + 12), kEtherTypeArp);
+  EXPECT_EQ(load_be16(r.data() + 12), kEtherTypeArp);
   const uint8_t* a = r.data() + kEthHeaderLen;
-  EXPECT_EQ(get16(a + 6), 2) << "an ARP reply";
+  EXPECT_EQ(load_be16(a + 6), 2) << "an ARP reply";
   EXPECT_TRUE(std::equal(kOurMac.begin(), kOurMac.end(), a + 8)) << "the target is behind our MAC";
   char spa[16];
   inet_ntop(AF_INET, a + 14, spa, sizeof spa);
@@ -295,7 +293,7 @@ TEST_F(MirrorLinkTest, AnswersNeighborSolicitationWithAValidAdvertisement) {
   EXPECT_TRUE(std::equal(kOurMac.begin(), kOurMac.end(), na + 26));
   uint8_t pseudo[40] = {};
   std::memcpy(pseudo, ip + 8, 32);
-  put16(pseudo + 34, 32);
+  store_be16(pseudo + 34, 32);
   pseudo[39] = 58;
   EXPECT_EQ(checksum_fold(checksum_add({na, 32}, checksum_add({pseudo, 40}))), 0xffff) << "checksum verifies";
   port.frames.clear();
@@ -312,7 +310,7 @@ TEST_F(MirrorLinkTest, UdpLeavesFromTheGuestsOwnAddressAndPortAndRepliesComeBack
   auto from = echo.echo_one();
   ASSERT_TRUE(from) << "the datagram never reached the host socket";
   EXPECT_EQ(ntohs(from->sin_port), 47001) << "the guest's source port is kept when the host does not use it";
-  auto reply = expect([](const auto& f) { return f.size() > 42 && get16(f.data() + 12) == kEtherTypeIpv4; });
+  auto reply = expect([](const auto& f) { return f.size() > 42 && load_be16(f.data() + 12) == kEtherTypeIpv4; });
   ASSERT_TRUE(reply);
   auto u = parse_udp4(*reply);
   ASSERT_TRUE(u);
@@ -390,15 +388,15 @@ TEST_F(MirrorLinkTest, TcpSuperSegmentFromATapWithOffloadsIsTakenWhole) {
   ASSERT_TRUE(c);
   auto segment = [&](uint8_t flags, std::span<const uint8_t> payload) {
     std::vector<uint8_t> t(20 + payload.size(), 0);
-    put16(t.data(), 40010);
-    put16(t.data() + 2, port_no);
+    store_be16(t.data(), 40010);
+    store_be16(t.data() + 2, port_no);
     t[7] = 101;  // seq 101: after the SYN
     const uint32_t ack = their_seq + 1;
     t[8] = static_cast<uint8_t>(ack >> 24), t[9] = static_cast<uint8_t>(ack >> 16);
     t[10] = static_cast<uint8_t>(ack >> 8), t[11] = static_cast<uint8_t>(ack);
     t[12] = 5 << 4;
     t[13] = flags;
-    put16(t.data() + 14, 65535);
+    store_be16(t.data() + 14, 65535);
     std::copy(payload.begin(), payload.end(), t.begin() + 20);
     return ipv4(kGuest4, kFar4, 6, t);
   };
@@ -448,16 +446,16 @@ TEST_F(MirrorLinkTest, EchoGoesThroughAPingSocketAndKeepsTheGuestsIdentifier) {
   if (!probe) GTEST_SKIP() << "ping sockets not allowed here (net.ipv4.ping_group_range): " << std::strerror(errno);
   std::vector<uint8_t> icmp(8 + 16, 0xab);
   icmp[0] = 8, icmp[1] = 0;
-  put16(icmp.data() + 2, 0);
-  put16(icmp.data() + 4, 0x4242);
-  put16(icmp.data() + 6, 7);
-  put16(icmp.data() + 2, static_cast<uint16_t>(~checksum_fold(checksum_add(icmp))));
+  store_be16(icmp.data() + 2, 0);
+  store_be16(icmp.data() + 4, 0x4242);
+  store_be16(icmp.data() + 6, 7);
+  store_be16(icmp.data() + 2, static_cast<uint16_t>(~checksum_fold(checksum_add(icmp))));
   link->on_guest_frame(ipv4(kGuest4, kFar4, 1, icmp));
   auto reply = expect([](const auto& f) { return f.size() >= 42 && f[23] == 1 && f[34] == 0; });
   ASSERT_TRUE(reply) << "no echo reply";
   const uint8_t* r = reply->data() + kEthHeaderLen + 20;
-  EXPECT_EQ(get16(r + 4), 0x4242) << "the guest's identifier";
-  EXPECT_EQ(get16(r + 6), 7) << "the sequence number";
+  EXPECT_EQ(load_be16(r + 4), 0x4242) << "the guest's identifier";
+  EXPECT_EQ(load_be16(r + 6), 7) << "the sequence number";
   EXPECT_EQ(checksum_fold(checksum_add({r, reply->size() - kEthHeaderLen - 20})), 0xffff);
   EXPECT_EQ(checksum_fold(checksum_add({reply->data() + kEthHeaderLen, 20})), 0xffff) << "IPv4 header checksum";
   EXPECT_EQ(link->stats().ping_in, 1u);
@@ -497,7 +495,7 @@ TEST_F(MirrorLinkTest, SurvivesHostileFrames) {
     if (f.size() >= 6) std::copy(kOurMac.begin(), kOurMac.end(), f.begin());
     // Addresses stay the seed's (the test namespace's, or link-local/multicast for NDP): a mutated
     // frame must not make the link open sockets toward real hosts from a real address.
-    const uint16_t et = get16(seed.data() + 12);
+    const uint16_t et = load_be16(seed.data() + 12);
     if (et != kEtherTypeArp) {
       const size_t from = kEthHeaderLen + (et == kEtherTypeIpv4 ? 12 : 8);
       const size_t to = kEthHeaderLen + (et == kEtherTypeIpv4 ? 20 : 40);
@@ -566,10 +564,10 @@ std::vector<uint8_t> frame_for(const std::string& src, const std::string& dst, u
 
 std::vector<uint8_t> udp_dgram(uint16_t sport, uint16_t dport) {
   std::vector<uint8_t> u(8 + 4, 0x5a);
-  put16(u.data(), sport);
-  put16(u.data() + 2, dport);
-  put16(u.data() + 4, static_cast<uint16_t>(u.size()));
-  put16(u.data() + 6, 0);
+  store_be16(u.data(), sport);
+  store_be16(u.data() + 2, dport);
+  store_be16(u.data() + 4, static_cast<uint16_t>(u.size()));
+  store_be16(u.data() + 6, 0);
   return u;
 }
 
@@ -577,9 +575,9 @@ std::vector<uint8_t> echo_req(bool v4) {
   std::vector<uint8_t> e(16, 0xab);
   e[0] = v4 ? 8 : 128;
   e[1] = 0;
-  put16(e.data() + 2, 0);
-  put16(e.data() + 4, 0x4343);
-  if (v4) put16(e.data() + 2, static_cast<uint16_t>(~checksum_fold(checksum_add(e))));
+  store_be16(e.data() + 2, 0);
+  store_be16(e.data() + 4, 0x4343);
+  if (v4) store_be16(e.data() + 2, static_cast<uint16_t>(~checksum_fold(checksum_add(e))));
   return e;
 }
 

@@ -1,5 +1,5 @@
 // libFuzzer target for the TCP fast path (netstack/tcp_splice) and mirrored
-// mode's link (netstack/mirror/datapath): arbitrary sequences of guest
+// mode's link (netstack/mirror/mirror_link): arbitrary sequences of guest
 // segments, host-side writes, closes and forwarded connections, against real
 // loopback sockets. Run it only in a network namespace of its own (the ctest
 // entry does: `unshare --net`), since the splicer connects wherever a SYN says.
@@ -31,7 +31,7 @@
 #include <vector>
 
 #include "base/unique_fd.hpp"
-#include "netstack/mirror/datapath.hpp"
+#include "netstack/mirror/mirror_link.hpp"
 #include "netstack/packet.hpp"
 #include "netstack/tcp_splice.hpp"
 #include "netstack/vnet_hdr.hpp"

@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "base/byte_order.hpp"
 #include "netstack/packet.hpp"
 #include "netstack/tcp_splice.hpp"
 
@@ -20,11 +21,8 @@ namespace {
 const Mac kGw{0x52, 0x55, 10, 0, 2, 2};
 const Mac kGuest{0x02, 0x43, 0x57, 0, 0, 0x0f};
 
-void put16(uint8_t* p, uint16_t v) {
-  p[0] = static_cast<uint8_t>(v >> 8);
-  p[1] = static_cast<uint8_t>(v);
-}
-uint16_t get16(const uint8_t* p) { return static_cast<uint16_t>((p[0] << 8) | p[1]); }
+using wire::load_be16;
+using wire::store_be16;
 
 // Ethernet + IP (either family, from the addresses' text) + `l4` as protocol `proto`.
 std::vector<uint8_t> packet(const char* src, const char* dst, uint8_t proto, std::vector<uint8_t> l4) {
@@ -32,18 +30,18 @@ std::vector<uint8_t> packet(const char* src, const char* dst, uint8_t proto, std
   std::vector<uint8_t> f(kEthHeaderLen, 0);
   std::copy(kGw.begin(), kGw.end(), f.begin());
   std::copy(kGuest.begin(), kGuest.end(), f.begin() + 6);
-  put16(f.data() + 12, v4 ? kEtherTypeIpv4 : kEtherTypeIpv6);
+  store_be16(f.data() + 12, v4 ? kEtherTypeIpv4 : kEtherTypeIpv6);
   std::vector<uint8_t> ip(v4 ? 20 : 40, 0);
   if (v4) {
     ip[0] = 0x45;
-    put16(ip.data() + 2, static_cast<uint16_t>(20 + l4.size()));
+    store_be16(ip.data() + 2, static_cast<uint16_t>(20 + l4.size()));
     ip[8] = 64;
     ip[9] = proto;
     inet_pton(AF_INET, src, ip.data() + 12);
     inet_pton(AF_INET, dst, ip.data() + 16);
   } else {
     ip[0] = 0x60;
-    put16(ip.data() + 4, static_cast<uint16_t>(l4.size()));
+    store_be16(ip.data() + 4, static_cast<uint16_t>(l4.size()));
     ip[6] = proto;
     ip[7] = 64;
     inet_pton(AF_INET6, src, ip.data() + 8);
@@ -56,8 +54,8 @@ std::vector<uint8_t> packet(const char* src, const char* dst, uint8_t proto, std
 
 std::vector<uint8_t> tcp(uint16_t sport, uint16_t dport, uint8_t flags, size_t payload = 0) {
   std::vector<uint8_t> t(20 + payload, 0);
-  put16(t.data(), sport);
-  put16(t.data() + 2, dport);
+  store_be16(t.data(), sport);
+  store_be16(t.data() + 2, dport);
   t[4] = 0x01, t[7] = 0x10;  // seq 0x01000010
   t[12] = 5 << 4;
   t[13] = flags;
@@ -66,9 +64,9 @@ std::vector<uint8_t> tcp(uint16_t sport, uint16_t dport, uint8_t flags, size_t p
 
 std::vector<uint8_t> udp(uint16_t sport, uint16_t dport) {
   std::vector<uint8_t> u(8 + 4, 0x5a);
-  put16(u.data(), sport);
-  put16(u.data() + 2, dport);
-  put16(u.data() + 4, 12);
+  store_be16(u.data(), sport);
+  store_be16(u.data() + 2, dport);
+  store_be16(u.data() + 4, 12);
   return u;
 }
 
@@ -192,16 +190,16 @@ TEST(Refusal, AdminProhibitedQuotesTheDatagramAndVerifies) {
   EXPECT_EQ(ip6[6], 58);
   EXPECT_EQ(ip6[40], 1);
   EXPECT_EQ(ip6[41], 1) << "administratively prohibited (RFC 4443 §3.1)";
-  const size_t icmplen = get16(ip6 + 4);
+  const size_t icmplen = load_be16(ip6 + 4);
   uint8_t pseudo[40] = {};
   std::memcpy(pseudo, ip6 + 8, 32);
-  put16(pseudo + 34, static_cast<uint16_t>(icmplen));
+  store_be16(pseudo + 34, static_cast<uint16_t>(icmplen));
   pseudo[39] = 58;
   EXPECT_EQ(checksum_fold(checksum_add({ip6 + 40, icmplen}, checksum_add({pseudo, 40}))), 0xffff);
 
   // A large datagram is quoted only up to the family's limit.
   auto big = packet("fd00::15", "::1", 17, std::vector<uint8_t>(4000, 1));
-  put16(big.data() + kEthHeaderLen + 40 + 4, 4000);
+  store_be16(big.data() + kEthHeaderLen + 40 + 4, 4000);
   const auto ub = inspect_flow_open(big);
   ASSERT_TRUE(ub);
   EXPECT_EQ(build_admin_prohibited(big, *ub, kGw, gw6).size(), kEthHeaderLen + 1280u);

@@ -1,6 +1,7 @@
-// virtio-net header checks and software offload completion (netstack/vnet_hdr).
+// virtio-net header checks and software offload completion (the wire
+// toolkit's base/vnet_hdr, which the tap and the vhost-user device share).
 // Suite named vnet_hdr so `ctest -R vnet` selects it.
-#include "netstack/vnet_hdr.hpp"
+#include "base/vnet_hdr.hpp"
 
 #include <gtest/gtest.h>
 
@@ -8,45 +9,37 @@
 #include <cstring>
 #include <vector>
 
-#include "netstack/packet.hpp"
+#include "base/byte_order.hpp"
+#include "base/checksum.hpp"
 
-namespace causeway::netstack {
+namespace causeway::wire {
 namespace {
 
 constexpr size_t kMtu = 1500;
-
-uint16_t be16(const uint8_t* p) { return static_cast<uint16_t>((p[0] << 8) | p[1]); }
-uint32_t be32(const uint8_t* p) {
-  return (uint32_t{p[0]} << 24) | (uint32_t{p[1]} << 16) | (uint32_t{p[2]} << 8) | p[3];
-}
-void put16(uint8_t* p, uint16_t v) {
-  p[0] = static_cast<uint8_t>(v >> 8);
-  p[1] = static_cast<uint8_t>(v);
-}
 
 // Ethernet + IPv4/IPv6 + TCP (20-byte header) + `payload` bytes of a pattern, with the TCP
 // checksum field holding the pseudo-header sum (CHECKSUM_PARTIAL), flags `tcp_flags`.
 std::vector<uint8_t> tcp_frame(bool v6, size_t payload, uint8_t tcp_flags = 0x18) {
   const size_t iplen = v6 ? 40 : 20;
   std::vector<uint8_t> f(kEthHeaderLen + iplen + 20 + payload, 0);
-  put16(f.data() + 12, v6 ? kEtherTypeIpv6 : kEtherTypeIpv4);
+  store_be16(f.data() + 12, v6 ? kEtherTypeIpv6 : kEtherTypeIpv4);
   uint8_t* ip = f.data() + kEthHeaderLen;
   const size_t tcplen = 20 + payload;
   uint32_t pseudo;
   if (!v6) {
     ip[0] = 0x45;
-    put16(ip + 2, static_cast<uint16_t>(20 + tcplen));
-    put16(ip + 4, 0x1234);
-    put16(ip + 6, 0x4000);
+    store_be16(ip + 2, static_cast<uint16_t>(20 + tcplen));
+    store_be16(ip + 4, 0x1234);
+    store_be16(ip + 6, 0x4000);
     ip[8] = 64;
     ip[9] = 6;
     const uint8_t a[8] = {10, 0, 2, 15, 10, 0, 2, 2};
     std::memcpy(ip + 12, a, 8);
-    put16(ip + 10, static_cast<uint16_t>(~checksum_fold(checksum_add({ip, 20}))));  // not offloaded, ever
+    store_be16(ip + 10, static_cast<uint16_t>(~checksum_fold(checksum_add({ip, 20}))));  // not offloaded, ever
     pseudo = checksum_add({ip + 12, 8}) + 6 + static_cast<uint32_t>(tcplen);
   } else {
     ip[0] = 0x60;
-    put16(ip + 4, static_cast<uint16_t>(tcplen));
+    store_be16(ip + 4, static_cast<uint16_t>(tcplen));
     ip[6] = 6;
     ip[7] = 64;
     ip[8] = 0xfd;
@@ -56,14 +49,14 @@ std::vector<uint8_t> tcp_frame(bool v6, size_t payload, uint8_t tcp_flags = 0x18
     pseudo = checksum_add({ip + 8, 32}) + 6 + static_cast<uint32_t>(tcplen);
   }
   uint8_t* t = ip + iplen;
-  put16(t, 40000);
-  put16(t + 2, 5201);
+  store_be16(t, 40000);
+  store_be16(t + 2, 5201);
   t[4] = 0x10;  // seq 0x10000000
   t[12] = 5 << 4;
   t[13] = tcp_flags;
-  put16(t + 14, 512);
+  store_be16(t + 14, 512);
   for (size_t i = 0; i < payload; ++i) t[20 + i] = static_cast<uint8_t>(i * 7 + 3);
-  put16(t + 16, checksum_fold(pseudo));
+  store_be16(t + 16, checksum_fold(pseudo));
   return f;
 }
 
@@ -85,16 +78,16 @@ VnetHdr gso_hdr(bool v6, uint16_t gso_size) {
 
 // A TCP segment whose checksum (and IPv4 header checksum) verify.
 bool tcp_checksum_ok(std::span<const uint8_t> f) {
-  const bool v6 = be16(f.data() + 12) == kEtherTypeIpv6;
+  const bool v6 = load_be16(f.data() + 12) == kEtherTypeIpv6;
   const uint8_t* ip = f.data() + kEthHeaderLen;
   size_t iplen = v6 ? 40 : 20, tcplen;
   uint32_t pseudo;
   if (!v6) {
     if (checksum_fold(checksum_add({ip, 20})) != 0xffff) return false;
-    tcplen = be16(ip + 2) - 20u;
+    tcplen = load_be16(ip + 2) - 20u;
     pseudo = checksum_add({ip + 12, 8}) + 6 + static_cast<uint32_t>(tcplen);
   } else {
-    tcplen = be16(ip + 4);
+    tcplen = load_be16(ip + 4);
     pseudo = checksum_add({ip + 8, 32}) + 6 + static_cast<uint32_t>(tcplen);
   }
   if (kEthHeaderLen + iplen + tcplen != f.size()) return false;
@@ -153,12 +146,12 @@ TEST_P(VnetFamily, CutsASuperSegmentIntoVerifiedMssSegments) {
     EXPECT_TRUE(tcp_checksum_ok(s)) << "segment " << n;
     EXPECT_LE(s.size() - kEthHeaderLen, kMtu);
     const uint8_t* t = s.data() + hl - 20;
-    EXPECT_EQ(be32(t + 4), 0x10000000u + joined.size()) << "segment " << n;
+    EXPECT_EQ(load_be32(t + 4), 0x10000000u + joined.size()) << "segment " << n;
     const bool last = joined.size() + (s.size() - hl) == payload;
     EXPECT_EQ((t[13] & 0x09) != 0, last) << "FIN/PSH only on the last segment";
     EXPECT_EQ((t[13] & 0x80) != 0, n == 0) << "CWR only on the first";
     if (!v6) {
-      EXPECT_EQ(be16(s.data() + kEthHeaderLen + 4), 0x1234 + n);  // IP ID advances
+      EXPECT_EQ(load_be16(s.data() + kEthHeaderLen + 4), 0x1234 + n);  // IP ID advances
     }
     joined.insert(joined.end(), s.begin() + static_cast<std::ptrdiff_t>(hl), s.end());
     ++n;
@@ -233,7 +226,7 @@ TEST(vnet_hdr, RefusesGsoOnAnythingButPlainTcpOfItsFamily) {
   frag[kEthHeaderLen + 6] = 0x20;  // MF
   EXPECT_EQ(check_vnet_hdr(gso_hdr(false, 1000), frag, kMtu).verdict, VnetVerdict::kGsoNotTcp);
   auto longer = f;
-  put16(longer.data() + kEthHeaderLen + 2, static_cast<uint16_t>(f.size()));  // total length beyond the frame
+  store_be16(longer.data() + kEthHeaderLen + 2, static_cast<uint16_t>(f.size()));  // total length beyond the frame
   EXPECT_EQ(check_vnet_hdr(gso_hdr(false, 1000), longer, kMtu).verdict, VnetVerdict::kGsoNotTcp);
   auto doff = f;
   doff[kEthHeaderLen + 20 + 12] = 0x40;  // a 16-byte TCP header
@@ -242,7 +235,7 @@ TEST(vnet_hdr, RefusesGsoOnAnythingButPlainTcpOfItsFamily) {
   h.csum_offset = 6;  // not the TCP checksum
   EXPECT_EQ(check_vnet_hdr(h, f, kMtu).verdict, VnetVerdict::kGsoNotTcp);
   std::vector<uint8_t> tiny(kEthHeaderLen + 10, 0);
-  put16(tiny.data() + 12, kEtherTypeIpv4);
+  store_be16(tiny.data() + 12, kEtherTypeIpv4);
   h = gso_hdr(false, 1000);
   h.csum_start = kEthHeaderLen;
   h.csum_offset = 0;
@@ -284,4 +277,4 @@ TEST(vnet_hdr, SurvivesHostileHeadersOnTruncatedFrames) {
 }
 
 }  // namespace
-}  // namespace causeway::netstack
+}  // namespace causeway::wire

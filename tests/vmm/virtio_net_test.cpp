@@ -7,6 +7,9 @@
 
 #include <numeric>
 
+#include "base/byte_order.hpp"
+#include "base/checksum.hpp"
+#include "base/vnet_hdr.hpp"
 #include "tests/support/fakes.hpp"
 #include "tests/vmm/fake_guest.hpp"
 #include "vmm/devices/net_offload.hpp"
@@ -60,9 +63,9 @@ class VirtioNetTest : public ::testing::Test {
   }
 
   // Transmit one frame, header and frame in one buffer (Linux's usual layout).
-  uint16_t send(const std::vector<uint8_t>& frame, net::NetHdr h = {}) {
+  uint16_t send(const std::vector<uint8_t>& frame, wire::VnetHdr h = {}) {
     const uint64_t g = ram.alloc(net::kHdrLen + frame.size());
-    net::write_hdr({ram.at(g), net::kHdrLen}, h, net::kHdrLen);
+    wire::write_vnet_hdr({ram.at(g), net::kHdrLen}, h, net::kHdrLen);
     ram.write(g + net::kHdrLen, frame);
     const uint16_t head = tx.add_chain({{g, static_cast<uint32_t>(net::kHdrLen + frame.size()), false}});
     dev.queue_notified(VirtioNetDevice::kTxQueue);
@@ -107,7 +110,7 @@ TEST_F(VirtioNetTest, TransmitFrameReachesTheSinkInPlace) {
 TEST_F(VirtioNetTest, TransmitFrameSplitOverBuffersIsGathered) {
   auto frame = make_frame(3000);
   const uint64_t h = ram.alloc(net::kHdrLen), a = ram.alloc(1000), b = ram.alloc(2000);
-  net::write_hdr({ram.at(h), net::kHdrLen}, {}, net::kHdrLen);
+  wire::write_vnet_hdr({ram.at(h), net::kHdrLen}, {}, net::kHdrLen);
   ram.write(a, {frame.data(), 1000});
   ram.write(b, {frame.data() + 1000, 2000});
   tx.add_chain({{h, static_cast<uint32_t>(net::kHdrLen), false}, {a, 1000, false}, {b, 2000, false}});
@@ -155,8 +158,8 @@ std::vector<uint8_t> udp_frame_partial_csum(size_t payload, uint16_t& csum_start
   ph[9] = 17;
   ph[10] = udp[4];
   ph[11] = udp[5];
-  const uint16_t partial = net::csum_fold(net::csum_partial(ph));
-  std::memcpy(udp + 6, &partial, 2);
+  const uint16_t partial = wire::checksum_fold(wire::checksum_add(ph));
+  wire::store_be16(udp + 6, partial);
   csum_start = 14 + 20;
   csum_offset = 6;
   return f;
@@ -165,8 +168,8 @@ std::vector<uint8_t> udp_frame_partial_csum(size_t payload, uint16_t& csum_start
 TEST_F(VirtioNetTest, PartialChecksumIsCompletedBeforeTheEngineSeesIt) {
   uint16_t start = 0, off = 0;
   auto frame = udp_frame_partial_csum(333, start, off);
-  net::NetHdr h;
-  h.flags = net::kHdrFNeedsCsum;
+  wire::VnetHdr h;
+  h.flags = wire::kVnetFNeedsCsum;
   h.csum_start = start;
   h.csum_offset = off;
   send(frame, h);
@@ -178,8 +181,8 @@ TEST_F(VirtioNetTest, PartialChecksumIsCompletedBeforeTheEngineSeesIt) {
   ph[9] = 17;
   ph[10] = out[14 + 20 + 4];
   ph[11] = out[14 + 20 + 5];
-  const uint64_t s = net::csum_partial(std::span(out).subspan(start), net::csum_partial(ph));
-  EXPECT_EQ(net::csum_fold(s), 0xffff);
+  const uint32_t s = wire::checksum_add(std::span(out).subspan(start), wire::checksum_add(ph));
+  EXPECT_EQ(wire::checksum_fold(s), 0xffff);
   EXPECT_EQ(dev.stats().tx_csum_completed, 1u);
   EXPECT_EQ(dev.stats().tx_zero_copy, 0u);
   // The guest's own buffer is device-readable: untouched.
@@ -187,8 +190,8 @@ TEST_F(VirtioNetTest, PartialChecksumIsCompletedBeforeTheEngineSeesIt) {
 }
 
 TEST_F(VirtioNetTest, ChecksumOffsetsOutsideTheFrameAreMalformed) {
-  net::NetHdr h;
-  h.flags = net::kHdrFNeedsCsum;
+  wire::VnetHdr h;
+  h.flags = wire::kVnetFNeedsCsum;
   h.csum_start = 60;
   h.csum_offset = 6;  // field at 66..68 > 64-byte frame
   send(make_frame(64), h);
@@ -198,7 +201,7 @@ TEST_F(VirtioNetTest, ChecksumOffsetsOutsideTheFrameAreMalformed) {
 }
 
 TEST_F(VirtioNetTest, GsoFramesShortHeadersAndBadChainsAreDroppedAndReturned) {
-  net::NetHdr gso;
+  wire::VnetHdr gso;
   gso.gso_type = 1;  // TCPV4: never offered
   send(make_frame(100), gso);
   const uint64_t g = ram.alloc(4);
@@ -226,10 +229,10 @@ TEST_F(VirtioNetTest, ReceiveFrameLandsWithAHeader) {
   auto u = rx.take_used();
   ASSERT_TRUE(u.has_value());
   EXPECT_EQ(u->len, net::kHdrLen + 1000);
-  auto h = net::parse_hdr({ram.at(g), net::kHdrLen}, net::kHdrLen);
+  auto h = wire::read_vnet_hdr({ram.at(g), net::kHdrLen}, net::kHdrLen);
   EXPECT_EQ(h.num_buffers, 1);
-  EXPECT_EQ(h.flags, net::kHdrFDataValid);
-  EXPECT_EQ(h.gso_type, net::kGsoNone);
+  EXPECT_EQ(h.flags, wire::kVnetFDataValid);
+  EXPECT_EQ(h.gso_type, wire::kVnetGsoNone);
   EXPECT_EQ(ram.read(g + net::kHdrLen, 1000), frame);
   EXPECT_EQ(dev.stats().rx_frames, 1u);
   EXPECT_GE(rx_interrupts, 1);
@@ -252,7 +255,7 @@ TEST_F(VirtioNetTest, BigReceiveFrameMergesBuffers) {
     ++n;
   }
   ASSERT_EQ(n, want_bufs);
-  auto h = net::parse_hdr(got, net::kHdrLen);
+  auto h = wire::read_vnet_hdr(got, net::kHdrLen);
   EXPECT_EQ(h.num_buffers, want_bufs);
   EXPECT_EQ(std::vector<uint8_t>(got.begin() + net::kHdrLen, got.end()), frame);
   EXPECT_EQ(dev.stats().rx_buffers, want_bufs);
@@ -303,7 +306,7 @@ TEST_F(VirtioNetTest, BadReceiveChainsAreReturnedEmptyAheadOfTheFrame) {
   EXPECT_EQ(first->len, 0u);
   EXPECT_EQ(second->len, net::kHdrLen + 500);
   EXPECT_EQ(dev.stats().rx_malformed, 1u);
-  EXPECT_EQ(net::parse_hdr({ram.at(good), 12}, 12).num_buffers, 1);
+  EXPECT_EQ(wire::read_vnet_hdr({ram.at(good), 12}, 12).num_buffers, 1);
 }
 
 TEST_F(VirtioNetTest, WithoutMergeableBuffersOneChainMustHoldTheFrame) {
@@ -321,8 +324,8 @@ TEST_F(VirtioNetTest, WithoutMergeableBuffersOneChainMustHoldTheFrame) {
   auto u = rx2.take_used();
   ASSERT_TRUE(u.has_value());
   EXPECT_EQ(u->len, 12u + 1500);
-  EXPECT_EQ(net::parse_hdr({ram.at(a), 12}, 12).num_buffers, 1);
-  EXPECT_EQ(net::parse_hdr({ram.at(a), 12}, 12).flags, 0);  // GUEST_CSUM not negotiated
+  EXPECT_EQ(wire::read_vnet_hdr({ram.at(a), 12}, 12).num_buffers, 1);
+  EXPECT_EQ(wire::read_vnet_hdr({ram.at(a), 12}, 12).flags, 0);  // GUEST_CSUM not negotiated
   rx2.add_chain({{ram.alloc(100), 100, true}});
   plain.send_to_guest(make_frame(1500));
   EXPECT_EQ(plain.stats().rx_drops_too_big, 1u);

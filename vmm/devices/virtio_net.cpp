@@ -113,7 +113,7 @@ void VirtioNetDevice::reset() {
   hdr_len_ = net::kHdrLen;
 }
 
-void VirtioNetDevice::log_guest(const char* what) {
+void VirtioNetDevice::log_guest(std::string_view what) {
   if (log_.allow(clock_.now_ms()))
     spdlog::warn("virtio-net: {} ({} similar suppressed)", what, log_.suppressed());
 }
@@ -166,16 +166,15 @@ void VirtioNetDevice::handle_tx_chain(const DescriptorChain& c) {
     log_guest("transmit chain without a header (or with writable buffers)");
     return done();
   }
-  std::array<uint8_t, net::kHdrLen> hb{};
+  std::array<uint8_t, wire::kVnetHdrLen> hb{};
   gather(c, 0, hdr_len_, hb.data());
-  const net::NetHdr h = net::parse_hdr(hb, hdr_len_);
-  if (h.gso_type != net::kGsoNone) {
+  const wire::VnetHdr h = wire::read_vnet_hdr(hb, hdr_len_);
+  if (h.gso_type != wire::kVnetGsoNone) {
     ++stats_.tx_malformed;
     log_guest("GSO frame, but no segmentation offload was offered");
     return done();
   }
-  const bool needs_csum = (h.flags & net::kHdrFNeedsCsum) != 0;
-  if (needs_csum && !(acked_ & net::kFCsum)) {
+  if ((h.flags & wire::kVnetFNeedsCsum) && !(acked_ & net::kFCsum)) {
     ++stats_.tx_malformed;
     log_guest("NEEDS_CSUM without VIRTIO_NET_F_CSUM");
     return done();
@@ -190,7 +189,12 @@ void VirtioNetDevice::handle_tx_chain(const DescriptorChain& c) {
     ++stats_.tx_no_sink;
     return done();
   }
+  hand_over(c, h, frame_len);
+  done();
+}
 
+void VirtioNetDevice::hand_over(const DescriptorChain& c, const wire::VnetHdr& h, size_t frame_len) {
+  const bool needs_csum = (h.flags & wire::kVnetFNeedsCsum) != 0;
   // In place when the frame is one contiguous piece of guest memory.
   std::span<const uint8_t> direct;
   if (c.readable.size() == 1) {
@@ -198,27 +202,28 @@ void VirtioNetDevice::handle_tx_chain(const DescriptorChain& c) {
   } else if (c.readable.size() == 2 && c.readable[0].size() == hdr_len_) {
     direct = c.readable[1];
   }
-  if (!needs_csum && cfg_.tx_zero_copy && direct.size() == frame_len && frame_len > 0) {
-    ++stats_.tx_frames;
-    ++stats_.tx_zero_copy;
-    stats_.tx_bytes += frame_len;
-    sink_->on_guest_frame(direct);
-    return done();
+  const bool in_place = !needs_csum && cfg_.tx_zero_copy && direct.size() == frame_len && frame_len > 0;
+  if (!in_place) {
+    scratch_.resize(frame_len);
+    gather(c, hdr_len_, frame_len, scratch_.data());
   }
-  scratch_.resize(frame_len);
-  gather(c, hdr_len_, frame_len, scratch_.data());
+  const std::span<const uint8_t> frame = in_place ? direct : std::span<const uint8_t>(scratch_);
+  // The tap's checks (base/vnet_hdr.hpp): flags, hdr_len, checksum offsets.
+  const wire::VnetCheck check = wire::check_vnet_hdr(h, frame, cfg_.mtu);
+  if (check.verdict != wire::VnetVerdict::kOk) {
+    ++stats_.tx_malformed;
+    log_guest(wire::to_string(check.verdict));
+    return;
+  }
   if (needs_csum) {
-    if (!net::complete_checksum(scratch_, h.csum_start, h.csum_offset)) {
-      ++stats_.tx_malformed;
-      log_guest("checksum offsets outside the frame");
-      return done();
-    }
+    // SAFETY: check_vnet_hdr proved the checksum field lies inside the frame.
+    wire::complete_checksum(scratch_, check.offload.csum_start, check.offload.csum_offset);
     ++stats_.tx_csum_completed;
   }
   ++stats_.tx_frames;
+  if (in_place) ++stats_.tx_zero_copy;
   stats_.tx_bytes += frame_len;
-  sink_->on_guest_frame(scratch_);
-  done();
+  sink_->on_guest_frame(frame);
 }
 
 // ---------------------------------------------------------------- receive
@@ -318,17 +323,26 @@ VirtioNetDevice::Rx VirtioNetDevice::deliver(std::span<const uint8_t> frame) {
   }
   if (!bad_heads.empty()) log_guest("bad receive chain");
 
-  net::NetHdr h;
-  if ((acked_ & net::kFGuestCsum) && cfg_.rx_mark_data_valid) h.flags = net::kHdrFDataValid;
+  wire::VnetHdr h;
+  if ((acked_ & net::kFGuestCsum) && cfg_.rx_mark_data_valid) h.flags = wire::kVnetFDataValid;
   h.num_buffers = static_cast<uint16_t>(mergeable ? good : 1);
-  std::array<uint8_t, net::kHdrLen> hb{};
-  net::write_hdr(hb, h, hdr_len_);
+  std::array<uint8_t, wire::kVnetHdrLen> hb{};
+  wire::write_vnet_hdr(hb, h, hdr_len_);
 
-  // Scatter header + frame over the chains' writable buffers.
-  std::span<const uint8_t> pieces[2] = {std::span<const uint8_t>(hb.data(), hdr_len_), frame};
+  scatter(std::span<const uint8_t>(hb.data(), hdr_len_), frame, good);
+  rx_->publish_used();  // all of the frame's chains at once (see Virtqueue::add_used)
+  ++stats_.rx_frames;
+  stats_.rx_bytes += frame.size();
+  stats_.rx_buffers += good;
+  rx_->notify();
+  return Rx::kDone;
+}
+
+void VirtioNetDevice::scatter(std::span<const uint8_t> hdr, std::span<const uint8_t> frame, size_t chains) {
+  std::span<const uint8_t> pieces[2] = {hdr, frame};
   size_t piece = 0;
   size_t piece_off = 0;
-  for (size_t i = 0; i < good; ++i) {
+  for (size_t i = 0; i < chains; ++i) {
     DescriptorChain& c = rx_chains_[i];
     uint32_t written = 0;
     for (auto& b : c.writable) {
@@ -351,12 +365,6 @@ VirtioNetDevice::Rx VirtioNetDevice::deliver(std::span<const uint8_t> frame) {
     }
     rx_->add_used(c.head, written);
   }
-  rx_->publish_used();  // all of the frame's chains at once (see Virtqueue::add_used)
-  ++stats_.rx_frames;
-  stats_.rx_bytes += frame.size();
-  stats_.rx_buffers += good;
-  rx_->notify();
-  return Rx::kDone;
 }
 
 }  // namespace causeway::vmm

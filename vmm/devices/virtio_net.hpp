@@ -45,9 +45,10 @@
 // space itself from `-device virtio-net-pci,mac=…,host_mtu=…` and tells us
 // the MTU through NET_SET_MTU, which is checked against ours.
 //
-// Bad guest data (malformed chain, short or bad header, GSO frame, bad
-// checksum offsets, oversized frame) is dropped with a counter and the
-// chain is still returned. A broken queue stops the device's use of it until
+// Bad guest data (malformed chain, short header, GSO frame, oversized frame,
+// or a header the tap would refuse too: unknown flags, hdr_len or checksum
+// offsets outside the frame — wire::check_vnet_hdr, base/vnet_hdr.hpp) is
+// dropped with a counter and the chain is still returned. A broken queue stops the device's use of it until
 // the transport restarts it.
 //
 // Thread safety: confined to the engine executor (the io_context given).
@@ -58,10 +59,12 @@
 #include <deque>
 #include <memory>
 #include <span>
+#include <string_view>
 #include <vector>
 
 #include "base/clock.hpp"
 #include "base/log.hpp"
+#include "base/vnet_hdr.hpp"
 #include "netstack/frame.hpp"
 #include "netstack/frame_port.hpp"
 #include "vmm/virtio_device.hpp"
@@ -85,7 +88,7 @@ struct VirtioNetStats {
   uint64_t tx_bytes = 0;
   uint64_t tx_zero_copy = 0;        // handed over in place
   uint64_t tx_csum_completed = 0;
-  uint64_t tx_malformed = 0;        // bad chain, short header, GSO, bad csum offsets
+  uint64_t tx_malformed = 0;        // bad chain, short header, GSO, a header check_vnet_hdr refuses
   uint64_t tx_oversized = 0;        // frame larger than MTU + Ethernet header
   uint64_t tx_no_sink = 0;          // frames before start(sink)
   uint64_t rx_frames = 0;           // engine → guest
@@ -142,11 +145,17 @@ class VirtioNetDevice final : public VirtioDevice, public netstack::FramePort {
  private:
   void process_tx();
   void handle_tx_chain(const DescriptorChain& chain);
+  // The frame of a chain whose header passed the device's own checks: checked
+  // against the header, its checksum completed, handed to the sink.
+  void hand_over(const DescriptorChain& chain, const wire::VnetHdr& h, size_t frame_len);
   // Writes one frame into receive buffers; false when there are not enough.
   enum class Rx { kDone, kNoBuffers, kDropped };
   Rx deliver(std::span<const uint8_t> frame);
+  // Writes header + frame over the writable buffers of the first `chains`
+  // chains of rx_chains_ and adds them to the used ring (unpublished).
+  void scatter(std::span<const uint8_t> hdr, std::span<const uint8_t> frame, size_t chains);
   void flush_backlog();
-  void log_guest(const char* what);
+  void log_guest(std::string_view what);
 
   boost::asio::io_context& io_;
   const Clock& clock_;

@@ -8,23 +8,29 @@
 //     │ Ethernet frames
 //     ▼
 //   MirrorLink::on_guest_frame
-//     ARP request          → reply: every address is behind our MAC (proxy ARP)
-//     ICMPv6 NS            → NA with our MAC (router flag), so the guest's
-//                            gateways and on-link peers all resolve to us
+//     ARP request          → NeighborResponder (neighbor_responder.hpp):
+//                            reply, every address is behind our MAC (proxy ARP)
+//     ICMPv6 NS            → NeighborResponder: NA with our MAC (router flag),
+//                            so the guest's gateways and on-link peers all
+//                            resolve to us
 //     TCP                  → TcpSplicer (tcp_splice.hpp) with a policy that
 //                            binds the host socket to the guest's source
 //                            address and connects to the real destination;
 //                            a segment of no flow gets RST (RFC 9293 §3.10.7.1)
-//     UDP                  → one host socket per (guest address, guest port),
+//     UDP                  → DatagramFlowTable (datagram_flow_table.hpp): one
+//                            host socket per (guest address, guest port),
 //                            bound to that address and, when free, the same
 //                            port (else an ephemeral one); replies from any
 //                            peer go back as frames (endpoint-independent
 //                            mapping, RFC 4787 §4.1)
-//     ICMP / ICMPv6 echo   → one ping socket (SOCK_DGRAM, IPPROTO_ICMP[V6]) per
-//                            (guest address, echo id), bound to the address;
-//                            the kernel picks the id on the wire, replies get
-//                            the guest's id back
+//     ICMP / ICMPv6 echo   → DatagramFlowTable: one ping socket (SOCK_DGRAM,
+//                            IPPROTO_ICMP[V6]) per (guest address, echo id),
+//                            bound to the address; the kernel picks the id on
+//                            the wire, replies get the guest's id back
 //     anything else        → dropped, counted by reason
+//
+// MirrorLink itself checks the frame, applies the address policy below and
+// dispatches; it composes the three parts and sums their counters.
 //
 // Addresses (set_addresses, from the plan on every sync): the guest may only
 // use the addresses planned for this link as sources — a SYN, datagram or
@@ -47,7 +53,7 @@
 // Bounds: TCP flows as TcpSplicer's max_flows (RST beyond); UDP and ping
 // flows capped (the oldest idle one is closed for a new one); UDP flows idle
 // for udp_idle (dns_idle for port 53) are closed by a sweep every few
-// seconds. Replies that would not fit the link MTU are dropped and counted
+// seconds (idle time on the injected Clock). Replies that would not fit the link MTU are dropped and counted
 // (no fragmentation toward the guest). Guest IPv4 fragments are dropped and
 // counted (no reassembly: the guest's PMTU discovery keeps TCP unfragmented;
 // large UDP datagrams need the MTU).
@@ -66,23 +72,22 @@
 
 #include <netinet/in.h>
 
-#include <array>
 #include <boost/asio/io_context.hpp>
-#include <boost/asio/steady_timer.hpp>
 #include <chrono>
 #include <cstdint>
-#include <map>
-#include <memory>
 #include <nlohmann/json_fwd.hpp>
 #include <span>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "base/clock.hpp"
 #include "base/log.hpp"
 #include "netstack/dest_policy.hpp"
 #include "netstack/frame.hpp"
 #include "netstack/frame_port.hpp"
+#include "netstack/mirror/datagram_flow_table.hpp"
+#include "netstack/mirror/neighbor_responder.hpp"
 #include "netstack/mirror/plan.hpp"
 #include "netstack/tcp_splice.hpp"
 
@@ -113,7 +118,7 @@ struct MirrorLinkStats {
   uint64_t ping_out = 0, ping_in = 0, ping_errors = 0;
   uint64_t too_big = 0;           // replies over the link MTU, dropped
   uint64_t dropped_malformed = 0, dropped_fragment = 0, dropped_unsupported = 0, dropped_not_for_us = 0;
-  uint64_t dropped_bad_offload = 0;  // a virtio-net header that does not fit its frame (vnet_hdr.hpp)
+  uint64_t dropped_bad_offload = 0;  // a virtio-net header that does not fit its frame (base/vnet_hdr.hpp)
   uint64_t dropped_forbidden_source = 0;       // a source not planned for this link
   uint64_t dropped_forbidden_destination = 0;  // a destination the policy refuses (dest_policy.hpp)
   uint64_t offload_to_splicer = 0;   // TCP frames with offload work taken whole by the fast path
@@ -135,8 +140,12 @@ MirrorLinkAddresses link_addresses(const NetState& plan, std::string_view link);
 
 class MirrorLink final : public FrameSink {
  public:
-  // `port` carries frames to the guest and must outlive the link.
+  // `port` carries frames to the guest and must outlive the link. Time comes
+  // from the steady clock.
   MirrorLink(boost::asio::io_context& io, FramePort& port, MirrorLinkConfig cfg);
+  // As above, time from `clock` (idle flows, rate-limited logs), which must
+  // outlive the link.
+  MirrorLink(boost::asio::io_context& io, FramePort& port, MirrorLinkConfig cfg, const Clock& clock);
   ~MirrorLink() override;
   MirrorLink(const MirrorLink&) = delete;
   MirrorLink& operator=(const MirrorLink&) = delete;
@@ -153,40 +162,28 @@ class MirrorLink final : public FrameSink {
   [[nodiscard]] MirrorLinkStats stats() const;
   [[nodiscard]] const MirrorLinkConfig& config() const { return cfg_; }
 
-  struct DgramFlow;  // a UDP or ping socket, private to datapath.cpp
-
  private:
   void on_arp(std::span<const uint8_t> frame);
   void on_ipv4(std::span<const uint8_t> frame);
   void on_ipv6(std::span<const uint8_t> frame);
   void on_neighbor_solicit(std::span<const uint8_t> frame, std::span<const uint8_t> icmp);
-  void on_udp(int family, const Mac& src_mac, const uint8_t* src, const uint8_t* dst, uint16_t sport,
-              uint16_t dport, std::span<const uint8_t> payload);
-  void on_echo(int family, const Mac& src_mac, const uint8_t* src, const uint8_t* dst,
-               std::span<const uint8_t> icmp);
-  void read_flow(const std::shared_ptr<DgramFlow>& f);
-  void deliver(DgramFlow& f, const sockaddr_storage& peer, std::span<const uint8_t> data);
-  bool make_room(std::map<std::vector<uint8_t>, std::shared_ptr<DgramFlow>>& table, size_t cap);
-  void sweep();
   void send(std::span<const uint8_t> frame);
   [[nodiscard]] bool for_us_unicast(std::span<const uint8_t> frame) const;
   // The source and destination checks (see the header): true when the frame was refused.
   bool refused(std::span<const uint8_t> frame);
 
-  boost::asio::io_context& io_;
   FramePort& port_;
   MirrorLinkConfig cfg_;
+  SteadyClock steady_;   // the clock when none is given
+  const Clock& clock_;   // steady_ or the one given
   TcpSplicer tcp_;
-  std::map<std::vector<uint8_t>, std::shared_ptr<DgramFlow>> udp_;   // key: family, address, port
-  std::map<std::vector<uint8_t>, std::shared_ptr<DgramFlow>> ping_;  // key: family, address, echo id
-  boost::asio::steady_timer sweep_timer_;
+  DatagramFlowTable flows_;
+  NeighborResponder neighbors_;
   std::vector<uint8_t> out_;
-  std::vector<uint8_t> rx_;
   std::vector<uint8_t> offload_buf_;  // finish_in_software's scratch
   MirrorLinkStats stats_;
   MirrorLinkAddresses addrs_;
   RateLimitedLog refusal_log_;
-  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };
 
 }  // namespace causeway::netstack::mirror
