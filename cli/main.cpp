@@ -259,7 +259,7 @@ int run_netns(NetOptions& o, const std::string& attach, const std::string& ifnam
   tc.ipv6 = nat.ipv6;
   // Offloads only help the TCP fast path (libslirp needs every frame finished
   // in software), so the tap gets a virtio-net header only when it is on.
-  tc.vnet_hdr = nat.tcp_fast && !o.no_offload && netstack::TcpSplicer::available();
+  tc.vnet_hdr = nat.tcp_fast && !o.no_offload && netstack::TcpFastPath::available();
   const bool mirrored = o.mode == "mirrored";
   if (mirrored) {
     // The NAT tap stays as an internal link (DNS at 10.0.2.3, the host's

@@ -37,8 +37,8 @@ Engine::Engine(boost::asio::io_context& io, const Clock& clock, NatConfig cfg, F
       arp_timer_(io),
       slirp_(io, clock, cfg_, [this](std::span<const uint8_t> f) { on_slirp_frame(f); }) {
   if (cfg_.tcp_fast) {
-    if (TcpSplicer::available()) {
-      tcp_ = std::make_unique<TcpSplicer>(io_, cfg_, [this](std::span<const uint8_t> f) {
+    if (TcpFastPath::available()) {
+      tcp_ = std::make_unique<TcpFastPath>(io_, cfg_, [this](std::span<const uint8_t> f) {
         ++stats_.frames_out;
         stats_.bytes_out += f.size();
         port_.send_to_guest(f);
@@ -87,12 +87,12 @@ void Engine::on_guest_offload_frame(std::span<const uint8_t> frame, const VnetHd
                    frame.size(), hdr.flags, hdr.gso_type, hdr.gso_size, to_string(v), drop_log_.suppressed());
     return;
   }
-  // The destination policy first: the splicer below connect()s whatever a SYN names.
+  // The destination policy first: the fast path below connect()s whatever a SYN names.
   if (refuse_forbidden(frame)) return;
-  // The splicer reads neither checksums nor sizes beyond the IP lengths: a TCP segment of one of
+  // The fast path reads neither checksums nor sizes beyond the IP lengths: a TCP segment of one of
   // its flows (or a SYN it routes) is taken as it is — the whole 64 KiB in one send().
   if (tcp_ && tcp_->on_guest_frame(frame)) {
-    ++stats_.offload_to_splicer;
+    ++stats_.offload_to_fast_path;
     ++stats_.frames_in;
     stats_.bytes_in += frame.size();
     return;
@@ -378,7 +378,7 @@ void Engine::accept_fast(const std::shared_ptr<FastForward>& ff) {
 }
 
 void Engine::open_forwarded(UniqueFd c, uint16_t guest_port) {
-  TcpSplicer::Key key{AF_INET, {}, {}, guest_port, 0};
+  TcpFastPath::Key key{AF_INET, {}, {}, guest_port, 0};
   std::memcpy(key.gaddr.data(), &cfg_.guest, 4);
   std::memcpy(key.daddr.data(), &cfg_.gateway, 4);
   // The guest sees the connection come from the gateway, from a port no flow uses. Reusing a

@@ -26,7 +26,7 @@
 // on_guest_frame() and pump().
 //
 // Forwards: with the TCP fast path, a TCP forward is our own listener (either
-// family, backlog 1024): each accepted connection becomes a splicer flow the
+// family, backlog 1024): each accepted connection becomes a fast-path flow the
 // engine opens toward the guest's lease from the gateway (a port taken from
 // 32768–60999), so neither libslirp's TCP nor its one-deep backlog is in the
 // way. Without the fast path: TCP on an IPv4 host address is a libslirp host forward. TCP on
@@ -71,7 +71,7 @@
 #include "netstack/frame_port.hpp"
 #include "netstack/nat_config.hpp"
 #include "netstack/slirp_bridge.hpp"
-#include "netstack/tcp_splice.hpp"
+#include "netstack/tcp_fast_path.hpp"
 #include "dns/proxy.hpp"
 #include "portfwd/guest_datagram.hpp"
 #include "portfwd/loopback_connector.hpp"
@@ -99,10 +99,10 @@ struct EngineStats {
   uint64_t dns_truncated = 0;        // answers over the link MTU sent as TC=1
   uint64_t dns_answers_dropped = 0;  // guest MAC gone, or answer after the engine changed
   uint64_t dhcp_mtu_offered = 0;     // DHCP replies given the link MTU (option 26)
-  uint64_t offload_to_splicer = 0;   // offload frames the TCP fast path took whole
+  uint64_t offload_to_fast_path = 0; // offload frames the TCP fast path took whole
   uint64_t offload_in_software = 0;  // offload frames finished in software (libslirp's, or no flow)
   uint64_t offload_segments = 0;     // frames those became
-  TcpSpliceStats tcp;                // the TCP fast path (zeros when it is off)
+  TcpFastPathStats tcp;              // the TCP fast path (zeros when it is off)
   uint64_t tcp_forward_accepted = 0; // host connections on fast-path TCP forwards
   uint64_t tcp_forward_refused = 0;  // closed: guest MAC still unknown after ARP, flow table full
   uint64_t tcp_forward_awaited_mac = 0;  // held while ARP asked for the guest's MAC
@@ -122,7 +122,7 @@ class Engine final : public FrameSink, public portfwd::GuestDatagramChannel {
 
   void on_guest_frame(std::span<const uint8_t> frame) override;
   // A frame with checksum/TSO work left (a tap with offloads): a TCP segment
-  // of a fast-path flow goes to the splicer whole (a 64 KiB super-segment is
+  // of a fast-path flow goes to the fast path whole (a 64 KiB super-segment is
   // one write to the host socket); anything else is finished in software
   // (checksum completed, super-segment cut to the MTU) and handled as plain
   // frames. A header that does not validate: dropped.bad_offload.
@@ -217,7 +217,7 @@ class Engine final : public FrameSink, public portfwd::GuestDatagramChannel {
   void open_forwarded(UniqueFd conn, uint16_t guest_port);
   void ask_guest_mac();
   bool take_udp_flow_reply(std::span<const uint8_t> frame);
-  std::unique_ptr<TcpSplicer> tcp_;  // the TCP fast path, when NatConfig::tcp_fast
+  std::unique_ptr<TcpFastPath> tcp_;  // the TCP fast path, when NatConfig::tcp_fast
   bool take_dns_query(std::span<const uint8_t> frame);
   bool dns_tcp_shadowed_ = false;
   in_addr dns_shadow_{};

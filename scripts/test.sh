@@ -48,7 +48,7 @@ if ((!quick)); then
   echo "==> fuzz smoke (clang + libFuzzer)"
   if command -v clang++ >/dev/null; then
     cmake -S . -B build-fuzz -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-    cmake --build build-fuzz --target dns_fuzz_wire vmm_fuzz_virtqueue vmm_fuzz_vhost_user tcp_splice_fuzz agent_fuzz_protocol
+    cmake --build build-fuzz --target dns_fuzz_wire vmm_fuzz_virtqueue vmm_fuzz_vhost_user tcp_fast_path_fuzz agent_fuzz_protocol
     ctest --test-dir build-fuzz -L fuzz --timeout 300 || status=1
   else
     echo "SKIPPED: no clang++ for the libFuzzer targets (scripts/setup.sh --deps installs clang)"

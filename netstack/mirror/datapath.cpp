@@ -63,8 +63,8 @@ std::vector<uint8_t> flow_key(int family, const uint8_t* addr, uint16_t port) {
   return k;
 }
 
-TcpSplicePolicy mirrored_tcp_policy(const MirrorLinkConfig& cfg) {
-  TcpSplicePolicy p;
+TcpFastPathPolicy mirrored_tcp_policy(const MirrorLinkConfig& cfg) {
+  TcpFastPathPolicy p;
   p.our_mac = cfg.our_mac;
   p.mtu = cfg.mtu;
   p.route = [scope = cfg.host_ifindex](const TcpSegment& s) -> std::optional<TcpConnectPlan> {
@@ -101,7 +101,7 @@ MirrorLink::MirrorLink(asio::io_context& io, FramePort& port, MirrorLinkConfig c
       sweep_timer_(io) {
   rx_.resize(kMaxDatagram);
   if (port_.offloads_to_guest()) {
-    // Host data toward the guest as super-segments with a partial checksum (tcp_splice.hpp).
+    // Host data toward the guest as super-segments with a partial checksum (tcp_fast_path.hpp).
     tcp_.enable_tx_offload([this](std::span<const uint8_t> f, const VnetHdr& h) {
       ++stats_.frames_out;
       port_.send_offload_to_guest(f, h);

@@ -11,7 +11,7 @@
 //     ARP request          → reply: every address is behind our MAC (proxy ARP)
 //     ICMPv6 NS            → NA with our MAC (router flag), so the guest's
 //                            gateways and on-link peers all resolve to us
-//     TCP                  → TcpSplicer (tcp_splice.hpp) with a policy that
+//     TCP                  → TcpFastPath (tcp_fast_path.hpp) with a policy that
 //                            binds the host socket to the guest's source
 //                            address and connects to the real destination;
 //                            a segment of no flow gets RST (RFC 9293 §3.10.7.1)
@@ -44,7 +44,7 @@
 // claimed: ARP probes (sender 0.0.0.0), gratuitous ARP and DAD (NS from ::)
 // are not answered.
 //
-// Bounds: TCP flows as TcpSplicer's max_flows (RST beyond); UDP and ping
+// Bounds: TCP flows as TcpFastPath's max_flows (RST beyond); UDP and ping
 // flows capped (the oldest idle one is closed for a new one); UDP flows idle
 // for udp_idle (dns_idle for port 53) are closed by a sweep every few
 // seconds. Replies that would not fit the link MTU are dropped and counted
@@ -84,7 +84,7 @@
 #include "netstack/frame.hpp"
 #include "netstack/frame_port.hpp"
 #include "netstack/mirror/plan.hpp"
-#include "netstack/tcp_splice.hpp"
+#include "netstack/tcp_fast_path.hpp"
 
 namespace causeway::netstack::mirror {
 
@@ -119,7 +119,7 @@ struct MirrorLinkStats {
   uint64_t offload_to_splicer = 0;   // TCP frames with offload work taken whole by the fast path
   uint64_t offload_in_software = 0;  // other frames with offload work, finished here first
   size_t udp_flows = 0, ping_flows = 0;
-  TcpSpliceStats tcp;
+  TcpFastPathStats tcp;
 };
 nlohmann::json to_json(const MirrorLinkStats& s);
 
@@ -176,7 +176,7 @@ class MirrorLink final : public FrameSink {
   boost::asio::io_context& io_;
   FramePort& port_;
   MirrorLinkConfig cfg_;
-  TcpSplicer tcp_;
+  TcpFastPath tcp_;
   std::map<std::vector<uint8_t>, std::shared_ptr<DgramFlow>> udp_;   // key: family, address, port
   std::map<std::vector<uint8_t>, std::shared_ptr<DgramFlow>> ping_;  // key: family, address, echo id
   boost::asio::steady_timer sweep_timer_;

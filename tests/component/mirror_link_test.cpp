@@ -342,7 +342,7 @@ TEST_F(MirrorLinkTest, UdpFlowsAreCappedOldestFirst) {
 }
 
 TEST_F(MirrorLinkTest, TcpConnectsFromTheGuestsSourceAddress) {
-  if (!TcpSplicer::available()) GTEST_SKIP() << "this kernel has no TCP SO_PEEK_OFF (Linux 6.10+)";
+  if (!TcpFastPath::available()) GTEST_SKIP() << "this kernel has no TCP SO_PEEK_OFF (Linux 6.10+)";
   UniqueFd srv(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
   sockaddr_in a{};
   a.sin_family = AF_INET;
@@ -369,7 +369,7 @@ TEST_F(MirrorLinkTest, TcpConnectsFromTheGuestsSourceAddress) {
 // A tap with offloads (hooks.vnet_hdr_taps) hands the link 64 KiB TCP super-segments: taken whole
 // by the fast path (one send), never cut into MTU frames; a header that lies is dropped, counted.
 TEST_F(MirrorLinkTest, TcpSuperSegmentFromATapWithOffloadsIsTakenWhole) {
-  if (!TcpSplicer::available()) GTEST_SKIP() << "this kernel has no TCP SO_PEEK_OFF (Linux 6.10+)";
+  if (!TcpFastPath::available()) GTEST_SKIP() << "this kernel has no TCP SO_PEEK_OFF (Linux 6.10+)";
   UniqueFd srv(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
   sockaddr_in a{};
   a.sin_family = AF_INET;

@@ -12,7 +12,7 @@
 #include <vector>
 
 #include "netstack/packet.hpp"
-#include "netstack/tcp_splice.hpp"
+#include "netstack/tcp_fast_path.hpp"
 
 namespace causeway::netstack {
 namespace {
