@@ -70,7 +70,7 @@ netstack::TapConfig tap_config(const NetOptions& net, const NetnsOptions& o, con
   tc.ipv6 = nat.ipv6;
   // Offloads only help the TCP fast path (libslirp needs every frame finished
   // in software), so the tap gets a virtio-net header only when it is on.
-  tc.vnet_hdr = nat.tcp_fast && !net.no_offload && netstack::TcpSplicer::available();
+  tc.vnet_hdr = nat.tcp_fast && !net.no_offload && netstack::TcpFastPath::available();
   if (net.mode == "mirrored") {
     // The NAT tap stays as an internal link (DNS at 10.0.2.3, the host's
     // loopback at 10.0.2.2, manual forwards) without default routes and with

@@ -54,7 +54,7 @@ json engine_stats_json(const netstack::EngineStats& s) {
               {"guest_errors", s.guest_errors}, {"host_sockets", s.host_sockets}, {"forwards", s.forwards},
               {"pumps", s.pumps},               {"udp_flows", s.udp_flows},       {"dns_udp_queries", s.dns_udp_queries},
               {"dns_truncated", s.dns_truncated}, {"dhcp_mtu_offered", s.dhcp_mtu_offered},
-              {"offload", json{{"to_splicer", s.offload_to_splicer}, {"in_software", s.offload_in_software},
+              {"offload", json{{"to_fast_path", s.offload_to_fast_path}, {"in_software", s.offload_in_software},
                                {"segments", s.offload_segments}, {"super_segments_out", s.tcp.super_segments_out}}},
               {"tcp_fast", json{{"flows", s.tcp.flows}, {"opened", s.tcp.flows_opened}, {"refused", s.tcp.connect_refused},
                                 {"full", s.tcp.flows_full}, {"bytes_in", s.tcp.bytes_in}, {"bytes_out", s.tcp.bytes_out},

@@ -1,14 +1,10 @@
 #include "netstack/engine.hpp"
 
 #include <arpa/inet.h>
-#include <poll.h>
-#include <slirp/libslirp.h>
-#include <sys/epoll.h>
 
-#include <boost/asio/post.hpp>
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
-#include <stdexcept>
 
 #include "base/accept_backoff.hpp"
 #include "dns/wire.hpp"
@@ -19,41 +15,13 @@
 namespace causeway::netstack {
 namespace {
 
-constexpr int kMaxEpollEvents = 256;
-constexpr int64_t kInterestCacheLifetimeMs = 1000;  // safety net, see header
 // Virtual gateway source ports for UDP forward flows (see header): the top of
 // the dynamic range, so a guest-started flow rarely collides.
 constexpr uint16_t kUdpFlowPortFirst = 61000;
 constexpr uint16_t kUdpFlowPortLast = 65535;
 constexpr size_t kMaxUdpFlows = 4096;
 
-uint32_t to_epoll(int slirp_events) {
-  uint32_t e = 0;
-  if (slirp_events & SLIRP_POLL_IN) e |= EPOLLIN;
-  if (slirp_events & SLIRP_POLL_OUT) e |= EPOLLOUT;
-  if (slirp_events & SLIRP_POLL_PRI) e |= EPOLLPRI;
-  return e;  // EPOLLERR and EPOLLHUP are always reported
-}
-
-int from_epoll(uint32_t e) {
-  int r = 0;
-  if (e & EPOLLIN) r |= SLIRP_POLL_IN;
-  if (e & EPOLLOUT) r |= SLIRP_POLL_OUT;
-  if (e & EPOLLPRI) r |= SLIRP_POLL_PRI;
-  if (e & EPOLLERR) r |= SLIRP_POLL_ERR;
-  if (e & EPOLLHUP) r |= SLIRP_POLL_HUP;
-  return r;
-}
-
 }  // namespace
-
-struct Engine::Timer {
-  SlirpTimerId id;
-  void* cb_opaque;
-  int64_t expire_ms = -1;  // -1: not armed
-};
-
-void Engine::SlirpDeleter::operator()(Slirp* s) const { slirp_cleanup(s); }
 
 uint64_t EngineStats::dropped_total() const {
   uint64_t t = 0;
@@ -66,61 +34,11 @@ Engine::Engine(boost::asio::io_context& io, const Clock& clock, NatConfig cfg, F
       clock_(clock),
       cfg_(std::move(cfg)),
       port_(port),
-      epfd_(epoll_create1(EPOLL_CLOEXEC)),
-      ep_desc_(io),
-      wake_timer_(io),
-      arp_timer_(io) {
-  if (!epfd_) throw std::runtime_error(std::string("epoll_create1: ") + std::strerror(errno));
-  // The descriptor does not own the fd: epfd_ does (released before close in ~Engine).
-  ep_desc_.assign(epfd_.get());
-
-  static const SlirpCb callbacks = [] {
-    SlirpCb cb{};
-    cb.send_packet = &Engine::cb_send_packet;
-    cb.guest_error = &Engine::cb_guest_error;
-    cb.clock_get_ns = &Engine::cb_clock_get_ns;
-    cb.timer_free = &Engine::cb_timer_free;
-    cb.timer_mod = &Engine::cb_timer_mod;
-    cb.register_poll_fd = &Engine::cb_register_poll_fd;
-    cb.unregister_poll_fd = &Engine::cb_unregister_poll_fd;
-    cb.notify = &Engine::cb_notify;
-    cb.timer_new_opaque = [](SlirpTimerId id, void* cb_opaque, void* opaque) {
-      return Engine::cb_timer_new_opaque(static_cast<int>(id), cb_opaque, opaque);
-    };
-    return cb;
-  }();
-
-  std::vector<const char*> search;
-  for (auto& s : cfg_.dns_search) search.push_back(s.c_str());
-  search.push_back(nullptr);
-
-  SlirpConfig sc{};
-  sc.version = 4;
-  sc.restricted = 0;
-  sc.in_enabled = true;
-  sc.vnetwork = cfg_.network;
-  sc.vnetmask = cfg_.netmask;
-  sc.vhost = cfg_.gateway;
-  sc.in6_enabled = cfg_.ipv6;
-  sc.vprefix_addr6 = cfg_.prefix6;
-  sc.vprefix_len = cfg_.prefix6_len;
-  sc.vhost6 = cfg_.gateway6;
-  sc.vhostname = cfg_.hostname.c_str();
-  sc.vdhcp_start = cfg_.guest;
-  sc.vnameserver = cfg_.dns;
-  sc.vnameserver6 = cfg_.dns6;
-  sc.vdnssearch = cfg_.dns_search.empty() ? nullptr : search.data();
-  sc.if_mtu = cfg_.mtu;
-  sc.if_mru = cfg_.mtu;
-  sc.disable_host_loopback = !cfg_.host_loopback;
-  sc.enable_emu = false;  // libslirp: "this code isn't safe"
-  sc.disable_dns = !cfg_.slirp_dns;
-  cache_reset_ms_ = clock_.now_ms();
-  slirp_.reset(slirp_new(&sc, &callbacks, this));
-  if (!slirp_) throw std::runtime_error("libslirp refused the network configuration (slirp_new failed)");
+      arp_timer_(io),
+      slirp_(io, clock, cfg_, [this](std::span<const uint8_t> f) { on_slirp_frame(f); }) {
   if (cfg_.tcp_fast) {
-    if (TcpSplicer::available()) {
-      tcp_ = std::make_unique<TcpSplicer>(io_, cfg_, [this](std::span<const uint8_t> f) {
+    if (TcpFastPath::available()) {
+      tcp_ = std::make_unique<TcpFastPath>(io_, cfg_, [this](std::span<const uint8_t> f) {
         ++stats_.frames_out;
         stats_.bytes_out += f.size();
         port_.send_to_guest(f);
@@ -139,7 +57,6 @@ Engine::Engine(boost::asio::io_context& io, const Clock& clock, NatConfig cfg, F
       spdlog::debug("TCP fast path unavailable (needs TCP SO_PEEK_OFF, Linux 6.10+): TCP on libslirp");
     }
   }
-  schedule_pump();
 }
 
 struct Engine::FastForward {
@@ -153,11 +70,7 @@ Engine::~Engine() {
   fast_.clear();
   tcp_.reset();
   relayed_.clear();  // relays close their flows on us: before our tables go
-  wake_timer_.cancel();
-  ep_desc_.cancel();
-  slirp_.reset();  // closes libslirp's sockets (calling unregister_poll_fd on us)
-  (void)ep_desc_.release();
-}
+}  // then slirp_ (declared after the tables on_slirp_frame uses): slirp_cleanup closes libslirp's sockets
 
 void Engine::on_guest_offload_frame(std::span<const uint8_t> frame, const VnetHdr& hdr) {
   const auto c = check_vnet_hdr(hdr, frame, cfg_.mtu);
@@ -174,12 +87,12 @@ void Engine::on_guest_offload_frame(std::span<const uint8_t> frame, const VnetHd
                    frame.size(), hdr.flags, hdr.gso_type, hdr.gso_size, to_string(v), drop_log_.suppressed());
     return;
   }
-  // The destination policy first: the splicer below connect()s whatever a SYN names.
+  // The destination policy first: the fast path below connect()s whatever a SYN names.
   if (refuse_forbidden(frame)) return;
-  // The splicer reads neither checksums nor sizes beyond the IP lengths: a TCP segment of one of
+  // The fast path reads neither checksums nor sizes beyond the IP lengths: a TCP segment of one of
   // its flows (or a SYN it routes) is taken as it is — the whole 64 KiB in one send().
   if (tcp_ && tcp_->on_guest_frame(frame)) {
-    ++stats_.offload_to_splicer;
+    ++stats_.offload_to_fast_path;
     ++stats_.frames_in;
     stats_.bytes_in += frame.size();
     return;
@@ -212,8 +125,8 @@ void Engine::on_guest_frame(std::span<const uint8_t> frame) {
     if (auto ports = tcp4_ports(frame); ports && ports->second == 53) {
       rewrite_buf_.assign(frame.begin(), frame.end());
       rewrite_tcp4_address(rewrite_buf_, /*destination=*/true, dns_shadow_);
-      slirp_input(slirp_.get(), rewrite_buf_.data(), static_cast<int>(rewrite_buf_.size()));
-      schedule_pump();
+      slirp_.input(rewrite_buf_);
+      slirp_.schedule_pump();
       return;
     }
   }
@@ -227,8 +140,8 @@ void Engine::on_guest_frame(std::span<const uint8_t> frame) {
     if (auto arp = parse_arp(frame); arp && arp->sender_ip.s_addr == cfg_.guest.s_addr) learn_guest_mac(arp->sender_mac);
   }
   if (tcp_ && tcp_->on_guest_frame(frame)) return;
-  slirp_input(slirp_.get(), frame.data(), static_cast<int>(frame.size()));
-  schedule_pump();
+  slirp_.input(frame);
+  slirp_.schedule_pump();
 }
 
 bool Engine::refuse_forbidden(std::span<const uint8_t> frame) {
@@ -292,9 +205,7 @@ bool Engine::direct_forward(const PortForward& f) {
 boost::system::error_code Engine::attach_dns(dns::Proxy& proxy, const std::string& tcp_unix_path) {
   dns_ = &proxy;
   dns_shadow_ = dns_tcp_shadow(cfg_);
-  in_addr shadow = dns_shadow_;
-  if (slirp_add_unix(slirp_.get(), tcp_unix_path.c_str(), &shadow, 53) < 0)
-    return {errno ? errno : EINVAL, boost::system::system_category()};
+  if (auto ec = slirp_.add_unix_forward(tcp_unix_path, dns_shadow_, 53)) return ec;
   dns_tcp_shadowed_ = true;
   return {};
 }
@@ -405,27 +316,7 @@ void Engine::announce_guest(const Mac& mac) {
   std::copy(mac.begin(), mac.end(), a + 8);         // sender MAC
   std::memcpy(a + 14, &cfg_.guest.s_addr, 4);       // sender IP = target IP: an announcement
   std::memcpy(a + 24, &cfg_.guest.s_addr, 4);
-  slirp_input(slirp_.get(), f.data(), static_cast<int>(f.size()));
-}
-
-boost::system::error_code Engine::add_slirp_forward(const PortForward& f) {
-  // Host side IPv4 only (see header); the guest side is the IPv4 lease.
-  sockaddr_in guest{};
-  guest.sin_family = AF_INET;
-  guest.sin_addr = cfg_.guest;
-  guest.sin_port = htons(f.guest_port);
-  const int flags = f.proto == Proto::kUdp ? SLIRP_HOSTFWD_UDP : 0;
-  errno = 0;
-  if (slirp_add_hostxfwd(slirp_.get(), reinterpret_cast<const sockaddr*>(&f.host), sizeof(sockaddr_in),
-                         reinterpret_cast<const sockaddr*>(&guest), sizeof guest, flags) < 0) {
-    return {errno ? errno : EINVAL, boost::system::system_category()};
-  }
-  return {};
-}
-
-void Engine::remove_slirp_forward(const PortForward& f) {
-  const int flags = f.proto == Proto::kUdp ? SLIRP_HOSTFWD_UDP : 0;
-  slirp_remove_hostxfwd(slirp_.get(), reinterpret_cast<const sockaddr*>(&f.host), sizeof(sockaddr_in), flags);
+  slirp_.input(f);
 }
 
 boost::system::error_code Engine::add_fast_forward(const PortForward& f) {
@@ -487,7 +378,7 @@ void Engine::accept_fast(const std::shared_ptr<FastForward>& ff) {
 }
 
 void Engine::open_forwarded(UniqueFd c, uint16_t guest_port) {
-  TcpSplicer::Key key{AF_INET, {}, {}, guest_port, 0};
+  TcpFastPath::Key key{AF_INET, {}, {}, guest_port, 0};
   std::memcpy(key.gaddr.data(), &cfg_.guest, 4);
   std::memcpy(key.daddr.data(), &cfg_.gateway, 4);
   // The guest sees the connection come from the gateway, from a port no flow uses. Reusing a
@@ -563,14 +454,14 @@ boost::system::error_code Engine::add_relayed_forward(const PortForward& f) {
     r->internal = f;
     std::memset(&r->internal.host, 0, sizeof r->internal.host);
     std::memcpy(&r->internal.host, &a, sizeof a);
-    ec = add_slirp_forward(r->internal);
+    ec = slirp_.add_host_forward(r->internal, cfg_.guest);
     if (ec != boost::system::errc::address_in_use) break;
   }
   if (ec) return ec;
   r->connector = std::make_unique<portfwd::LoopbackConnector>(io_, r->internal.host);
   r->tcp = std::make_unique<portfwd::TcpForwarder>(io_, f.host, f.guest_port, *r->connector);
   if ((ec = r->tcp->start())) {
-    remove_slirp_forward(r->internal);
+    slirp_.remove_host_forward(r->internal);
     return ec;
   }
   relayed_.push_back(std::move(r));
@@ -581,11 +472,11 @@ boost::system::error_code Engine::add_forward(const PortForward& f) {
   if (std::find(forwards_.begin(), forwards_.end(), f) != forwards_.end())
     return {EEXIST, boost::system::system_category()};
   auto ec = (f.proto == Proto::kTcp && tcp_) ? add_fast_forward(f)
-             : direct_forward(f)                 ? add_slirp_forward(f)
+             : direct_forward(f)                 ? slirp_.add_host_forward(f, cfg_.guest)
                                                  : add_relayed_forward(f);
   if (ec) return ec;
   forwards_.push_back(f);
-  schedule_pump();
+  slirp_.schedule_pump();
   return {};
 }
 
@@ -597,22 +488,24 @@ boost::system::error_code Engine::remove_forward(const PortForward& f) {
     (*ff)->listener->close();
     fast_.erase(ff);
   } else if (direct_forward(f)) {
-    remove_slirp_forward(f);
+    slirp_.remove_host_forward(f);
   } else {
     auto r = std::find_if(relayed_.begin(), relayed_.end(), [&](const auto& x) { return x->forward == f; });
     if (r != relayed_.end()) {
-      if ((*r)->tcp) remove_slirp_forward((*r)->internal);
+      if ((*r)->tcp) slirp_.remove_host_forward((*r)->internal);
       relayed_.erase(r);
     }
   }
   forwards_.erase(it);
-  schedule_pump();
+  slirp_.schedule_pump();
   return {};
 }
 
 EngineStats Engine::stats() const {
   EngineStats s = stats_;
-  s.host_sockets = fds_.size();
+  s.pumps = slirp_.pumps();
+  s.guest_errors = slirp_.guest_errors();
+  s.host_sockets = slirp_.host_sockets();
   s.forwards = forwards_.size();
   s.udp_flows = udp_flows_.size();
   if (tcp_) s.tcp = tcp_->stats();
@@ -621,212 +514,33 @@ EngineStats Engine::stats() const {
   return s;
 }
 
-void Engine::schedule_pump() {
-  if (pump_posted_) return;
-  pump_posted_ = true;
-  boost::asio::post(io_, [this, alive = std::weak_ptr<bool>(alive_)] {
-    if (auto a = alive.lock(); a && *a) pump();
-  });
-}
-
-int Engine::collect_ready(int timeout_ms) {
-  std::array<epoll_event, kMaxEpollEvents> evs{};
-  revents_.clear();
-  const int n = epoll_wait(epfd_.get(), evs.data(), kMaxEpollEvents, timeout_ms);
-  for (int i = 0; i < n; ++i) revents_[evs[static_cast<size_t>(i)].data.fd] = from_epoll(evs[static_cast<size_t>(i)].events);
-  return n;
-}
-
-void Engine::pump() {
-  pump_posted_ = false;
-  ++stats_.pumps;
-  fire_timers();
-
-  // Readiness for the descriptors of the previous fill.
-  const int n = collect_ready(0);
-  slirp_pollfds_poll(slirp_.get(), n < 0 ? 1 : 0, &Engine::cb_get_revents, this);
-
-  fds_.clear();
-  uint32_t timeout = UINT32_MAX;
-  slirp_pollfds_fill(slirp_.get(), &timeout, &Engine::cb_add_poll, this);
-  sync_interest();
-
-  // Level-triggered leftovers (data libslirp did not drain) raise no new edge
-  // on the private epoll fd, so look before sleeping.
-  struct pollfd self{epfd_.get(), POLLIN, 0};
-  if (::poll(&self, 1, 0) > 0) {
-    schedule_pump();
-    return;
-  }
-  arm_waits(timeout);
-}
-
-void Engine::sync_interest() {
-  const int64_t now = clock_.now_ms();
-  // Steady state: libslirp asked for exactly what it asked for last turn.
-  const bool same = fds_.size() == prev_fds_.size() &&
-                    std::equal(fds_.begin(), fds_.end(), prev_fds_.begin(), [](const pollfd& a, const pollfd& b) {
-                      return a.fd == b.fd && a.events == b.events;
-                    });
-  if (same && now - cache_reset_ms_ < kInterestCacheLifetimeMs) return;
-  prev_fds_ = fds_;
-  if (now - cache_reset_ms_ >= kInterestCacheLifetimeMs) {
-    // Safety net (see header): forget and re-add everything still wanted.
-    for (auto& [fd, ev] : interest_) epoll_ctl(epfd_.get(), EPOLL_CTL_DEL, fd, nullptr);
-    interest_.clear();
-    cache_reset_ms_ = now;
-  }
-  std::unordered_map<int, uint32_t> wanted;
-  wanted.reserve(fds_.size());
-  for (auto& p : fds_) wanted[p.fd] |= static_cast<uint32_t>(p.events);
-  // Drop descriptors libslirp no longer watches.
-  for (auto it = interest_.begin(); it != interest_.end();) {
-    if (!wanted.count(it->first)) {
-      epoll_ctl(epfd_.get(), EPOLL_CTL_DEL, it->first, nullptr);
-      it = interest_.erase(it);
-    } else {
-      ++it;
-    }
-  }
-  for (auto& [fd, ev] : wanted) {
-    auto it = interest_.find(fd);
-    if (it != interest_.end() && it->second == ev) continue;
-    epoll_event e{};
-    e.events = ev;
-    e.data.fd = fd;
-    if (it != interest_.end()) {
-      if (epoll_ctl(epfd_.get(), EPOLL_CTL_MOD, fd, &e) < 0 && errno == ENOENT)
-        epoll_ctl(epfd_.get(), EPOLL_CTL_ADD, fd, &e);
-    } else if (epoll_ctl(epfd_.get(), EPOLL_CTL_ADD, fd, &e) < 0 && errno == EEXIST) {
-      epoll_ctl(epfd_.get(), EPOLL_CTL_MOD, fd, &e);
-    }
-    interest_[fd] = ev;
-  }
-}
-
-void Engine::arm_waits(uint32_t timeout_ms) {
-  int64_t deadline_ms = timeout_ms == UINT32_MAX ? -1 : clock_.now_ms() + timeout_ms;
-  for (auto& t : timers_)
-    if (t->expire_ms >= 0 && (deadline_ms < 0 || t->expire_ms < deadline_ms)) deadline_ms = t->expire_ms;
-  // Re-arm only for an earlier deadline: a timer that fires early costs one
-  // idle pump, re-arming on every busy turn costs a cancel and a handler.
-  if (deadline_ms >= 0 && (timer_armed_ms_ < 0 || deadline_ms < timer_armed_ms_)) {
-    const auto delay = std::chrono::milliseconds(std::max<int64_t>(0, deadline_ms - clock_.now_ms()));
-    timer_armed_ms_ = deadline_ms;
-    wake_timer_.expires_after(delay);
-    wake_timer_.async_wait([this, alive = std::weak_ptr<bool>(alive_)](boost::system::error_code ec) {
-      if (ec) return;
-      if (auto a = alive.lock(); a && *a) {
-        timer_armed_ms_ = -1;
-        schedule_pump();
-      }
-    });
-  }
-  if (!ep_wait_armed_) {
-    ep_wait_armed_ = true;
-    ep_desc_.async_wait(boost::asio::posix::descriptor_base::wait_read,
-                        [this, alive = std::weak_ptr<bool>(alive_)](boost::system::error_code ec) {
-                          auto a = alive.lock();
-                          if (!a || !*a) return;
-                          ep_wait_armed_ = false;
-                          if (!ec) schedule_pump();
-                        });
-  }
-}
-
-void Engine::fire_timers() {
-  const int64_t now = clock_.now_ms();
-  for (size_t i = 0; i < timers_.size(); ++i) {
-    Timer* t = timers_[i].get();
-    if (t->expire_ms >= 0 && t->expire_ms <= now) {
-      t->expire_ms = -1;
-      slirp_handle_timer(slirp_.get(), t->id, t->cb_opaque);  // may re-arm or free timers
-    }
-  }
-}
-
-// ---- libslirp callbacks ----
-
-ssize_t Engine::cb_send_packet(const void* buf, size_t len, void* opaque) {
-  auto* self = static_cast<Engine*>(opaque);
-  ++self->stats_.frames_out;
-  self->stats_.bytes_out += len;
-  std::span<const uint8_t> frame(static_cast<const uint8_t*>(buf), len);
-  if (self->dns_tcp_shadowed_ && len >= kEthHeaderLen + 20 && ether_type(frame) == kEtherTypeIpv4 &&
-      frame[kEthHeaderLen + 9] == 6 && std::memcmp(frame.data() + kEthHeaderLen + 12, &self->dns_shadow_.s_addr, 4) == 0) {
+void Engine::on_slirp_frame(std::span<const uint8_t> frame) {
+  ++stats_.frames_out;
+  stats_.bytes_out += frame.size();
+  if (dns_tcp_shadowed_ && frame.size() >= kEthHeaderLen + 20 && ether_type(frame) == kEtherTypeIpv4 &&
+      frame[kEthHeaderLen + 9] == 6 && std::memcmp(frame.data() + kEthHeaderLen + 12, &dns_shadow_.s_addr, 4) == 0) {
     if (auto ports = tcp4_ports(frame); ports && ports->first == 53) {
       // Back from the shadow to the address the guest asked (see attach_dns).
       std::vector<uint8_t> copy(frame.begin(), frame.end());
-      rewrite_tcp4_address(copy, /*destination=*/false, self->cfg_.dns);
+      rewrite_tcp4_address(copy, /*destination=*/false, cfg_.dns);
       const Mac dns_mac{0x52, 0x55, 0, 0, 0, 0};
       std::copy(dns_mac.begin(), dns_mac.begin() + 2, copy.begin() + 6);
-      std::memcpy(copy.data() + 8, &self->cfg_.dns.s_addr, 4);  // source MAC 52:55:<dns address>, as for ARP
-      self->port_.send_to_guest(copy);
-      return static_cast<ssize_t>(len);
+      std::memcpy(copy.data() + 8, &cfg_.dns.s_addr, 4);  // source MAC 52:55:<dns address>, as for ARP
+      port_.send_to_guest(copy);
+      return;
     }
   }
-  if (self->cfg_.mtu != 1500 && len > kEthHeaderLen + 28 + 240 && ether_type(frame) == kEtherTypeIpv4 &&
+  if (cfg_.mtu != 1500 && frame.size() > kEthHeaderLen + 28 + 240 && ether_type(frame) == kEtherTypeIpv4 &&
       frame[kEthHeaderLen + 9] == 17) {
     // A DHCP reply gets the link MTU (libslirp's server does not offer it).
     std::vector<uint8_t> copy(frame.begin(), frame.end());
-    if (add_dhcp_mtu_option(copy, static_cast<uint16_t>(std::min<size_t>(self->cfg_.mtu, 65535)))) {
-      ++self->stats_.dhcp_mtu_offered;
-      self->port_.send_to_guest(copy);
-      return static_cast<ssize_t>(len);
+    if (add_dhcp_mtu_option(copy, static_cast<uint16_t>(std::min<size_t>(cfg_.mtu, 65535)))) {
+      ++stats_.dhcp_mtu_offered;
+      port_.send_to_guest(copy);
+      return;
     }
   }
-  self->port_.send_to_guest(frame);
-  return static_cast<ssize_t>(len);
-}
-
-void Engine::cb_guest_error(const char* msg, void* opaque) {
-  auto* self = static_cast<Engine*>(opaque);
-  ++self->stats_.guest_errors;
-  if (self->guest_error_log_.allow(self->clock_.now_ms()))
-    spdlog::warn("guest error: {} ({} similar messages suppressed)", msg, self->guest_error_log_.suppressed());
-}
-
-int64_t Engine::cb_clock_get_ns(void* opaque) { return static_cast<Engine*>(opaque)->clock_.now_ns(); }
-
-void* Engine::cb_timer_new_opaque(int id, void* cb_opaque, void* opaque) {
-  auto* self = static_cast<Engine*>(opaque);
-  self->timers_.push_back(std::make_unique<Timer>(Timer{static_cast<SlirpTimerId>(id), cb_opaque, -1}));
-  return self->timers_.back().get();
-}
-
-void Engine::cb_timer_free(void* timer, void* opaque) {
-  auto* self = static_cast<Engine*>(opaque);
-  std::erase_if(self->timers_, [timer](const auto& t) { return t.get() == timer; });
-}
-
-void Engine::cb_timer_mod(void* timer, int64_t expire_ms, void* opaque) {
-  auto* self = static_cast<Engine*>(opaque);
-  static_cast<Timer*>(timer)->expire_ms = expire_ms;
-  self->schedule_pump();  // recompute the wake-up deadline
-}
-
-void Engine::cb_register_poll_fd(int, void*) {}
-
-void Engine::cb_unregister_poll_fd(int fd, void* opaque) {
-  auto* self = static_cast<Engine*>(opaque);
-  if (self->interest_.erase(fd)) epoll_ctl(self->epfd_.get(), EPOLL_CTL_DEL, fd, nullptr);
-  self->prev_fds_.clear();  // the next turn must resync
-}
-
-void Engine::cb_notify(void* opaque) { static_cast<Engine*>(opaque)->schedule_pump(); }
-
-int Engine::cb_add_poll(int fd, int events, void* opaque) {
-  auto* self = static_cast<Engine*>(opaque);
-  // `events` holds epoll bits here (they fit a short), translated once.
-  self->fds_.push_back(pollfd{fd, static_cast<short>(to_epoll(events)), 0});
-  return static_cast<int>(self->fds_.size() - 1);
-}
-
-int Engine::cb_get_revents(int idx, void* opaque) {
-  auto* self = static_cast<Engine*>(opaque);
-  if (idx < 0 || static_cast<size_t>(idx) >= self->fds_.size()) return 0;
-  auto it = self->revents_.find(self->fds_[static_cast<size_t>(idx)].fd);
-  return it == self->revents_.end() ? 0 : it->second;
+  port_.send_to_guest(frame);
 }
 
 }  // namespace causeway::netstack

@@ -2,23 +2,9 @@
 //
 // Theory of operation
 // -------------------
-// libslirp is a poll()-style library: before sleeping, the embedder asks it
-// which descriptors to watch (slirp_pollfds_fill); after waking, it reports
-// their readiness (slirp_pollfds_poll). Asio is an epoll reactor. We bridge
-// the two with a private epoll instance that holds libslirp's descriptors:
-//
-//   pump():  epoll_wait(private, 0) ─► slirp_pollfds_poll ─► slirp_pollfds_fill
-//            ─► sync the private epoll's interest set with what libslirp asked for
-//            ─► anything already ready?  yes: post another pump()
-//                                        no:  wait for the private epoll fd to become
-//                                             readable (one Asio descriptor) or for the
-//                                             timeout libslirp asked for (steady_timer)
-//
-// The interest set is cached (fd → events) so a busy turn costs one
-// epoll_wait and no epoll_ctl. libslirp tells us, through unregister_poll_fd,
-// before it closes a descriptor, so a reused fd number cannot inherit a stale
-// cache entry; as a safety net against a close path that forgets, the cache is
-// dropped once a second and rebuilt (a few epoll_ctl calls).
+// The engine classifies guest frames and manages forwards; libslirp, behind a
+// SlirpBridge (slirp_bridge.hpp: its poll descriptors and timers on the Asio
+// loop), is the fallback for whatever no handler here takes.
 //
 // Guest frames pass check_guest_frame() (frame.hpp) before slirp_input():
 // malformed, oversized and mis-addressed frames are dropped and counted.
@@ -32,15 +18,15 @@
 // address outside its virtual network) nor the fast path is trusted with
 // that: this is the one gate for both, and for offload frames too. DHCP and
 // the guest's replies on UDP forward flows are the engine's own and pass.
-// Frames to the guest leave through FramePort::send_to_guest from inside
-// libslirp's callbacks.
+// Frames to the guest leave through FramePort::send_to_guest; libslirp's pass
+// on_slirp_frame() first (the DNS shadow rewrite and the DHCP MTU option, below).
 //
-// Time: libslirp reads time through clock_get_ns, which we answer from the
-// injected Clock; its RA timer is kept here and fired from pump(). With a fake
-// clock a test drives the engine by calling on_guest_frame() and pump().
+// Time: everything reads the injected Clock (libslirp too, through the
+// bridge). With a fake clock a test drives the engine by calling
+// on_guest_frame() and pump().
 //
 // Forwards: with the TCP fast path, a TCP forward is our own listener (either
-// family, backlog 1024): each accepted connection becomes a splicer flow the
+// family, backlog 1024): each accepted connection becomes a fast-path flow the
 // engine opens toward the guest's lease from the gateway (a port taken from
 // 32768–60999), so neither libslirp's TCP nor its one-deep backlog is in the
 // way. Without the fast path: TCP on an IPv4 host address is a libslirp host forward. TCP on
@@ -65,7 +51,6 @@
 #pragma once
 
 #include <boost/asio/io_context.hpp>
-#include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/system/error_code.hpp>
 #include <array>
@@ -85,14 +70,13 @@
 #include "netstack/frame.hpp"
 #include "netstack/frame_port.hpp"
 #include "netstack/nat_config.hpp"
-#include "netstack/tcp_splice.hpp"
+#include "netstack/slirp_bridge.hpp"
+#include "netstack/tcp_fast_path.hpp"
 #include "dns/proxy.hpp"
 #include "portfwd/guest_datagram.hpp"
 #include "portfwd/loopback_connector.hpp"
 #include "portfwd/tcp_forwarder.hpp"
 #include "portfwd/udp_forwarder.hpp"
-
-struct Slirp;
 
 namespace causeway::netstack {
 
@@ -115,10 +99,10 @@ struct EngineStats {
   uint64_t dns_truncated = 0;        // answers over the link MTU sent as TC=1
   uint64_t dns_answers_dropped = 0;  // guest MAC gone, or answer after the engine changed
   uint64_t dhcp_mtu_offered = 0;     // DHCP replies given the link MTU (option 26)
-  uint64_t offload_to_splicer = 0;   // offload frames the TCP fast path took whole
+  uint64_t offload_to_fast_path = 0; // offload frames the TCP fast path took whole
   uint64_t offload_in_software = 0;  // offload frames finished in software (libslirp's, or no flow)
   uint64_t offload_segments = 0;     // frames those became
-  TcpSpliceStats tcp;                // the TCP fast path (zeros when it is off)
+  TcpFastPathStats tcp;              // the TCP fast path (zeros when it is off)
   uint64_t tcp_forward_accepted = 0; // host connections on fast-path TCP forwards
   uint64_t tcp_forward_refused = 0;  // closed: guest MAC still unknown after ARP, flow table full
   uint64_t tcp_forward_awaited_mac = 0;  // held while ARP asked for the guest's MAC
@@ -138,7 +122,7 @@ class Engine final : public FrameSink, public portfwd::GuestDatagramChannel {
 
   void on_guest_frame(std::span<const uint8_t> frame) override;
   // A frame with checksum/TSO work left (a tap with offloads): a TCP segment
-  // of a fast-path flow goes to the splicer whole (a 64 KiB super-segment is
+  // of a fast-path flow goes to the fast path whole (a 64 KiB super-segment is
   // one write to the host socket); anything else is finished in software
   // (checksum completed, super-segment cut to the MTU) and handled as plain
   // frames. A header that does not validate: dropped.bad_offload.
@@ -172,12 +156,11 @@ class Engine final : public FrameSink, public portfwd::GuestDatagramChannel {
   [[nodiscard]] EngineStats stats() const;
   [[nodiscard]] const NatConfig& config() const { return cfg_; }
 
-  // One turn of the loop described above. Public so component tests with a
-  // fake clock can drive it; production code never needs to call it.
-  void pump();
+  // One turn of libslirp's loop (SlirpBridge::pump). Public so component tests
+  // with a fake clock can drive it; production code never needs to call it.
+  void pump() { slirp_.pump(); }
 
  private:
-  struct Timer;
   struct Relayed {
     PortForward forward;   // what the user asked for ([::1]:P)
     PortForward internal;  // the libslirp forward it rides on (127.0.0.1:ephemeral)
@@ -185,30 +168,8 @@ class Engine final : public FrameSink, public portfwd::GuestDatagramChannel {
     std::unique_ptr<portfwd::TcpForwarder> tcp;
     std::unique_ptr<portfwd::UdpForwarder> udp;
   };
-  struct SlirpDeleter {
-    void operator()(Slirp* s) const;
-  };
-
-  // libslirp callbacks (opaque = this).
-  static ssize_t cb_send_packet(const void* buf, size_t len, void* opaque);
-  static void cb_guest_error(const char* msg, void* opaque);
-  static int64_t cb_clock_get_ns(void* opaque);
-  static void* cb_timer_new_opaque(int id, void* cb_opaque, void* opaque);
-  static void cb_timer_free(void* timer, void* opaque);
-  static void cb_timer_mod(void* timer, int64_t expire_ms, void* opaque);
-  static void cb_register_poll_fd(int fd, void* opaque);
-  static void cb_unregister_poll_fd(int fd, void* opaque);
-  static void cb_notify(void* opaque);
-  static int cb_add_poll(int fd, int events, void* opaque);
-  static int cb_get_revents(int idx, void* opaque);
-
-  void schedule_pump();
-  void sync_interest();
-  void arm_waits(uint32_t timeout_ms);
-  int collect_ready(int timeout_ms);
-  void fire_timers();
-  boost::system::error_code add_slirp_forward(const PortForward& f);
-  void remove_slirp_forward(const PortForward& f);
+  // A frame libslirp sends to the guest (from inside its send_packet callback).
+  void on_slirp_frame(std::span<const uint8_t> frame);
   boost::system::error_code add_relayed_forward(const PortForward& f);
   struct FastForward;
   boost::system::error_code add_fast_forward(const PortForward& f);
@@ -224,22 +185,8 @@ class Engine final : public FrameSink, public portfwd::GuestDatagramChannel {
   FramePort& port_;
   EngineStats stats_;
   RateLimitedLog drop_log_;
-  RateLimitedLog guest_error_log_;
   RateLimitedLog forbidden_log_;
 
-  UniqueFd epfd_;
-  boost::asio::posix::stream_descriptor ep_desc_;
-  boost::asio::steady_timer wake_timer_;
-  bool pump_posted_ = false;
-  bool ep_wait_armed_ = false;
-  int64_t cache_reset_ms_ = 0;
-
-  std::vector<struct pollfd> fds_;             // this turn's fill
-  std::vector<struct pollfd> prev_fds_;        // the fill the interest set was last synced to
-  int64_t timer_armed_ms_ = -1;                // deadline wake_timer_ is armed for, -1 none
-  std::unordered_map<int, uint32_t> interest_;  // fd -> epoll events registered
-  std::unordered_map<int, int> revents_;        // fd -> SLIRP_POLL_* from the last epoll_wait
-  std::vector<std::unique_ptr<Timer>> timers_;
   std::vector<PortForward> forwards_;
   std::vector<std::unique_ptr<Relayed>> relayed_;
   std::vector<std::shared_ptr<FastForward>> fast_;  // TCP forwards on the fast path
@@ -270,7 +217,7 @@ class Engine final : public FrameSink, public portfwd::GuestDatagramChannel {
   void open_forwarded(UniqueFd conn, uint16_t guest_port);
   void ask_guest_mac();
   bool take_udp_flow_reply(std::span<const uint8_t> frame);
-  std::unique_ptr<TcpSplicer> tcp_;  // the TCP fast path, when NatConfig::tcp_fast
+  std::unique_ptr<TcpFastPath> tcp_;  // the TCP fast path, when NatConfig::tcp_fast
   bool take_dns_query(std::span<const uint8_t> frame);
   bool dns_tcp_shadowed_ = false;
   in_addr dns_shadow_{};
@@ -278,8 +225,8 @@ class Engine final : public FrameSink, public portfwd::GuestDatagramChannel {
   std::vector<uint8_t> offload_buf_;  // software-finished offload frames (on_guest_offload_frame)
   dns::Proxy* dns_ = nullptr;
 
-  // Declared last: slirp_cleanup calls back into the members above.
-  std::unique_ptr<Slirp, SlirpDeleter> slirp_;
+  // Declared after everything on_slirp_frame touches: slirp_cleanup may call back.
+  SlirpBridge slirp_;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };
 

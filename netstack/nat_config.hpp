@@ -35,7 +35,7 @@ struct NatConfig {
   // the engine has a dns::Proxy (Engine::attach_dns); on in plain mode
   // (dnsTunneling=false).
   bool slirp_dns = true;
-  // The TCP fast path (netstack/tcp_splice.hpp) for guest-opened TCP
+  // The TCP fast path (netstack/tcp_fast_path.hpp) for guest-opened TCP
   // connections instead of libslirp's TCP stack. It needs Linux 6.10+; when
   // the kernel lacks it the engine keeps libslirp, and says so at warning
   // level only when the fast path was asked for explicitly (`--tcp-engine fast`).

@@ -37,8 +37,8 @@ DatagramFlowConfig flow_config(const MirrorLinkConfig& cfg) {
   return f;
 }
 
-TcpSplicePolicy mirrored_tcp_policy(const MirrorLinkConfig& cfg) {
-  TcpSplicePolicy p;
+TcpFastPathPolicy mirrored_tcp_policy(const MirrorLinkConfig& cfg) {
+  TcpFastPathPolicy p;
   p.our_mac = cfg.our_mac;
   p.mtu = cfg.mtu;
   p.route = [scope = cfg.host_ifindex](const TcpSegment& s) -> std::optional<TcpConnectPlan> {
@@ -64,7 +64,7 @@ MirrorLink::MirrorLink(asio::io_context& io, FramePort& port, MirrorLinkConfig c
       flows_(io, clock_, flow_config(cfg_), [this](std::span<const uint8_t> f) { send(f); }),
       neighbors_(cfg_.our_mac) {
   if (port_.offloads_to_guest()) {
-    // Host data toward the guest as super-segments with a partial checksum (tcp_splice.hpp).
+    // Host data toward the guest as super-segments with a partial checksum (tcp_fast_path.hpp).
     tcp_.enable_tx_offload([this](std::span<const uint8_t> f, const VnetHdr& h) {
       ++stats_.frames_out;
       port_.send_offload_to_guest(f, h);
@@ -153,7 +153,7 @@ void MirrorLink::on_guest_offload_frame(std::span<const uint8_t> frame, const Vn
   if (for_us_unicast(frame)) {
     ++stats_.frames_in;
     if (refused(frame)) return;
-    ++stats_.offload_to_splicer;
+    ++stats_.offload_to_fast_path;
     if (!tcp_.on_guest_frame(frame) && !tcp_.reject(frame)) ++stats_.dropped_malformed;
     return;
   }
@@ -359,7 +359,7 @@ nlohmann::json to_json(const MirrorLinkStats& s) {
         {"errors", s.udp_errors},
         {"evicted", s.udp_evicted}}},
       {"ping", {{"flows", s.ping_flows}, {"out", s.ping_out}, {"in", s.ping_in}, {"errors", s.ping_errors}}},
-      {"offload", {{"to_fast_path", s.offload_to_splicer}, {"in_software", s.offload_in_software}}},
+      {"offload", {{"to_fast_path", s.offload_to_fast_path}, {"in_software", s.offload_in_software}}},
       {"dropped",
        {{"malformed", s.dropped_malformed},
         {"bad_offload", s.dropped_bad_offload},

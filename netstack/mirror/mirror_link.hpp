@@ -13,7 +13,7 @@
 //     ICMPv6 NS            → NeighborResponder: NA with our MAC (router flag),
 //                            so the guest's gateways and on-link peers all
 //                            resolve to us
-//     TCP                  → TcpSplicer (tcp_splice.hpp) with a policy that
+//     TCP                  → TcpFastPath (tcp_fast_path.hpp) with a policy that
 //                            binds the host socket to the guest's source
 //                            address and connects to the real destination;
 //                            a segment of no flow gets RST (RFC 9293 §3.10.7.1)
@@ -50,7 +50,7 @@
 // claimed: ARP probes (sender 0.0.0.0), gratuitous ARP and DAD (NS from ::)
 // are not answered.
 //
-// Bounds: TCP flows as TcpSplicer's max_flows (RST beyond); UDP and ping
+// Bounds: TCP flows as TcpFastPath's max_flows (RST beyond); UDP and ping
 // flows capped (the oldest idle one is closed for a new one); UDP flows idle
 // for udp_idle (dns_idle for port 53) are closed by a sweep every few
 // seconds (idle time on the injected Clock). Replies that would not fit the link MTU are dropped and counted
@@ -89,7 +89,7 @@
 #include "netstack/mirror/datagram_flow_table.hpp"
 #include "netstack/mirror/neighbor_responder.hpp"
 #include "netstack/mirror/plan.hpp"
-#include "netstack/tcp_splice.hpp"
+#include "netstack/tcp_fast_path.hpp"
 
 namespace causeway::netstack::mirror {
 
@@ -121,10 +121,10 @@ struct MirrorLinkStats {
   uint64_t dropped_bad_offload = 0;  // a virtio-net header that does not fit its frame (base/vnet_hdr.hpp)
   uint64_t dropped_forbidden_source = 0;       // a source not planned for this link
   uint64_t dropped_forbidden_destination = 0;  // a destination the policy refuses (dest_policy.hpp)
-  uint64_t offload_to_splicer = 0;   // TCP frames with offload work taken whole by the fast path
+  uint64_t offload_to_fast_path = 0;   // TCP frames with offload work taken whole by the fast path
   uint64_t offload_in_software = 0;  // other frames with offload work, finished here first
   size_t udp_flows = 0, ping_flows = 0;
-  TcpSpliceStats tcp;
+  TcpFastPathStats tcp;
 };
 nlohmann::json to_json(const MirrorLinkStats& s);
 
@@ -176,7 +176,7 @@ class MirrorLink final : public FrameSink {
   MirrorLinkConfig cfg_;
   SteadyClock steady_;   // the clock when none is given
   const Clock& clock_;   // steady_ or the one given
-  TcpSplicer tcp_;
+  TcpFastPath tcp_;
   DatagramFlowTable flows_;
   NeighborResponder neighbors_;
   std::vector<uint8_t> out_;

@@ -163,7 +163,7 @@ class EnginePolicy : public ::testing::TestWithParam<PolicyCase> {
     NatConfig cfg;
     cfg.tcp_fast = GetParam().engine == TcpEngine::kFast;
     cfg.host_loopback = host_loopback;
-    if (cfg.tcp_fast && !TcpSplicer::available()) GTEST_SKIP() << "this kernel has no TCP SO_PEEK_OFF (Linux 6.10+)";
+    if (cfg.tcp_fast && !TcpFastPath::available()) GTEST_SKIP() << "this kernel has no TCP SO_PEEK_OFF (Linux 6.10+)";
     engine = std::make_unique<Engine>(io, clock, cfg, port);
     engine->announce_guest(kGuestMac);
   }
@@ -238,7 +238,7 @@ TEST_P(EnginePolicy, EchoToHostLoopbackIsDroppedAndCounted) {
 }
 
 // A tap with offloads hands the fast path TCP frames whole (on_guest_offload_frame): the policy
-// is applied there too, before the splicer can connect().
+// is applied there too, before the fast path can connect().
 TEST_P(EnginePolicy, OffloadedSynToHostLoopbackIsResetToo) {
   make();
   if (::testing::Test::IsSkipped()) return;

@@ -256,7 +256,7 @@ TEST_F(EngineTest, UdpFlowsCarryDatagramsBothWaysAndBypassTheStack) {
 class EngineForwardTest : public EngineTest {
  protected:
   void SetUp() override {
-    if (!TcpSplicer::available()) GTEST_SKIP() << "this kernel has no TCP SO_PEEK_OFF (Linux 6.10+): no fast path";
+    if (!TcpFastPath::available()) GTEST_SKIP() << "this kernel has no TCP SO_PEEK_OFF (Linux 6.10+): no fast path";
     UniqueFd probe(::socket(AF_INET, SOCK_STREAM, 0));
     sockaddr_in a{};
     a.sin_family = AF_INET;

@@ -340,7 +340,7 @@ TEST_F(MirrorLinkTest, UdpFlowsAreCappedOldestFirst) {
 }
 
 TEST_F(MirrorLinkTest, TcpConnectsFromTheGuestsSourceAddress) {
-  if (!TcpSplicer::available()) GTEST_SKIP() << "this kernel has no TCP SO_PEEK_OFF (Linux 6.10+)";
+  if (!TcpFastPath::available()) GTEST_SKIP() << "this kernel has no TCP SO_PEEK_OFF (Linux 6.10+)";
   UniqueFd srv(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
   sockaddr_in a{};
   a.sin_family = AF_INET;
@@ -367,7 +367,7 @@ TEST_F(MirrorLinkTest, TcpConnectsFromTheGuestsSourceAddress) {
 // A tap with offloads (hooks.vnet_hdr_taps) hands the link 64 KiB TCP super-segments: taken whole
 // by the fast path (one send), never cut into MTU frames; a header that lies is dropped, counted.
 TEST_F(MirrorLinkTest, TcpSuperSegmentFromATapWithOffloadsIsTakenWhole) {
-  if (!TcpSplicer::available()) GTEST_SKIP() << "this kernel has no TCP SO_PEEK_OFF (Linux 6.10+)";
+  if (!TcpFastPath::available()) GTEST_SKIP() << "this kernel has no TCP SO_PEEK_OFF (Linux 6.10+)";
   UniqueFd srv(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
   sockaddr_in a{};
   a.sin_family = AF_INET;
@@ -417,7 +417,7 @@ TEST_F(MirrorLinkTest, TcpSuperSegmentFromATapWithOffloadsIsTakenWhole) {
   link->on_guest_offload_frame(super, liar);
   EXPECT_EQ(link->stats().dropped_bad_offload, 1u);
   link->on_guest_offload_frame(super, h);
-  EXPECT_EQ(link->stats().offload_to_splicer, 1u);
+  EXPECT_EQ(link->stats().offload_to_fast_path, 1u);
   EXPECT_EQ(link->stats().offload_in_software, 0u);
   std::vector<uint8_t> got;
   testing::run_until(io, [&] {

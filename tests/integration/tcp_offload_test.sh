@@ -128,12 +128,12 @@ o = e["offload"]
 assert e["dropped"]["bad_offload"] == 0, e["dropped"]
 assert p["offload"] == off, p
 if off:
-    assert p["offload_frames_read"] > 0 and o["to_splicer"] > 0, (p, o)
+    assert p["offload_frames_read"] > 0 and o["to_fast_path"] > 0, (p, o)
     assert o["in_software"] > 0, o  # UDP and DNS over TCP went to libslirp finished in software
     if mtu == 1500:
         assert e["tcp_fast"]["bytes_out"] >= 32 << 20 and o["super_segments_out"] > 0, o
 else:
-    assert p["offload_frames_read"] == 0 and o["to_splicer"] == 0 and o["super_segments_out"] == 0, (p, o)
+    assert p["offload_frames_read"] == 0 and o["to_fast_path"] == 0 and o["super_segments_out"] == 0, (p, o)
 print("ok: port %s, offload %s, retransmits %d" % ({k: p[k] for k in ("offload_frames_read", "offload_frames_written")}, o, e["tcp_fast"]["retransmits"]))
 PY
 }

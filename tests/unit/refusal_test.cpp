@@ -13,7 +13,7 @@
 
 #include "base/byte_order.hpp"
 #include "netstack/packet.hpp"
-#include "netstack/tcp_splice.hpp"
+#include "netstack/tcp_fast_path.hpp"
 
 namespace causeway::netstack {
 namespace {

@@ -1,5 +1,5 @@
-// The TCP fast path; theory of operation in tcp_splice.hpp.
-#include "netstack/tcp_splice.hpp"
+// The TCP fast path; theory of operation in tcp_fast_path.hpp.
+#include "netstack/tcp_fast_path.hpp"
 
 #include <arpa/inet.h>
 #include <linux/sockios.h>
@@ -123,7 +123,7 @@ std::optional<TcpSegment> parse_tcp_segment(std::span<const uint8_t> f) {
   return s;
 }
 
-struct TcpSplicer::Flow {
+struct TcpFastPath::Flow {
   explicit Flow(asio::io_context& io) : rto_timer(io) {}
   Key key{};
   Mac guest_mac{};
@@ -156,10 +156,10 @@ struct TcpSplicer::Flow {
   [[nodiscard]] uint32_t data_in_flight() const { return snd_nxt - snd_una - (fin_sent && !fin_acked ? 1 : 0); }
 };
 
-TcpSplicer::TcpSplicer(asio::io_context& io, const NatConfig& cfg, SendToGuest send, size_t max_flows, int max_retries)
-    : TcpSplicer(io, nat_tcp_policy(cfg), std::move(send), max_flows, max_retries) {}
+TcpFastPath::TcpFastPath(asio::io_context& io, const NatConfig& cfg, SendToGuest send, size_t max_flows, int max_retries)
+    : TcpFastPath(io, nat_tcp_policy(cfg), std::move(send), max_flows, max_retries) {}
 
-TcpSplicer::TcpSplicer(asio::io_context& io, TcpSplicePolicy policy, SendToGuest send, size_t max_flows,
+TcpFastPath::TcpFastPath(asio::io_context& io, TcpFastPathPolicy policy, SendToGuest send, size_t max_flows,
                        int max_retries)
     : io_(io),
       policy_(std::move(policy)),
@@ -169,7 +169,7 @@ TcpSplicer::TcpSplicer(asio::io_context& io, TcpSplicePolicy policy, SendToGuest
   seg_buf_.resize(kPeekBudget);
 }
 
-TcpSplicer::~TcpSplicer() {
+TcpFastPath::~TcpFastPath() {
   *alive_ = false;
   for (auto& [k, f] : flows_) {
     f->dead = true;
@@ -178,34 +178,34 @@ TcpSplicer::~TcpSplicer() {
   }
 }
 
-std::shared_ptr<TcpSplicer::Flow> TcpSplicer::shared(const Flow& f) const {
+std::shared_ptr<TcpFastPath::Flow> TcpFastPath::shared(const Flow& f) const {
   auto it = flows_.find(f.key);
   return it != flows_.end() && it->second.get() == &f ? it->second : nullptr;
 }
 
-TcpSpliceStats TcpSplicer::stats() const {
-  TcpSpliceStats s = stats_;
+TcpFastPathStats TcpFastPath::stats() const {
+  TcpFastPathStats s = stats_;
   s.flows = flows_.size();
   return s;
 }
 
-bool TcpSplicer::available() { return tcp_peek_off_supported(); }
+bool TcpFastPath::available() { return tcp_peek_off_supported(); }
 
-bool TcpSplicer::reject(std::span<const uint8_t> frame) {
+bool TcpFastPath::reject(std::span<const uint8_t> frame) {
   auto s = parse_tcp_segment(frame);
   if (!s) return false;
   if (!(s->flags & kRst)) send_rst_for(*s);
   return true;
 }
 
-void TcpSplicer::reset_all() {
+void TcpFastPath::reset_all() {
   std::vector<std::shared_ptr<Flow>> all;
   all.reserve(flows_.size());
   for (auto& [k, f] : flows_) all.push_back(f);
   for (auto& f : all) abort_flow(*f, /*rst_guest=*/true, /*rst_host=*/true);
 }
 
-bool TcpSplicer::on_guest_frame(std::span<const uint8_t> frame) {
+bool TcpFastPath::on_guest_frame(std::span<const uint8_t> frame) {
   auto s = parse_tcp_segment(frame);
   if (!s) return false;
   Key k{s->family, s->src, s->dst, s->sport, s->dport};
@@ -220,8 +220,8 @@ bool TcpSplicer::on_guest_frame(std::span<const uint8_t> frame) {
 }
 
 // ---------------------------------------------------------------- opening
-TcpSplicePolicy nat_tcp_policy(const NatConfig& cfg) {
-  TcpSplicePolicy p;
+TcpFastPathPolicy nat_tcp_policy(const NatConfig& cfg) {
+  TcpFastPathPolicy p;
   p.our_mac = gateway_mac(cfg);
   p.mtu = cfg.mtu;
   p.route = [cfg](const TcpSegment& s) -> std::optional<TcpConnectPlan> {
@@ -263,7 +263,7 @@ TcpSplicePolicy nat_tcp_policy(const NatConfig& cfg) {
   return p;
 }
 
-bool TcpSplicer::on_syn(const TcpSegment& s) {
+bool TcpFastPath::on_syn(const TcpSegment& s) {
   const auto plan = policy_.route ? policy_.route(s) : std::nullopt;
   if (!plan) return false;
   if (flows_.size() >= max_flows_) {
@@ -325,7 +325,7 @@ bool TcpSplicer::on_syn(const TcpSegment& s) {
   return true;
 }
 
-void TcpSplicer::connected(const std::shared_ptr<Flow>& f, int err) {
+void TcpFastPath::connected(const std::shared_ptr<Flow>& f, int err) {
   if (err) {
     ++stats_.connect_refused;
     // RST|ACK acknowledging the SYN: the guest's connect() fails with ECONNREFUSED.
@@ -344,7 +344,7 @@ void TcpSplicer::connected(const std::shared_ptr<Flow>& f, int err) {
 }
 
 // ---------------------------------------------------------------- host → guest opening
-bool TcpSplicer::open_to_guest(UniqueFd accepted, const Key& key, const Mac& guest_mac) {
+bool TcpFastPath::open_to_guest(UniqueFd accepted, const Key& key, const Mac& guest_mac) {
   if (!accepted || flows_.count(key)) return false;
   if (flows_.size() >= max_flows_) {
     ++stats_.flows_full;
@@ -373,7 +373,7 @@ bool TcpSplicer::open_to_guest(UniqueFd accepted, const Key& key, const Mac& gue
   return true;
 }
 
-void TcpSplicer::on_guest_synack(Flow& f, const TcpSegment& s) {
+void TcpFastPath::on_guest_synack(Flow& f, const TcpSegment& s) {
   // RST (handled by the caller) means the guest refused: the host peer sees a reset.
   if ((s.flags & (kSyn | kAck)) == kAck && s.ack != f.iss + 1) {
     // §3.10.7.3 (SYN-SENT): an ACK that does not acknowledge our SYN gets <SEQ=SEG.ACK><CTL=RST>.
@@ -411,7 +411,7 @@ void TcpSplicer::on_guest_synack(Flow& f, const TcpSegment& s) {
 }
 
 // ---------------------------------------------------------------- guest segments
-void TcpSplicer::on_segment(Flow& f, const TcpSegment& s) {
+void TcpFastPath::on_segment(Flow& f, const TcpSegment& s) {
   if (s.flags & kRst) {
     ++stats_.resets_from_guest;
     abort_flow(f, /*rst_guest=*/false, /*rst_host=*/true);
@@ -479,7 +479,7 @@ void TcpSplicer::on_segment(Flow& f, const TcpSegment& s) {
   maybe_finish(f);
 }
 
-void TcpSplicer::write_to_host(Flow& f, const TcpSegment& s) {
+void TcpFastPath::write_to_host(Flow& f, const TcpSegment& s) {
   if (f.guest_fin) {
     send_segment(f, kAck, f.snd_nxt, {});  // a retransmission after its FIN: acknowledge again
     return;
@@ -536,7 +536,7 @@ void TcpSplicer::write_to_host(Flow& f, const TcpSegment& s) {
 // §3.8.6.3 allows delaying ACKs; RFC 5681 §4.2 asks for at least one per two full-sized
 // segments, and a batch is acknowledged in the same loop turn, long before the guest's
 // delayed-ACK timers matter). A data segment we send meanwhile carries the ACK and clears it.
-void TcpSplicer::schedule_ack(Flow& f) {
+void TcpFastPath::schedule_ack(Flow& f) {
   if (f.ack_pending) return;
   f.ack_pending = true;
   ack_queue_.push_back(f.key);
@@ -555,7 +555,7 @@ void TcpSplicer::schedule_ack(Flow& f) {
   });
 }
 
-void TcpSplicer::flush_to_host(Flow& f) {
+void TcpFastPath::flush_to_host(Flow& f) {
   while (f.to_host_off < f.to_host.size()) {
     const ssize_t n = ::send(f.fd(), f.to_host.data() + f.to_host_off, f.to_host.size() - f.to_host_off,
                              MSG_DONTWAIT | MSG_NOSIGNAL);
@@ -578,7 +578,7 @@ void TcpSplicer::flush_to_host(Flow& f) {
 }
 
 // ---------------------------------------------------------------- host → guest
-void TcpSplicer::push_to_guest(Flow& f) {
+void TcpFastPath::push_to_guest(Flow& f) {
   if (f.dead || f.state != Flow::State::kEstablished || f.fin_sent) return;
   const size_t hdr = f.key.family == AF_INET ? 40 : 60;
   const size_t mss = std::min<size_t>(f.g_mss, policy_.mtu > hdr ? policy_.mtu - hdr : 536);
@@ -641,7 +641,7 @@ void TcpSplicer::push_to_guest(Flow& f) {
   });
 }
 
-void TcpSplicer::wait_readable(const std::shared_ptr<Flow>& f) {
+void TcpFastPath::wait_readable(const std::shared_ptr<Flow>& f) {
   if (!f || f->read_wait || f->dead) return;
   f->read_wait = true;
   f->desc->async_wait(asio::posix::descriptor_base::wait_read,
@@ -654,7 +654,7 @@ void TcpSplicer::wait_readable(const std::shared_ptr<Flow>& f) {
                       });
 }
 
-void TcpSplicer::wait_writable(const std::shared_ptr<Flow>& f) {
+void TcpFastPath::wait_writable(const std::shared_ptr<Flow>& f) {
   if (!f || f->write_wait || f->dead) return;
   f->write_wait = true;
   f->desc->async_wait(asio::posix::descriptor_base::wait_write,
@@ -671,7 +671,7 @@ void TcpSplicer::wait_writable(const std::shared_ptr<Flow>& f) {
 }
 
 // ---------------------------------------------------------------- retransmission
-void TcpSplicer::arm_rto(const std::shared_ptr<Flow>& f) {
+void TcpFastPath::arm_rto(const std::shared_ptr<Flow>& f) {
   if (!f || f->dead) return;
   const uint64_t gen = ++f->rto_gen;
   f->rto_timer.expires_after(f->rto);
@@ -698,7 +698,7 @@ void TcpSplicer::arm_rto(const std::shared_ptr<Flow>& f) {
   });
 }
 
-void TcpSplicer::retransmit(Flow& f) {
+void TcpFastPath::retransmit(Flow& f) {
   ++stats_.retransmits;
   // Peek again from snd_una: rewind the peek offset to the unacknowledged start.
   const int zero = 0;
@@ -710,11 +710,11 @@ void TcpSplicer::retransmit(Flow& f) {
 }
 
 // ---------------------------------------------------------------- closing
-void TcpSplicer::maybe_finish(Flow& f) {
+void TcpFastPath::maybe_finish(Flow& f) {
   if (!f.dead && f.guest_fin && f.shut_wr && f.fin_sent && f.fin_acked) remove(f);
 }
 
-void TcpSplicer::abort_flow(Flow& f, bool rst_guest, bool rst_host) {
+void TcpFastPath::abort_flow(Flow& f, bool rst_guest, bool rst_host) {
   if (rst_guest) {
     ++stats_.resets_to_guest;
     send_segment(f, kRst | kAck, f.snd_nxt, {});
@@ -726,7 +726,7 @@ void TcpSplicer::abort_flow(Flow& f, bool rst_guest, bool rst_host) {
   remove(f);
 }
 
-void TcpSplicer::remove(Flow& f) {
+void TcpFastPath::remove(Flow& f) {
   if (f.dead) return;
   f.dead = true;
   f.rto_timer.cancel();
@@ -735,7 +735,7 @@ void TcpSplicer::remove(Flow& f) {
 }
 
 // ---------------------------------------------------------------- frames
-uint32_t TcpSplicer::our_window(Flow& f) const {
+uint32_t TcpFastPath::our_window(Flow& f) const {
   // What the host socket can still take, less what we already hold for it. SO_SNDBUF was set
   // explicitly (which turns the kernel's autotuning off), so the size read once at connect
   // stays right: one ioctl per segment, not two syscalls.
@@ -753,7 +753,7 @@ uint32_t TcpSplicer::our_window(Flow& f) const {
   return static_cast<uint32_t>(std::min<int64_t>(free_bytes >> ws, 65535));
 }
 
-void TcpSplicer::send_segment(Flow& f, uint8_t flags, uint32_t seq, std::span<const uint8_t> payload,
+void TcpFastPath::send_segment(Flow& f, uint8_t flags, uint32_t seq, std::span<const uint8_t> payload,
                               bool syn_options, uint16_t gso_size) {
   const bool v4 = f.key.family == AF_INET;
   const size_t iplen = v4 ? 20 : 40;
@@ -857,7 +857,7 @@ void TcpSplicer::send_segment(Flow& f, uint8_t flags, uint32_t seq, std::span<co
   send_(std::span<const uint8_t>(frame_buf_.get(), frame_len_));
 }
 
-uint32_t TcpSplicer::initial_sequence(const Key& key) const {
+uint32_t TcpFastPath::initial_sequence(const Key& key) const {
   // RFC 6528 §3: F over the connection's identifying tuple, M from our clock.
   std::array<uint8_t, 1 + 16 + 16 + 2 + 2> tuple{};
   tuple[0] = static_cast<uint8_t>(key.family);
@@ -868,7 +868,7 @@ uint32_t TcpSplicer::initial_sequence(const Key& key) const {
   return isn_.isn(tuple, clock_->now_ns());
 }
 
-void TcpSplicer::send_rst_for(const TcpSegment& s) {
+void TcpFastPath::send_rst_for(const TcpSegment& s) {
   // RFC 9293 §3.10.7.1: <SEQ=SEG.ACK><CTL=RST> if the segment has ACK, else
   // <SEQ=0><ACK=SEG.SEQ+SEG.LEN><CTL=RST,ACK>. Built with a throwaway flow.
   Flow tmp(io_);

@@ -1,8 +1,8 @@
-// libFuzzer target for the TCP fast path (netstack/tcp_splice) and mirrored
+// libFuzzer target for the TCP fast path (netstack/tcp_fast_path) and mirrored
 // mode's link (netstack/mirror/mirror_link): arbitrary sequences of guest
 // segments, host-side writes, closes and forwarded connections, against real
 // loopback sockets. Run it only in a network namespace of its own (the ctest
-// entry does: `unshare --net`), since the splicer connects wherever a SYN says.
+// entry does: `unshare --net`), since the fast path connects wherever a SYN says.
 //
 // Input: a byte program. Each step is an opcode byte and its operands:
 //   0  guest TCP segment: flags, seq/ack offsets (relative to the flow's last
@@ -13,7 +13,7 @@
 //   4  run the event loop a little      5  a raw frame to MirrorLink
 //   6  a guest TCP segment (as 0) behind a fuzzed virtio-net header (a tap
 //      with offloads, vnet_hdr.hpp): checked as the engine checks it; if it
-//      passes, the whole frame goes to the splicer (as the engine hands it
+//      passes, the whole frame goes to the fast path (as the engine hands it
 //      super-segments) and the software-finished frames to MirrorLink
 //   7  a raw frame (up to a GSO frame's size) behind a fuzzed virtio-net
 //      header to MirrorLink::on_guest_offload_frame (a mirrored tap with
@@ -33,7 +33,7 @@
 #include "base/unique_fd.hpp"
 #include "netstack/mirror/mirror_link.hpp"
 #include "netstack/packet.hpp"
-#include "netstack/tcp_splice.hpp"
+#include "netstack/tcp_fast_path.hpp"
 #include "netstack/vnet_hdr.hpp"
 
 namespace cn = causeway::netstack;
@@ -117,7 +117,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   static World* w = new World;  // one listener for the process; flows are per input
   Sink sink;
   constexpr size_t kCap = 16;
-  auto splicer = std::make_unique<cn::TcpSplicer>(w->io, w->cfg, [&](std::span<const uint8_t> f) { sink.send_to_guest(f); },
+  auto fast_path = std::make_unique<cn::TcpFastPath>(w->io, w->cfg, [&](std::span<const uint8_t> f) { sink.send_to_guest(f); },
                                                   kCap, 2);
   cn::mirror::MirrorLinkConfig mc;
   mc.name = "fuzz0";
@@ -139,7 +139,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         const uint16_t window = r.u16();
         const auto payload = r.bytes(r.u8());
         const auto f = segment(w->cfg, sport, to_listener ? w->port : 9, seq, ack, flags, window, payload, flags & 2);
-        if (!splicer->on_guest_frame(f)) (void)splicer->reject(f);
+        if (!fast_path->on_guest_frame(f)) (void)fast_path->reject(f);
         seq += static_cast<uint32_t>(payload.size());
         break;
       }
@@ -171,10 +171,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         a.sin_port = htons(w->port);
         if (::connect(client.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) break;
         causeway::UniqueFd acc(::accept4(w->listener.get(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC));
-        cn::TcpSplicer::Key key{AF_INET, {}, {}, static_cast<uint16_t>(8000 + (r.u8() & 3)), static_cast<uint16_t>(33000 + (r.u8() & 3))};
+        cn::TcpFastPath::Key key{AF_INET, {}, {}, static_cast<uint16_t>(8000 + (r.u8() & 3)), static_cast<uint16_t>(33000 + (r.u8() & 3))};
         std::memcpy(key.gaddr.data(), &w->cfg.guest, 4);
         std::memcpy(key.daddr.data(), &w->cfg.gateway, 4);
-        (void)splicer->open_to_guest(std::move(acc), key, cn::Mac{0x52, 0x54, 0, 0, 0, 1});
+        (void)fast_path->open_to_guest(std::move(acc), key, cn::Mac{0x52, 0x54, 0, 0, 0, 1});
         host_ends.push_back(std::move(client));
         break;
       }
@@ -199,7 +199,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         if (r.u8() & 1) f.resize(f.size() - std::min<size_t>(f.size(), r.u8()));  // truncated
         const auto c = cn::check_vnet_hdr(cn::read_vnet_hdr(hb), f, 1500);
         if (c.verdict != cn::VnetVerdict::kOk) break;
-        (void)splicer->on_guest_frame(f);
+        (void)fast_path->on_guest_frame(f);
         std::vector<uint8_t> scratch;
         cn::finish_in_software(f, c.offload, scratch, [&](std::span<const uint8_t> s) {
           if (s.size() > 1500 + cn::kEthHeaderLen && !c.offload.gso) return;  // the engine checks the MTU
@@ -221,14 +221,14 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         break;
       }
     }
-    if (splicer->stats().flows > kCap) __builtin_trap();
+    if (fast_path->stats().flows > kCap) __builtin_trap();
   }
   w->io.poll();
   w->io.restart();
   link.reset();
-  splicer.reset();
+  fast_path.reset();
   host_ends.clear();
-  // Connections the splicer made to the listener and nobody took: accept and drop them.
+  // Connections the fast path made to the listener and nobody took: accept and drop them.
   while (true) {
     causeway::UniqueFd c(::accept4(w->listener.get(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC));
     if (!c) break;

@@ -1,8 +1,8 @@
-// The TCP fast path (netstack/tcp_splice) against a simulated guest: the test
+// The TCP fast path (netstack/tcp_fast_path) against a simulated guest: the test
 // writes the guest's TCP segments as Ethernet frames and reads what the
-// splicer sends back; the far end is a real socket on this host's loopback
+// fast path sends back; the far end is a real socket on this host's loopback
 // (the guest addresses it as the gateway 10.0.2.2).
-#include "netstack/tcp_splice.hpp"
+#include "netstack/tcp_fast_path.hpp"
 
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
@@ -52,14 +52,14 @@ struct HostServer {
   uint16_t port = 0;
 };
 
-class TcpSpliceTest : public ::testing::Test {
+class TcpFastPathTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (!TcpSplicer::available()) GTEST_SKIP() << "this kernel has no TCP SO_PEEK_OFF (Linux 6.10+)";
+    if (!TcpFastPath::available()) GTEST_SKIP() << "this kernel has no TCP SO_PEEK_OFF (Linux 6.10+)";
     cfg.mtu = 1500;
-    splicer = std::make_unique<TcpSplicer>(io, cfg, [this](std::span<const uint8_t> f) {
+    fast_path = std::make_unique<TcpFastPath>(io, cfg, [this](std::span<const uint8_t> f) {
       auto s = parse_tcp_segment(f);
-      ASSERT_TRUE(s) << "the splicer sent something that is not a TCP segment";
+      ASSERT_TRUE(s) << "the fast path sent something that is not a TCP segment";
       out.push_back(Seg{*s, std::vector<uint8_t>(s->payload.begin(), s->payload.end())});
     });
   }
@@ -97,20 +97,20 @@ class TcpSpliceTest : public ::testing::Test {
     std::memcpy(ip + 12, &cfg.guest, 4);
     std::memcpy(ip + 16, dst ? &*dst : &cfg.gateway, 4);
     std::memcpy(ip + 20, tcp.data(), tcp.size());
-    return splicer->on_guest_frame(f);
+    return fast_path->on_guest_frame(f);
   }
-  // Collects what the splicer sends through enable_tx_offload (frame and header).
+  // Collects what the fast path sends through enable_tx_offload (frame and header).
   struct OffloadFrame {
     std::vector<uint8_t> frame;
     VnetHdr hdr;
   };
   std::deque<OffloadFrame> offloaded;
   void enable_offload() {
-    splicer->enable_tx_offload([this](std::span<const uint8_t> f, const VnetHdr& h) {
+    fast_path->enable_tx_offload([this](std::span<const uint8_t> f, const VnetHdr& h) {
       offloaded.push_back({std::vector<uint8_t>(f.begin(), f.end()), h});
     });
   }
-  // Runs the loop until the splicer has sent something matching `pred`.
+  // Runs the loop until the fast path has sent something matching `pred`.
   std::optional<Seg> expect(const std::function<bool(const Seg&)>& pred, std::chrono::milliseconds d = 3s) {
     std::optional<Seg> got;
     testing::run_until(io, [&] {
@@ -126,7 +126,7 @@ class TcpSpliceTest : public ::testing::Test {
     }, d);
     return got;
   }
-  // SYN → SYN-ACK → ACK. Returns our ISN + 1 (the splicer's next sequence number).
+  // SYN → SYN-ACK → ACK. Returns our ISN + 1 (the fast path's next sequence number).
   uint32_t handshake(uint32_t isn = 1000) {
     EXPECT_TRUE(guest(kSyn, isn, 0));
     auto sa = expect([](const Seg& s) { return (s.s.flags & (kSyn | kAck)) == (kSyn | kAck); });
@@ -134,14 +134,14 @@ class TcpSpliceTest : public ::testing::Test {
     if (!sa) return 0;
     EXPECT_EQ(sa->s.ack, isn + 1);
     EXPECT_EQ(sa->s.mss, 1460) << "MSS = MTU 1500 - 40";
-    EXPECT_EQ(sa->s.wscale, TcpSplicer::kWindowScale);
+    EXPECT_EQ(sa->s.wscale, TcpFastPath::kWindowScale);
     EXPECT_TRUE(guest(kAck, isn + 1, sa->s.seq + 1));
     return sa->s.seq + 1;
   }
 
   // A host service, a completed handshake to it, and the service's end of the connection.
   struct Connected {
-    uint32_t ours = 0;  // the splicer's next sequence number toward the guest
+    uint32_t ours = 0;  // the fast path's next sequence number toward the guest
     UniqueFd host;
   };
   Connected connect_flow(HostServer& srv) {
@@ -149,15 +149,15 @@ class TcpSpliceTest : public ::testing::Test {
     Connected c;
     c.ours = handshake();
     c.host = srv.accept_one();
-    EXPECT_TRUE(c.host) << "the splicer did not connect to the host service";
+    EXPECT_TRUE(c.host) << "the fast path did not connect to the host service";
     return c;
   }
 
   // A forwarded connection's key: the guest's server at `guest_port`, the gateway's `gateway_port`.
-  TcpSplicer::Key forward_key(uint16_t guest_port, uint16_t gateway_port) {
+  TcpFastPath::Key forward_key(uint16_t guest_port, uint16_t gateway_port) {
     gport = guest_port;
     dport = gateway_port;
-    TcpSplicer::Key key{AF_INET, {}, {}, gport, dport};
+    TcpFastPath::Key key{AF_INET, {}, {}, gport, dport};
     std::memcpy(key.gaddr.data(), &cfg.guest, 4);
     std::memcpy(key.daddr.data(), &cfg.gateway, 4);
     return key;
@@ -165,14 +165,14 @@ class TcpSpliceTest : public ::testing::Test {
 
   boost::asio::io_context io;
   NatConfig cfg;
-  causeway::testing::FakeClock fake_clock;  // for set_clock(); outlives the splicer
-  std::unique_ptr<TcpSplicer> splicer;
+  causeway::testing::FakeClock fake_clock;  // for set_clock(); outlives the fast path
+  std::unique_ptr<TcpFastPath> fast_path;
   std::deque<Seg> out;
   uint16_t gport = 40000, dport = 0;
   std::optional<in_addr> dst;  // default: the gateway
 };
 
-TEST_F(TcpSpliceTest, HandshakeThenDataBothWays) {
+TEST_F(TcpFastPathTest, HandshakeThenDataBothWays) {
   HostServer srv;
   auto [ours, c] = connect_flow(srv);
   ASSERT_TRUE(c);
@@ -192,11 +192,11 @@ TEST_F(TcpSpliceTest, HandshakeThenDataBothWays) {
   EXPECT_EQ(std::string(data->data.begin(), data->data.end()), "hello guest");
   EXPECT_EQ(data->s.seq, ours);
   EXPECT_TRUE(guest(kAck, 1011, ours + 11));
-  EXPECT_EQ(splicer->stats().bytes_out, 11u);
-  EXPECT_EQ(splicer->stats().bytes_in, 10u);
+  EXPECT_EQ(fast_path->stats().bytes_out, 11u);
+  EXPECT_EQ(fast_path->stats().bytes_in, 10u);
 }
 
-TEST_F(TcpSpliceTest, UnacknowledgedDataIsSentAgainFromTheSocket) {
+TEST_F(TcpFastPathTest, UnacknowledgedDataIsSentAgainFromTheSocket) {
   HostServer srv;
   auto [ours, c] = connect_flow(srv);
   ASSERT_TRUE(c);
@@ -207,14 +207,14 @@ TEST_F(TcpSpliceTest, UnacknowledgedDataIsSentAgainFromTheSocket) {
   auto again = expect([&](const Seg& s) { return !s.data.empty() && s.s.seq == ours; }, 2s);
   ASSERT_TRUE(again) << "no retransmission";
   EXPECT_EQ(std::string(again->data.begin(), again->data.end()), "again");
-  EXPECT_GE(splicer->stats().retransmits, 1u);
+  EXPECT_GE(fast_path->stats().retransmits, 1u);
   // Acknowledged now: nothing more is resent.
   ASSERT_TRUE(guest(kAck, 1001, ours + 5));
   out.clear();
   EXPECT_FALSE(expect([](const Seg& s) { return !s.data.empty(); }, 600ms));
 }
 
-TEST_F(TcpSpliceTest, RefusedConnectIsAResetToTheGuest) {
+TEST_F(TcpFastPathTest, RefusedConnectIsAResetToTheGuest) {
   {
     HostServer gone;  // bind, learn the port, close: nothing listens there
     dport = gone.port;
@@ -223,11 +223,11 @@ TEST_F(TcpSpliceTest, RefusedConnectIsAResetToTheGuest) {
   auto rst = expect([](const Seg& s) { return (s.s.flags & kRst) != 0; });
   ASSERT_TRUE(rst);
   EXPECT_EQ(rst->s.ack, 5001u);
-  EXPECT_EQ(splicer->stats().connect_refused, 1u);
-  EXPECT_EQ(splicer->stats().flows, 0u);
+  EXPECT_EQ(fast_path->stats().connect_refused, 1u);
+  EXPECT_EQ(fast_path->stats().flows, 0u);
 }
 
-TEST_F(TcpSpliceTest, HalfCloseBothWaysThenTheFlowIsGone) {
+TEST_F(TcpFastPathTest, HalfCloseBothWaysThenTheFlowIsGone) {
   HostServer srv;
   auto [ours, c] = connect_flow(srv);
   ASSERT_TRUE(c);
@@ -244,12 +244,12 @@ TEST_F(TcpSpliceTest, HalfCloseBothWaysThenTheFlowIsGone) {
   ASSERT_TRUE(fin);
   EXPECT_EQ(fin->s.seq, ours + 5) << "the FIN follows the reply's bytes";
   ASSERT_TRUE(guest(kAck, 1009, ours + 6));
-  EXPECT_EQ(splicer->stats().flows, 0u);
+  EXPECT_EQ(fast_path->stats().flows, 0u);
   // A segment for the closed flow is not ours any more (libslirp answers it).
   EXPECT_FALSE(guest(kAck, 1009, ours + 6));
 }
 
-TEST_F(TcpSpliceTest, GuestResetResetsTheHostConnection) {
+TEST_F(TcpFastPathTest, GuestResetResetsTheHostConnection) {
   HostServer srv;
   auto [ours, c] = connect_flow(srv);
   ASSERT_TRUE(c);
@@ -258,24 +258,24 @@ TEST_F(TcpSpliceTest, GuestResetResetsTheHostConnection) {
   errno = 0;
   EXPECT_EQ(::read(c.get(), buf, sizeof buf), -1);
   EXPECT_EQ(errno, ECONNRESET);
-  EXPECT_EQ(splicer->stats().flows, 0u);
+  EXPECT_EQ(fast_path->stats().flows, 0u);
 }
 
-TEST_F(TcpSpliceTest, OutOfOrderSegmentsAreDroppedAndAnsweredWithTheExpectedSequence) {
+TEST_F(TcpFastPathTest, OutOfOrderSegmentsAreDroppedAndAnsweredWithTheExpectedSequence) {
   HostServer srv;
   auto [ours, c] = connect_flow(srv);
   ASSERT_TRUE(c);
   ASSERT_TRUE(guest(kAck, 1101, ours, "later"));  // 100 bytes ahead
   auto dup = expect([](const Seg& s) { return s.s.ack == 1001; });
   ASSERT_TRUE(dup);
-  EXPECT_EQ(splicer->stats().out_of_order, 1u);
+  EXPECT_EQ(fast_path->stats().out_of_order, 1u);
   ASSERT_TRUE(guest(kAck, 1001, ours, "now"));
   char buf[16];
   ASSERT_EQ(::read(c.get(), buf, sizeof buf), 3);
   EXPECT_EQ(std::string(buf, 3), "now");
 }
 
-TEST_F(TcpSpliceTest, OnlyNewSynsAndOurFlowsAreTaken) {
+TEST_F(TcpFastPathTest, OnlyNewSynsAndOurFlowsAreTaken) {
   dport = 80;
   EXPECT_FALSE(guest(kAck, 1, 1)) << "an ACK for an unknown flow is libslirp's";
   EXPECT_FALSE(guest(kAck | kSyn, 1, 1)) << "a SYN-ACK (answer to a libslirp-started flow) is libslirp's";
@@ -287,14 +287,14 @@ TEST_F(TcpSpliceTest, OnlyNewSynsAndOurFlowsAreTaken) {
   dst = shadow;
   EXPECT_FALSE(guest(kSyn, 1, 0));
   std::vector<uint8_t> junk(30, 0xff);
-  EXPECT_FALSE(splicer->on_guest_frame(junk)) << "not TCP at all";
-  EXPECT_EQ(splicer->stats().flows, 0u);
+  EXPECT_FALSE(fast_path->on_guest_frame(junk)) << "not TCP at all";
+  EXPECT_EQ(fast_path->stats().flows, 0u);
 }
 
-TEST_F(TcpSpliceTest, AFullFlowTableRefusesNewSynsWithReset) {
+TEST_F(TcpFastPathTest, AFullFlowTableRefusesNewSynsWithReset) {
   HostServer srv;
   dport = srv.port;
-  splicer = std::make_unique<TcpSplicer>(io, cfg, [this](std::span<const uint8_t> f) {
+  fast_path = std::make_unique<TcpFastPath>(io, cfg, [this](std::span<const uint8_t> f) {
     auto s = parse_tcp_segment(f);
     if (s) out.push_back(Seg{*s, {}});
   }, /*max_flows=*/2);
@@ -306,20 +306,20 @@ TEST_F(TcpSpliceTest, AFullFlowTableRefusesNewSynsWithReset) {
   ASSERT_TRUE(guest(kSyn, 7000, 0));
   auto rst = expect([](const Seg& s) { return (s.s.flags & kRst) != 0 && s.s.dport == 40003; });
   ASSERT_TRUE(rst);
-  EXPECT_EQ(splicer->stats().flows_full, 1u);
+  EXPECT_EQ(fast_path->stats().flows_full, 1u);
 }
 
-TEST_F(TcpSpliceTest, AGuestThatStopsAnsweringLosesTheFlow) {
+TEST_F(TcpFastPathTest, AGuestThatStopsAnsweringLosesTheFlow) {
   HostServer srv;
   dport = srv.port;
-  splicer = std::make_unique<TcpSplicer>(io, cfg, [this](std::span<const uint8_t> f) {
+  fast_path = std::make_unique<TcpFastPath>(io, cfg, [this](std::span<const uint8_t> f) {
     if (auto s = parse_tcp_segment(f)) out.push_back(Seg{*s, std::vector<uint8_t>(s->payload.begin(), s->payload.end())});
   }, 4096, /*max_retries=*/2);
   // SYN, and then silence: the SYN-ACK is resent, then the flow goes.
   ASSERT_TRUE(guest(kSyn, 9000, 0));
   UniqueFd c = srv.accept_one();
   ASSERT_TRUE(c);
-  ASSERT_TRUE(testing::run_until(io, [&] { return splicer->stats().flows == 0; }, 4s)) << "the flow was kept";
+  ASSERT_TRUE(testing::run_until(io, [&] { return fast_path->stats().flows == 0; }, 4s)) << "the flow was kept";
   int synacks = 0;
   for (const auto& s : out) synacks += (s.s.flags & (kSyn | kAck)) == (kSyn | kAck);
   EXPECT_EQ(synacks, 3) << "the first SYN-ACK and two retransmissions";
@@ -352,19 +352,19 @@ AcceptedPair accepted_pair() {
   return p;
 }
 
-TEST_F(TcpSpliceTest, ForwardedConnectionIsOpenedTowardTheGuestAndSpliced) {
+TEST_F(TcpFastPathTest, ForwardedConnectionIsOpenedTowardTheGuestAndJoined) {
   auto [client, accepted] = accepted_pair();
   ASSERT_TRUE(accepted);
   // The guest's server is gport (8000); the connection comes from the gateway's port 33000.
   const auto key = forward_key(8000, 33000);
-  ASSERT_TRUE(splicer->open_to_guest(std::move(accepted), key, kGuestMac));
-  EXPECT_FALSE(splicer->open_to_guest(UniqueFd(::socket(AF_INET, SOCK_STREAM, 0)), key, kGuestMac))
+  ASSERT_TRUE(fast_path->open_to_guest(std::move(accepted), key, kGuestMac));
+  EXPECT_FALSE(fast_path->open_to_guest(UniqueFd(::socket(AF_INET, SOCK_STREAM, 0)), key, kGuestMac))
       << "a key in use is refused";
   auto syn = expect([](const Seg& s) { return (s.s.flags & (kSyn | kAck)) == kSyn; });
   ASSERT_TRUE(syn) << "no SYN toward the guest";
   EXPECT_EQ(syn->s.sport, 33000);
   EXPECT_EQ(syn->s.dport, 8000);
-  EXPECT_EQ(syn->s.wscale, TcpSplicer::kWindowScale) << "window scaling offered";
+  EXPECT_EQ(syn->s.wscale, TcpFastPath::kWindowScale) << "window scaling offered";
   EXPECT_EQ(syn->s.mss, 1460);
   // The host peer speaks first; nothing reaches the guest before its SYN-ACK.
   ASSERT_EQ(::write(client.get(), "from host", 9), 9);
@@ -377,14 +377,14 @@ TEST_F(TcpSpliceTest, ForwardedConnectionIsOpenedTowardTheGuestAndSpliced) {
   char buf[32] = {};
   ASSERT_EQ(::read(client.get(), buf, sizeof buf), 10);
   EXPECT_EQ(std::string(buf, 10), "from guest");
-  EXPECT_EQ(splicer->stats().flows_opened, 1u);
+  EXPECT_EQ(fast_path->stats().flows_opened, 1u);
 }
 
-TEST_F(TcpSpliceTest, ForwardToAGuestPortNobodyListensOnResetsTheHostPeer) {
+TEST_F(TcpFastPathTest, ForwardToAGuestPortNobodyListensOnResetsTheHostPeer) {
   auto [client, accepted] = accepted_pair();
   ASSERT_TRUE(accepted);
   const auto key = forward_key(8001, 33001);
-  ASSERT_TRUE(splicer->open_to_guest(std::move(accepted), key, kGuestMac));
+  ASSERT_TRUE(fast_path->open_to_guest(std::move(accepted), key, kGuestMac));
   auto syn = expect([](const Seg& s) { return (s.s.flags & (kSyn | kAck)) == kSyn; });
   ASSERT_TRUE(syn);
   ASSERT_TRUE(guest(kRst | kAck, 0, syn->s.seq + 1));  // the guest's kernel: nothing listens
@@ -393,22 +393,22 @@ TEST_F(TcpSpliceTest, ForwardToAGuestPortNobodyListensOnResetsTheHostPeer) {
   errno = 0;
   EXPECT_EQ(::read(client.get(), buf, sizeof buf), -1);
   EXPECT_EQ(errno, ECONNRESET) << "the host peer sees the refusal as a reset";
-  EXPECT_EQ(splicer->stats().flows, 0u);
+  EXPECT_EQ(fast_path->stats().flows, 0u);
 }
 
 // Issue 13, item 3: a forward reuses a four-tuple (its source ports wrap) while the guest still
 // holds the previous connection on it in TIME-WAIT. Linux's TIME-WAIT takes a new SYN only when
 // its sequence number is after the old connection's: our ISN for a tuple must move forward with
 // time (RFC 6528), never fall back at random as arc4random() did in half of all reuses.
-TEST_F(TcpSpliceTest, ForwardsReusingAFourTupleStartAfterTheOldConnection) {
+TEST_F(TcpFastPathTest, ForwardsReusingAFourTupleStartAfterTheOldConnection) {
   auto& clock = fake_clock;
-  splicer->set_clock(clock);
+  fast_path->set_clock(clock);
   const auto key = forward_key(8000, 33002);
   std::optional<uint32_t> last_end;  // the old connection's last sequence number (its FIN's + 1)
   for (int round = 0; round < 64; ++round) {
     auto [client, accepted] = accepted_pair();
     ASSERT_TRUE(accepted);
-    ASSERT_TRUE(splicer->open_to_guest(std::move(accepted), key, kGuestMac));
+    ASSERT_TRUE(fast_path->open_to_guest(std::move(accepted), key, kGuestMac));
     auto syn = expect([](const Seg& s) { return (s.s.flags & (kSyn | kAck)) == kSyn; });
     ASSERT_TRUE(syn) << "round " << round;
     if (last_end) {
@@ -424,8 +424,8 @@ TEST_F(TcpSpliceTest, ForwardsReusingAFourTupleStartAfterTheOldConnection) {
     const uint32_t end = fin->s.seq + static_cast<uint32_t>(fin->data.size()) + 1;
     ASSERT_TRUE(guest(kFin | kAck, 7001, end));
     ASSERT_TRUE(expect([](const Seg& s) { return (s.s.flags & kAck) && !(s.s.flags & kFin); }));
-    testing::run_until(io, [&] { return !splicer->has_flow(key); }, 1s);
-    ASSERT_FALSE(splicer->has_flow(key)) << "round " << round << ": the flow outlived both FINs";
+    testing::run_until(io, [&] { return !fast_path->has_flow(key); }, 1s);
+    ASSERT_FALSE(fast_path->has_flow(key)) << "round " << round << ": the flow outlived both FINs";
     last_end = end;
     clock.advance(std::chrono::microseconds(100));  // the next connection on this tuple, 0.1 ms later
   }
@@ -434,11 +434,11 @@ TEST_F(TcpSpliceTest, ForwardsReusingAFourTupleStartAfterTheOldConnection) {
 // If the guest's TIME-WAIT refuses our SYN anyway (the old connection carried more than the
 // clock moved), it answers with the old connection's ACK: RFC 9293 §3.10.7.3 says reset it,
 // which ends that TIME-WAIT, and our SYN goes again at once instead of after the RTO.
-TEST_F(TcpSpliceTest, AnOldAckToOurSynIsResetAndTheSynSentAgain) {
+TEST_F(TcpFastPathTest, AnOldAckToOurSynIsResetAndTheSynSentAgain) {
   auto [client, accepted] = accepted_pair();
   ASSERT_TRUE(accepted);
   const auto key = forward_key(8000, 33003);
-  ASSERT_TRUE(splicer->open_to_guest(std::move(accepted), key, kGuestMac));
+  ASSERT_TRUE(fast_path->open_to_guest(std::move(accepted), key, kGuestMac));
   auto syn = expect([](const Seg& s) { return (s.s.flags & (kSyn | kAck)) == kSyn; });
   ASSERT_TRUE(syn);
   const uint32_t stale_ack = syn->s.seq - 5000;  // what TIME-WAIT acknowledges: the old connection's end
@@ -451,14 +451,14 @@ TEST_F(TcpSpliceTest, AnOldAckToOurSynIsResetAndTheSynSentAgain) {
   EXPECT_EQ(again->s.seq, syn->s.seq);
   ASSERT_TRUE(guest(kSyn | kAck, 7000, syn->s.seq + 1));
   ASSERT_TRUE(expect([](const Seg& s) { return s.s.flags == kAck; }));
-  EXPECT_EQ(splicer->stats().flows_opened, 1u);
-  EXPECT_EQ(splicer->stats().syn_to_guest_rejected, 1u);
+  EXPECT_EQ(fast_path->stats().flows_opened, 1u);
+  EXPECT_EQ(fast_path->stats().syn_to_guest_rejected, 1u);
 }
 
-TEST_F(TcpSpliceTest, RandomSegmentSequencesNeverCrashAndStayBounded) {
+TEST_F(TcpFastPathTest, RandomSegmentSequencesNeverCrashAndStayBounded) {
   HostServer srv;
   dport = srv.port;
-  splicer = std::make_unique<TcpSplicer>(io, cfg, [this](std::span<const uint8_t> f) {
+  fast_path = std::make_unique<TcpFastPath>(io, cfg, [this](std::span<const uint8_t> f) {
     if (auto s = parse_tcp_segment(f)) out.push_back(Seg{*s, {}});
   }, /*max_flows=*/8);
   uint32_t x = 12345;
@@ -480,7 +480,7 @@ TEST_F(TcpSpliceTest, RandomSegmentSequencesNeverCrashAndStayBounded) {
       io.restart();
       io.poll();
       out.clear();
-      ASSERT_LE(splicer->stats().flows, 8u);
+      ASSERT_LE(fast_path->stats().flows, 8u);
       // Drain what the service got so sockets never fill; accept what connected.
       for (;;) {
         pollfd p{srv.fd.get(), POLLIN, 0};
@@ -497,16 +497,16 @@ TEST_F(TcpSpliceTest, RandomSegmentSequencesNeverCrashAndStayBounded) {
   }
   accepted.clear();  // the service closes everything: flows end with FIN or RST
   testing::run_until(io, [] { return false; }, 300ms);
-  // A fresh, well-behaved connection still works (on a fresh splicer; the old one's
+  // A fresh, well-behaved connection still works (on a fresh fast_path; the old one's
   // connections still in the service's backlog are drained first).
-  splicer.reset();
+  fast_path.reset();
   for (;;) {
     pollfd p{srv.fd.get(), POLLIN, 0};
     if (::poll(&p, 1, 0) <= 0) break;
     UniqueFd old(::accept4(srv.fd.get(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC));
     if (!old) break;
   }
-  splicer = std::make_unique<TcpSplicer>(io, cfg, [this](std::span<const uint8_t> f) {
+  fast_path = std::make_unique<TcpFastPath>(io, cfg, [this](std::span<const uint8_t> f) {
     auto s = parse_tcp_segment(f);
     if (s) out.push_back(Seg{*s, std::vector<uint8_t>(s->payload.begin(), s->payload.end())});
   });
@@ -528,7 +528,7 @@ namespace {
 
 // A keepalive or zero-window probe (one below rcv_nxt, no data) gets an ACK with the current
 // window: without it a flow whose window update was lost stays stalled.
-TEST_F(TcpSpliceTest, AnswersKeepalivesAndZeroWindowProbes) {
+TEST_F(TcpFastPathTest, AnswersKeepalivesAndZeroWindowProbes) {
   HostServer srv;
   auto [ours, c] = connect_flow(srv);
   ASSERT_TRUE(c);
@@ -537,11 +537,11 @@ TEST_F(TcpSpliceTest, AnswersKeepalivesAndZeroWindowProbes) {
   auto ack = expect([&](const Seg& s) { return s.s.flags == kAck && s.s.ack == 1001; });
   ASSERT_TRUE(ack) << "the probe was not answered";
   EXPECT_GT(ack->s.window, 0);
-  EXPECT_EQ(splicer->stats().probes_answered, 1u);
+  EXPECT_EQ(fast_path->stats().probes_answered, 1u);
 }
 
 // Our window is 7/8 of the host socket's send buffer, never all of it.
-TEST_F(TcpSpliceTest, AdvertisesSevenEighthsOfTheSendBuffer) {
+TEST_F(TcpFastPathTest, AdvertisesSevenEighthsOfTheSendBuffer) {
   HostServer srv;
   auto [ours, c] = connect_flow(srv);
   ASSERT_TRUE(c);
@@ -550,19 +550,19 @@ TEST_F(TcpSpliceTest, AdvertisesSevenEighthsOfTheSendBuffer) {
   auto ack = expect([&](const Seg& s) { return s.s.flags == kAck; });
   ASSERT_TRUE(ack);
   int sndbuf = 0;
-  // The splicer's socket is the accepted one's peer; read the limit the kernel applies instead.
+  // The fast path's socket is the accepted one's peer; read the limit the kernel applies instead.
   std::ifstream wmem("/proc/sys/net/core/wmem_max");
   wmem >> sndbuf;
-  const uint64_t window = uint64_t{ack->s.window} << TcpSplicer::kWindowScale;
+  const uint64_t window = uint64_t{ack->s.window} << TcpFastPath::kWindowScale;
   const uint64_t full = std::min<uint64_t>(2ull * static_cast<uint64_t>(sndbuf), 8ull << 20);
-  EXPECT_LE(window, full / 8 * 7 + (1u << TcpSplicer::kWindowScale));
+  EXPECT_LE(window, full / 8 * 7 + (1u << TcpFastPath::kWindowScale));
   EXPECT_GE(window, full / 8 * 7 - 64 * 1024);
 }
 
 // With offloads toward the guest, host data leaves as GSO super-segments (gso_size = MSS,
 // NEEDS_CSUM with the pseudo-header sum in the checksum field) that a NIC's segmentation turns
 // into valid MSS-sized segments carrying exactly the host's bytes.
-TEST_F(TcpSpliceTest, SendsSuperSegmentsWithPartialChecksumsWhenOffloading) {
+TEST_F(TcpFastPathTest, SendsSuperSegmentsWithPartialChecksumsWhenOffloading) {
   enable_offload();
   HostServer srv;
   auto [ours, c] = connect_flow(srv);
@@ -607,12 +607,12 @@ TEST_F(TcpSpliceTest, SendsSuperSegmentsWithPartialChecksumsWhenOffloading) {
   }, 5s);
   EXPECT_EQ(got, sent);
   EXPECT_GE(supers, 3u) << "200 kB at MSS 1460 fit in 4 super-segments of 44 MSS";
-  EXPECT_EQ(splicer->stats().super_segments_out, supers);
+  EXPECT_EQ(fast_path->stats().super_segments_out, supers);
 }
 
 // A guest super-segment (larger than the MTU, as a tap with TSO delivers it) is taken whole:
 // one write of all its bytes to the host socket, one ACK for all of it.
-TEST_F(TcpSpliceTest, TakesAGuestSuperSegmentWhole) {
+TEST_F(TcpFastPathTest, TakesAGuestSuperSegmentWhole) {
   HostServer srv;
   auto [ours, c] = connect_flow(srv);
   ASSERT_TRUE(c);

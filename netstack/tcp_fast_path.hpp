@@ -1,4 +1,4 @@
-// TcpSplicer: the TCP fast path. Guest TCP connections are mapped onto host
+// TcpFastPath: the TCP fast path. Guest TCP connections are mapped onto host
 // kernel sockets one to one — no second TCP stack in user space, the design
 // passt/pasta use. Behind the engine's classifier (`--tcp-engine fast`).
 //
@@ -15,11 +15,11 @@
 //                 its SYN is answered with RST).
 //   host opens    open_to_guest(): a connection a forward's listener accepted;
 //                 we send the guest a SYN (§3.5, we are the active side; MSS
-//                 and window scale offered) and splice once its SYN-ACK
+//                 and window scale offered) and join the two once its SYN-ACK
 //                 arrives; its RST resets the host peer (kSynToGuest).
 // Everything that is not a SYN of a new flow or a segment of one of ours goes
 // to the caller's fallback (libslirp in NAT mode, an RST in mirrored mode).
-// The splicer connect()s what the policy's route returns and judges no
+// The fast path connect()s what the policy's route returns and judges no
 // address itself: its callers apply the destination policy (dest_policy.hpp)
 // first — Engine::refuse_forbidden, MirrorLink's source and destination
 // checks — so a SYN to 127.0.0.1, ::ffff:127.0.0.1 or 0.0.0.0 never gets here.
@@ -121,7 +121,7 @@
 
 namespace causeway::netstack {
 
-struct TcpSpliceStats {
+struct TcpFastPathStats {
   uint64_t flows_opened = 0;      // SYN-ACK sent
   uint64_t connect_refused = 0;   // RST to the guest's SYN
   uint64_t flows_full = 0;        // SYN refused: max_flows
@@ -164,8 +164,8 @@ struct TcpConnectPlan {
 
 // What differs between attachments: the MAC our frames come from, the link
 // MTU (our MSS), and which SYNs are ours. `route` returns nothing for a SYN
-// that is not ours (TcpSplicer::on_guest_frame then returns false).
-struct TcpSplicePolicy {
+// that is not ours (TcpFastPath::on_guest_frame then returns false).
+struct TcpFastPathPolicy {
   Mac our_mac{};
   size_t mtu = kMaxMtu;
   std::function<std::optional<TcpConnectPlan>(const TcpSegment&)> route;
@@ -173,9 +173,9 @@ struct TcpSplicePolicy {
 
 // NAT mode: the gateway stands for the host's loopback (when allowed), other
 // virtual addresses are libslirp's, everything else is connected to as is.
-TcpSplicePolicy nat_tcp_policy(const NatConfig& cfg);
+TcpFastPathPolicy nat_tcp_policy(const NatConfig& cfg);
 
-class TcpSplicer {
+class TcpFastPath {
  public:
   static constexpr uint8_t kWindowScale = 7;  // our window: up to 65535 << 7 ≈ 8 MiB
   using SendToGuest = std::function<void(std::span<const uint8_t>)>;
@@ -183,13 +183,13 @@ class TcpSplicer {
 
   // max_retries: retransmission timeouts in a row without any ACK from the guest before the
   // flow is reset both ways (RTO 200 ms doubling to 3 s: 8 is ~15 s).
-  TcpSplicer(boost::asio::io_context& io, const NatConfig& cfg, SendToGuest send, size_t max_flows = 4096,
+  TcpFastPath(boost::asio::io_context& io, const NatConfig& cfg, SendToGuest send, size_t max_flows = 4096,
              int max_retries = 8);
-  TcpSplicer(boost::asio::io_context& io, TcpSplicePolicy policy, SendToGuest send, size_t max_flows = 4096,
+  TcpFastPath(boost::asio::io_context& io, TcpFastPathPolicy policy, SendToGuest send, size_t max_flows = 4096,
              int max_retries = 8);
-  ~TcpSplicer();
-  TcpSplicer(const TcpSplicer&) = delete;
-  TcpSplicer& operator=(const TcpSplicer&) = delete;
+  ~TcpFastPath();
+  TcpFastPath(const TcpFastPath&) = delete;
+  TcpFastPath& operator=(const TcpFastPath&) = delete;
 
   // Whether this kernel can peek TCP data at an offset (SO_PEEK_OFF on TCP,
   // Linux 6.10): the fast path needs it; without it the engine keeps libslirp.
@@ -197,9 +197,9 @@ class TcpSplicer {
 
   // True when the frame was ours (consumed); false: hand it to libslirp.
   bool on_guest_frame(std::span<const uint8_t> frame);
-  [[nodiscard]] TcpSpliceStats stats() const;
+  [[nodiscard]] TcpFastPathStats stats() const;
   // Answers a TCP segment nobody owns with RST (RFC 9293 §3.10.7.1), unless it
-  // is itself an RST. For attachments with no libslirp behind the splicer
+  // is itself an RST. For attachments with no libslirp behind the fast path
   // (mirrored mode). Returns false when the frame is not a TCP segment.
   bool reject(std::span<const uint8_t> frame);
   // Resets every flow both ways (the link the flows ran on went away).
@@ -221,15 +221,15 @@ class TcpSplicer {
   };
 
   // Host → guest (forwards): `accepted` is a connection a host listener took;
-  // the splicer opens a flow to the guest with a SYN from key.daddr:dport to
-  // key.gaddr:gport and splices the two once the guest's SYN-ACK arrives. A
+  // the fast path opens a flow to the guest with a SYN from key.daddr:dport to
+  // key.gaddr:gport and joins the two once the guest's SYN-ACK arrives. A
   // guest RST (nothing listens) resets the host peer; a silent guest loses
   // the flow after max_retries SYN timeouts. False (nothing sent; closing
   // `accepted` refuses the peer) when the key is taken or the table is full.
   bool open_to_guest(UniqueFd accepted, const Key& key, const Mac& guest_mac);
   [[nodiscard]] bool has_flow(const Key& key) const { return flows_.count(key) != 0; }
   // The clock initial sequence numbers are drawn against (RFC 6528's timer); a steady clock
-  // unless a test sets its own. It must outlive the splicer.
+  // unless a test sets its own. It must outlive the fast path.
   void set_clock(const Clock& clock) { clock_ = &clock; }
 
 
@@ -260,7 +260,7 @@ class TcpSplicer {
   [[nodiscard]] uint32_t initial_sequence(const Key& key) const;
 
   boost::asio::io_context& io_;
-  TcpSplicePolicy policy_;
+  TcpFastPathPolicy policy_;
   SendToGuest send_;
   SendOffloadToGuest send_offload_;  // set by enable_tx_offload
   SteadyClock steady_clock_;
@@ -278,7 +278,7 @@ class TcpSplicer {
   std::unique_ptr<uint8_t[]> frame_buf_ = std::make_unique_for_overwrite<uint8_t[]>(kFrameCapacity);
   size_t frame_len_ = 0;
   std::vector<uint8_t> seg_buf_;
-  TcpSpliceStats stats_;
+  TcpFastPathStats stats_;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };
 
