@@ -8,7 +8,7 @@
 #include <numeric>
 
 #include "tests/support/fakes.hpp"
-#include "tests/vmm/fake_guest.hpp"
+#include "tests/support/fake_guest.hpp"
 #include "vmm/devices/net_offload.hpp"
 #include "vmm/virtio_spec.hpp"
 
