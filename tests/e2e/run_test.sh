@@ -13,24 +13,16 @@
 # Usage: run_test.sh CAUSEWAY_BIN GUEST_DIR. Exit 77 (skipped) when QEMU or
 # the guest image is missing. Loopback only; cleans up by PID.
 set -euo pipefail
+# shellcheck source=SCRIPTDIR/../lib/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/common.sh"
 cw=$1
 guest=$2
-skip() { echo "SKIP: $*"; exit 77; }
 [[ -x $cw ]] || skip "no causeway binary at $cw"
-command -v qemu-system-x86_64 >/dev/null || skip "qemu-system-x86_64 missing (apt-get install qemu-system-x86)"
+need_cmd qemu-system-x86_64 "qemu-system-x86_64 missing (apt-get install qemu-system-x86)"
 [[ -f $guest/vmlinuz && -f $guest/initramfs.cpio.gz ]] || skip "no guest image in $guest (scripts/build-guest.sh)"
-command -v busybox >/dev/null || skip "busybox missing (apt-get install busybox-static)"
+need_cmd busybox "busybox missing (apt-get install busybox-static)"
 
-work=$(mktemp -d)
-httpd_pid=
-run_pid=
-cleanup() {
-  [[ -n $httpd_pid ]] && kill "$httpd_pid" 2>/dev/null || true
-  [[ -n $run_pid ]] && kill "$run_pid" 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-fail() { echo "FAIL: $*"; exit 1; }
+make_work cw-e2e-run
 export CAUSEWAY_GUEST_DIR=$guest
 
 echo "== exit status"
@@ -48,6 +40,7 @@ want=$(md5sum < "$work/www/big.bin" | cut -d' ' -f1)
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 busybox httpd -f -p "127.0.0.1:$port" -h "$work/www" &
 httpd_pid=$!
+track_pid "$httpd_pid"
 out=$(timeout 180 "$cw" run -q -- sh -c "echo marker-from-guest; ip addr show eth0; \
   wget -q -O- http://10.0.2.2:$port/big.bin | md5sum; nslookup host.causeway.internal 10.0.2.3") ||
   fail "the transfer command failed: $out"
@@ -56,6 +49,8 @@ grep -q 'inet 10.0.2.15/24' <<<"$out" || fail "guest has no 10.0.2.15/24: $out"
 grep -q "^$want " <<<"$out" || fail "64 MiB transfer corrupted or incomplete (want $want): $out"
 grep -q 'Address.*10.0.2.2' <<<"$out" || fail "local zone not answered: $out"
 kill "$httpd_pid" 2>/dev/null || true
+wait "$httpd_pid" 2>/dev/null || true
+untrack_pid "$httpd_pid"
 
 echo "== a stalled stdout reader does not stall the network"
 fifo=$work/out.fifo
@@ -67,6 +62,7 @@ timeout 240 "$cw" run -q -- sh -c "echo stalled-ok > /tmp/index.html; httpd -f -
   sleep 1; echo flood-start >&2; yes 0123456789abcdef0123456789abcde | head -c $total; kill \$h" \
   >"$fifo" 2>"$work/run.err" 3<&- &
 run_pid=$!
+track_pid "$run_pid"
 # The forward first (the server is up before the flood)...
 ok=0
 deadline=$((SECONDS + 90))  # boot under TCG
@@ -89,7 +85,7 @@ got=$(timeout 120 head -c "$total" <&3 | wc -c) || true
 exec 3<&-
 st=0
 wait "$run_pid" || st=$?
-run_pid=
+untrack_pid "$run_pid"
 [[ $got == "$total" ]] || fail "$got of $total output bytes arrived once the reader read"
 [[ $st == 0 ]] || fail "causeway run exited $st after its output was read: $(tail -5 "$work/run.err")"
 echo "PASS"

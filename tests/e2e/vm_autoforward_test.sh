@@ -19,35 +19,29 @@
 # Exit 77 (skipped) when QEMU, the guest image, curl or the static netprobe
 # is missing. Loopback only; cleans up by PID.
 set -euo pipefail
+# shellcheck source=SCRIPTDIR/../lib/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/common.sh"
 cw=$1
 guest=$2
 netprobe=$3
-skip() { echo "SKIP: $*"; exit 77; }
 [[ -x $cw ]] || skip "no causeway binary at $cw"
-command -v qemu-system-x86_64 >/dev/null || skip "qemu-system-x86_64 missing (apt-get install qemu-system-x86)"
+need_cmd qemu-system-x86_64 "qemu-system-x86_64 missing (apt-get install qemu-system-x86)"
 [[ -f $guest/vmlinuz && -f $guest/initramfs.cpio.gz ]] || skip "no guest image in $guest (scripts/build-guest.sh)"
-command -v curl >/dev/null || skip "curl missing (apt-get install curl)"
-command -v busybox >/dev/null || skip "busybox missing (apt-get install busybox-static)"
-command -v cpio >/dev/null || skip "cpio missing (apt-get install cpio)"
+need_cmd curl "curl missing (apt-get install curl)"
+need_cmd busybox "busybox missing (apt-get install busybox-static)"
+need_cmd cpio "cpio missing (apt-get install cpio)"
 [[ -x $netprobe ]] || skip "no guest netprobe at $netprobe (cmake --build build --target causeway_netprobe_guest)"
 ldd_out=$(ldd "$netprobe" 2>&1 || true)
 [[ $ldd_out == *"not a dynamic executable"* || $ldd_out == *"statically linked"* ]] || skip "$netprobe is not static"
 
-work=$(mktemp -d)
+make_work cw-e2e-autoforward
 cw_pid=
-host_httpd=
-cleanup() {
+on_cleanup() {
   exec 3>&- 2>/dev/null || true
-  [[ -n $cw_pid ]] && kill "$cw_pid" 2>/dev/null && wait "$cw_pid" 2>/dev/null || true
-  [[ -n $host_httpd ]] && kill "$host_httpd" 2>/dev/null || true
-  rm -rf "$work"
 }
-trap cleanup EXIT
-fail() {
-  echo "FAIL: $*"
+on_fail() {
   echo "--- guest output:"; cat "$work/out" 2>/dev/null || true
   echo "--- ctl ports:"; "$cw" ctl "$work/ctl.sock" ports 2>&1 || true
-  exit 1
 }
 
 # The default image plus the static netprobe (gzip'd cpio archives concatenate).
@@ -66,6 +60,7 @@ mkdir -p "$work/hostwww"
 echo host-owned >"$work/hostwww/index.html"
 busybox httpd -f -p "127.0.0.1:$C" -h "$work/hostwww" &
 host_httpd=$!
+track_pid "$host_httpd"
 
 read -r -d '' script <<EOF || true
 mkdir -p /www && echo guest-hello >/www/index.html
@@ -86,6 +81,7 @@ export CAUSEWAY_GUEST_DIR=$guest
 timeout 240 "$cw" run -q --control "$work/ctl.sock" --ignore-port "$D" --initrd "$work/initrd.cpio.gz" \
   -- sh -c "$script" <"$work/in" >"$work/out" 2>&1 &
 cw_pid=$!
+track_pid "$cw_pid"
 exec 3>"$work/in"  # our end of the command's stdin
 
 wait_for() {  # PATTERN SECONDS
@@ -136,7 +132,7 @@ rows = [p for p in doc["ports"] if p["host"] == "127.0.0.1:" + port]
 assert rows and rows[0]["state"] == "conflict" and rows[0].get("reason"), rows
 PY
 [[ $(curl -s -m 2 "http://127.0.0.1:$C/") == host-owned ]] || fail "the host's own server on $C was disturbed"
-kill "$host_httpd"; wait "$host_httpd" 2>/dev/null || true; host_httpd=
+kill "$host_httpd"; wait "$host_httpd" 2>/dev/null || true; untrack_pid "$host_httpd"
 poll_url "http://127.0.0.1:$C/" guest-hello 5 || fail "the forward on $C did not open after the host freed it"
 
 echo "== 5. ignored port $D"
@@ -161,6 +157,7 @@ set +e
 wait "$cw_pid"
 st=$?
 set -e
+untrack_pid "$cw_pid"
 cw_pid=
 [[ $st == 0 ]] || fail "causeway run exited $st"
 echo "PASS"

@@ -27,70 +27,38 @@
 # QEMU, the guest image or a tool. Namespaces are named after this PID and deleted at
 # exit; processes are killed by PID; every wait is bounded.
 set -euo pipefail
+# shellcheck source=SCRIPTDIR/../lib/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/common.sh"
+# shellcheck source=SCRIPTDIR/../lib/topology.sh
+source "$CW_TEST_LIB/topology.sh"
 cw=$1
 guest=$2
-skip() { echo "SKIP: $*"; exit 77; }
-[[ $(id -u) == 0 ]] || skip "needs root (network namespaces, veth)"
+need_root "network namespaces, veth"
 [[ -x $cw ]] || skip "no causeway binary at $cw"
-command -v qemu-system-x86_64 >/dev/null || skip "qemu-system-x86_64 missing (apt-get install qemu-system-x86)"
+need_cmd qemu-system-x86_64 "qemu-system-x86_64 missing (apt-get install qemu-system-x86)"
 [[ -f $guest/vmlinuz && -f $guest/initramfs.cpio.gz ]] || skip "no guest image in $guest (scripts/build-guest.sh)"
-for t in ip python3; do command -v "$t" >/dev/null || skip "$t missing"; done
+for t in ip python3; do need_cmd "$t"; done
 
 id=$$
 H=cwvm-host-$id L=cwvm-lan-$id C=cwvm-corp-$id
-work=$(mktemp -d)
+make_work cw-e2e-mirror
 cw_pid=
-srv_pids=()
-cleanup() {
+on_cleanup() {
   exec 3>&- 2>/dev/null || true
-  for p in "${srv_pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  if [[ -n $cw_pid ]]; then kill "$cw_pid" 2>/dev/null || true; wait "$cw_pid" 2>/dev/null || true; fi
-  for ns in "$H" "$L" "$C"; do ip netns delete "$ns" 2>/dev/null || true; done
-  rm -rf "$work"
 }
-trap cleanup EXIT
 sock=$work/ctl.sock
-fail() {
-  echo "FAIL: $*"
+on_fail() {
   [[ -S $sock ]] && "$cw" ctl "$sock" mirror 2>/dev/null | head -c 4000
   echo; echo "--- guest output"; cat "$work/out" 2>/dev/null || true
-  exit 1
 }
-now_ms() { date +%s%3N; }
 
-for ns in "$H" "$L" "$C"; do ip netns add "$ns"; done
-for ns in "$H" "$L" "$C"; do
-  ip netns exec "$ns" sysctl -qw net.ipv6.conf.all.accept_dad=0 net.ipv6.conf.default.accept_dad=0
-  ip -n "$ns" link set lo up
-done
-ip -n "$H" link add lan0 type veth peer name lanp netns "$L"
-ip -n "$H" link set lan0 address 52:54:00:77:00:02 mtu 1500 up
-ip -n "$L" link set lanp up
-ip -n "$H" addr add 192.168.77.2/24 dev lan0
-ip -n "$H" addr add fd77::2/64 dev lan0 nodad
-ip -n "$L" addr add 192.168.77.1/24 dev lanp
-ip -n "$L" addr add fd77::1/64 dev lanp nodad
-ip -n "$H" route add default via 192.168.77.1 dev lan0 metric 100
-ip -n "$H" -6 route add default via fd77::1 dev lan0 metric 100
-ip -n "$H" link add vpn0 type veth peer name vpnp netns "$C"
-ip -n "$H" link set vpn0 mtu 1380
-ip -n "$C" link set vpnp mtu 1380 up
-ip -n "$C" addr add 10.66.0.1/30 dev vpnp
+lan_vpn_topology "$H" "$L" "$C"
 
 # The LAN and corp servers answer with the client address they see (dual stack: IPv4 as
 # ::ffff:a.b.c.d).
 serve() {  # NS
-  ip netns exec "$1" python3 -c '
-import http.server as h, socket
-class H(h.BaseHTTPRequestHandler):
-    def do_GET(s):
-        b = ("client " + s.client_address[0] + "\n").encode()
-        s.send_response(200); s.send_header("Content-Length", str(len(b))); s.end_headers(); s.wfile.write(b)
-    def log_message(s, *a): pass
-class S(h.ThreadingHTTPServer):
-    address_family = socket.AF_INET6
-S(("::", 8080), H).serve_forever()' &
-  srv_pids+=($!)
+  ip netns exec "$1" python3 "$CW_TEST_LIB/servers.py" --bind :: --whoami 8080 &
+  track_pid $!
 }
 serve "$L"
 serve "$C"
@@ -128,6 +96,7 @@ export CAUSEWAY_GUEST_DIR=$guest
 timeout 300 ip netns exec "$H" "$cw" --log-level info run -q --mode mirrored --control "$sock" -- sh -c "$script" \
   <"$work/in" >"$work/out" 2>&1 &
 cw_pid=$!
+track_pid "$cw_pid"
 exec 3>"$work/in"
 
 wait_for() {  # PATTERN SECONDS
@@ -243,6 +212,7 @@ set +e
 wait "$cw_pid"
 st=$?
 set -e
+untrack_pid "$cw_pid"
 cw_pid=
 [[ $st == 0 ]] || fail "causeway run exited $st"
 grep -q phase-done "$work/out" || fail "the guest script did not finish"

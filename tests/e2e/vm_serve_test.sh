@@ -30,24 +30,24 @@
 # causeway's stderr.
 
 set -euo pipefail
+# shellcheck source=SCRIPTDIR/../lib/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/common.sh"
 
 NETDEV=stream
 MACHINE=q35
-KEEP=0
 SERVE_ARGS=()
 QEMU_TIMEOUT=${CW_E2E_QEMU_TIMEOUT:-90}     # the guest powers itself off after the fetch (≈ 3–5 s under TCG)
 SOCKET_WAIT=10      # for causeway to create its socket
 
 usage() { sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'; }
 say() { printf 'vm_serve_test: %s\n' "$*"; }
-skip() { printf '\n*** SKIP: %s ***\n\n' "$*"; exit 77; }
 
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --netdev) NETDEV=${2:?--netdev needs stream|user}; shift 2 ;;
         --machine) MACHINE=${2:?--machine needs q35|microvm}; shift 2 ;;
         --serve-arg) SERVE_ARGS+=("${2:?--serve-arg needs a value}"); shift 2 ;;
-        --keep) KEEP=1; shift ;;
+        --keep) KEEP_WORK=1; shift ;;
         -h|--help) usage; exit 0 ;;
         --) shift; break ;;
         -) break ;;
@@ -96,40 +96,15 @@ if [[ $MACHINE == microvm ]]; then
 fi
 
 # ------------------------------------------------------------------ temp dir, cleanup
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/cw-e2e.XXXXXX")
-PIDS=()
-stop_pid() {
-    # TERM, wait up to $2 s, then KILL; only for PIDs we started.
-    local pid=$1 secs=${2:-3} i
-    kill -0 "$pid" 2>/dev/null || return 0
-    kill -TERM "$pid" 2>/dev/null || true
-    for ((i = 0; i < secs * 10; i++)); do
-        kill -0 "$pid" 2>/dev/null || return 0
-        sleep 0.1
-    done
-    kill -KILL "$pid" 2>/dev/null || true
-}
-# shellcheck disable=SC2317  # invoked through trap
-cleanup() {
-    local pid
-    for pid in "${PIDS[@]}"; do stop_pid "$pid" 3; done
-    for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
-    if [[ $KEEP == 1 ]]; then
-        say "kept $TMP"
-    else
-        rm -rf "$TMP"
-    fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+make_work cw-e2e
+TMP=$work
 
 CONSOLE=$TMP/console.log
 CW_LOG=$TMP/causeway.log
 SOCK=$TMP/net.sock
 : >"$CONSOLE"
 
-fail() {
-    printf '\n*** FAIL: %s ***\n' "$*"
+on_fail() {
     echo "--- guest console (last 60 lines of $CONSOLE) ---"
     tail -n 60 "$CONSOLE" | tr -d '\r' || true
     if [[ $NETDEV == stream ]]; then
@@ -138,7 +113,6 @@ fail() {
     fi
     [[ -f $TMP/qemu.err ]] && { echo "--- qemu stderr ---"; cat "$TMP/qemu.err"; }
     echo "---"
-    exit 1
 }
 
 # ------------------------------------------------------------------ host HTTP server
@@ -168,7 +142,7 @@ for _ in 1 2 3 4 5 6 7 8 9 10; do
         sleep 0.1
     done
     if [[ $ok == 1 ]]; then
-        PIDS+=("$hpid")
+        track_pid "$hpid"
         PORT=$try
         break
     fi
@@ -184,7 +158,7 @@ if [[ $NETDEV == stream ]]; then
     timeout -k 5 $((QEMU_TIMEOUT + SOCKET_WAIT + 10)) \
         "$CAUSEWAY" serve --qemu-socket "$SOCK" "${SERVE_ARGS[@]}" >"$CW_LOG" 2>&1 &
     CW_PID=$!
-    PIDS+=("$CW_PID")
+    track_pid "$CW_PID"
     for ((i = 0; i < SOCKET_WAIT * 10; i++)); do
         [[ -S $SOCK ]] && break
         kill -0 "$CW_PID" 2>/dev/null || break
@@ -212,7 +186,7 @@ say "booting ($MACHINE, ${ACCEL[*]}, -netdev $NETDEV): ${QEMU_CMD[*]}"
 t0=$(date +%s%N)
 timeout -k 5 "$QEMU_TIMEOUT" "${QEMU_CMD[@]}" </dev/null >"$TMP/qemu.out" 2>"$TMP/qemu.err" &
 QEMU_PID=$!
-PIDS+=("$QEMU_PID")
+track_pid "$QEMU_PID"
 
 t_lease=
 qemu_rc=

@@ -14,7 +14,7 @@
 #include "tests/integration/guest_server.hpp"
 #include "tests/integration/harness.hpp"
 #include "tests/integration/named_netns.hpp"
-#include "tests/tools/net_util.hpp"
+#include "tests/support/net_util.hpp"
 
 namespace causeway::integration {
 namespace {

@@ -19,7 +19,7 @@
 #include <stdexcept>
 #include <system_error>
 
-#include "tests/tools/net_util.hpp"
+#include "tests/support/net_util.hpp"
 
 extern char** environ;
 

@@ -6,7 +6,7 @@
 //   wait_until()       poll a predicate until it holds or a deadline passes
 //   pick_free_port()   a port free for TCP and UDP on 127.0.0.1 and ::1
 //   HostTcpServer      a tiny server on a loopback address: echo protocol
-//                      (tests/tools/net_util.hpp) or, for curl, HTTP/1.0
+//                      (tests/support/net_util.hpp) or, for curl, HTTP/1.0
 //   HostUdpEchoServer  the echo protocol over UDP
 //   PortHolder         a socket that keeps a host port busy
 //   TempDir            a private directory removed with everything in it

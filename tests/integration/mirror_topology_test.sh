@@ -22,84 +22,43 @@
 # every wait is bounded. Usage: mirror_topology_test.sh CAUSEWAY_BIN. Exit 77 (skipped)
 # without root or a tool, or a kernel without TCP SO_PEEK_OFF (the data path's TCP).
 set -euo pipefail
+# shellcheck source=SCRIPTDIR/../lib/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/common.sh"
+# shellcheck source=SCRIPTDIR/../lib/topology.sh
+source "$CW_TEST_LIB/topology.sh"
 cw=$1
-skip() { echo "SKIP: $*"; exit 77; }
-[[ $(id -u) == 0 ]] || skip "needs root (network namespaces, veth)"
+need_root "network namespaces, veth"
 [[ -x $cw ]] || skip "no causeway binary at $cw"
-for t in ip python3 curl dig dnsmasq ping nsenter sha256sum; do
-  command -v "$t" >/dev/null || skip "$t missing"
-done
-python3 -c 'import socket; socket.socket().setsockopt(socket.SOL_SOCKET, 42, 0)' 2>/dev/null ||
-  skip "this kernel has no TCP SO_PEEK_OFF (Linux 6.10+): mirrored TCP needs the fast path"
+for t in ip python3 curl dig dnsmasq ping nsenter sha256sum; do need_cmd "$t"; done
+need_tcp_peek_off "mirrored TCP needs the fast path"
 
 id=$$
 H=cwmt-host-$id L=cwmt-lan-$id C=cwmt-corp-$id
-work=$(mktemp -d)
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  for ns in "$H" "$L" "$C"; do ip netns delete "$ns" 2>/dev/null || true; done
-  rm -rf "$work"
-}
-trap cleanup EXIT
-fail() {
-  echo "FAIL: $*"
+make_work cw-mirror-topology
+on_fail() {
   [[ -n ${sock:-} && -S ${sock:-/nonexistent} ]] && "$cw" ctl "$sock" mirror 2>/dev/null | head -c 4000
   echo; echo "--- causeway log"; tail -n 40 "$work/cw.log" 2>/dev/null || true
-  exit 1
 }
-now_ms() { date +%s%3N; }
 
-for ns in "$H" "$L" "$C"; do ip netns add "$ns"; done
-for ns in "$H" "$L" "$C"; do
-  ip netns exec "$ns" sysctl -qw net.ipv6.conf.all.accept_dad=0 net.ipv6.conf.default.accept_dad=0
-  ip -n "$ns" link set lo up
-done
+lan_vpn_topology "$H" "$L" "$C"
 # Ping sockets for every group in the host namespace (Debian's systemd sets this on real hosts).
 ip netns exec "$H" sysctl -qw net.ipv4.ping_group_range="0 2147483647"
-
-# LAN
-ip -n "$H" link add lan0 type veth peer name lanp netns "$L"
-ip -n "$H" link set lan0 address 52:54:00:77:00:02 mtu 1500 up
-ip -n "$L" link set lanp up
-ip -n "$H" addr add 192.168.77.2/24 dev lan0
-ip -n "$H" addr add fd77::2/64 dev lan0 nodad
-ip -n "$L" addr add 192.168.77.1/24 dev lanp
-ip -n "$L" addr add fd77::1/64 dev lanp nodad
-ip -n "$H" route add default via 192.168.77.1 dev lan0 metric 100
-ip -n "$H" -6 route add default via fd77::1 dev lan0 metric 100
-# VPN: made now, brought up later
-ip -n "$H" link add vpn0 type veth peer name vpnp netns "$C"
-ip -n "$H" link set vpn0 mtu 1380
-ip -n "$C" link set vpnp mtu 1380 up
-ip -n "$C" addr add 10.66.0.1/30 dev vpnp
+# The corp network's server and DNS address, behind the VPN.
 ip -n "$C" addr add 10.67.0.10/32 dev lo
 
 # Servers: HTTP in lan and corp (logging client addresses), DNS in both.
 head -c 4194304 /dev/urandom >"$work/blob"
 want=$(sha256sum <"$work/blob" | cut -d' ' -f1)
-cat >"$work/httpsrv.py" <<'EOF'
-import http.server, socket, sys
-class V6(http.server.ThreadingHTTPServer):
-    address_family = socket.AF_INET6
-    def server_bind(self):
-        self.socket.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
-        super().server_bind()
-class H(http.server.SimpleHTTPRequestHandler):
-    def __init__(self, *a, **k): super().__init__(*a, directory=sys.argv[1], **k)
-    def log_message(self, fmt, *args):
-        with open(sys.argv[3], "a") as f: f.write(self.client_address[0] + "\n")
-V6(("::", int(sys.argv[2])), H).serve_forever()
-EOF
-ip netns exec "$L" python3 "$work/httpsrv.py" "$work" 8080 "$work/lan.clients" & pids+=($!)
-ip netns exec "$C" python3 "$work/httpsrv.py" "$work" 8080 "$work/corp.clients" & pids+=($!)
+ip netns exec "$L" python3 "$CW_TEST_LIB/servers.py" --bind :: --http 8080 "$work" --client-log "$work/lan.clients" &
+track_pid $!
+ip netns exec "$C" python3 "$CW_TEST_LIB/servers.py" --bind :: --http 8080 "$work" --client-log "$work/corp.clients" &
+track_pid $!
 ip netns exec "$L" dnsmasq --keep-in-foreground --no-resolv --no-hosts --bind-interfaces \
   --listen-address=192.168.77.1 --address=/lanhost.lan/192.168.77.1 --pid-file="$work/dl.pid" \
-  --log-facility="$work/dl.log" & pids+=($!)
+  --log-facility="$work/dl.log" & track_pid $!
 ip netns exec "$C" dnsmasq --keep-in-foreground --no-resolv --no-hosts --bind-interfaces \
   --listen-address=10.67.0.10 --address=/intranet.corp/10.67.0.10 --pid-file="$work/dc.pid" \
-  --log-facility="$work/dc.log" & pids+=($!)
+  --log-facility="$work/dc.log" & track_pid $!
 
 # The servers must be listening before anything depends on them (python starts slowly on a
 # loaded machine; a refused connect from the guest is then a test bug, not a causeway one).
@@ -118,7 +77,7 @@ done
 printf 'nameserver 192.168.77.1\n' >"$work/resolv.conf"
 sock=$work/ctl.sock
 ip netns exec "$H" "$cw" netns --mode mirrored --host-resolv-conf "$work/resolv.conf" --control "$sock" \
-  -- sleep 600 >"$work/cw.log" 2>&1 & cwpid=$!; pids+=($cwpid)
+  -- sleep 600 >"$work/cw.log" 2>&1 & cwpid=$!; track_pid "$cwpid"
 
 # The guest: causeway's child (sleep), found by its parent's PID.
 gpid=""
@@ -129,12 +88,7 @@ for _ in $(seq 100); do
 done
 [[ -n $gpid ]] || fail "causeway did not start (no child)"
 G() { nsenter -t "$gpid" -n -m -- "$@"; }
-wait_for() {  # wait_for MS COMMAND...: true once COMMAND succeeds within MS
-  local deadline=$(( $(now_ms) + $1 )); shift
-  while (( $(now_ms) < deadline )); do "$@" >/dev/null 2>&1 && return 0; sleep 0.02; done
-  return 1
-}
-wait_for 5000 sh -c "nsenter -t $gpid -n ip -6 route show default | grep -q fd77::1" || fail "guest never got lan0's IPv6 default route"
+wait_until 5000 sh -c "nsenter -t $gpid -n ip -6 route show default | grep -q fd77::1" || fail "guest never got lan0's IPv6 default route"
 
 # 1. The guest's lan0 equals the host's.
 python3 - "$H" "$gpid" <<'EOF' || fail "guest lan0 differs from the host's"
@@ -173,7 +127,7 @@ t0=$(now_ms)
 ip -n "$H" link set vpn0 up
 ip -n "$H" addr add 10.66.0.2/30 dev vpn0
 ip -n "$H" route add 10.67.0.0/24 via 10.66.0.1 dev vpn0
-wait_for 3000 sh -c "nsenter -t $gpid -n ip route show 10.67.0.0/24 | grep -q vpn0" || fail "the VPN route never reached the guest"
+wait_until 3000 sh -c "nsenter -t $gpid -n ip route show 10.67.0.0/24 | grep -q vpn0" || fail "the VPN route never reached the guest"
 dt=$(( $(now_ms) - t0 ))
 echo "vpn up -> guest route: ${dt} ms"
 (( dt <= 1000 )) || fail "the VPN took ${dt} ms to reach the guest (promise: 1 s)"
@@ -184,21 +138,21 @@ grep -qxE "(::ffff:)?10\.66\.0\.2" "$work/corp.clients" || fail "the corp server
 [[ -z $(G dig +short +time=1 +tries=1 intranet.corp A) ]] || fail "intranet.corp resolved before the host knew the corp DNS"
 printf 'nameserver 10.67.0.10\nnameserver 192.168.77.1\n' >"$work/resolv.conf.new"
 mv "$work/resolv.conf.new" "$work/resolv.conf"
-wait_for 5000 sh -c "[ \"\$(nsenter -t $gpid -n -m dig +short +time=1 +tries=1 intranet.corp A)\" = 10.67.0.10 ]" ||
+wait_until 5000 sh -c "[ \"\$(nsenter -t $gpid -n -m dig +short +time=1 +tries=1 intranet.corp A)\" = 10.67.0.10 ]" ||
   fail "intranet.corp did not resolve after the host's resolv.conf named the corp DNS server"
 echo "ok: VPN link mirrored in ${dt} ms, corp server reached through it, intranet name resolves"
 
 # 4. Inbound: a guest server on the host's LAN address (the safety poll finds it within ~1 s).
 mkdir -p "$work/guestwww" && echo "from the guest" >"$work/guestwww/index.html"
-G python3 -m http.server 8090 --bind 0.0.0.0 --directory "$work/guestwww" >/dev/null 2>&1 & pids+=($!)
-wait_for 5000 sh -c "ip netns exec $L curl -sf --max-time 1 http://192.168.77.2:8090/ | grep -q 'from the guest'" ||
+G python3 -m http.server 8090 --bind 0.0.0.0 --directory "$work/guestwww" >/dev/null 2>&1 & track_pid $!
+wait_until 5000 sh -c "ip netns exec $L curl -sf --max-time 1 http://192.168.77.2:8090/ | grep -q 'from the guest'" ||
   fail "a guest server is not reachable on the host's LAN address from the LAN"
 echo "ok: inbound from the LAN to the host's address reaches the guest's server"
 
 # 5. The VPN goes down.
 t0=$(now_ms)
 ip -n "$H" link set vpn0 down
-wait_for 3000 sh -c "! nsenter -t $gpid -n ip link show vpn0" || fail "vpn0 stayed in the guest after going down on the host"
+wait_until 3000 sh -c "! nsenter -t $gpid -n ip link show vpn0" || fail "vpn0 stayed in the guest after going down on the host"
 dt=$(( $(now_ms) - t0 ))
 echo "vpn down -> gone from guest: ${dt} ms"
 (( dt <= 1000 )) || fail "vpn0 took ${dt} ms to leave the guest (promise: 1 s)"

@@ -16,7 +16,7 @@
 #include "tests/integration/causeway_env.hpp"
 #include "tests/integration/guest_server.hpp"
 #include "tests/integration/harness.hpp"
-#include "tests/tools/net_util.hpp"
+#include "tests/support/net_util.hpp"
 
 namespace causeway::integration {
 namespace {

@@ -17,54 +17,17 @@
 # Usage: tcp_offload_test.sh CAUSEWAY_BIN. Exit 77 (skipped) without root,
 # python3, curl, dig or TCP SO_PEEK_OFF (Linux 6.10+).
 set -euo pipefail
+# shellcheck source=SCRIPTDIR/../lib/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/common.sh"
 cw=$1
-skip() { echo "SKIP: $*"; exit 77; }
-[[ $(id -u) == 0 ]] || skip "needs root (network namespaces)"
+need_root "network namespaces"
 [[ -x $cw ]] || skip "no causeway binary at $cw"
-command -v python3 >/dev/null || skip "python3 missing"
-command -v curl >/dev/null || skip "curl missing (apt-get install curl)"
-command -v dig >/dev/null || skip "dig missing (apt-get install dnsutils)"
-python3 -c 'import socket; socket.socket().setsockopt(socket.SOL_SOCKET, 42, 0)' 2>/dev/null ||
-  skip "this kernel has no TCP SO_PEEK_OFF (Linux 6.10+): the fast path is unavailable"
+need_cmd python3
+need_cmd curl "curl missing (apt-get install curl)"
+need_cmd dig "dig missing (apt-get install dnsutils)"
+need_tcp_peek_off "the fast path is unavailable"
 
-work=$(mktemp -d)
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-fail() { echo "FAIL: $*"; exit 1; }
-
-cat >"$work/servers.py" <<'EOF'
-# On 127.0.0.1: HTTP file server (A), upload sink writing SHA-256 (B), UDP echo (C).
-import hashlib, http.server, socket, socketserver, sys, threading
-root, a, b, c, out = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
-class Quiet(http.server.SimpleHTTPRequestHandler):
-    def __init__(self, *x, **k): super().__init__(*x, directory=root, **k)
-    def log_message(self, *x): pass
-class Sink(socketserver.BaseRequestHandler):
-    def handle(self):
-        h = hashlib.sha256(); n = 0
-        while True:
-            d = self.request.recv(1 << 16)
-            if not d: break
-            h.update(d); n += len(d)
-        with open(out, "a") as f: f.write("%s %d\n" % (h.hexdigest(), n))
-        self.request.sendall(b"ok")
-class TS(socketserver.ThreadingTCPServer):
-    daemon_threads = True; allow_reuse_address = True
-def udp_echo():
-    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.bind(("127.0.0.1", c))
-    while True:
-        d, peer = u.recvfrom(65535); u.sendto(d, peer)
-srvs = [TS(("127.0.0.1", a), Quiet), TS(("127.0.0.1", b), Sink)]
-for s in srvs: threading.Thread(target=s.serve_forever, daemon=True).start()
-threading.Thread(target=udp_echo, daemon=True).start()
-print("ready", flush=True)
-threading.Event().wait(600)
-EOF
+make_work cw-tcp-offload
 
 cat >"$work/guest.py" <<'EOF'
 # In the guest: upload FILE to 10.0.2.2:B; then 20 UDP echoes of 1200 bytes through 10.0.2.2:C.
@@ -96,8 +59,10 @@ head -c $((32 << 20)) /dev/urandom >"$work/www/big"
 want=$(sha256sum <"$work/www/big" | cut -d' ' -f1)
 base=$((31000 + (RANDOM % 500) * 4))
 A=$base B=$((base + 1)) C=$((base + 2))
-python3 "$work/servers.py" "$work/www" "$A" "$B" "$C" "$work/sink" >"$work/servers.log" 2>&1 &
-pids+=($!)
+# On 127.0.0.1: HTTP file server (A), upload sink writing SHA-256 (B), UDP echo (C).
+python3 "$CW_TEST_LIB/servers.py" --http "$A" "$work/www" --sink "$B" "$work/sink" \
+  --udp-echo "$C" --lifetime 600 >"$work/servers.log" 2>&1 &
+track_pid $!
 for _ in $(seq 50); do grep -q ready "$work/servers.log" && break; sleep 0.1; done
 grep -q ready "$work/servers.log" || fail "the host servers did not start: $(cat "$work/servers.log")"
 

@@ -57,7 +57,7 @@
 
 #include "base/byte_order.hpp"
 #include "base/unique_fd.hpp"
-#include "tests/tools/net_util.hpp"
+#include "tests/support/net_util.hpp"
 
 namespace {
 

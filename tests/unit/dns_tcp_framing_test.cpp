@@ -4,7 +4,7 @@
 
 #include <gtest/gtest.h>
 
-#include "tests/dns/dns_test_support.hpp"
+#include "tests/support/dns_test_support.hpp"
 
 namespace causeway::dns {
 namespace {

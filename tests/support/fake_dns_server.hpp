@@ -28,7 +28,7 @@
 #include <vector>
 
 #include "dns/host_config.hpp"
-#include "tests/dns/dns_test_support.hpp"
+#include "tests/support/dns_test_support.hpp"
 
 namespace causeway::dns::testing {
 

@@ -6,7 +6,7 @@
 #include <gtest/gtest.h>
 
 #include "dns/wire.hpp"
-#include "tests/dns/dns_test_support.hpp"
+#include "tests/support/dns_test_support.hpp"
 
 namespace causeway::dns {
 namespace {

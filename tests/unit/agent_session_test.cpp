@@ -7,7 +7,7 @@
 
 #include <boost/asio/io_context.hpp>
 
-#include "tests/agent/fake_vsock_stream.hpp"
+#include "tests/support/fake_vsock_stream.hpp"
 #include "tests/support/fakes.hpp"
 
 namespace causeway::agent {

@@ -1,25 +1,26 @@
 // Test helpers for dns/: a query builder that does not use the code under
-// test, a fake clock, a FakeResolver at the Resolver interface, and a
-// bounded io_context driver (no sleeps: poll up to a predicate).
+// test, a FakeResolver at the Resolver interface, and drain(). The fake clock
+// and the bounded io_context driver (no sleeps: poll up to a predicate) are
+// the shared ones from tests/support/fakes.hpp, named here for the DNS tests.
 #pragma once
 
 #include <boost/asio/io_context.hpp>
-#include <chrono>
 #include <cstdint>
 #include <deque>
-#include <functional>
 #include <optional>
 #include <span>
 #include <string>
 #include <string_view>
 #include <vector>
 
-#include "base/clock.hpp"
 #include "dns/resolver.hpp"
+#include "tests/support/fakes.hpp"
 
 namespace causeway::dns::testing {
 
 using Bytes = std::vector<uint8_t>;
+using causeway::testing::FakeClock;
+using causeway::testing::run_until;
 
 inline void put16(Bytes& b, uint16_t v) {
   b.push_back(static_cast<uint8_t>(v >> 8));
@@ -79,16 +80,6 @@ inline Bytes make_query(std::string_view name, uint16_t qtype, QueryOptions o = 
 inline uint16_t rcode_of(std::span<const uint8_t> msg) { return msg.size() < 4 ? 0xffff : msg[3] & 0x0f; }
 inline bool tc_of(std::span<const uint8_t> msg) { return msg.size() >= 3 && (msg[2] & 0x02) != 0; }
 
-// A clock that moves only when told to.
-class FakeClock final : public Clock {
- public:
-  [[nodiscard]] int64_t now_ns() const override { return now_ns_; }
-  void advance(std::chrono::nanoseconds d) { now_ns_ += d.count(); }
-
- private:
-  int64_t now_ns_ = 1'000'000'000;
-};
-
 // A Resolver that records queries; the test completes them.
 class FakeResolver final : public Resolver {
  public:
@@ -109,17 +100,6 @@ class FakeResolver final : public Resolver {
   }
   std::deque<Sent> sent;
 };
-
-// Runs handlers until `done()` or the deadline; returns done().
-inline bool run_until(boost::asio::io_context& io, const std::function<bool()>& done,
-                      std::chrono::milliseconds deadline = std::chrono::seconds(5)) {
-  const auto end = std::chrono::steady_clock::now() + deadline;
-  while (!done() && std::chrono::steady_clock::now() < end) {
-    io.restart();
-    io.run_one_for(std::chrono::milliseconds(5));
-  }
-  return done();
-}
 
 // Runs every handler that is ready now, without waiting.
 inline void drain(boost::asio::io_context& io) {

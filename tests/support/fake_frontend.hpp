@@ -18,8 +18,8 @@
 #include <vector>
 
 #include "base/unique_fd.hpp"
+#include "tests/support/fake_guest.hpp"
 #include "tests/support/fakes.hpp"
-#include "tests/vmm/fake_guest.hpp"
 #include "vmm/vhost_user/message.hpp"
 
 namespace causeway::testing {

@@ -1,4 +1,4 @@
-#include "tests/dns/fake_dns_server.hpp"
+#include "tests/support/fake_dns_server.hpp"
 
 #include <arpa/inet.h>
 

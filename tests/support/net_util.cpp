@@ -1,4 +1,4 @@
-#include "tests/tools/net_util.hpp"
+#include "tests/support/net_util.hpp"
 
 #include <arpa/inet.h>
 #include <fcntl.h>

@@ -11,7 +11,7 @@
 #include "base/checksum.hpp"
 #include "base/vnet_hdr.hpp"
 #include "tests/support/fakes.hpp"
-#include "tests/vmm/fake_guest.hpp"
+#include "tests/support/fake_guest.hpp"
 #include "vmm/devices/net_offload.hpp"
 #include "vmm/virtio_spec.hpp"
 

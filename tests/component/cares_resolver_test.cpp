@@ -8,8 +8,8 @@
 #include "dns/proxy.hpp"
 #include "dns/tcp_framing.hpp"
 #include "dns/wire.hpp"
-#include "tests/dns/dns_test_support.hpp"
-#include "tests/dns/fake_dns_server.hpp"
+#include "tests/support/dns_test_support.hpp"
+#include "tests/support/fake_dns_server.hpp"
 
 namespace causeway::dns {
 namespace {

@@ -4,7 +4,7 @@
 
 #include <gtest/gtest.h>
 
-#include "tests/vmm/fake_guest.hpp"
+#include "tests/support/fake_guest.hpp"
 #include "vmm/virtio_spec.hpp"
 
 namespace causeway::vmm {

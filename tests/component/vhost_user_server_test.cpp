@@ -5,9 +5,9 @@
 
 #include <gtest/gtest.h>
 
+#include "tests/support/fake_frontend.hpp"
+#include "tests/support/fake_guest.hpp"
 #include "tests/support/fakes.hpp"
-#include "tests/vmm/fake_frontend.hpp"
-#include "tests/vmm/fake_guest.hpp"
 #include "vmm/devices/net_offload.hpp"
 #include "vmm/devices/virtio_net.hpp"
 #include "vmm/devices/virtio_vsock.hpp"

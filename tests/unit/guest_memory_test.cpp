@@ -5,7 +5,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include "tests/vmm/fake_guest.hpp"
+#include "tests/support/fake_guest.hpp"
 
 namespace causeway::vmm {
 namespace {

@@ -10,8 +10,8 @@
 #include <map>
 #include <string>
 
+#include "tests/support/fake_guest.hpp"
 #include "tests/support/fakes.hpp"
-#include "tests/vmm/fake_guest.hpp"
 #include "vmm/virtio_spec.hpp"
 
 namespace causeway::vmm {
