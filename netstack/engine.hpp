@@ -44,7 +44,7 @@
 // documented, and unlikely with ports from the top of the range.
 //
 // Limits: one Slirp instance per guest; the flow table is libslirp's own
-// (unbounded in 4.7 — the TCP fast-path issue replaces it). IPv4 forwards
+// (unbounded in 4.7; with the fast path on, TCP does not use it). IPv4 forwards
 // address the first DHCP lease (NatConfig::guest).
 //
 // Thread safety: confined to the executor of the io_context it was built on.

@@ -37,7 +37,7 @@
 
 namespace causeway::netstack {
 
-struct ListenerWatchStats {
+struct NetnsListenerSourceStats {
   uint64_t scans = 0;
   uint64_t scan_errors = 0;
   uint64_t trapped_syscalls = 0;
@@ -53,7 +53,7 @@ class NetnsListenerSource {
   // Adds the trap's notification fd once it is available (after the child
   // has exec'ed); until then only the poll runs.
   void set_trap(UniqueFd seccomp_notify);
-  [[nodiscard]] const ListenerWatchStats& stats() const { return stats_; }
+  [[nodiscard]] const NetnsListenerSourceStats& stats() const { return stats_; }
 
  private:
   void schedule(std::chrono::milliseconds delay);
@@ -73,7 +73,7 @@ class NetnsListenerSource {
   int burst_left_ = 0;
   bool started_ = false;
   portfwd::ListenerTrapResponder responder_;
-  ListenerWatchStats stats_;
+  NetnsListenerSourceStats stats_;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };
 

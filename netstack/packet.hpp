@@ -1,9 +1,12 @@
-// IPv4/UDP packet views and builders for the frames the engine itself
-// answers or originates (forwarded UDP now; DNS answers later), bypassing
-// libslirp. Sans-I/O: bytes in, bytes or views out.
+// Views and builders for the frames the engine itself parses, answers or
+// originates, bypassing libslirp: UDP over IPv4 and IPv6 (forwarded UDP, DNS
+// answers), ARP (learning and asking for the guest's MAC), in-place TCP/IPv4
+// address rewrites (DNS over TCP's shadow address) and the DHCP MTU option.
+// Sans-I/O: bytes in, bytes or views out. Byte order and checksums come from
+// base/ (byte_order.hpp, checksum.hpp).
 //
-// References: RFC 791 §3.1 (IPv4 header), RFC 768 (UDP), RFC 1071 (the
-// Internet checksum).
+// References: RFC 791 §3.1 (IPv4 header), RFC 768 (UDP), RFC 8200 (IPv6),
+// RFC 826 (ARP), RFC 1624 (incremental checksum update), RFC 2132 (DHCP).
 //
 // Limits: no IP options on output; fragments are not reassembled on input
 // (a fragmented datagram is not ours: it goes to libslirp, which does).

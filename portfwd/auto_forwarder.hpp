@@ -1,7 +1,8 @@
 // AutoForwarder: keeps host forwards in step with the guest's listeners.
 //
-// Input: full snapshots of the guest's listeners (from whatever
-// ListenerSource the attachment has). ForwardPolicy turns a snapshot into
+// Input: full snapshots of the guest's listeners (a NetnsListenerSource's
+// callback in a namespace; the agent's reports, gathered in a
+// GuestListenerSet, in a VM). plan_forwards turns a snapshot into
 // the set of host forwards wanted; this class diffs it against what is open:
 //   wanted, not open  → open (bind 127.0.0.1:P or [::1]:P and relay)
 //   open, not wanted  → close the listening socket; relayed connections

@@ -1,7 +1,8 @@
 // GuestConnector: how a relay reaches a service in the guest. Implementations
 // name their transport: LoopbackConnector (a host loopback port that the NAT
-// stack forwards into the guest), later a socket made inside a namespace, or
-// vsock to the guest agent.
+// stack forwards into the guest), a socket made inside the namespace
+// (netstack/netns_sockets.hpp), or vsock to the guest agent
+// (vmm/agent/relay_client.hpp).
 //
 // Thread safety: confined to the engine executor.
 #pragma once
