@@ -70,15 +70,16 @@ class AcceptBackoff {
   template <class Rearm>
   void defer(int err, const std::string& what, Rearm&& rearm) {
     ++backoffs_;
-    const auto now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-                            std::chrono::steady_clock::now().time_since_epoch())
-                            .count();
+    const auto now_ms =
+        std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch())
+            .count();
     if (log_.allow(now_ms)) {
       const uint64_t quiet = log_.suppressed();
-      spdlog::warn("{}: cannot accept a connection: {}; pausing accepts for {} ms (raise the open-file limit, "
-                   "`ulimit -n`){}",
-                   what, std::strerror(err), kAcceptBackoff.count(),
-                   quiet ? fmt::format("; {} more since the last message", quiet) : std::string());
+      spdlog::warn(
+          "{}: cannot accept a connection: {}; pausing accepts for {} ms (raise the open-file limit, "
+          "`ulimit -n`){}",
+          what, std::strerror(err), kAcceptBackoff.count(),
+          quiet ? fmt::format("; {} more since the last message", quiet) : std::string());
     }
     timer_.expires_after(kAcceptBackoff);
     timer_.async_wait([r = std::forward<Rearm>(rearm)](const boost::system::error_code& tec) mutable {

@@ -89,23 +89,23 @@ void write_vnet_hdr(std::span<uint8_t> out, const VnetHdr& h, size_t len = kVnet
 struct GuestOffload {
   bool needs_csum = false;
   uint16_t csum_start = 0, csum_offset = 0;
-  bool gso = false;           // a TCP super-segment (then needs_csum too)
-  bool ipv6 = false;          // the GSO packet's family
+  bool gso = false;   // a TCP super-segment (then needs_csum too)
+  bool ipv6 = false;  // the GSO packet's family
   uint16_t gso_size = 0;
-  size_t l4_off = 0;          // GSO: offset of the TCP header in the frame
-  size_t headers_len = 0;     // GSO: Ethernet + IP + TCP header bytes
-  size_t packet_end = 0;      // GSO: end of the IP packet (trailing bytes are not payload)
+  size_t l4_off = 0;       // GSO: offset of the TCP header in the frame
+  size_t headers_len = 0;  // GSO: Ethernet + IP + TCP header bytes
+  size_t packet_end = 0;   // GSO: end of the IP packet (trailing bytes are not payload)
 };
 
 enum class VnetVerdict {
   kOk,
-  kBadFlags,       // flags other than NEEDS_CSUM / DATA_VALID
-  kBadGsoType,     // UDP, USO or unknown
-  kBadCsum,        // checksum field outside the frame (or inside its Ethernet header)
-  kGsoNoCsum,      // TSO without NEEDS_CSUM
-  kGsoNotTcp,      // GSO on something that is not a plain TCP packet of that family
-  kGsoBadSize,     // gso_size 0, or segments over the MTU
-  kBadHdrLen,      // hdr_len beyond the frame
+  kBadFlags,    // flags other than NEEDS_CSUM / DATA_VALID
+  kBadGsoType,  // UDP, USO or unknown
+  kBadCsum,     // checksum field outside the frame (or inside its Ethernet header)
+  kGsoNoCsum,   // TSO without NEEDS_CSUM
+  kGsoNotTcp,   // GSO on something that is not a plain TCP packet of that family
+  kGsoBadSize,  // gso_size 0, or segments over the MTU
+  kBadHdrLen,   // hdr_len beyond the frame
 };
 std::string_view to_string(VnetVerdict v);
 

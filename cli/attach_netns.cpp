@@ -158,7 +158,8 @@ void on_mirror_tap(asio::io_context& io, MirrorLinkTable& links, const mirror::M
   }
   links.erase(c.name);
   // The tap has a virtio-net header when hooks.vnet_hdr_taps: then the port negotiates offloads.
-  auto port = std::make_unique<netstack::TapFramePort>(io, std::move(fd), 65535, [] {}, /*offload=*/true);
+  auto port = std::make_unique<netstack::TapFramePort>(
+      io, std::move(fd), 65535, [] {}, /*offload=*/true);
   auto* tap = port.get();
   MirrorLinkEntry e = links.make(c.name, c.host_ifindex, c.mtu, *port);
   e.port = std::move(port);
@@ -228,12 +229,12 @@ int NetnsAttachment::run(const sigset_t& held) {
 // The namespace's resolv.conf follows the host's search domains.
 void NetnsAttachment::follow_host_dns() {
   if (!ns_.child || !follows_host_search(s_)) return;
-  rt_.set_on_dns_search_change([&tc = ns_.tc, path = ns_.child->resolv_conf_path, pid = ns_.child->pid](
-                                   const std::vector<std::string>& search) {
-    if (!netstack::rewrite_resolv_conf(path, netstack::render_resolv_conf(tc.nameservers, search)))
-      spdlog::warn("cannot update the namespace's resolv.conf: {}", std::strerror(errno));
-    netstack::ensure_resolv_conf_bound(pid, path);
-  });
+  rt_.set_on_dns_search_change(
+      [&tc = ns_.tc, path = ns_.child->resolv_conf_path, pid = ns_.child->pid](const std::vector<std::string>& search) {
+        if (!netstack::rewrite_resolv_conf(path, netstack::render_resolv_conf(tc.nameservers, search)))
+          spdlog::warn("cannot update the namespace's resolv.conf: {}", std::strerror(errno));
+        netstack::ensure_resolv_conf_bound(pid, path);
+      });
 }
 
 // A host that replaces its resolv.conf by rename drops the namespace's bind
@@ -262,7 +263,8 @@ void NetnsAttachment::attach_tap() {
   rt_.add_guest(
       o_.command.empty() ? "tap " + o_.ifname + " in " + o_.attach
                          : "tap " + o_.ifname + " in pid " + std::to_string(ns_.child->pid),
-      std::move(port), [](netstack::FramePort& p, netstack::Engine& e) { static_cast<netstack::TapFramePort&>(p).start(e); },
+      std::move(port),
+      [](netstack::FramePort& p, netstack::Engine& e) { static_cast<netstack::TapFramePort&>(p).start(e); },
       [tap_port] { return tap_stats_json(tap_port->stats()); });
   rt_.primary_engine()->announce_guest(ns_.tc.mac);
 }
@@ -308,7 +310,7 @@ void NetnsAttachment::attach_listener_source() {
   udp6_ = std::make_unique<netstack::NetnsDatagramChannel>(io_, factory, portfwd::Family::kIpv6);
   portfwd::PolicySettings base = auto_forward_policy(net_.ignored_ports);
   base.host_wildcard = net_.mode == "mirrored";  // the guest has the host's addresses: its servers answer on them
-  base.tcp_any_v4_loopback = true;                // NetnsConnector dials the listener's own 127/8 address
+  base.tcp_any_v4_loopback = true;               // NetnsConnector dials the listener's own 127/8 address
   autofwd_ = attach_auto_forwarder(rt_, portfwd::GuestSide{tcp4_.get(), tcp6_.get(), udp4_.get(), udp6_.get()}, base);
   // With the bind/listen trap the poll is only a safety net; --attach has no trap.
   const auto poll = ns_.child ? std::chrono::milliseconds(1000) : std::chrono::milliseconds(100);

@@ -25,8 +25,10 @@ using stream = asio::local::stream_protocol;
 constexpr std::string_view kWho = "causeway serve";
 
 json stream_stats_json(const netstack::StreamStats& s) {
-  return json{{"frames_read", s.frames_read},   {"frames_written", s.frames_written},
-              {"queue_drops", s.queue_drops},   {"bad_length", s.bad_length},
+  return json{{"frames_read", s.frames_read},
+              {"frames_written", s.frames_written},
+              {"queue_drops", s.queue_drops},
+              {"bad_length", s.bad_length},
               {"truncated_close", s.truncated_close}};
 }
 

@@ -12,7 +12,7 @@ int fail_start(std::string_view who, std::string_view why, int code) {
 }
 
 boost::system::result<std::unique_ptr<ControlServer>, std::string> attach_control(Runtime& rt,
-                                                                                const std::string& path) {
+                                                                                  const std::string& path) {
   if (path.empty()) return std::unique_ptr<ControlServer>();
   auto ctl = std::make_unique<ControlServer>(rt.io(), path,
                                              [&rt](const nlohmann::json& req) { return rt.handle_control(req); });

@@ -36,8 +36,7 @@ namespace causeway::cli {
 int fail_start(std::string_view who, std::string_view why, int code = kExitFailure);
 
 // The control API on `path` over the runtime; nullptr when `path` is empty.
-boost::system::result<std::unique_ptr<ControlServer>, std::string> attach_control(Runtime& rt,
-                                                                                const std::string& path);
+boost::system::result<std::unique_ptr<ControlServer>, std::string> attach_control(Runtime& rt, const std::string& path);
 
 // The automatic forwarding policy before the attachment's own settings:
 // --ignore-port (and the config file's ignoredPorts) never forwarded.
@@ -51,7 +50,7 @@ std::unique_ptr<portfwd::AutoForwarder> attach_auto_forwarder(Runtime& rt, portf
 // VLAN tag QEMU may pass through).
 size_t stream_max_frame(const netstack::NatConfig& nat);
 // open + bind + listen on a unix socket path.
-boost::system::error_code listen_unix(boost::asio::local::stream_protocol::acceptor& acceptor,
-                                      const std::string& path, int backlog);
+boost::system::error_code listen_unix(boost::asio::local::stream_protocol::acceptor& acceptor, const std::string& path,
+                                      int backlog);
 
 }  // namespace causeway::cli

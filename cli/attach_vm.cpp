@@ -154,8 +154,10 @@ boost::system::result<uint64_t, std::string> parse_memory_mib(std::string_view t
   for (auto& ch : t) ch = static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
   if (t.ends_with("B")) t.pop_back();
   uint64_t mult = 1;  // MiB
-  if (t.ends_with("G")) mult = 1024, t.pop_back();
-  else if (t.ends_with("M")) t.pop_back();
+  if (t.ends_with("G"))
+    mult = 1024, t.pop_back();
+  else if (t.ends_with("M"))
+    t.pop_back();
   uint64_t v = 0;
   auto [p, ec] = std::from_chars(t.data(), t.data() + t.size(), v);
   if (ec != std::errc{} || p != t.data() + t.size() || v == 0)
@@ -202,14 +204,16 @@ int check_host(VmHost& h, const RunOptions& o) {
   h.accel = *accel;
   if (!h.accel.notice.empty() && !o.quiet) std::fprintf(stderr, "causeway: %s\n", h.accel.notice.c_str());
   h.dir = runtime_dir();
-  if (h.dir.empty())
-    return fail_start(kWho, std::string("cannot create a private directory: ") + std::strerror(errno));
+  if (h.dir.empty()) return fail_start(kWho, std::string("cannot create a private directory: ") + std::strerror(errno));
   return 0;
 }
 
 json virtio_net_stats_json(const vmm::VirtioNetStats& s) {
-  return json{{"tx_frames", s.tx_frames},       {"tx_bytes", s.tx_bytes},   {"tx_malformed", s.tx_malformed},
-              {"tx_oversized", s.tx_oversized}, {"rx_frames", s.rx_frames},
+  return json{{"tx_frames", s.tx_frames},
+              {"tx_bytes", s.tx_bytes},
+              {"tx_malformed", s.tx_malformed},
+              {"tx_oversized", s.tx_oversized},
+              {"rx_frames", s.rx_frames},
               {"rx_drops", s.rx_drops_no_buffers + s.rx_drops_not_ready + s.rx_drops_too_big}};
 }
 
@@ -366,7 +370,9 @@ int VmAttachment::attach_stream_nic(const std::string& path) {
         [this](netstack::FramePort& p, netstack::Engine& e) {
           static_cast<netstack::StreamFramePort&>(p).start(nic_sink(p, e));
         },
-        [sp] { return json{{"frames_read", sp->stats().frames_read}, {"frames_written", sp->stats().frames_written}}; });
+        [sp] {
+          return json{{"frames_read", sp->stats().frames_read}, {"frames_written", sp->stats().frames_written}};
+        });
   });
   q_.net = machine::NetAttachment::Stream;
   return 0;
@@ -402,7 +408,8 @@ void VmAttachment::listeners_changed() {
 
 void VmAttachment::on_listener_appeared(const agent::ListenerAppeared& l) {
   const uint64_t refused = guest_listeners_.refused();
-  if (guest_listeners_.appeared(from_agent(l))) listeners_changed();
+  if (guest_listeners_.appeared(from_agent(l)))
+    listeners_changed();
   else if (guest_listeners_.refused() > refused && refused == 0)
     spdlog::warn("the guest reports more than {} listeners (or port 0); those are not forwarded",
                  portfwd::GuestListenerSet::kDefaultCap);
@@ -559,7 +566,7 @@ bool VmAttachment::start_command() {
 // Our stdin: a terminal or a pipe/socket; anything epoll cannot watch
 // (a regular file, /dev/null) counts as empty.
 void VmAttachment::forward_stdin() {
-  struct stat st{};
+  struct stat st {};
   const bool pollable = ::fstat(0, &st) == 0 && (S_ISFIFO(st.st_mode) || S_ISSOCK(st.st_mode) || ::isatty(0));
   boost::system::error_code aec;
   if (pollable) in_.assign(::dup(0), aec);
@@ -599,7 +606,8 @@ void VmAttachment::on_agent_end(const agent::SessionEnd& end) {
   if (mirror_applier_) mirror_applier_->on_session_end();
   guest_listeners_.clear();  // the guest is going away: close its forwards
   listeners_changed();
-  if (!end.ok() && !exited_) fail(fmt::format("the guest agent session ended: {} {}", to_string(end.reason), end.detail));
+  if (!end.ok() && !exited_)
+    fail(fmt::format("the guest agent session ended: {} {}", to_string(end.reason), end.detail));
   // The guest powers off; QEMU exits on its own (bounded below).
   boost::system::error_code ignored;
   in_.close(ignored);
@@ -625,9 +633,12 @@ void VmAttachment::wait_signal() {
   signals_.async_wait([this](boost::system::error_code ec, int sig) {
     if (ec) return;
     ++interrupts_;
-    if (interrupts_ == 1 && session_) session_->signal(sig);
-    else if (interrupts_ == 2 && session_) session_->shutdown();
-    else qemu_->terminate(std::chrono::seconds(1));
+    if (interrupts_ == 1 && session_)
+      session_->signal(sig);
+    else if (interrupts_ == 2 && session_)
+      session_->shutdown();
+    else
+      qemu_->terminate(std::chrono::seconds(1));
     wait_signal();
   });
 }

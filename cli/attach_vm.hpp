@@ -14,20 +14,20 @@ namespace causeway::cli {
 
 struct RunOptions {
   std::vector<std::string> command{"/bin/sh"};
-  bool tty = false;                 // a pty in the guest (interactive)
+  bool tty = false;  // a pty in the guest (interactive)
   unsigned cpus = 1;
   uint64_t memory_mib = 512;
-  std::string guest_dir;            // vmlinuz + initramfs.cpio.gz
+  std::string guest_dir;  // vmlinuz + initramfs.cpio.gz
   std::string kernel, initrd, cmdline;
   std::string vm_net = "vhost-user";  // or "stream"
   std::string machine = "q35";        // or "microvm"
   machine::AccelRequest accel = machine::AccelRequest::Auto;
   std::string console_log;
   bool quiet = false;
-  std::string control;              // --control: serve the control API here
-  std::string mode = "nat";         // or "mirrored" (cli/mirror_vm.hpp)
-  bool auto_forward = true;         // guest listeners → host localhost (agent + vsock relays)
-  std::vector<int> ignored_ports;   // never forwarded automatically
+  std::string control;             // --control: serve the control API here
+  std::string mode = "nat";        // or "mirrored" (cli/mirror_vm.hpp)
+  bool auto_forward = true;        // guest listeners → host localhost (agent + vsock relays)
+  std::vector<int> ignored_ports;  // never forwarded automatically
 };
 
 // "512", "512M", "4G", "4GB" → MiB.

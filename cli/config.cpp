@@ -100,17 +100,24 @@ KeyError networking_mode(const KeyValue& kv, std::optional<std::string>& mode, s
 KeyError wsl2_key(Parser& p, const KeyValue& kv) {
   auto& cfg = p.cfg;
   const auto& k = kv.k;
-  if (k == "memory") cfg.memory = kv.value;
+  if (k == "memory")
+    cfg.memory = kv.value;
   else if (k == "processors") {
     auto n = parse_int(kv.value, 1, 1024);
     if (!n) return bad(kv, "a processor count");
     cfg.processors = n;
-  } else if (k == "kernel") cfg.kernel = kv.value;
-  else if (k == "kernelcommandline") cfg.kernel_command_line = kv.value;
-  else if (k == "networkingmode") return networking_mode(kv, p.wsl2_mode, p.wsl2_mode_where);
-  else if (k == "dnstunneling") return set_bool(kv, cfg.dns_tunneling);
-  else if (k == "localhostforwarding") return set_bool(kv, cfg.localhost_forwarding);
-  else unknown_key(cfg, kv, "wsl2");
+  } else if (k == "kernel")
+    cfg.kernel = kv.value;
+  else if (k == "kernelcommandline")
+    cfg.kernel_command_line = kv.value;
+  else if (k == "networkingmode")
+    return networking_mode(kv, p.wsl2_mode, p.wsl2_mode_where);
+  else if (k == "dnstunneling")
+    return set_bool(kv, cfg.dns_tunneling);
+  else if (k == "localhostforwarding")
+    return set_bool(kv, cfg.localhost_forwarding);
+  else
+    unknown_key(cfg, kv, "wsl2");
   return std::nullopt;
 }
 
@@ -198,10 +205,10 @@ boost::system::result<ConfigFile, std::string> parse_config(const std::string& t
   auto& cfg = p.cfg;
   cfg.networking_mode = p.wsl2_mode ? p.wsl2_mode : p.experimental_mode;
   if (p.wsl2_mode && p.experimental_mode)
-    cfg.warnings.push_back(fmt::format("{}: networkingMode={} in [experimental] is overridden by [wsl2] "
-                                       "networkingMode={} at {} (as in WSL, the [wsl2] key wins)",
-                                       p.experimental_mode_where, *p.experimental_mode, *p.wsl2_mode,
-                                       p.wsl2_mode_where));
+    cfg.warnings.push_back(
+        fmt::format("{}: networkingMode={} in [experimental] is overridden by [wsl2] "
+                    "networkingMode={} at {} (as in WSL, the [wsl2] key wins)",
+                    p.experimental_mode_where, *p.experimental_mode, *p.wsl2_mode, p.wsl2_mode_where));
   return std::move(cfg);
 }
 

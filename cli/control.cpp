@@ -98,9 +98,10 @@ boost::system::result<void, std::string> ControlServer::start() {
     // Only a dead socket is ours to replace: anything else at PATH was named
     // by mistake and must survive (a typo must not cost the user a file).
     if (!S_ISSOCK(st.st_mode))
-      return fmt::format("control socket path {} exists and is not a socket; refusing to replace it "
-                         "(remove it yourself or choose another --control path)",
-                         path_);
+      return fmt::format(
+          "control socket path {} exists and is not a socket; refusing to replace it "
+          "(remove it yourself or choose another --control path)",
+          path_);
     if (someone_listening(path_)) return fmt::format("control socket {} is in use by another process", path_);
     ::unlink(path_.c_str());  // stale, from a causeway that did not exit cleanly
   }
@@ -172,11 +173,13 @@ boost::system::result<json, std::string> control_request(const std::string& path
   UniqueFd s(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
   sockaddr_un a{};
   a.sun_family = AF_UNIX;
-  if (path.size() >= sizeof a.sun_path) return ReplyResult(boost::system::in_place_error, fmt::format("control socket path too long: {}", path));
+  if (path.size() >= sizeof a.sun_path)
+    return ReplyResult(boost::system::in_place_error, fmt::format("control socket path too long: {}", path));
   std::strncpy(a.sun_path, path.c_str(), sizeof a.sun_path - 1);
   if (::connect(s.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) < 0)
-    return ReplyResult(boost::system::in_place_error, fmt::format("cannot connect to control socket {}: {} (is causeway running with --control {}?)", path,
-                       std::strerror(errno), path));
+    return ReplyResult(boost::system::in_place_error,
+                       fmt::format("cannot connect to control socket {}: {} (is causeway running with --control {}?)",
+                                   path, std::strerror(errno), path));
   const std::string line = request.dump() + "\n";
   if (::send(s.get(), line.data(), line.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(line.size()))
     return ReplyResult(boost::system::in_place_error, fmt::format("write to {}: {}", path, std::strerror(errno)));
@@ -186,7 +189,10 @@ boost::system::result<json, std::string> control_request(const std::string& path
   ::setsockopt(s.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
   while (reply.find('\n') == std::string::npos) {
     const ssize_t n = ::recv(s.get(), buf, sizeof buf, 0);
-    if (n <= 0) return ReplyResult(boost::system::in_place_error, fmt::format("no reply from {}: {}", path, n == 0 ? "connection closed" : std::strerror(errno)));
+    if (n <= 0)
+      return ReplyResult(
+          boost::system::in_place_error,
+          fmt::format("no reply from {}: {}", path, n == 0 ? "connection closed" : std::strerror(errno)));
     reply.append(buf, static_cast<size_t>(n));
   }
   try {

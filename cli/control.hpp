@@ -40,8 +40,8 @@ namespace causeway::cli {
 using ControlHandler = std::function<nlohmann::json(const nlohmann::json& request)>;
 
 struct ControlServerStats {
-  uint64_t accepted = 0;       // connections served
-  uint64_t refused_peers = 0;  // closed at once: peer uid neither ours nor root
+  uint64_t accepted = 0;         // connections served
+  uint64_t refused_peers = 0;    // closed at once: peer uid neither ours nor root
   uint64_t accept_backoffs = 0;  // accepts paused: out of descriptors (base/accept_backoff.hpp)
 };
 

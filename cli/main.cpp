@@ -118,12 +118,14 @@ struct NetnsCommand {
 void define_netns(CLI::App& parent, NetnsCommand& c) {
   c.app = parent.add_subcommand("netns", "Give a network namespace user-mode networking (like slirp4netns/pasta)");
   auto* netns = c.app;
-  netns->footer("Usage: causeway netns [OPTIONS] -- COMMAND [ARGS...]\n       causeway netns [OPTIONS] --attach PID|PATH");
+  netns->footer(
+      "Usage: causeway netns [OPTIONS] -- COMMAND [ARGS...]\n       causeway netns [OPTIONS] --attach PID|PATH");
   add_net_options(netns, c.net);
   netns->add_option("--attach", c.ns.attach, "Attach to an existing namespace: a PID or a path like /run/netns/NAME");
   netns->add_option("--ifname", c.ns.ifname, "Name of the tap device in the namespace (default tap0)");
-  netns->add_option("--mode", c.net.mode,
-                    "nat (default) or mirrored: also mirror the host's links, addresses and routes into the namespace")
+  netns
+      ->add_option("--mode", c.net.mode,
+                   "nat (default) or mirrored: also mirror the host's links, addresses and routes into the namespace")
       ->check(CLI::IsMember({"nat", "mirrored"}));
 }
 
@@ -169,12 +171,14 @@ void define_run(CLI::App& parent, RunCommand& c) {
   add_net_options(run, c.net);
   run->add_option("--cpus", ro.cpus, "Virtual CPUs (default 1)")->check(CLI::Range(1, 64));
   run->add_option("--memory", c.memory, "Guest memory: 512, 512M, 2G (default 512M)");
-  run->add_option("--guest-dir", ro.guest_dir,
-                  "Directory with vmlinuz and initramfs.cpio.gz (default: guest/ next to the binary, or $CAUSEWAY_GUEST_DIR)");
+  run->add_option(
+      "--guest-dir", ro.guest_dir,
+      "Directory with vmlinuz and initramfs.cpio.gz (default: guest/ next to the binary, or $CAUSEWAY_GUEST_DIR)");
   run->add_option("--kernel", ro.kernel, "Boot this kernel instead of the default guest's");
   run->add_option("--initrd", ro.initrd, "Boot this initramfs instead of the default guest's");
   run->add_option("--cmdline", ro.cmdline, "Extra kernel command line words");
-  run->add_option("--vm-net", ro.vm_net, "vhost-user (default: our virtio-net on guest memory) or stream (QEMU's stream netdev)")
+  run->add_option("--vm-net", ro.vm_net,
+                  "vhost-user (default: our virtio-net on guest memory) or stream (QEMU's stream netdev)")
       ->check(CLI::IsMember({"vhost-user", "stream"}));
   run->add_option("--machine", ro.machine, "q35 (default) or microvm")->check(CLI::IsMember({"q35", "microvm"}));
   run->add_option("--accel", c.accel, "auto (default: KVM where it really works, else TCG), kvm or tcg")
@@ -230,8 +234,10 @@ int run_run(RunCommand& c, std::vector<std::string> command) {
     if (m.has_error()) return std::fprintf(stderr, "causeway run: %s\n", m.error().c_str()), kExitUsage;
     ro.memory_mib = *m;
   }
-  if (c.accel == "kvm") ro.accel = machine::AccelRequest::Kvm;
-  else if (c.accel == "tcg") ro.accel = machine::AccelRequest::Tcg;
+  if (c.accel == "kvm")
+    ro.accel = machine::AccelRequest::Kvm;
+  else if (c.accel == "tcg")
+    ro.accel = machine::AccelRequest::Tcg;
   // A terminal on both ends and no command: an interactive shell with a pty.
   ro.tty = c.tty || (command.empty() && ::isatty(0) && ::isatty(1));
   if (!command.empty()) ro.command = std::move(command);
@@ -259,15 +265,18 @@ struct CtlCommand {
 void define_ctl(CLI::App& parent, CtlCommand& c) {
   c.app = parent.add_subcommand("ctl", "Query or change a running causeway through its --control socket");
   c.app->add_option("path", c.path, "Control socket path")->required();
-  c.app->add_option("command", c.args, "status | stats | ports | forward-list | forward-add SPEC | forward-remove SPEC | mirror | raw JSON")
+  c.app
+      ->add_option("command", c.args,
+                   "status | stats | ports | forward-list | forward-add SPEC | forward-remove SPEC | mirror | raw JSON")
       ->expected(0, -1);
 }
 
 // ---- causeway ctl ----
 int run_ctl(const std::string& path, const std::vector<std::string>& args) {
   if (args.empty()) {
-    std::fprintf(stderr, "causeway ctl: give a command: status, stats, ports, forward-list, forward-add SPEC, "
-                         "forward-remove SPEC, mirror, raw JSON\n");
+    std::fprintf(stderr,
+                 "causeway ctl: give a command: status, stats, ports, forward-list, forward-add SPEC, "
+                 "forward-remove SPEC, mirror, raw JSON\n");
     return kExitUsage;
   }
   json req;

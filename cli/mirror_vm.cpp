@@ -39,8 +39,8 @@ void AgentGuestApplier::converge(mirror::DesiredFn desired, std::function<void(m
     if (ec || waiting_ != gen) return;
     ++counters_.timeouts;
     spdlog::warn("mirror: no report from the guest agent within {} ms", timeout_.count());
-    complete(failure("await MirrorReport", "no report from the guest agent within " +
-                                               std::to_string(timeout_.count()) + " ms"));
+    complete(failure("await MirrorReport",
+                     "no report from the guest agent within " + std::to_string(timeout_.count()) + " ms"));
   });
 }
 

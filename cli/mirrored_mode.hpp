@@ -42,8 +42,8 @@ class Runtime;
 
 // One mirrored guest link's data path.
 struct MirrorLinkEntry {
-  std::unique_ptr<netstack::FramePort> port;  // its own port (netns: its tap); null on the VM's shared NIC
-  netstack::Mac mac{};                        // VM: the source MAC the demux routes to it
+  std::unique_ptr<netstack::FramePort> port;           // its own port (netns: its tap); null on the VM's shared NIC
+  netstack::Mac mac{};                                 // VM: the source MAC the demux routes to it
   std::unique_ptr<netstack::mirror::MirrorLink> link;  // declared after `port`: destroyed before it
 };
 

@@ -32,8 +32,9 @@ netstack::NatConfig nat_config(const NetOptions& o) {
 
 std::optional<DnsSetup> dns_setup(const NetOptions& o) {
   if (o.no_dns_tunneling && o.host_resolv_conf != "/etc/resolv.conf") {
-    std::fprintf(stderr, "causeway: --host-resolv-conf needs DNS tunneling: without it libslirp forwards to the first "
-                         "server of /etc/resolv.conf and reads no other file\n");
+    std::fprintf(stderr,
+                 "causeway: --host-resolv-conf needs DNS tunneling: without it libslirp forwards to the first "
+                 "server of /etc/resolv.conf and reads no other file\n");
     return std::nullopt;
   }
   if (o.no_dns_tunneling && !o.dns_routes.empty()) {

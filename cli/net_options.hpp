@@ -38,8 +38,8 @@ struct NetOptions {
   std::string host_resolv_conf = "/etc/resolv.conf";
   std::vector<std::string> dns_routes;
   std::string tcp_engine = "auto";
-  bool no_offload = false;   // netns only: a tap without checksum/TSO offloads
-  std::string mode = "nat";  // netns and run: nat or mirrored (--mode, networkingMode)
+  bool no_offload = false;           // netns only: a tap without checksum/TSO offloads
+  std::string mode = "nat";          // netns and run: nat or mirrored (--mode, networkingMode)
   std::string forward_source_ports;  // FIRST-LAST; empty: the default range
 };
 

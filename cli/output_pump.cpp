@@ -7,8 +7,7 @@
 
 namespace causeway::cli {
 
-OutputPump::OutputPump(boost::asio::any_io_executor ex, int fd, std::function<void(bool)> on_pressure,
-                       Options options)
+OutputPump::OutputPump(boost::asio::any_io_executor ex, int fd, std::function<void(bool)> on_pressure, Options options)
     : ex_(std::move(ex)), fd_(fd), on_pressure_(std::move(on_pressure)), options_(options) {
   thread_ = std::thread([this] { run(); });
 }

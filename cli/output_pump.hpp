@@ -53,8 +53,8 @@ struct OutputPumpStats {
 class OutputPump {
  public:
   struct Options {
-    size_t high_water = 1u << 20;  // bytes queued before the guest is paused
-    size_t low_water = 256u << 10; // bytes queued when it is resumed
+    size_t high_water = 1u << 20;   // bytes queued before the guest is paused
+    size_t low_water = 256u << 10;  // bytes queued when it is resumed
   };
 
   // `fd` is borrowed (stays open; usually 1 or 2). on_pressure runs on `ex`.

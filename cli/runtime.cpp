@@ -49,20 +49,39 @@ json engine_stats_json(const netstack::EngineStats& s) {
   for (size_t i = 1; i < s.forbidden.size(); ++i)
     if (s.forbidden[i]) forbidden[std::string(to_string(static_cast<netstack::DestClass>(i)))] = s.forbidden[i];
   return json{{"forbidden_destination", forbidden},
-              {"frames_in", s.frames_in},       {"bytes_in", s.bytes_in},         {"frames_out", s.frames_out},
-              {"bytes_out", s.bytes_out},       {"dropped", dropped},             {"dropped_total", s.dropped_total()},
-              {"guest_errors", s.guest_errors}, {"host_sockets", s.host_sockets}, {"forwards", s.forwards},
-              {"pumps", s.pumps},               {"udp_flows", s.udp_flows},       {"dns_udp_queries", s.dns_udp_queries},
-              {"dns_truncated", s.dns_truncated}, {"dhcp_mtu_offered", s.dhcp_mtu_offered},
-              {"offload", json{{"to_fast_path", s.offload_to_fast_path}, {"in_software", s.offload_in_software},
-                               {"segments", s.offload_segments}, {"super_segments_out", s.tcp.super_segments_out}}},
-              {"tcp_fast", json{{"flows", s.tcp.flows}, {"opened", s.tcp.flows_opened}, {"refused", s.tcp.connect_refused},
-                                {"full", s.tcp.flows_full}, {"bytes_in", s.tcp.bytes_in}, {"bytes_out", s.tcp.bytes_out},
-                                {"out_of_order", s.tcp.out_of_order}, {"retransmits", s.tcp.retransmits},
-                                {"resets_from_guest", s.tcp.resets_from_guest}, {"resets_to_guest", s.tcp.resets_to_guest},
+              {"frames_in", s.frames_in},
+              {"bytes_in", s.bytes_in},
+              {"frames_out", s.frames_out},
+              {"bytes_out", s.bytes_out},
+              {"dropped", dropped},
+              {"dropped_total", s.dropped_total()},
+              {"guest_errors", s.guest_errors},
+              {"host_sockets", s.host_sockets},
+              {"forwards", s.forwards},
+              {"pumps", s.pumps},
+              {"udp_flows", s.udp_flows},
+              {"dns_udp_queries", s.dns_udp_queries},
+              {"dns_truncated", s.dns_truncated},
+              {"dhcp_mtu_offered", s.dhcp_mtu_offered},
+              {"offload", json{{"to_fast_path", s.offload_to_fast_path},
+                               {"in_software", s.offload_in_software},
+                               {"segments", s.offload_segments},
+                               {"super_segments_out", s.tcp.super_segments_out}}},
+              {"tcp_fast", json{{"flows", s.tcp.flows},
+                                {"opened", s.tcp.flows_opened},
+                                {"refused", s.tcp.connect_refused},
+                                {"full", s.tcp.flows_full},
+                                {"bytes_in", s.tcp.bytes_in},
+                                {"bytes_out", s.tcp.bytes_out},
+                                {"out_of_order", s.tcp.out_of_order},
+                                {"retransmits", s.tcp.retransmits},
+                                {"resets_from_guest", s.tcp.resets_from_guest},
+                                {"resets_to_guest", s.tcp.resets_to_guest},
                                 {"syn_to_guest_rejected", s.tcp.syn_to_guest_rejected},
-                                {"forward_accepted", s.tcp_forward_accepted}, {"forward_refused", s.tcp_forward_refused},
-                                {"forward_awaited_mac", s.tcp_forward_awaited_mac}, {"arp_requests", s.arp_requests}}},
+                                {"forward_accepted", s.tcp_forward_accepted},
+                                {"forward_refused", s.tcp_forward_refused},
+                                {"forward_awaited_mac", s.tcp_forward_awaited_mac},
+                                {"arp_requests", s.arp_requests}}},
               {"accept_backoffs", s.accept_backoffs}};
 }
 
@@ -95,10 +114,12 @@ boost::system::result<void, std::string> Runtime::enable_dns(const DnsSetup& set
   if (dns_watch_->current().servers.empty())
     spdlog::warn("DNS: {} lists no nameserver yet; queries get SERVFAIL until it does", setup.host_resolv_conf);
   if (auto ec = resolver_->set_routes(setup.routes)) return fmt::format("bad --dns-route: {}", ec.message());
-  proxy_ = std::make_unique<dns::Proxy>(io_, clock_, *resolver_, dns::LocalZone(dns::LocalZoneAddresses::nat_defaults()));
+  proxy_ =
+      std::make_unique<dns::Proxy>(io_, clock_, *resolver_, dns::LocalZone(dns::LocalZoneAddresses::nat_defaults()));
   const char* rt = std::getenv("XDG_RUNTIME_DIR");
   std::string tmpl = std::string(rt && *rt ? rt : "/tmp") + "/causeway-dns.XXXXXX";
-  if (!::mkdtemp(tmpl.data())) return fmt::format("cannot create a private directory in {}: {}", tmpl, std::strerror(errno));
+  if (!::mkdtemp(tmpl.data()))
+    return fmt::format("cannot create a private directory in {}: {}", tmpl, std::strerror(errno));
   dns_dir_ = tmpl;
   dns_tcp_ = std::make_unique<netstack::DnsTcpFrontend>(io_, *proxy_, dns_dir_ + "/tcp.sock");
   if (auto ec = dns_tcp_->start()) return fmt::format("cannot listen on {}: {}", dns_tcp_->path(), ec.message());
@@ -133,8 +154,7 @@ netstack::Engine* Runtime::primary() { return guests_.empty() ? nullptr : guests
 
 void Runtime::install_forwards(netstack::Engine& e) {
   for (auto& f : forwards_) {
-    if (auto ec = e.add_forward(f))
-      spdlog::error("cannot open forward {}: {}", f.describe(), ec.message());
+    if (auto ec = e.add_forward(f)) spdlog::error("cannot open forward {}: {}", f.describe(), ec.message());
   }
 }
 
@@ -218,8 +238,11 @@ json Runtime::ports_json() const {
   json out{{"ok", true}, {"ports", list}, {"auto_forward", auto_ != nullptr}};
   if (auto_) {
     const auto& st = auto_->stats();
-    out["auto_stats"] = json{{"snapshots", st.snapshots}, {"opened", st.opened},       {"closed", st.closed},
-                             {"conflicts", st.conflicts}, {"over_capacity", st.over_capacity}};
+    out["auto_stats"] = json{{"snapshots", st.snapshots},
+                             {"opened", st.opened},
+                             {"closed", st.closed},
+                             {"conflicts", st.conflicts},
+                             {"over_capacity", st.over_capacity}};
   }
   return out;
 }
@@ -250,8 +273,10 @@ json Runtime::stats_json() const {
                       {"late_answers", p.late_answers},
                       {"in_flight", p.in_flight},
                       {"upstream", json{{"sent_udp", r.sent_udp}, {"sent_tcp", r.sent_tcp}, {"routed", r.routed}}},
-                      {"tcp", json{{"connections", t.connections}, {"queries", t.queries},
-                                   {"framing_errors", t.framing_errors}, {"refused", t.refused}}},
+                      {"tcp", json{{"connections", t.connections},
+                                   {"queries", t.queries},
+                                   {"framing_errors", t.framing_errors},
+                                   {"refused", t.refused}}},
                       {"servers", servers},
                       {"host_resolv_conf", dns_watch_->path()},
                       {"reloads", dns_watch_->stats().reloads}};
@@ -304,9 +329,11 @@ json Runtime::handle_control(const json& req) {
     for (auto& f : *fs) names.push_back(f.describe());
     return json{{"ok", true}, {cmd == "forward-add" ? "added" : "removed", names}};
   }
-  return json{{"ok", false},
-              {"error", fmt::format("unknown command '{}' (status, stats, ports, forward-list, forward-add, forward-remove, mirror)",
-                                    cmd)}};
+  return json{
+      {"ok", false},
+      {"error",
+       fmt::format("unknown command '{}' (status, stats, ports, forward-list, forward-add, forward-remove, mirror)",
+                   cmd)}};
 }
 
 }  // namespace causeway::cli

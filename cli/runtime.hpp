@@ -29,16 +29,16 @@
 namespace causeway::cli {
 
 struct Guest {
-  std::string name;                      // "tap0 in pid 1234", "qemu connection 3"
+  std::string name;  // "tap0 in pid 1234", "qemu connection 3"
   std::unique_ptr<netstack::FramePort> port;
   std::unique_ptr<netstack::Engine> engine;
   std::function<nlohmann::json()> port_stats;
 };
 
 struct DnsSetup {
-  bool tunneling = true;                        // false: libslirp's plain forwarding (first host server)
+  bool tunneling = true;  // false: libslirp's plain forwarding (first host server)
   std::string host_resolv_conf = "/etc/resolv.conf";
-  std::vector<dns::DnsRoute> routes;            // --dns-route
+  std::vector<dns::DnsRoute> routes;  // --dns-route
 };
 
 class Runtime {

@@ -93,12 +93,12 @@ struct CaresResolverStats {
   uint64_t sent_tcp = 0;
   uint64_t answers = 0;
   uint64_t timeouts = 0;
-  uint64_t failures = 0;          // every other error, kOverCapacity and kNoServers included
-  uint64_t routed = 0;            // queries that went to a --dns-route set
-  uint64_t servers_skipped = 0;   // link-local servers with a zone (see above)
+  uint64_t failures = 0;         // every other error, kOverCapacity and kNoServers included
+  uint64_t routed = 0;           // queries that went to a --dns-route set
+  uint64_t servers_skipped = 0;  // link-local servers with a zone (see above)
   uint64_t sets_retired = 0;
   size_t pending = 0;
-  size_t retired_sets = 0;        // retired sets still draining
+  size_t retired_sets = 0;  // retired sets still draining
 };
 
 class CaresResolver final : public Resolver {

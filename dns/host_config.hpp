@@ -33,10 +33,10 @@
 
 namespace causeway::dns {
 
-constexpr uint16_t kDnsPort = 53;     // RFC 1035 §4.2
-constexpr size_t kMaxServers = 8;     // ours; glibc's MAXNS is 3
-constexpr size_t kMaxSearch = 32;     // ours; glibc ≥ 2.26 has no fixed limit
-constexpr size_t kMaxRoutes = 64;     // ours; each route holds its own c-ares channels
+constexpr uint16_t kDnsPort = 53;  // RFC 1035 §4.2
+constexpr size_t kMaxServers = 8;  // ours; glibc's MAXNS is 3
+constexpr size_t kMaxSearch = 32;  // ours; glibc ≥ 2.26 has no fixed limit
+constexpr size_t kMaxRoutes = 64;  // ours; each route holds its own c-ares channels
 
 struct DnsServer {
   boost::asio::ip::address address;

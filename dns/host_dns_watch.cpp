@@ -18,8 +18,8 @@ namespace fs = std::filesystem;
 
 namespace {
 
-constexpr uint32_t kDirMask = IN_CLOSE_WRITE | IN_MODIFY | IN_MOVED_TO | IN_MOVED_FROM | IN_CREATE | IN_DELETE |
-                              IN_ATTRIB | IN_ONLYDIR;
+constexpr uint32_t kDirMask =
+    IN_CLOSE_WRITE | IN_MODIFY | IN_MOVED_TO | IN_MOVED_FROM | IN_CREATE | IN_DELETE | IN_ATTRIB | IN_ONLYDIR;
 
 boost::system::error_code errno_code(int e) { return {e, boost::system::system_category()}; }
 
@@ -129,17 +129,17 @@ bool HostDnsWatch::read_file(std::string& text) const {
 }
 
 void HostDnsWatch::read_events() {
-  inotify_.async_read_some(asio::buffer(buf_), [this, alive = std::weak_ptr<bool>(alive_)](
-                                                  const boost::system::error_code& ec, size_t n) {
-    const auto a = alive.lock();
-    if (!a || !*a || ec == asio::error::operation_aborted) return;
-    if (ec) {
-      spdlog::error("dns: reading inotify events for {} failed: {}; no longer following it", path_, ec.message());
-      return;
-    }
-    on_event_bytes(n);
-    read_events();
-  });
+  inotify_.async_read_some(
+      asio::buffer(buf_), [this, alive = std::weak_ptr<bool>(alive_)](const boost::system::error_code& ec, size_t n) {
+        const auto a = alive.lock();
+        if (!a || !*a || ec == asio::error::operation_aborted) return;
+        if (ec) {
+          spdlog::error("dns: reading inotify events for {} failed: {}; no longer following it", path_, ec.message());
+          return;
+        }
+        on_event_bytes(n);
+        read_events();
+      });
 }
 
 void HostDnsWatch::on_event_bytes(size_t n) {

@@ -67,8 +67,8 @@ class HostDnsWatch {
  public:
   using ChangeHandler = std::function<void(const HostDnsConfig&)>;
   static constexpr auto kDebounce = std::chrono::milliseconds(100);  // bursts of writes settle well within this
-  static constexpr size_t kMaxSymlinkHops = 8;      // like a shell's loop guard; Linux allows 40
-  static constexpr size_t kMaxFileSize = 64 * 1024;  // bytes; resolv.conf is a few hundred
+  static constexpr size_t kMaxSymlinkHops = 8;                       // like a shell's loop guard; Linux allows 40
+  static constexpr size_t kMaxFileSize = 64 * 1024;                  // bytes; resolv.conf is a few hundred
 
   HostDnsWatch(boost::asio::io_context& io, std::string path, ChangeHandler on_change);
   ~HostDnsWatch();

@@ -70,9 +70,7 @@ LocalZoneAddresses LocalZoneAddresses::nat_defaults() {
   return a;
 }
 
-bool LocalZone::in_zone(std::string_view name) {
-  return name_in_domain(name, kZone);
-}
+bool LocalZone::in_zone(std::string_view name) { return name_in_domain(name, kZone); }
 
 std::optional<std::vector<uint8_t>> LocalZone::answer(std::span<const uint8_t> query) const {
   const QueryCheck q = validate_query(query);
@@ -82,8 +80,8 @@ std::optional<std::vector<uint8_t>> LocalZone::answer(std::span<const uint8_t> q
   if (q.question.qclass != kClassIn && q.question.qclass != kClassAny)
     return make_error_response(query, Rcode::kRefused);
 
-  const std::string_view sub = name == kZone ? std::string_view{}
-                                             : std::string_view(name).substr(0, name.size() - kZone.size() - 1);
+  const std::string_view sub =
+      name == kZone ? std::string_view{} : std::string_view(name).substr(0, name.size() - kZone.size() - 1);
   const bool apex = sub.empty();
   std::optional<Records> records;
   if (sub == kHostLabel) records = Records{addr_.host_v4, addr_.host_v6};

@@ -43,8 +43,8 @@ struct LocalZoneAddresses {
 class LocalZone {
  public:
   static constexpr std::string_view kZone = "causeway.internal";
-  static constexpr uint32_t kTtl = 60;          // s; short, the addresses follow the network mode
-  static constexpr uint32_t kNegativeTtl = 60;  // s; SOA MINIMUM and TTL (RFC 2308 §5)
+  static constexpr uint32_t kTtl = 60;            // s; short, the addresses follow the network mode
+  static constexpr uint32_t kNegativeTtl = 60;    // s; SOA MINIMUM and TTL (RFC 2308 §5)
   static constexpr uint16_t kEdnsUdpSize = 1232;  // what we advertise back (DNS flag day 2020)
 
   LocalZone() = default;  // knows no addresses: every name in the zone is NODATA or NXDOMAIN

@@ -40,9 +40,9 @@ void Proxy::on_query(std::span<const uint8_t> query, Transport t, Reply reply) {
     if (malformed_log_.allow(clock_.now_ms()))
       spdlog::warn("dns: malformed guest query over {} ({} bytes): {}; {} ({} similar messages suppressed)",
                    to_string(t), query.size(), check.reason,
-                   check.verdict == QueryVerdict::kDrop ? "dropped" : "answered FORMERR",
-                   malformed_log_.suppressed());
-    if (check.verdict == QueryVerdict::kFormErr) post_reply(std::move(reply), make_error_response(query, Rcode::kFormErr));
+                   check.verdict == QueryVerdict::kDrop ? "dropped" : "answered FORMERR", malformed_log_.suppressed());
+    if (check.verdict == QueryVerdict::kFormErr)
+      post_reply(std::move(reply), make_error_response(query, Rcode::kFormErr));
     return;
   }
   if (check.header.opcode() != kOpcodeQuery) {  // NOTIFY, UPDATE, ...: not a resolver's business

@@ -84,8 +84,7 @@ class Proxy {
  public:
   using Reply = std::function<void(std::vector<uint8_t> answer)>;
 
-  Proxy(boost::asio::io_context& io, const Clock& clock, Resolver& resolver, LocalZone zone,
-        ProxyLimits limits = {});
+  Proxy(boost::asio::io_context& io, const Clock& clock, Resolver& resolver, LocalZone zone, ProxyLimits limits = {});
   ~Proxy();
   Proxy(const Proxy&) = delete;
   Proxy& operator=(const Proxy&) = delete;

@@ -36,8 +36,6 @@ const boost::system::error_category& resolve_category() {
   return category;
 }
 
-boost::system::error_code make_error_code(ResolveErrc e) {
-  return {static_cast<int>(e), resolve_category()};
-}
+boost::system::error_code make_error_code(ResolveErrc e) { return {static_cast<int>(e), resolve_category()}; }
 
 }  // namespace causeway::dns

@@ -33,12 +33,12 @@ enum class Transport : uint8_t { kUdp, kTcp };
 std::string_view to_string(Transport t);
 
 enum class ResolveErrc {
-  kTimeout = 1,       // no server answered within the tries
-  kUpstreamFailed,    // every server refused, failed (SERVFAIL/REFUSED/NOTIMP) or was unreachable
-  kNoServers,         // nothing to ask (no usable server configured for this name)
-  kBadQuery,          // the query is not a DNS message the resolver can send
-  kOverCapacity,      // the resolver's own pending-query limit
-  kCancelled,         // the servers changed and the old channel had to go at once
+  kTimeout = 1,     // no server answered within the tries
+  kUpstreamFailed,  // every server refused, failed (SERVFAIL/REFUSED/NOTIMP) or was unreachable
+  kNoServers,       // nothing to ask (no usable server configured for this name)
+  kBadQuery,        // the query is not a DNS message the resolver can send
+  kOverCapacity,    // the resolver's own pending-query limit
+  kCancelled,       // the servers changed and the old channel had to go at once
 };
 
 const boost::system::error_category& resolve_category();

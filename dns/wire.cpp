@@ -114,8 +114,7 @@ const char* read_name(std::span<const uint8_t> msg, size_t offset, std::string* 
         pos = segment_start = target;
         continue;
       }
-      case 0x00:
-        break;
+      case 0x00: break;
       default:  // 0x40 and 0x80: extended label types (RFC 6891 §5), none in use
         return "label longer than 63 bytes";
     }

@@ -111,10 +111,10 @@ struct Header {
 std::optional<Header> parse_header(std::span<const uint8_t> msg);
 
 struct Question {
-  std::string name;   // presentation form, lower-cased, no trailing dot; root is ""
+  std::string name;  // presentation form, lower-cased, no trailing dot; root is ""
   uint16_t qtype = 0;
   uint16_t qclass = 0;
-  size_t end = 0;     // offset just past QCLASS: [kHeaderSize, end) is the question's bytes
+  size_t end = 0;  // offset just past QCLASS: [kHeaderSize, end) is the question's bytes
 };
 
 // The EDNS(0) OPT pseudo-record of a message (RFC 6891 §6.1.2-6.1.3).
@@ -122,7 +122,7 @@ struct Edns {
   uint16_t udp_payload_size = 0;  // the OPT record's CLASS field
   uint8_t version = 0;
   bool dnssec_ok = false;
-  size_t class_offset = 0;        // where udp_payload_size sits in the message
+  size_t class_offset = 0;  // where udp_payload_size sits in the message
 };
 
 enum class QueryVerdict {
@@ -134,10 +134,10 @@ std::string_view to_string(QueryVerdict v);
 
 struct QueryCheck {
   QueryVerdict verdict = QueryVerdict::kDrop;
-  std::string_view reason;     // static text for logs; empty when kOk
-  Header header;               // valid unless kDrop
-  Question question;           // valid when kOk
-  std::optional<Edns> edns;    // when kOk and the query carries an OPT record
+  std::string_view reason;   // static text for logs; empty when kOk
+  Header header;             // valid unless kDrop
+  Question question;         // valid when kOk
+  std::optional<Edns> edns;  // when kOk and the query carries an OPT record
   [[nodiscard]] bool ok() const { return verdict == QueryVerdict::kOk; }
 };
 

@@ -13,7 +13,9 @@ uint32_t load_be32(const uint8_t* p) {
   return (uint32_t{p[0]} << 24) | (uint32_t{p[1]} << 16) | (uint32_t{p[2]} << 8) | p[3];
 }
 
-uint32_t mask_of(uint8_t prefix_len) { return prefix_len == 0 ? 0 : ~uint32_t{0} << (32 - std::min<uint8_t>(prefix_len, 32)); }
+uint32_t mask_of(uint8_t prefix_len) {
+  return prefix_len == 0 ? 0 : ~uint32_t{0} << (32 - std::min<uint8_t>(prefix_len, 32));
+}
 
 // RFC 919/922: the all-ones host part is the network's broadcast; the all-zeros host part was
 // the broadcast of 4.2BSD and names no host either. /31 (RFC 3021) and /32 have neither.

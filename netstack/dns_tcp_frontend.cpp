@@ -17,7 +17,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
  public:
   Connection(asio::local::stream_protocol::socket s, dns::Proxy& proxy, std::shared_ptr<DnsTcpStats> stats,
              std::shared_ptr<size_t> live, std::weak_ptr<bool> owner_alive)
-      : sock_(std::move(s)), proxy_(proxy), stats_(std::move(stats)), live_(std::move(live)),
+      : sock_(std::move(s)),
+        proxy_(proxy),
+        stats_(std::move(stats)),
+        live_(std::move(live)),
         owner_alive_(std::move(owner_alive)) {
     ++*live_;
   }
@@ -65,16 +68,17 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void flush() {
     if (writing_ || out_.empty() || closed_) return;
     writing_ = true;
-    asio::async_write(sock_, asio::buffer(out_.front()), [self = shared_from_this()](boost::system::error_code ec, size_t) {
-      self->writing_ = false;
-      self->out_.pop_front();
-      if (ec) {
-        self->close();
-        return;
-      }
-      self->flush();
-      self->maybe_close();
-    });
+    asio::async_write(sock_, asio::buffer(out_.front()),
+                      [self = shared_from_this()](boost::system::error_code ec, size_t) {
+                        self->writing_ = false;
+                        self->out_.pop_front();
+                        if (ec) {
+                          self->close();
+                          return;
+                        }
+                        self->flush();
+                        self->maybe_close();
+                      });
   }
 
   // The guest closed its side: finish the answers still owed, then close.
@@ -128,7 +132,7 @@ boost::system::error_code DnsTcpFrontend::start() {
 
 void DnsTcpFrontend::accept() {
   acceptor_.async_accept([this, alive = std::weak_ptr<bool>(alive_)](boost::system::error_code ec,
-                                                                      asio::local::stream_protocol::socket s) {
+                                                                     asio::local::stream_protocol::socket s) {
     auto a = alive.lock();
     if (!a || !*a || ec == asio::error::operation_aborted) return;
     if (backoff_.defer_if_exhausted(ec, "DNS over TCP " + path_, [this] { accept(); })) {

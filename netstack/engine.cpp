@@ -77,14 +77,15 @@ void Engine::on_guest_offload_frame(std::span<const uint8_t> frame, const VnetHd
   // A super-segment passes the frame checks against the largest GSO frame, not the MTU
   // (its segments were checked against the MTU by check_vnet_hdr).
   const FrameVerdict v = c.verdict != VnetVerdict::kOk ? FrameVerdict::kBadOffload
-                         : c.offload.gso         ? check_guest_frame(frame, kMaxGsoFrame - kEthHeaderLen)
-                                                 : check_guest_frame(frame, cfg_.mtu);
+                         : c.offload.gso               ? check_guest_frame(frame, kMaxGsoFrame - kEthHeaderLen)
+                                                       : check_guest_frame(frame, cfg_.mtu);
   if (v != FrameVerdict::kAccept) {
     ++stats_.dropped[static_cast<size_t>(v)];
     if (drop_log_.allow(clock_.now_ms()))
-      spdlog::warn("dropped a guest frame of {} bytes with offloads (flags {:#x}, gso {:#x}, gso_size {}): {} ({} "
-                   "similar messages suppressed)",
-                   frame.size(), hdr.flags, hdr.gso_type, hdr.gso_size, to_string(v), drop_log_.suppressed());
+      spdlog::warn(
+          "dropped a guest frame of {} bytes with offloads (flags {:#x}, gso {:#x}, gso_size {}): {} ({} "
+          "similar messages suppressed)",
+          frame.size(), hdr.flags, hdr.gso_type, hdr.gso_size, to_string(v), drop_log_.suppressed());
     return;
   }
   // The destination policy first: the fast path below connect()s whatever a SYN names.
@@ -110,10 +111,10 @@ void Engine::on_guest_frame(std::span<const uint8_t> frame) {
   if (v != FrameVerdict::kAccept) {
     ++stats_.dropped[static_cast<size_t>(v)];
     if (drop_log_.allow(clock_.now_ms()))
-      spdlog::warn("dropped a guest frame of {} bytes: {}{} ({} similar messages suppressed)", frame.size(),
-                   to_string(v),
-                   frame.size() >= 6 ? " to " + format_mac(Mac{frame[0], frame[1], frame[2], frame[3], frame[4], frame[5]}) : "",
-                   drop_log_.suppressed());
+      spdlog::warn(
+          "dropped a guest frame of {} bytes: {}{} ({} similar messages suppressed)", frame.size(), to_string(v),
+          frame.size() >= 6 ? " to " + format_mac(Mac{frame[0], frame[1], frame[2], frame[3], frame[4], frame[5]}) : "",
+          drop_log_.suppressed());
     return;
   }
   if (refuse_forbidden(frame)) return;
@@ -137,7 +138,8 @@ void Engine::on_guest_frame(std::span<const uint8_t> frame) {
   } else if (ether_type(frame) == kEtherTypeArp) {
     // The guest's lease in an ARP request or reply (ours, libslirp's, or a gratuitous one) tells
     // us its MAC; libslirp still gets the frame.
-    if (auto arp = parse_arp(frame); arp && arp->sender_ip.s_addr == cfg_.guest.s_addr) learn_guest_mac(arp->sender_mac);
+    if (auto arp = parse_arp(frame); arp && arp->sender_ip.s_addr == cfg_.guest.s_addr)
+      learn_guest_mac(arp->sender_mac);
   }
   if (tcp_ && tcp_->on_guest_frame(frame)) return;
   slirp_.input(frame);
@@ -191,16 +193,15 @@ bool Engine::refuse_forbidden(std::span<const uint8_t> frame) {
   if (group) {
     spdlog::debug("refused a guest packet to a {} destination", to_string(c));
   } else if (forbidden_log_.allow(now)) {
-    spdlog::warn("refused a guest packet toward a {} address (dropped.forbidden_destination; {} similar messages "
-                 "suppressed)",
-                 to_string(c), forbidden_log_.suppressed());
+    spdlog::warn(
+        "refused a guest packet toward a {} address (dropped.forbidden_destination; {} similar messages "
+        "suppressed)",
+        to_string(c), forbidden_log_.suppressed());
   }
   return true;
 }
 
-bool Engine::direct_forward(const PortForward& f) {
-  return f.host.ss_family == AF_INET && f.proto == Proto::kTcp;
-}
+bool Engine::direct_forward(const PortForward& f) { return f.host.ss_family == AF_INET && f.proto == Proto::kTcp; }
 
 boost::system::error_code Engine::attach_dns(dns::Proxy& proxy, const std::string& tcp_unix_path) {
   dns_ = &proxy;
@@ -243,10 +244,11 @@ bool Engine::take_dns_query(std::span<const uint8_t> frame) {
       return false;
     const auto v = parse_udp4(frame);
     if (!v || v->dst_port != 53) return false;
-    return forward(v->payload, 28, [this, query_dst, mac = v->src_mac, src = v->src, sport = v->src_port](
-                                       const std::vector<uint8_t>& answer) {
-      return build_udp4(query_dst, mac, cfg_.dns, 53, src, sport, answer);
-    });
+    return forward(
+        v->payload, 28,
+        [this, query_dst, mac = v->src_mac, src = v->src, sport = v->src_port](const std::vector<uint8_t>& answer) {
+          return build_udp4(query_dst, mac, cfg_.dns, 53, src, sport, answer);
+        });
   }
   if (type == kEtherTypeIpv6 && cfg_.ipv6) {
     if (frame.size() < kEthHeaderLen + 48 || frame[kEthHeaderLen + 6] != 17 ||
@@ -254,10 +256,11 @@ bool Engine::take_dns_query(std::span<const uint8_t> frame) {
       return false;
     const auto v = parse_udp6(frame);
     if (!v || v->dst_port != 53) return false;
-    return forward(v->payload, 48, [this, query_dst, mac = v->src_mac, src = v->src, sport = v->src_port](
-                                       const std::vector<uint8_t>& answer) {
-      return build_udp6(query_dst, mac, cfg_.dns6, 53, src, sport, answer);
-    });
+    return forward(
+        v->payload, 48,
+        [this, query_dst, mac = v->src_mac, src = v->src, sport = v->src_port](const std::vector<uint8_t>& answer) {
+          return build_udp6(query_dst, mac, cfg_.dns6, 53, src, sport, answer);
+        });
   }
   return false;
 }
@@ -293,8 +296,8 @@ bool Engine::send_on_flow(uint16_t flow, std::span<const uint8_t> payload) {
     ++stats_.udp_flow_drops;
     return false;
   }
-  const auto f = build_udp4(gateway_mac(cfg_), guest_mac_, cfg_.gateway, flow, cfg_.guest, it->second.guest_port,
-                            payload);
+  const auto f =
+      build_udp4(gateway_mac(cfg_), guest_mac_, cfg_.gateway, flow, cfg_.guest, it->second.guest_port, payload);
   ++stats_.udp_flow_frames_out;
   ++stats_.frames_out;
   stats_.bytes_out += f.size();
@@ -310,11 +313,11 @@ void Engine::announce_guest(const Mac& mac) {
   std::array<uint8_t, kEthHeaderLen + 28> f{};
   std::fill_n(f.begin(), 6, 0xff);
   std::copy(mac.begin(), mac.end(), f.begin() + 6);
-  f[12] = 0x08, f[13] = 0x06;                       // ARP
+  f[12] = 0x08, f[13] = 0x06;  // ARP
   uint8_t* a = f.data() + kEthHeaderLen;
   a[1] = 1, a[2] = 0x08, a[4] = 6, a[5] = 4, a[7] = 1;  // Ethernet/IPv4, request
-  std::copy(mac.begin(), mac.end(), a + 8);         // sender MAC
-  std::memcpy(a + 14, &cfg_.guest.s_addr, 4);       // sender IP = target IP: an announcement
+  std::copy(mac.begin(), mac.end(), a + 8);             // sender MAC
+  std::memcpy(a + 14, &cfg_.guest.s_addr, 4);           // sender IP = target IP: an announcement
   std::memcpy(a + 24, &cfg_.guest.s_addr, 4);
   slirp_.input(f);
 }
@@ -339,42 +342,43 @@ boost::system::error_code Engine::add_fast_forward(const PortForward& f) {
 }
 
 void Engine::accept_fast(const std::shared_ptr<FastForward>& ff) {
-  ff->listener->async_wait(boost::asio::posix::descriptor_base::wait_read,
-                           [this, ff, alive = std::weak_ptr<bool>(alive_)](boost::system::error_code ec) {
-    if (ec || alive.expired() || !ff->listener->is_open()) return;
-    for (int i = 0; i < 64; ++i) {
-      UniqueFd c(::accept4(ff->listener->native_handle(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC));
-      if (!c) {
-        const int err = errno;
-        // Out of descriptors the connection stays queued and the listener
-        // readable: re-arming now would spin. Pause instead.
-        const auto what = "forward " + ff->forward.describe();
-        if (ff->backoff->defer_if_exhausted(err, what, [this, ff, alive] {
-              if (alive.lock()) accept_fast(ff);
-            })) {
-          ++stats_.accept_backoffs;
-          return;
+  ff->listener->async_wait(
+      boost::asio::posix::descriptor_base::wait_read,
+      [this, ff, alive = std::weak_ptr<bool>(alive_)](boost::system::error_code ec) {
+        if (ec || alive.expired() || !ff->listener->is_open()) return;
+        for (int i = 0; i < 64; ++i) {
+          UniqueFd c(::accept4(ff->listener->native_handle(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC));
+          if (!c) {
+            const int err = errno;
+            // Out of descriptors the connection stays queued and the listener
+            // readable: re-arming now would spin. Pause instead.
+            const auto what = "forward " + ff->forward.describe();
+            if (ff->backoff->defer_if_exhausted(err, what, [this, ff, alive] {
+                  if (alive.lock()) accept_fast(ff);
+                })) {
+              ++stats_.accept_backoffs;
+              return;
+            }
+            break;  // EAGAIN, or the peer gave up already (ECONNABORTED)
+          }
+          ++stats_.tcp_forward_accepted;
+          if (!guest_mac_known_) {
+            if (awaiting_mac_.size() >= kMaxAwaitingMac) {
+              ++stats_.tcp_forward_refused;
+              continue;  // c closes here
+            }
+            ++stats_.tcp_forward_awaited_mac;
+            awaiting_mac_.push_back({std::move(c), ff->forward.guest_port});
+            if (awaiting_mac_.size() == 1) {
+              arp_tries_ = 0;
+              ask_guest_mac();
+            }
+            continue;
+          }
+          open_forwarded(std::move(c), ff->forward.guest_port);
         }
-        break;  // EAGAIN, or the peer gave up already (ECONNABORTED)
-      }
-      ++stats_.tcp_forward_accepted;
-      if (!guest_mac_known_) {
-        if (awaiting_mac_.size() >= kMaxAwaitingMac) {
-          ++stats_.tcp_forward_refused;
-          continue;  // c closes here
-        }
-        ++stats_.tcp_forward_awaited_mac;
-        awaiting_mac_.push_back({std::move(c), ff->forward.guest_port});
-        if (awaiting_mac_.size() == 1) {
-          arp_tries_ = 0;
-          ask_guest_mac();
-        }
-        continue;
-      }
-      open_forwarded(std::move(c), ff->forward.guest_port);
-    }
-    accept_fast(ff);
-  });
+        accept_fast(ff);
+      });
 }
 
 void Engine::open_forwarded(UniqueFd c, uint16_t guest_port) {
@@ -472,8 +476,8 @@ boost::system::error_code Engine::add_forward(const PortForward& f) {
   if (std::find(forwards_.begin(), forwards_.end(), f) != forwards_.end())
     return {EEXIST, boost::system::system_category()};
   auto ec = (f.proto == Proto::kTcp && tcp_) ? add_fast_forward(f)
-             : direct_forward(f)                 ? slirp_.add_host_forward(f, cfg_.guest)
-                                                 : add_relayed_forward(f);
+            : direct_forward(f)              ? slirp_.add_host_forward(f, cfg_.guest)
+                                             : add_relayed_forward(f);
   if (ec) return ec;
   forwards_.push_back(f);
   slirp_.schedule_pump();

@@ -81,33 +81,33 @@
 namespace causeway::netstack {
 
 struct EngineStats {
-  uint64_t frames_in = 0;    // from the guest, accepted
+  uint64_t frames_in = 0;  // from the guest, accepted
   uint64_t bytes_in = 0;
-  uint64_t frames_out = 0;   // to the guest
+  uint64_t frames_out = 0;  // to the guest
   uint64_t bytes_out = 0;
   // Dropped guest frames, by verdict (index: FrameVerdict).
   std::array<uint64_t, kFrameVerdictCount> dropped{};
   uint64_t guest_errors = 0;  // libslirp's guest_error callback
   uint64_t pumps = 0;
-  size_t host_sockets = 0;    // descriptors libslirp watched in the last turn
+  size_t host_sockets = 0;  // descriptors libslirp watched in the last turn
   size_t forwards = 0;
-  uint64_t udp_flow_frames_in = 0;   // guest replies taken for UDP forwards
+  uint64_t udp_flow_frames_in = 0;  // guest replies taken for UDP forwards
   uint64_t udp_flow_frames_out = 0;
-  uint64_t udp_flow_drops = 0;       // guest MAC unknown, or datagram over the MTU
+  uint64_t udp_flow_drops = 0;  // guest MAC unknown, or datagram over the MTU
   size_t udp_flows = 0;
   uint64_t dns_udp_queries = 0;
-  uint64_t dns_truncated = 0;        // answers over the link MTU sent as TC=1
-  uint64_t dns_answers_dropped = 0;  // guest MAC gone, or answer after the engine changed
-  uint64_t dhcp_mtu_offered = 0;     // DHCP replies given the link MTU (option 26)
-  uint64_t offload_to_fast_path = 0; // offload frames the TCP fast path took whole
-  uint64_t offload_in_software = 0;  // offload frames finished in software (libslirp's, or no flow)
-  uint64_t offload_segments = 0;     // frames those became
-  TcpFastPathStats tcp;              // the TCP fast path (zeros when it is off)
-  uint64_t tcp_forward_accepted = 0; // host connections on fast-path TCP forwards
-  uint64_t tcp_forward_refused = 0;  // closed: guest MAC still unknown after ARP, flow table full
+  uint64_t dns_truncated = 0;            // answers over the link MTU sent as TC=1
+  uint64_t dns_answers_dropped = 0;      // guest MAC gone, or answer after the engine changed
+  uint64_t dhcp_mtu_offered = 0;         // DHCP replies given the link MTU (option 26)
+  uint64_t offload_to_fast_path = 0;     // offload frames the TCP fast path took whole
+  uint64_t offload_in_software = 0;      // offload frames finished in software (libslirp's, or no flow)
+  uint64_t offload_segments = 0;         // frames those became
+  TcpFastPathStats tcp;                  // the TCP fast path (zeros when it is off)
+  uint64_t tcp_forward_accepted = 0;     // host connections on fast-path TCP forwards
+  uint64_t tcp_forward_refused = 0;      // closed: guest MAC still unknown after ARP, flow table full
   uint64_t tcp_forward_awaited_mac = 0;  // held while ARP asked for the guest's MAC
-  uint64_t arp_requests = 0;         // ARP requests for the guest's lease we sent
-  uint64_t accept_backoffs = 0;      // forward accepts paused: out of descriptors (base/accept_backoff.hpp)
+  uint64_t arp_requests = 0;             // ARP requests for the guest's lease we sent
+  uint64_t accept_backoffs = 0;          // forward accepts paused: out of descriptors (base/accept_backoff.hpp)
   // dropped.forbidden_destination by class (index: DestClass; kAllowed stays 0).
   std::array<uint64_t, kDestClassCount> forbidden{};
   [[nodiscard]] uint64_t dropped_total() const;

@@ -83,11 +83,14 @@ bool operator==(const PortForward& a, const PortForward& b) {
 }
 
 boost::system::result<PortForward, std::string> make_forward(std::string_view proto, std::string_view host_ip,
-                                                            int host_port, int guest_port) {
+                                                             int host_port, int guest_port) {
   PortForward f;
-  if (proto == "tcp") f.proto = Proto::kTcp;
-  else if (proto == "udp") f.proto = Proto::kUdp;
-  else return fmt::format("protocol must be tcp or udp, not '{}'", proto);
+  if (proto == "tcp")
+    f.proto = Proto::kTcp;
+  else if (proto == "udp")
+    f.proto = Proto::kUdp;
+  else
+    return fmt::format("protocol must be tcp or udp, not '{}'", proto);
   if (host_port < 1 || host_port > 65535) return fmt::format("host port {} is out of range 1-65535", host_port);
   if (guest_port < 1 || guest_port > 65535) return fmt::format("guest port {} is out of range 1-65535", guest_port);
   if (!fill_address(host_ip, static_cast<uint16_t>(host_port), f.host))

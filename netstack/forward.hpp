@@ -48,6 +48,6 @@ boost::system::error_code probe_host_port(const PortForward& f);
 
 // Builds a forward from its parts (as the control API receives them).
 boost::system::result<PortForward, std::string> make_forward(std::string_view proto, std::string_view host_ip,
-                                                            int host_port, int guest_port);
+                                                             int host_port, int guest_port);
 
 }  // namespace causeway::netstack

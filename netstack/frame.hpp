@@ -27,23 +27,23 @@ namespace causeway::netstack {
 
 using Mac = std::array<uint8_t, 6>;
 
-using wire::kEthHeaderLen;
 using wire::kEtherTypeArp;
 using wire::kEtherTypeIpv4;
 using wire::kEtherTypeIpv6;
+using wire::kEthHeaderLen;
 constexpr size_t kMaxMtu = 65520;  // libslirp's IF_MTU_MAX is 65521; keep a round, even value
 constexpr size_t kMinMtu = 1280;   // RFC 8200 §5: IPv6's minimum link MTU
 
 enum class FrameVerdict {
   kAccept,
-  kTooShort,               // shorter than an Ethernet header
-  kTooLong,                // larger than MTU + Ethernet header
-  kWrongMac,               // unicast to a MAC that is not the engine's
-  kUnsupportedEtherType,   // not IPv4, IPv6 or ARP
+  kTooShort,              // shorter than an Ethernet header
+  kTooLong,               // larger than MTU + Ethernet header
+  kWrongMac,              // unicast to a MAC that is not the engine's
+  kUnsupportedEtherType,  // not IPv4, IPv6 or ARP
   kMalformedArp,
   kMalformedIpv4,
   kMalformedIpv6,
-  kBadOffload,             // a virtio-net header that does not fit its frame (vnet_hdr.hpp)
+  kBadOffload,  // a virtio-net header that does not fit its frame (vnet_hdr.hpp)
   // Well formed, but it asks the host to open a socket toward an address the
   // destination policy refuses (dest_policy.hpp): answered (RST, ICMP) or dropped.
   kForbiddenDestination,

@@ -339,7 +339,8 @@ Result attach_to_namespace(const TapConfig& cfg, const std::string& target) {
   if (!netfd) return errno_text("cannot open network namespace " + net_path);
   UniqueFd userfd;
   if (is_pid && ::geteuid() != 0) {
-    struct stat theirs{}, ours{};
+    struct stat theirs {
+    }, ours{};
     userfd.reset(::open(("/proc/" + target + "/ns/user").c_str(), O_RDONLY | O_CLOEXEC));
     if (userfd && ::fstat(userfd.get(), &theirs) == 0 && ::stat("/proc/self/ns/user", &ours) == 0 &&
         theirs.st_ino == ours.st_ino)
@@ -376,7 +377,8 @@ Result attach_to_namespace(const TapConfig& cfg, const std::string& target) {
 }
 
 bool ensure_resolv_conf_bound(pid_t pid, const std::string& file) {
-  struct stat ours{}, seen{};
+  struct stat ours {
+  }, seen{};
   const std::string proc = "/proc/" + std::to_string(pid);
   if (::stat(file.c_str(), &ours) < 0) return false;
   if (::stat((proc + "/root/etc/resolv.conf").c_str(), &seen) == 0 && seen.st_ino == ours.st_ino &&

@@ -67,7 +67,7 @@ struct TapConfig {
 struct SpawnedCommand {
   pid_t pid = -1;
   UniqueFd tap;
-  UniqueFd control;  // release_child() writes "go" here; then the trap fd arrives on it
+  UniqueFd control;              // release_child() writes "go" here; then the trap fd arrives on it
   std::string resolv_conf_path;  // temporary file, remove after the child exits
 };
 

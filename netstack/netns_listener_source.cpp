@@ -72,9 +72,10 @@ void NetnsListenerSource::scan() {
   auto r = diag_->scan();
   if (r.has_error()) {
     if (stats_.scan_errors++ == 0)
-      spdlog::warn("cannot read the namespace's listening sockets ({}); is the inet_diag/tcp_diag/udp_diag module "
-                   "available?",
-                   r.error().message());
+      spdlog::warn(
+          "cannot read the namespace's listening sockets ({}); is the inet_diag/tcp_diag/udp_diag module "
+          "available?",
+          r.error().message());
   } else {
     on_snapshot_(*r);
   }
@@ -104,8 +105,7 @@ void NetnsListenerSource::on_notification() {
       burst_left_ = kBurstScans - 1;
       schedule(kFirstRescan);
       break;
-    case portfwd::ListenerTrapResponder::Result::kNothing:
-      break;
+    case portfwd::ListenerTrapResponder::Result::kNothing: break;
   }
   wait_notification();
 }

@@ -24,9 +24,9 @@ namespace {
 enum RequestKind : int { kSocket = 0, kOpen = 1 };
 struct Request {
   int kind;
-  int family;    // kSocket
-  int type;      // kSocket; open(2) flags for kOpen
-  int protocol;  // kSocket
+  int family;      // kSocket
+  int type;        // kSocket; open(2) flags for kOpen
+  int protocol;    // kSocket
   char path[128];  // kOpen, NUL-terminated
 };
 
@@ -61,7 +61,8 @@ void close_all_but(std::vector<int> keep) {
     const ssize_t n = ::recv(sock, &r, sizeof r, 0);
     if (n != static_cast<ssize_t>(sizeof r)) ::_exit(0);  // the engine went away
     r.path[sizeof r.path - 1] = '\0';
-    const int fd = r.kind == kOpen ? ::open(r.path, r.type | O_CLOEXEC) : ::socket(r.family, r.type | SOCK_CLOEXEC, r.protocol);
+    const int fd =
+        r.kind == kOpen ? ::open(r.path, r.type | O_CLOEXEC) : ::socket(r.family, r.type | SOCK_CLOEXEC, r.protocol);
     send_reply(sock, fd < 0 ? errno : 0, fd);
     if (fd >= 0) ::close(fd);
   }
@@ -177,9 +178,8 @@ void NetnsConnector::async_connect(const portfwd::GuestTarget& guest, ConnectHan
     handler(ec, std::move(*sock));
     return;
   }
-  sock->async_connect(ep, [sock, handler = std::move(handler)](boost::system::error_code cec) {
-    handler(cec, std::move(*sock));
-  });
+  sock->async_connect(
+      ep, [sock, handler = std::move(handler)](boost::system::error_code cec) { handler(cec, std::move(*sock)); });
 }
 
 NetnsDatagramChannel::~NetnsDatagramChannel() {
@@ -212,16 +212,16 @@ std::optional<uint16_t> NetnsDatagramChannel::open_flow(uint16_t guest_port, Rep
 }
 
 void NetnsDatagramChannel::receive(uint16_t id, const std::shared_ptr<Flow>& f) {
-  f->sock.async_receive(boost::asio::buffer(f->buf), [this, id, weak = std::weak_ptr<Flow>(f)](
-                                                         boost::system::error_code ec, size_t n) {
-    auto flow = weak.lock();
-    if (!flow || ec == boost::asio::error::operation_aborted) return;
-    auto it = flows_.find(id);
-    if (it == flows_.end() || it->second != flow) return;
-    if (!ec) flow->on_reply({flow->buf.data(), n});
-    // ECONNREFUSED (nothing listening right now) is not fatal for a flow.
-    if (flows_.count(id)) receive(id, flow);
-  });
+  f->sock.async_receive(boost::asio::buffer(f->buf),
+                        [this, id, weak = std::weak_ptr<Flow>(f)](boost::system::error_code ec, size_t n) {
+                          auto flow = weak.lock();
+                          if (!flow || ec == boost::asio::error::operation_aborted) return;
+                          auto it = flows_.find(id);
+                          if (it == flows_.end() || it->second != flow) return;
+                          if (!ec) flow->on_reply({flow->buf.data(), n});
+                          // ECONNREFUSED (nothing listening right now) is not fatal for a flow.
+                          if (flows_.count(id)) receive(id, flow);
+                        });
 }
 
 bool NetnsDatagramChannel::send_on_flow(uint16_t flow, std::span<const uint8_t> payload) {

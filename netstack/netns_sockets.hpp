@@ -42,7 +42,7 @@ class NamespaceSocketFactory {
   // `netns` and `userns` are paths (/proc/PID/ns/net, /run/netns/NAME);
   // `userns` may be empty (enter the network namespace only).
   static boost::system::result<std::unique_ptr<NamespaceSocketFactory>, std::string> start(const std::string& netns,
-                                                                                          const std::string& userns);
+                                                                                           const std::string& userns);
   ~NamespaceSocketFactory();
   NamespaceSocketFactory(const NamespaceSocketFactory&) = delete;
   NamespaceSocketFactory& operator=(const NamespaceSocketFactory&) = delete;

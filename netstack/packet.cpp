@@ -47,7 +47,7 @@ std::vector<uint8_t> build_udp4(const Mac& src_mac, const Mac& dst_mac, in_addr 
   ip[0] = 0x45;  // version 4, IHL 5
   store_be16(ip + 2, static_cast<uint16_t>(ip_len));
   store_be16(ip + 6, 0x4000);  // DF: the engine never fragments
-  ip[8] = 64;             // TTL
+  ip[8] = 64;                  // TTL
   ip[9] = kProtoUdp;
   std::memcpy(ip + 12, &src, 4);
   std::memcpy(ip + 16, &dst, 4);

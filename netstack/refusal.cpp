@@ -39,8 +39,8 @@ bool inspect_l4(uint8_t proto, std::span<const uint8_t> l4, FlowOpen& f) {
       f.sport = load_be16(l4.data());
       f.dport = load_be16(l4.data() + 2);
       return true;
-    case 1:    // ICMP: echo request (RFC 792)
-    case 58:   // ICMPv6: echo request (RFC 4443 §4.1)
+    case 1:   // ICMP: echo request (RFC 792)
+    case 58:  // ICMPv6: echo request (RFC 4443 §4.1)
       if (l4.size() < 8 || l4[0] != (proto == 1 ? 8 : 128)) return false;
       f.kind = FlowOpen::Kind::kEcho;
       return true;
@@ -181,7 +181,8 @@ std::vector<uint8_t> build_admin_prohibited(std::span<const uint8_t> frame, cons
     std::memcpy(pseudo, ip + 8, 32);
     store_be16(pseudo + 34, static_cast<uint16_t>(icmplen));
     pseudo[39] = 58;
-    store_be16(icmp + 2, static_cast<uint16_t>(~checksum_fold(checksum_add({icmp, icmplen}, checksum_add({pseudo, 40})))));
+    store_be16(icmp + 2,
+               static_cast<uint16_t>(~checksum_fold(checksum_add({icmp, icmplen}, checksum_add({pseudo, 40})))));
   }
   return out;
 }

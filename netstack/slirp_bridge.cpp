@@ -152,7 +152,8 @@ int SlirpBridge::collect_ready(int timeout_ms) {
   std::array<epoll_event, kMaxEpollEvents> evs{};
   revents_.clear();
   const int n = epoll_wait(epfd_.get(), evs.data(), kMaxEpollEvents, timeout_ms);
-  for (int i = 0; i < n; ++i) revents_[evs[static_cast<size_t>(i)].data.fd] = from_epoll(evs[static_cast<size_t>(i)].events);
+  for (int i = 0; i < n; ++i)
+    revents_[evs[static_cast<size_t>(i)].data.fd] = from_epoll(evs[static_cast<size_t>(i)].events);
   return n;
 }
 
@@ -172,7 +173,9 @@ void SlirpBridge::pump() {
 
   // Level-triggered leftovers (data libslirp did not drain) raise no new edge
   // on the private epoll fd, so look before sleeping.
-  struct pollfd self{epfd_.get(), POLLIN, 0};
+  struct pollfd self {
+    epfd_.get(), POLLIN, 0
+  };
   if (::poll(&self, 1, 0) > 0) {
     schedule_pump();
     return;
@@ -184,9 +187,8 @@ void SlirpBridge::sync_interest() {
   const int64_t now = clock_.now_ms();
   // Steady state: libslirp asked for exactly what it asked for last turn.
   const bool same = fds_.size() == prev_fds_.size() &&
-                    std::equal(fds_.begin(), fds_.end(), prev_fds_.begin(), [](const pollfd& a, const pollfd& b) {
-                      return a.fd == b.fd && a.events == b.events;
-                    });
+                    std::equal(fds_.begin(), fds_.end(), prev_fds_.begin(),
+                               [](const pollfd& a, const pollfd& b) { return a.fd == b.fd && a.events == b.events; });
   if (same && now - cache_reset_ms_ < kInterestCacheLifetimeMs) return;
   prev_fds_ = fds_;
   if (now - cache_reset_ms_ >= kInterestCacheLifetimeMs) {

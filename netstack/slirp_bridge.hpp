@@ -132,9 +132,9 @@ class SlirpBridge {
   bool ep_wait_armed_ = false;
   int64_t cache_reset_ms_ = 0;
 
-  std::vector<struct pollfd> fds_;             // this turn's fill
-  std::vector<struct pollfd> prev_fds_;        // the fill the interest set was last synced to
-  int64_t timer_armed_ms_ = -1;                // deadline wake_timer_ is armed for, -1 none
+  std::vector<struct pollfd> fds_;              // this turn's fill
+  std::vector<struct pollfd> prev_fds_;         // the fill the interest set was last synced to
+  int64_t timer_armed_ms_ = -1;                 // deadline wake_timer_ is armed for, -1 none
   std::unordered_map<int, uint32_t> interest_;  // fd -> epoll events registered
   std::unordered_map<int, int> revents_;        // fd -> SLIRP_POLL_* from the last epoll_wait
   std::vector<std::unique_ptr<Timer>> timers_;

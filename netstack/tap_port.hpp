@@ -40,7 +40,7 @@ struct TapStats {
   uint64_t frames_read = 0;
   uint64_t frames_written = 0;
   uint64_t write_drops = 0;
-  uint64_t read_drops = 0;               // shorter than the virtio-net header
+  uint64_t read_drops = 0;              // shorter than the virtio-net header
   uint64_t offload_frames_read = 0;     // came with NEEDS_CSUM or GSO
   uint64_t offload_frames_written = 0;  // sent with NEEDS_CSUM or GSO
   bool vnet_hdr = false;                // the tap carries virtio-net headers

@@ -29,7 +29,7 @@ constexpr auto kRtoMin = std::chrono::milliseconds(200);
 constexpr auto kRtoMax = std::chrono::milliseconds(3000);
 constexpr size_t kPeekBudget = 512 * 1024;  // bytes peeked per readable event (fairness between flows)
 constexpr size_t kToHostCap = 256 * 1024;   // guest bytes we hold for a full host socket, per flow
-constexpr int kSendBuffer = 4 << 20;         // SO_SNDBUF of host sockets (tcp_wmem's maximum)
+constexpr int kSendBuffer = 4 << 20;        // SO_SNDBUF of host sockets (tcp_wmem's maximum)
 
 // RFC 9293 §3.4 sequence arithmetic (modulo 2^32).
 bool seq_lt(uint32_t a, uint32_t b) { return static_cast<int32_t>(a - b) < 0; }
@@ -130,24 +130,24 @@ struct TcpFastPath::Flow {
   std::unique_ptr<asio::posix::stream_descriptor> desc;  // owns the host socket
   asio::steady_timer rto_timer;
   enum class State { kConnecting, kSynSent, kSynToGuest, kEstablished } state = State::kConnecting;
-  uint32_t rcv_nxt = 0;                    // next guest byte expected
+  uint32_t rcv_nxt = 0;                        // next guest byte expected
   uint32_t iss = 0, snd_una = 0, snd_nxt = 0;  // our side, toward the guest
-  uint32_t g_wnd = 0;                      // guest's window, scaled
+  uint32_t g_wnd = 0;                          // guest's window, scaled
   uint8_t g_wscale = 0;
-  bool wscale_ok = false;                  // both sides sent the option
+  bool wscale_ok = false;  // both sides sent the option
   uint16_t g_mss = 536;
   int sndbuf = 0;
-  bool guest_fin = false;                  // FIN received (SHUT_WR once to_host is flushed)
-  bool shut_wr = false;                    // shutdown(SHUT_WR) done
-  std::vector<uint8_t> to_host;            // acknowledged guest bytes the socket has not taken yet
+  bool guest_fin = false;        // FIN received (SHUT_WR once to_host is flushed)
+  bool shut_wr = false;          // shutdown(SHUT_WR) done
+  std::vector<uint8_t> to_host;  // acknowledged guest bytes the socket has not taken yet
   size_t to_host_off = 0;
-  bool host_eof = false;                   // the host socket has no more data
+  bool host_eof = false;  // the host socket has no more data
   bool fin_sent = false, fin_acked = false;
   bool read_wait = false, write_wait = false;
-  bool window_closed = false;              // we advertised 0
-  bool ack_pending = false;                // in-order data taken, its ACK not sent yet (coalesced)
+  bool window_closed = false;  // we advertised 0
+  bool ack_pending = false;    // in-order data taken, its ACK not sent yet (coalesced)
   int dupacks = 0;
-  int rto_failures = 0;                    // timeouts since the guest last sent an ACK
+  int rto_failures = 0;  // timeouts since the guest last sent an ACK
   std::chrono::milliseconds rto = kRtoMin;
   uint64_t rto_gen = 0;
   bool dead = false;
@@ -156,16 +156,13 @@ struct TcpFastPath::Flow {
   [[nodiscard]] uint32_t data_in_flight() const { return snd_nxt - snd_una - (fin_sent && !fin_acked ? 1 : 0); }
 };
 
-TcpFastPath::TcpFastPath(asio::io_context& io, const NatConfig& cfg, SendToGuest send, size_t max_flows, int max_retries)
+TcpFastPath::TcpFastPath(asio::io_context& io, const NatConfig& cfg, SendToGuest send, size_t max_flows,
+                         int max_retries)
     : TcpFastPath(io, nat_tcp_policy(cfg), std::move(send), max_flows, max_retries) {}
 
 TcpFastPath::TcpFastPath(asio::io_context& io, TcpFastPathPolicy policy, SendToGuest send, size_t max_flows,
-                       int max_retries)
-    : io_(io),
-      policy_(std::move(policy)),
-      send_(std::move(send)),
-      max_flows_(max_flows),
-      max_retries_(max_retries) {
+                         int max_retries)
+    : io_(io), policy_(std::move(policy)), send_(std::move(send)), max_flows_(max_flows), max_retries_(max_retries) {
   seg_buf_.resize(kPeekBudget);
 }
 
@@ -557,8 +554,8 @@ void TcpFastPath::schedule_ack(Flow& f) {
 
 void TcpFastPath::flush_to_host(Flow& f) {
   while (f.to_host_off < f.to_host.size()) {
-    const ssize_t n = ::send(f.fd(), f.to_host.data() + f.to_host_off, f.to_host.size() - f.to_host_off,
-                             MSG_DONTWAIT | MSG_NOSIGNAL);
+    const ssize_t n =
+        ::send(f.fd(), f.to_host.data() + f.to_host_off, f.to_host.size() - f.to_host_off, MSG_DONTWAIT | MSG_NOSIGNAL);
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
       wait_writable(shared(f));
       return;
@@ -624,8 +621,8 @@ void TcpFastPath::push_to_guest(Flow& f) {
       const size_t len = std::min(chunk, static_cast<size_t>(n) - off);
       // PSH on the last segment of what the socket had (a peek that filled its room may have more).
       const bool last = off + len == static_cast<size_t>(n) && (!send_offload_ || static_cast<size_t>(n) < room);
-      send_segment(f, kAck | (last ? kPsh : 0), f.snd_nxt, std::span<const uint8_t>(into + off, len),
-                   false, len > mss ? static_cast<uint16_t>(mss) : 0);
+      send_segment(f, kAck | (last ? kPsh : 0), f.snd_nxt, std::span<const uint8_t>(into + off, len), false,
+                   len > mss ? static_cast<uint16_t>(mss) : 0);
       f.snd_nxt += static_cast<uint32_t>(len);
       stats_.bytes_out += len;
       off += len;
@@ -753,8 +750,8 @@ uint32_t TcpFastPath::our_window(Flow& f) const {
   return static_cast<uint32_t>(std::min<int64_t>(free_bytes >> ws, 65535));
 }
 
-void TcpFastPath::send_segment(Flow& f, uint8_t flags, uint32_t seq, std::span<const uint8_t> payload,
-                              bool syn_options, uint16_t gso_size) {
+void TcpFastPath::send_segment(Flow& f, uint8_t flags, uint32_t seq, std::span<const uint8_t> payload, bool syn_options,
+                               uint16_t gso_size) {
   const bool v4 = f.key.family == AF_INET;
   const size_t iplen = v4 ? 20 : 40;
   const size_t tcplen = (syn_options ? 28 : 20) + payload.size();
@@ -832,7 +829,8 @@ void TcpFastPath::send_segment(Flow& f, uint8_t flags, uint32_t seq, std::span<c
     }
   }
   // push_to_guest may have peeked the payload into place already (offloads): then it is not copied.
-  if (payload.data() != t + (syn_options ? 28 : 20)) std::copy(payload.begin(), payload.end(), t + (syn_options ? 28 : 20));
+  if (payload.data() != t + (syn_options ? 28 : 20))
+    std::copy(payload.begin(), payload.end(), t + (syn_options ? 28 : 20));
   ++stats_.segments_out;
   if (send_offload_ && !payload.empty()) {
     // virtio 1.x §5.1.6.2: the checksum field holds the (uncomplemented) pseudo-header sum over the
@@ -851,8 +849,8 @@ void TcpFastPath::send_segment(Flow& f, uint8_t flags, uint32_t seq, std::span<c
     send_offload_(std::span<const uint8_t>(frame_buf_.get(), frame_len_), h);
     return;
   }
-  const uint16_t sum = static_cast<uint16_t>(
-      ~checksum_fold(checksum_add({t, tcplen}, checksum_add({pseudo, pseudo_len}))));
+  const uint16_t sum =
+      static_cast<uint16_t>(~checksum_fold(checksum_add({t, tcplen}, checksum_add({pseudo, pseudo_len}))));
   put16(t + 16, sum);
   send_(std::span<const uint8_t>(frame_buf_.get(), frame_len_));
 }
@@ -874,7 +872,8 @@ void TcpFastPath::send_rst_for(const TcpSegment& s) {
   Flow tmp(io_);
   tmp.key = Key{s.family, s.src, s.dst, s.sport, s.dport};
   tmp.guest_mac = s.src_mac;
-  const uint32_t seglen = static_cast<uint32_t>(s.payload.size()) + ((s.flags & kSyn) ? 1 : 0) + ((s.flags & kFin) ? 1 : 0);
+  const uint32_t seglen =
+      static_cast<uint32_t>(s.payload.size()) + ((s.flags & kSyn) ? 1 : 0) + ((s.flags & kFin) ? 1 : 0);
   ++stats_.resets_to_guest;
   if (s.flags & kAck) {
     tmp.rcv_nxt = 0;

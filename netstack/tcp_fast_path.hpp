@@ -122,16 +122,16 @@
 namespace causeway::netstack {
 
 struct TcpFastPathStats {
-  uint64_t flows_opened = 0;      // SYN-ACK sent
-  uint64_t connect_refused = 0;   // RST to the guest's SYN
-  uint64_t flows_full = 0;        // SYN refused: max_flows
+  uint64_t flows_opened = 0;     // SYN-ACK sent
+  uint64_t connect_refused = 0;  // RST to the guest's SYN
+  uint64_t flows_full = 0;       // SYN refused: max_flows
   uint64_t segments_in = 0, segments_out = 0;
   uint64_t bytes_in = 0, bytes_out = 0;  // payload guest → host, host → guest
-  uint64_t out_of_order = 0;      // guest segments not at rcv_nxt (dropped, dup-ACKed)
-  uint64_t retransmits = 0;       // timer or triple duplicate ACK
+  uint64_t out_of_order = 0;             // guest segments not at rcv_nxt (dropped, dup-ACKed)
+  uint64_t retransmits = 0;              // timer or triple duplicate ACK
   uint64_t resets_from_guest = 0, resets_to_guest = 0;
-  uint64_t super_segments_out = 0;  // GSO segments to the guest (more than one MSS each)
-  uint64_t probes_answered = 0;     // keepalives / zero-window probes (old sequence, no data) ACKed
+  uint64_t super_segments_out = 0;     // GSO segments to the guest (more than one MSS each)
+  uint64_t probes_answered = 0;        // keepalives / zero-window probes (old sequence, no data) ACKed
   uint64_t syn_to_guest_rejected = 0;  // our SYN answered with an old ACK (guest TIME-WAIT): RST + SYN again
   size_t flows = 0;
 };
@@ -145,8 +145,8 @@ struct TcpSegment {
   uint32_t seq = 0, ack = 0;
   uint8_t flags = 0;
   uint16_t window = 0;
-  uint16_t mss = 0;         // from a SYN's options; 0 if absent
-  int8_t wscale = -1;       // from a SYN's options; -1 if absent
+  uint16_t mss = 0;    // from a SYN's options; 0 if absent
+  int8_t wscale = -1;  // from a SYN's options; -1 if absent
   std::span<const uint8_t> payload;
 };
 std::optional<TcpSegment> parse_tcp_segment(std::span<const uint8_t> frame);
@@ -184,9 +184,9 @@ class TcpFastPath {
   // max_retries: retransmission timeouts in a row without any ACK from the guest before the
   // flow is reset both ways (RTO 200 ms doubling to 3 s: 8 is ~15 s).
   TcpFastPath(boost::asio::io_context& io, const NatConfig& cfg, SendToGuest send, size_t max_flows = 4096,
-             int max_retries = 8);
+              int max_retries = 8);
   TcpFastPath(boost::asio::io_context& io, TcpFastPathPolicy policy, SendToGuest send, size_t max_flows = 4096,
-             int max_retries = 8);
+              int max_retries = 8);
   ~TcpFastPath();
   TcpFastPath(const TcpFastPath&) = delete;
   TcpFastPath& operator=(const TcpFastPath&) = delete;
@@ -231,7 +231,6 @@ class TcpFastPath {
   // The clock initial sequence numbers are drawn against (RFC 6528's timer); a steady clock
   // unless a test sets its own. It must outlive the fast path.
   void set_clock(const Clock& clock) { clock_ = &clock; }
-
 
  private:
   bool on_syn(const TcpSegment& s);

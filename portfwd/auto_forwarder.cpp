@@ -25,8 +25,7 @@ sockaddr_storage host_address(Family f, uint16_t port, bool wildcard) {
 std::string_view proto_name(L4 p) { return p == L4::kTcp ? "tcp" : "udp"; }
 }  // namespace
 
-AutoForwarder::AutoForwarder(boost::asio::io_context& io, const Clock& clock, GuestSide guest,
-                             PolicySettings settings)
+AutoForwarder::AutoForwarder(boost::asio::io_context& io, const Clock& clock, GuestSide guest, PolicySettings settings)
     : io_(io), clock_(clock), guest_(guest), settings_(std::move(settings)), retry_timer_(io) {}
 
 AutoForwarder::~AutoForwarder() {
@@ -95,16 +94,17 @@ void AutoForwarder::apply() {
           ec.category() == boost::system::system_category() ? host_bind_hint(ec.value(), f) : std::string();
       if (e.conflict.empty()) {
         ++stats_.conflicts;
-        spdlog::warn("auto-forward {} {} -> guest {}: cannot listen on the host: {}{}{}; will retry while the guest "
-                     "listens",
-                     proto_name(f.proto), f.host_endpoint(), f.guest_endpoint(), ec.message(),
-                     hint.empty() ? "" : " — ", hint);
+        spdlog::warn(
+            "auto-forward {} {} -> guest {}: cannot listen on the host: {}{}{}; will retry while the guest "
+            "listens",
+            proto_name(f.proto), f.host_endpoint(), f.guest_endpoint(), ec.message(), hint.empty() ? "" : " — ", hint);
       }
       e.conflict = ec.message();
       e.hint = hint;
       any_conflict = true;
     } else {
-      if (!e.conflict.empty()) spdlog::info("auto-forward {} {}: host port free again", proto_name(f.proto), f.host_endpoint());
+      if (!e.conflict.empty())
+        spdlog::info("auto-forward {} {}: host port free again", proto_name(f.proto), f.host_endpoint());
       e.conflict.clear();
       e.hint.clear();
       ++stats_.opened;

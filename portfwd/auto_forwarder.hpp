@@ -54,8 +54,8 @@ struct AutoForwardStats {
   uint64_t snapshots = 0;
   uint64_t opened = 0;
   uint64_t closed = 0;
-  uint64_t conflicts = 0;      // bind failures seen (first per forward)
-  uint64_t over_capacity = 0;  // forwards not opened: kMaxForwards reached
+  uint64_t conflicts = 0;               // bind failures seen (first per forward)
+  uint64_t over_capacity = 0;           // forwards not opened: kMaxForwards reached
   uint64_t accept_backoffs_closed = 0;  // accept_backoffs of TCP forwards since closed
 };
 

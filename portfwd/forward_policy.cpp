@@ -24,10 +24,11 @@ std::string HostForward::guest_endpoint() const {
 
 std::string host_bind_hint(int err, const HostForward& f) {
   if (err != EACCES && err != EPERM) return {};
-  return fmt::format("ports below net.ipv4.ip_unprivileged_port_start need privilege: allow it with "
-                     "`sysctl net.ipv4.ip_unprivileged_port_start={}` (as root), or forward a higher host port "
-                     "by hand: `-p 8080:{}{}` (or `causeway ctl PATH forward-add 8080:{}{}`)",
-                     f.port, f.port, f.proto == L4::kUdp ? "/udp" : "", f.port, f.proto == L4::kUdp ? "/udp" : "");
+  return fmt::format(
+      "ports below net.ipv4.ip_unprivileged_port_start need privilege: allow it with "
+      "`sysctl net.ipv4.ip_unprivileged_port_start={}` (as root), or forward a higher host port "
+      "by hand: `-p 8080:{}{}` (or `causeway ctl PATH forward-add 8080:{}{}`)",
+      f.port, f.port, f.proto == L4::kUdp ? "/udp" : "", f.port, f.proto == L4::kUdp ? "/udp" : "");
 }
 
 std::set<HostForward> plan_forwards(const std::set<Listener>& listeners, const PolicySettings& s) {

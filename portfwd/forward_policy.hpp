@@ -53,10 +53,10 @@ namespace causeway::portfwd {
 // One host-side forward the policy wants open.
 struct HostForward {
   L4 proto = L4::kTcp;
-  Family host_family = Family::kIpv4;  // 127.0.0.1 or [::1]
-  uint16_t port = 0;                   // same port on both sides
-  Family guest_family = Family::kIpv4; // guest 127.0.0.1 or [::1]
-  bool wildcard = false;               // host side 0.0.0.0 / [::] instead of loopback
+  Family host_family = Family::kIpv4;   // 127.0.0.1 or [::1]
+  uint16_t port = 0;                    // same port on both sides
+  Family guest_family = Family::kIpv4;  // guest 127.0.0.1 or [::1]
+  bool wildcard = false;                // host side 0.0.0.0 / [::] instead of loopback
   // The guest's IPv4 loopback address to relay to (network order), when
   // guest_family is kIpv4: 127.0.0.1 unless the listener is on another 127/8 address.
   std::array<uint8_t, 4> guest_v4 = {127, 0, 0, 1};

@@ -35,8 +35,8 @@ class Splice : public std::enable_shared_from_this<Splice> {
   using Buffer = std::array<uint8_t, TcpForwarder::kBufferSize>;
 
   void pump(StreamSocket& from, StreamSocket& to, Buffer& buf, uint64_t& counter, bool& done) {
-    from.async_read_some(asio::buffer(buf), [self = shared_from_this(), &from, &to, &buf, &counter,
-                                             &done](boost::system::error_code ec, size_t n) {
+    from.async_read_some(asio::buffer(buf), [self = shared_from_this(), &from, &to, &buf, &counter, &done](
+                                                boost::system::error_code ec, size_t n) {
       if (ec) {
         // EOF (or reset): pass the half-close on, and let the other direction finish.
         boost::system::error_code ignored;
@@ -115,7 +115,7 @@ boost::system::error_code TcpForwarder::start() {
 
 void TcpForwarder::accept() {
   acceptor_.async_accept([this, alive = std::weak_ptr<bool>(alive_)](boost::system::error_code ec,
-                                                                      StreamSocket client) {
+                                                                     StreamSocket client) {
     auto a = alive.lock();
     if (!a || !*a || ec == asio::error::operation_aborted) return;
     if (backoff_.defer_if_exhausted(ec, "forward to guest port " + std::to_string(guest_.port), [this] { accept(); })) {
@@ -127,8 +127,7 @@ void TcpForwarder::accept() {
         ++stats_->refused;
       } else {
         auto c = std::make_shared<StreamSocket>(std::move(client));
-        connector_.async_connect(guest_, [c, stats = stats_](boost::system::error_code cec,
-                                                                  StreamSocket guest) {
+        connector_.async_connect(guest_, [c, stats = stats_](boost::system::error_code cec, StreamSocket guest) {
           if (cec) {
             ++stats->refused;  // closing `c` tells the host client
             return;

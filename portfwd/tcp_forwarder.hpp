@@ -35,7 +35,7 @@ namespace causeway::portfwd {
 struct RelayStats {
   uint64_t connections = 0;  // accepted and relayed
   uint64_t active = 0;
-  uint64_t refused = 0;      // over capacity, or the guest side could not be reached
+  uint64_t refused = 0;  // over capacity, or the guest side could not be reached
   uint64_t bytes_to_guest = 0;
   uint64_t bytes_from_guest = 0;
   uint64_t accept_backoffs = 0;  // accepts paused kAcceptBackoff: out of descriptors (base/accept_backoff.hpp)

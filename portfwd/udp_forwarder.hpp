@@ -43,9 +43,8 @@ class UdpForwarder {
   static constexpr auto kIdleTimeout = std::chrono::seconds(60);  // conntrack's UDP default is 30-120 s
   static constexpr auto kSweepInterval = std::chrono::seconds(5);
 
-  UdpForwarder(boost::asio::io_context& io, const Clock& clock, const sockaddr_storage& listen_on,
-               uint16_t guest_port, GuestDatagramChannel& channel,
-               std::chrono::milliseconds sweep_interval = kSweepInterval);
+  UdpForwarder(boost::asio::io_context& io, const Clock& clock, const sockaddr_storage& listen_on, uint16_t guest_port,
+               GuestDatagramChannel& channel, std::chrono::milliseconds sweep_interval = kSweepInterval);
   ~UdpForwarder();
   UdpForwarder(const UdpForwarder&) = delete;
   UdpForwarder& operator=(const UdpForwarder&) = delete;

@@ -41,13 +41,11 @@ uint64_t GuestMemory::total_bytes() const {
 }
 
 boost::system::result<void, std::string> GuestMemory::validate(const std::vector<Region>& regions) {
-  if (regions.size() > kMaxRegions)
-    return fmt::format("{} memory regions (at most {})", regions.size(), kMaxRegions);
+  if (regions.size() > kMaxRegions) return fmt::format("{} memory regions (at most {})", regions.size(), kMaxRegions);
   for (size_t i = 0; i < regions.size(); ++i) {
     const Region& r = regions[i];
     if (r.size == 0) return fmt::format("region {} is empty", i);
-    if (r.size > kMaxRegionSize)
-      return fmt::format("region {} is {} bytes (at most {})", i, r.size, kMaxRegionSize);
+    if (r.size > kMaxRegionSize) return fmt::format("region {} is {} bytes (at most {})", i, r.size, kMaxRegionSize);
     if (add_overflows(r.gpa, r.size - 1) || add_overflows(r.uva, r.size - 1))
       return fmt::format("region {} wraps the address space (gpa {:#x}, uva {:#x}, size {:#x})", i, r.gpa, r.uva,
                          r.size);
@@ -84,8 +82,7 @@ boost::system::result<void, std::string> GuestMemory::map_regions(std::span<cons
     return fmt::format("{} memory regions but {} file descriptors", specs.size(), fds.size());
   std::vector<Region> fresh;
   fresh.reserve(specs.size());
-  for (const auto& s : specs)
-    fresh.push_back(Region{s.guest_phys_addr, s.size, s.user_addr, nullptr, nullptr, 0});
+  for (const auto& s : specs) fresh.push_back(Region{s.guest_phys_addr, s.size, s.user_addr, nullptr, nullptr, 0});
   if (auto v = validate(fresh); v.has_error()) return v.error();
 
   const uint64_t page = static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
@@ -129,7 +126,7 @@ boost::system::result<void, std::string> GuestMemory::map_regions(std::span<cons
 }
 
 boost::system::result<void, std::string> GuestMemory::add_buffer_region(uint64_t gpa, std::span<uint8_t> host,
-                                                                         uint64_t user_addr) {
+                                                                        uint64_t user_addr) {
   std::vector<Region> next;
   next.reserve(regions_.size() + 1);
   for (auto& r : regions_) next.push_back(r);

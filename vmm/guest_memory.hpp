@@ -107,8 +107,8 @@ class GuestMemory {
     uint64_t gpa;
     uint64_t size;
     uint64_t uva;
-    uint8_t* host;       // first byte of the region
-    void* map_base;      // what munmap gets (nullptr for caller-owned buffers)
+    uint8_t* host;   // first byte of the region
+    void* map_base;  // what munmap gets (nullptr for caller-owned buffers)
     size_t map_len;
   };
   static boost::system::result<void, std::string> validate(const std::vector<Region>& regions);

@@ -31,8 +31,8 @@ class VirtioDevice {
  public:
   virtual ~VirtioDevice() = default;
 
-  [[nodiscard]] virtual uint32_t device_id() const = 0;        // virtio §5 device ID
-  [[nodiscard]] virtual uint64_t offered_features() const = 0; // device + ring feature bits
+  [[nodiscard]] virtual uint32_t device_id() const = 0;         // virtio §5 device ID
+  [[nodiscard]] virtual uint64_t offered_features() const = 0;  // device + ring feature bits
   [[nodiscard]] virtual size_t queue_count() const = 0;
   [[nodiscard]] virtual uint32_t max_queue_size() const = 0;
 

@@ -22,9 +22,9 @@ constexpr uint32_t kDeviceIdNet = 1;
 constexpr uint32_t kDeviceIdVsock = 19;
 
 // §6: reserved (transport/ring) feature bits.
-constexpr uint64_t kFIndirectDesc = 1ull << 28;  // VIRTIO_F_INDIRECT_DESC (§2.7.5.3)
-constexpr uint64_t kFEventIdx = 1ull << 29;      // VIRTIO_F_EVENT_IDX (§2.7.7, §2.7.10)
-constexpr uint64_t kFVersion1 = 1ull << 32;      // VIRTIO_F_VERSION_1
+constexpr uint64_t kFIndirectDesc = 1ull << 28;    // VIRTIO_F_INDIRECT_DESC (§2.7.5.3)
+constexpr uint64_t kFEventIdx = 1ull << 29;        // VIRTIO_F_EVENT_IDX (§2.7.7, §2.7.10)
+constexpr uint64_t kFVersion1 = 1ull << 32;        // VIRTIO_F_VERSION_1
 constexpr uint64_t kFAccessPlatform = 1ull << 33;  // never offered: no IOMMU
 constexpr uint64_t kFRingPacked = 1ull << 34;      // never offered: split rings only
 

@@ -95,8 +95,7 @@ bool Virtqueue::resolve() {
   if (!d || !a || !u) return false;
   // The host mapping keeps the GPA's alignment modulo the page size; check
   // anyway, since atomic_ref needs it (a caller-owned test buffer might not).
-  if (reinterpret_cast<uintptr_t>(a->data()) % 2 != 0 || reinterpret_cast<uintptr_t>(u->data()) % 4 != 0)
-    return false;
+  if (reinterpret_cast<uintptr_t>(a->data()) % 2 != 0 || reinterpret_cast<uintptr_t>(u->data()) % 4 != 0) return false;
   desc_ = d->data();
   avail_ = a->data();
   used_ = u->data();

@@ -91,21 +91,21 @@ struct DescriptorChain {
 
 // The driver's placement of one queue, in guest-physical addresses.
 struct VirtqueueLayout {
-  uint32_t size = 0;  // power of two, 1..32768
-  uint64_t desc = 0;  // 16-byte aligned (§2.7: Descriptor Table alignment)
-  uint64_t avail = 0; // 2-byte aligned
-  uint64_t used = 0;  // 4-byte aligned
+  uint32_t size = 0;   // power of two, 1..32768
+  uint64_t desc = 0;   // 16-byte aligned (§2.7: Descriptor Table alignment)
+  uint64_t avail = 0;  // 2-byte aligned
+  uint64_t used = 0;   // 4-byte aligned
 };
 
 struct VirtqueueStats {
-  uint64_t chains = 0;       // popped, good or bad
-  uint64_t bad_chains = 0;   // popped with an error (returned to the driver with length 0)
+  uint64_t chains = 0;      // popped, good or bad
+  uint64_t bad_chains = 0;  // popped with an error (returned to the driver with length 0)
   std::array<uint64_t, kChainErrorCount> bad_by_reason{};
-  uint64_t used = 0;         // chains returned (add_used/push_used)
+  uint64_t used = 0;            // chains returned (add_used/push_used)
   uint64_t used_publishes = 0;  // used.idx stores (one per push_used / publish_used)
-  uint64_t interrupts = 0;   // on_interrupt calls
+  uint64_t interrupts = 0;      // on_interrupt calls
   uint64_t interrupts_suppressed = 0;
-  uint64_t broken = 0;       // times the queue was marked broken
+  uint64_t broken = 0;  // times the queue was marked broken
 };
 
 class Virtqueue {
@@ -186,7 +186,7 @@ class Virtqueue {
   bool started_ = false;
   bool broken_ = false;
   uint16_t next_avail_ = 0;
-  uint16_t used_idx_ = 0;        // our shadow of used.idx, ahead of it until published
+  uint16_t used_idx_ = 0;  // our shadow of used.idx, ahead of it until published
   uint16_t published_used_ = 0;
   uint16_t signalled_used_ = 0;
   bool signalled_valid_ = false;

@@ -75,7 +75,7 @@ boost::system::result<std::unique_ptr<CaresChannel>> CaresChannel::create(asio::
     spdlog::error("dns: c-ares initialisation failed: {}", ares_strerror(rc));
     if (raw) ares_destroy(raw);
     return boost::system::errc::make_error_code(rc == ARES_ENOMEM ? boost::system::errc::not_enough_memory
-                                                                   : boost::system::errc::io_error);
+                                                                  : boost::system::errc::io_error);
   }
   self->channel_.reset(raw);
   if (const int rc = ares_set_servers_ports_csv(raw, cfg.servers_csv.c_str()); rc != ARES_SUCCESS) {
@@ -142,20 +142,20 @@ void CaresChannel::watch(const std::shared_ptr<Socket>& s, bool write) {
   bool& waiting = write ? s->write_waiting : s->read_waiting;
   if (waiting || s->closed) return;
   waiting = true;
-  s->desc.async_wait(
-      write ? asio::posix::descriptor_base::wait_write : asio::posix::descriptor_base::wait_read,
-      [this, s, write, alive = std::weak_ptr<bool>(alive_)](const boost::system::error_code& ec) {
-        (write ? s->write_waiting : s->read_waiting) = false;
-        if (ec || s->closed) return;  // released: c-ares closed it
-        const auto a = alive.lock();
-        if (!a || !*a) return;
-        ares_process_fd(channel_.get(), write ? ARES_SOCKET_BAD : s->fd, write ? s->fd : ARES_SOCKET_BAD);
-        if (!s->closed) {
-          if (s->want_read) watch(s, false);
-          if (s->want_write) watch(s, true);
-        }
-        arm_timer();
-      });
+  s->desc.async_wait(write ? asio::posix::descriptor_base::wait_write : asio::posix::descriptor_base::wait_read,
+                     [this, s, write, alive = std::weak_ptr<bool>(alive_)](const boost::system::error_code& ec) {
+                       (write ? s->write_waiting : s->read_waiting) = false;
+                       if (ec || s->closed) return;  // released: c-ares closed it
+                       const auto a = alive.lock();
+                       if (!a || !*a) return;
+                       ares_process_fd(channel_.get(), write ? ARES_SOCKET_BAD : s->fd,
+                                       write ? s->fd : ARES_SOCKET_BAD);
+                       if (!s->closed) {
+                         if (s->want_read) watch(s, false);
+                         if (s->want_write) watch(s, true);
+                       }
+                       arm_timer();
+                     });
 }
 
 void CaresChannel::arm_timer() {

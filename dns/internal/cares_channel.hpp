@@ -45,7 +45,7 @@ struct CaresChannelConfig {
   std::chrono::milliseconds try_timeout{2000};
   int tries = 2;
   bool rotate = false;
-  int edns_udp_size = 0;    // ARES_OPT_EDNSPSZ, used when flags has ARES_FLAG_EDNS
+  int edns_udp_size = 0;  // ARES_OPT_EDNSPSZ, used when flags has ARES_FLAG_EDNS
 };
 
 class CaresChannel {

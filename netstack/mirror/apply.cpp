@@ -88,8 +88,8 @@ boost::system::result<NetState, std::string> NetlinkGuestApplier::read_actual() 
     if (taps_.count(a.link)) out.addresses.push_back(a);
   for (auto& r : st->routes) {
     if (r.table == kTableLocal || r.type != RTN_UNICAST || r.nexthops.empty()) continue;
-    const bool ours = std::all_of(r.nexthops.begin(), r.nexthops.end(),
-                                  [&](const NextHop& nh) { return taps_.count(nh.link) > 0; });
+    const bool ours =
+        std::all_of(r.nexthops.begin(), r.nexthops.end(), [&](const NextHop& nh) { return taps_.count(nh.link) > 0; });
     if (ours) out.routes.push_back(r);
   }
   return out;

@@ -82,7 +82,7 @@ class NetlinkGuestApplier final : public StateApplier, public GuestApplier {
  public:
   // `ns` must outlive the applier.
   static boost::system::result<std::unique_ptr<NetlinkGuestApplier>, std::string> open(NamespaceSocketFactory& ns,
-                                                                                     ApplyHooks hooks = {});
+                                                                                       ApplyHooks hooks = {});
   ~NetlinkGuestApplier() override;
   NetlinkGuestApplier(const NetlinkGuestApplier&) = delete;
   NetlinkGuestApplier& operator=(const NetlinkGuestApplier&) = delete;

@@ -63,11 +63,11 @@ struct ConvergeResult {
   size_t changes = 0;
   size_t passes = 0;
   bool converged = false;
-  bool read_failed = false;        // the guest's state could not be read
-  std::vector<OpError> errors;     // the first kMaxErrorsKept
+  bool read_failed = false;     // the guest's state could not be read
+  std::vector<OpError> errors;  // the first kMaxErrorsKept
   size_t errors_total = 0;
-  NetState actual;                 // the guest's managed state after the last pass
-  std::set<std::string> unmanaged; // guest links mirrored mode does not manage (lo, eth0, tap0)
+  NetState actual;                  // the guest's managed state after the last pass
+  std::set<std::string> unmanaged;  // guest links mirrored mode does not manage (lo, eth0, tap0)
 };
 
 class StateApplier {

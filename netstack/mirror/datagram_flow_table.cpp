@@ -55,8 +55,7 @@ struct DatagramFlowTable::Flow {
   bool dead = false;
 };
 
-DatagramFlowTable::DatagramFlowTable(asio::io_context& io, const Clock& clock, DatagramFlowConfig cfg,
-                                     SendToGuest send)
+DatagramFlowTable::DatagramFlowTable(asio::io_context& io, const Clock& clock, DatagramFlowConfig cfg, SendToGuest send)
     : io_(io), clock_(clock), cfg_(std::move(cfg)), send_(std::move(send)), sweep_timer_(io) {
   rx_.resize(kMaxDatagram);
   sweep();
@@ -90,8 +89,8 @@ bool DatagramFlowTable::make_room(Table& table, size_t cap) {
   return true;
 }
 
-void DatagramFlowTable::on_udp(int family, const Mac& src_mac, const uint8_t* src, const uint8_t* dst,
-                               uint16_t sport, uint16_t dport, std::span<const uint8_t> payload) {
+void DatagramFlowTable::on_udp(int family, const Mac& src_mac, const uint8_t* src, const uint8_t* dst, uint16_t sport,
+                               uint16_t dport, std::span<const uint8_t> payload) {
   auto key = flow_key(family, src, sport);
   auto it = udp_.find(key);
   if (it == udp_.end()) {

@@ -59,7 +59,7 @@ struct DatagramFlowStats {
   uint64_t udp_errors = 0;   // a bind or send the host refused
   uint64_t udp_evicted = 0;  // flows (UDP or ping) closed to make room (cap)
   uint64_t ping_out = 0, ping_in = 0, ping_errors = 0;
-  uint64_t too_big = 0;      // replies over the link MTU, dropped
+  uint64_t too_big = 0;  // replies over the link MTU, dropped
 };
 
 class DatagramFlowTable {
@@ -73,11 +73,10 @@ class DatagramFlowTable {
   DatagramFlowTable& operator=(const DatagramFlowTable&) = delete;
 
   // A guest datagram from `src`:`sport` (4 or 16 address bytes by family) to `dst`:`dport`.
-  void on_udp(int family, const Mac& src_mac, const uint8_t* src, const uint8_t* dst, uint16_t sport,
-              uint16_t dport, std::span<const uint8_t> payload);
+  void on_udp(int family, const Mac& src_mac, const uint8_t* src, const uint8_t* dst, uint16_t sport, uint16_t dport,
+              std::span<const uint8_t> payload);
   // A guest echo request (`icmp`: the ICMP or ICMPv6 message, at least 8 bytes).
-  void on_echo(int family, const Mac& src_mac, const uint8_t* src, const uint8_t* dst,
-               std::span<const uint8_t> icmp);
+  void on_echo(int family, const Mac& src_mac, const uint8_t* src, const uint8_t* dst, std::span<const uint8_t> icmp);
   void set_mtu(size_t mtu) { cfg_.mtu = mtu; }
   // Closes every flow (the link goes away).
   void close_all();

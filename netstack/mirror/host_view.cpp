@@ -25,7 +25,6 @@
 namespace causeway::netstack::mirror {
 namespace {
 
-
 struct CacheDeleter {
   void operator()(nl_cache* c) const { nl_cache_free(c); }
 };
@@ -91,7 +90,7 @@ boost::system::result<NlSocket, std::string> open_route_socket(const SocketMaker
   auto fd = make(AF_NETLINK, SOCK_RAW, NETLINK_ROUTE);
   if (fd.has_error()) return "cannot open a netlink socket: " + fd.error().message();
   sockaddr_nl local{};
-  local.nl_family = AF_NETLINK;  // nl_pid 0: the kernel picks the port
+  local.nl_family = AF_NETLINK;                                                  // nl_pid 0: the kernel picks the port
   if (::bind(fd->get(), reinterpret_cast<sockaddr*>(&local), sizeof local) < 0)  // SAFETY: sockaddr_nl is a sockaddr
     return fmt::format("cannot bind a netlink socket: {}", std::strerror(errno));
   NlSocket sk(nl_socket_alloc());

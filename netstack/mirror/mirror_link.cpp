@@ -60,7 +60,8 @@ MirrorLink::MirrorLink(asio::io_context& io, FramePort& port, MirrorLinkConfig c
     : port_(port),
       cfg_(std::move(cfg)),
       clock_(clock),
-      tcp_(io, mirrored_tcp_policy(cfg_), [this](std::span<const uint8_t> f) { send(f); }, cfg_.max_tcp_flows),
+      tcp_(
+          io, mirrored_tcp_policy(cfg_), [this](std::span<const uint8_t> f) { send(f); }, cfg_.max_tcp_flows),
       flows_(io, clock_, flow_config(cfg_), [this](std::span<const uint8_t> f) { send(f); }),
       neighbors_(cfg_.our_mac) {
   if (port_.offloads_to_guest()) {
@@ -170,9 +171,10 @@ bool MirrorLink::refused(std::span<const uint8_t> frame) {
     // did not give this link (or reach the host's loopback). Nothing is answered.
     ++stats_.dropped_forbidden_source;
     if (refusal_log_.allow(now_ms))
-      spdlog::warn("mirrored link {}: refused a guest packet from an address not planned for the link "
-                   "(dropped.forbidden_source; {} similar messages suppressed)",
-                   cfg_.name, refusal_log_.suppressed());
+      spdlog::warn(
+          "mirrored link {}: refused a guest packet from an address not planned for the link "
+          "(dropped.forbidden_source; {} similar messages suppressed)",
+          cfg_.name, refusal_log_.suppressed());
     return true;
   }
   const DestClass c = classify_destination(f->dst, addrs_.destinations);
@@ -183,9 +185,10 @@ bool MirrorLink::refused(std::span<const uint8_t> frame) {
   if (f->kind == FlowOpen::Kind::kTcpSyn && c != DestClass::kMulticast && c != DestClass::kBroadcast)
     send(build_refusal_rst(*f, cfg_.our_mac));
   if (refusal_log_.allow(now_ms))
-    spdlog::warn("mirrored link {}: refused a guest packet toward a {} address (dropped.forbidden_destination; {} "
-                 "similar messages suppressed)",
-                 cfg_.name, to_string(c), refusal_log_.suppressed());
+    spdlog::warn(
+        "mirrored link {}: refused a guest packet toward a {} address (dropped.forbidden_destination; {} "
+        "similar messages suppressed)",
+        cfg_.name, to_string(c), refusal_log_.suppressed());
   return true;
 }
 

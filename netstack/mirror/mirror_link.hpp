@@ -98,8 +98,8 @@ namespace causeway::netstack::mirror {
 inline constexpr Mac kMirrorRouterMac{0x02, 0x43, 0x58, 0x00, 0x00, 0x01};
 
 struct MirrorLinkConfig {
-  std::string name;         // the guest link's name (for logs and status)
-  int host_ifindex = 0;     // the host link's: scope of link-local IPv6 peers (0: none)
+  std::string name;      // the guest link's name (for logs and status)
+  int host_ifindex = 0;  // the host link's: scope of link-local IPv6 peers (0: none)
   Mac our_mac = kMirrorRouterMac;
   size_t mtu = 1500;
   size_t max_tcp_flows = 4096;
@@ -113,16 +113,16 @@ struct MirrorLinkStats {
   uint64_t frames_in = 0, frames_out = 0;
   uint64_t arp_replies = 0, nd_adverts = 0;
   uint64_t udp_flows_opened = 0, udp_out = 0, udp_in = 0;
-  uint64_t udp_errors = 0;        // a bind or send the host refused
-  uint64_t udp_evicted = 0;       // flows closed to make room (cap)
+  uint64_t udp_errors = 0;   // a bind or send the host refused
+  uint64_t udp_evicted = 0;  // flows closed to make room (cap)
   uint64_t ping_out = 0, ping_in = 0, ping_errors = 0;
-  uint64_t too_big = 0;           // replies over the link MTU, dropped
+  uint64_t too_big = 0;  // replies over the link MTU, dropped
   uint64_t dropped_malformed = 0, dropped_fragment = 0, dropped_unsupported = 0, dropped_not_for_us = 0;
-  uint64_t dropped_bad_offload = 0;  // a virtio-net header that does not fit its frame (base/vnet_hdr.hpp)
+  uint64_t dropped_bad_offload = 0;            // a virtio-net header that does not fit its frame (base/vnet_hdr.hpp)
   uint64_t dropped_forbidden_source = 0;       // a source not planned for this link
   uint64_t dropped_forbidden_destination = 0;  // a destination the policy refuses (dest_policy.hpp)
-  uint64_t offload_to_fast_path = 0;   // TCP frames with offload work taken whole by the fast path
-  uint64_t offload_in_software = 0;  // other frames with offload work, finished here first
+  uint64_t offload_to_fast_path = 0;           // TCP frames with offload work taken whole by the fast path
+  uint64_t offload_in_software = 0;            // other frames with offload work, finished here first
   size_t udp_flows = 0, ping_flows = 0;
   TcpFastPathStats tcp;
 };
@@ -174,8 +174,8 @@ class MirrorLink final : public FrameSink {
 
   FramePort& port_;
   MirrorLinkConfig cfg_;
-  SteadyClock steady_;   // the clock when none is given
-  const Clock& clock_;   // steady_ or the one given
+  SteadyClock steady_;  // the clock when none is given
+  const Clock& clock_;  // steady_ or the one given
   TcpFastPath tcp_;
   DatagramFlowTable flows_;
   NeighborResponder neighbors_;

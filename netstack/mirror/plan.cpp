@@ -53,7 +53,8 @@ auto address_order(const HostAddress& a) {
 std::string guest_name_for(const HostLink& l, const PlanOptions& o, const std::set<std::string>& taken) {
   if (!o.reserved_names.count(l.name) && !taken.count(l.name)) return l.name;
   for (int i = 0;; ++i) {
-    std::string n = i == 0 ? "mir" + std::to_string(l.ifindex) : "mir" + std::to_string(l.ifindex) + "-" + std::to_string(i);
+    std::string n =
+        i == 0 ? "mir" + std::to_string(l.ifindex) : "mir" + std::to_string(l.ifindex) + "-" + std::to_string(i);
     if (n.size() >= IFNAMSIZ) n.resize(IFNAMSIZ - 1);
     if (!o.reserved_names.count(n) && !taken.count(n)) return n;
   }
@@ -184,7 +185,7 @@ Plan plan(const NetState& host, const PlanOptions& o) {
     } else {
       // A stable locally administered MAC: causeway's prefix, 'M', the host ifindex.
       const auto ix = static_cast<uint32_t>(l->ifindex);
-      g.mac = MacAddress{o.own_mac_prefix[0], o.own_mac_prefix[1], o.own_mac_prefix[2], 0x4d,
+      g.mac = MacAddress{o.own_mac_prefix[0],           o.own_mac_prefix[1],     o.own_mac_prefix[2], 0x4d,
                          static_cast<uint8_t>(ix >> 8), static_cast<uint8_t>(ix)};
     }
     g.mtu = l->mtu;
@@ -350,9 +351,7 @@ std::vector<Op> diff(const NetState& desired, const NetState& actual) {
   for (const auto& a : desired.addresses) desired_addresses.insert(address_key(a));
   for (const auto& a : actual.addresses) actual_addresses.insert(address_key(a));
   auto route_in = [](const HostRoute& r, const std::set<RouteKey>& set) { return set.count(route_key(r)) > 0; };
-  auto address_in = [](const HostAddress& a, const std::set<AddressKey>& set) {
-    return set.count(address_key(a)) > 0;
-  };
+  auto address_in = [](const HostAddress& a, const std::set<AddressKey>& set) { return set.count(address_key(a)) > 0; };
 
   // 1. Stale routes: those through a gateway first (they may depend on an on-link one).
   for (int pass = 0; pass < 2; ++pass) {

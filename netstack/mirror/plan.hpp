@@ -85,7 +85,7 @@
 
 namespace causeway::netstack::mirror {
 
-inline constexpr size_t kMaxLinks = 64;             // guest links mirrored
+inline constexpr size_t kMaxLinks = 64;              // guest links mirrored
 inline constexpr size_t kMaxAddressesPerLink = 256;  // per guest link
 inline constexpr size_t kMaxRoutes = 4096;           // guest routes, all tables
 inline constexpr uint32_t kTableLocal = 255;         // RT_TABLE_LOCAL: the kernel's own
@@ -155,7 +155,7 @@ struct HostRoute {
   uint8_t scope = 0;
   uint8_t protocol = 0;
   std::optional<IpAddress> pref_src;
-  uint32_t mtu = 0;  // RTAX_MTU; 0 = none
+  uint32_t mtu = 0;    // RTAX_MTU; 0 = none
   uint32_t flags = 0;  // RTM_F_*
   std::vector<NextHop> nexthops;
   [[nodiscard]] bool has_gateway() const;
@@ -173,9 +173,9 @@ struct NetState {
 };
 
 struct PlanOptions {
-  bool copy_mac = true;                    // netns mode: the guest link has the host link's MAC
-  std::set<std::string> reserved_names;    // guest names mirrored links must not take (lo, tap0)
-  std::set<std::string> exclude;           // host links never mirrored
+  bool copy_mac = true;                                     // netns mode: the guest link has the host link's MAC
+  std::set<std::string> reserved_names;                     // guest names mirrored links must not take (lo, tap0)
+  std::set<std::string> exclude;                            // host links never mirrored
   std::array<uint8_t, 3> own_mac_prefix{0x02, 0x43, 0x57};  // causeway's taps ("CW")
   size_t max_links = kMaxLinks;
   size_t max_addresses_per_link = kMaxAddressesPerLink;
@@ -185,9 +185,9 @@ struct PlanOptions {
 struct PlanCounters {
   uint64_t links_loopback = 0;
   uint64_t links_down = 0;
-  uint64_t links_own = 0;        // causeway's taps or excluded by name
+  uint64_t links_own = 0;  // causeway's taps or excluded by name
   uint64_t links_over_cap = 0;
-  uint64_t links_renamed = 0;    // the host name was reserved in the guest
+  uint64_t links_renamed = 0;            // the host name was reserved in the guest
   uint64_t addresses_not_preferred = 0;  // deprecated, tentative, optimistic, DAD failed
   uint64_t addresses_host_scope = 0;
   uint64_t addresses_unmirrored_link = 0;

@@ -23,8 +23,7 @@ std::string utc_now() {
 
 std::string mac_text(const std::optional<MacAddress>& m) {
   if (!m) return "";
-  return fmt::format("{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}", (*m)[0], (*m)[1], (*m)[2], (*m)[3], (*m)[4],
-                     (*m)[5]);
+  return fmt::format("{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}", (*m)[0], (*m)[1], (*m)[2], (*m)[3], (*m)[4], (*m)[5]);
 }
 
 }  // namespace
@@ -33,8 +32,12 @@ json to_json(const NetState& s, size_t max_items) {
   json links = json::array(), addrs = json::array(), routes = json::array();
   for (const auto& l : s.links) {
     if (links.size() >= max_items) break;
-    links.push_back(json{{"name", l.name}, {"ifindex", l.ifindex}, {"mtu", l.mtu}, {"mac", mac_text(l.mac)},
-                         {"up", l.up()}, {"kind", l.kind}});
+    links.push_back(json{{"name", l.name},
+                         {"ifindex", l.ifindex},
+                         {"mtu", l.mtu},
+                         {"mac", mac_text(l.mac)},
+                         {"up", l.up()},
+                         {"kind", l.kind}});
   }
   for (const auto& a : s.addresses) {
     if (addrs.size() >= max_items) break;
@@ -133,10 +136,9 @@ void MirrorSyncer::on_converged(ConvergeResult r, std::chrono::steady_clock::tim
   // Retries of the same failure log at debug level only.
   if (rec.changes || (failed && attempt_ == 0))
     spdlog::info("mirror: sync applied {} change(s) in {:.1f} ms{}", rec.changes, rec.duration_ms,
-                 failed && !rec.errors.empty()
-                     ? fmt::format(", {} error(s) (first: {}: {})", rec.errors_total, rec.errors.front().op,
-                                   rec.errors.front().error)
-                     : "");
+                 failed && !rec.errors.empty() ? fmt::format(", {} error(s) (first: {}: {})", rec.errors_total,
+                                                             rec.errors.front().op, rec.errors.front().error)
+                                               : "");
   last_ = std::move(rec);
   if (pending_) {
     sync();  // the host changed meanwhile: its newest state, now
@@ -176,9 +178,12 @@ json MirrorSyncer::status_json() const {
   for (const auto& e : last_.errors) errors.push_back(json{{"op", e.op}, {"error", e.error}});
   const auto& hs = host_.stats();
   json host = to_json(host_.state());
-  host["stats"] = json{{"reads", hs.reads},           {"changes", hs.changes},
-                       {"notifications", hs.notifications}, {"overruns", hs.overruns},
-                       {"read_errors", hs.read_errors},     {"links_over_cap", hs.caps.links_over_cap},
+  host["stats"] = json{{"reads", hs.reads},
+                       {"changes", hs.changes},
+                       {"notifications", hs.notifications},
+                       {"overruns", hs.overruns},
+                       {"read_errors", hs.read_errors},
+                       {"links_over_cap", hs.caps.links_over_cap},
                        {"addresses_over_cap", hs.caps.addresses_over_cap},
                        {"routes_over_cap", hs.caps.routes_over_cap}};
   return json{{"guest_mechanism", guest_.mechanism()},

@@ -160,7 +160,9 @@ Outcome collect(AgentProcess& a, std::chrono::milliseconds timeout = 20s) {
   return o;
 }
 
-agent::Run cmd(std::vector<std::string> argv, bool tty = false) { return agent::Run{std::move(argv), {}, "", tty, 0, 0}; }
+agent::Run cmd(std::vector<std::string> argv, bool tty = false) {
+  return agent::Run{std::move(argv), {}, "", tty, 0, 0};
+}
 
 // ---------------------------------------------------------------- raw protocol
 TEST(AgentProcessTest, SendsReadyFirstWithVersionAndKernelRelease) {
@@ -408,9 +410,7 @@ TEST(AgentProcessTest, HostClosingTheStreamEndsTheSession) {
   AgentProcess a;
   a.handshake();
   a.send(cmd({"sleep", "30"}));
-  {
-    UniqueFd host = a.take_host_fd();
-  }
+  { UniqueFd host = a.take_host_fd(); }
   EXPECT_EQ(a.wait_exit(5s), 1);
 }
 
@@ -420,8 +420,7 @@ TEST(AgentProcessTest, MalformedHostBytesAreAnsweredWithErrorNotACrash) {
   const std::vector<uint8_t> junk = {0xff, 0xff, 0xff, 0x7f, 1, 0x03, 0, 0};
   a.send_raw(junk);
   std::optional<Message> m;
-  while ((m = a.recv()) && !std::holds_alternative<Error>(*m)) {
-  }
+  while ((m = a.recv()) && !std::holds_alternative<Error>(*m)) {}
   ASSERT_TRUE(m);
   EXPECT_NE(std::get<Error>(*m).text.find("malformed"), std::string::npos);
   EXPECT_EQ(a.wait_exit(), 1);
@@ -506,7 +505,8 @@ class SessionWithRealAgent : public ::testing::Test {
     session->start();
   }
   bool wait_end(std::chrono::milliseconds d = 30s) {
-    return testing::run_until(io, [this] { return ended.has_value(); }, d);
+    return testing::run_until(
+        io, [this] { return ended.has_value(); }, d);
   }
 
   boost::asio::io_context io;
@@ -557,9 +557,8 @@ TEST_F(SessionWithRealAgent, StdinWithBackpressureRoundTripsThroughCat) {
   EXPECT_EQ(ended->reason, EndReason::Completed) << ended->detail;
   EXPECT_EQ(sent, data.size());
   ASSERT_EQ(out.size(), data.size());
-  EXPECT_TRUE(std::equal(out.begin(), out.end(), data.begin(), [](char a, uint8_t b) {
-    return static_cast<uint8_t>(a) == b;
-  }));
+  EXPECT_TRUE(
+      std::equal(out.begin(), out.end(), data.begin(), [](char a, uint8_t b) { return static_cast<uint8_t>(a) == b; }));
   EXPECT_GT(session->counters().write_stalls, 0u);  // the queue really did fill
 }
 

@@ -69,8 +69,8 @@ class UnixVsockHost final : public vmm::VsockHost {
 class RelayAgent {
  public:
   explicit RelayAgent(bool ports = false) {
-    dir_ = std::filesystem::temp_directory_path() / ("cw-relay-" + std::to_string(getpid()) + "-" +
-                                                     std::to_string(counter_++));
+    dir_ = std::filesystem::temp_directory_path() /
+           ("cw-relay-" + std::to_string(getpid()) + "-" + std::to_string(counter_++));
     std::filesystem::create_directories(dir_);
     path = (dir_ / "relay.sock").string();
     UniqueFd lis(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
@@ -192,8 +192,10 @@ uint16_t closed_port(int family) {
   sockaddr_storage ss{};
   socklen_t len = family == AF_INET6 ? sizeof(sockaddr_in6) : sizeof(sockaddr_in);
   ss.ss_family = static_cast<sa_family_t>(family);
-  if (family == AF_INET) reinterpret_cast<sockaddr_in*>(&ss)->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  else reinterpret_cast<sockaddr_in6*>(&ss)->sin6_addr = in6addr_loopback;
+  if (family == AF_INET)
+    reinterpret_cast<sockaddr_in*>(&ss)->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  else
+    reinterpret_cast<sockaddr_in6*>(&ss)->sin6_addr = in6addr_loopback;
   bind(s.get(), reinterpret_cast<sockaddr*>(&ss), len);
   getsockname(s.get(), reinterpret_cast<sockaddr*>(&ss), &len);
   return ntohs(family == AF_INET6 ? reinterpret_cast<sockaddr_in6*>(&ss)->sin6_port
@@ -219,7 +221,8 @@ TEST_P(RelayTest, TcpBytesCrossBothWaysWithHalfClose) {
     cec = ec;
     sock.emplace(std::move(so));
   });
-  ASSERT_TRUE(testing::run_until(io, [&] { return cec != asio::error::would_block; }, 10s));
+  ASSERT_TRUE(testing::run_until(
+      io, [&] { return cec != asio::error::would_block; }, 10s));
   ASSERT_FALSE(cec) << cec.message();
 
   // Write everything, then half-close: the service answers only after EOF.
@@ -242,7 +245,8 @@ TEST_P(RelayTest, TcpBytesCrossBothWaysWithHalfClose) {
     });
   };
   rd();
-  ASSERT_TRUE(testing::run_until(io, [&] { return wrote && read_done; }, 30s));
+  ASSERT_TRUE(testing::run_until(
+      io, [&] { return wrote && read_done; }, 30s));
   std::reverse(back.begin(), back.end());
   EXPECT_EQ(back.size(), data.size());
   EXPECT_TRUE(back == data);
@@ -258,7 +262,8 @@ TEST_P(RelayTest, NothingListeningIsARefusal) {
   VsockRelayConnector conn(io, host, family == AF_INET6 ? 6 : 4);
   boost::system::error_code cec = asio::error::would_block;
   conn.async_connect(closed_port(family), [&](boost::system::error_code ec, portfwd::StreamSocket) { cec = ec; });
-  ASSERT_TRUE(testing::run_until(io, [&] { return cec != asio::error::would_block; }, 10s));
+  ASSERT_TRUE(testing::run_until(
+      io, [&] { return cec != asio::error::would_block; }, 10s));
   EXPECT_EQ(cec, boost::system::error_code(ECONNREFUSED, boost::system::system_category())) << cec.message();
   EXPECT_EQ(conn.stats().refused, 1u);
 }
@@ -295,12 +300,15 @@ TEST(RelayAgentTest, UdpDatagramsRoundTripThroughTheChannel) {
     }
   });
   std::vector<std::string> replies;
-  auto flow = chan.open_flow(ntohs(a.sin_port), [&](std::span<const uint8_t> p) { replies.emplace_back(p.begin(), p.end()); });
+  auto flow =
+      chan.open_flow(ntohs(a.sin_port), [&](std::span<const uint8_t> p) { replies.emplace_back(p.begin(), p.end()); });
   ASSERT_TRUE(flow);
   const std::string big(60000, 'x');
-  for (const std::string m : {"one", "two", ""}) EXPECT_TRUE(chan.send_on_flow(*flow, std::span(reinterpret_cast<const uint8_t*>(m.data()), m.size())));
+  for (const std::string m : {"one", "two", ""})
+    EXPECT_TRUE(chan.send_on_flow(*flow, std::span(reinterpret_cast<const uint8_t*>(m.data()), m.size())));
   EXPECT_TRUE(chan.send_on_flow(*flow, std::span(reinterpret_cast<const uint8_t*>(big.data()), big.size())));
-  const bool got = testing::run_until(io, [&] { return replies.size() >= 4; }, 10s);
+  const bool got = testing::run_until(
+      io, [&] { return replies.size() >= 4; }, 10s);
   stop = true;
   echo.join();
   ASSERT_TRUE(got) << replies.size() << " replies";
@@ -316,10 +324,10 @@ TEST(RelayAgentTest, MalformedRequestsEndTheirStreamAndTheAgentKeepsServing) {
   RelayAgent agent;
   asio::io_context io;
   Session s(io, agent);
-  for (const std::vector<uint8_t>& bad : {std::vector<uint8_t>{'X', 'X', 1, 6, 4, 0, 80, 0},  // magic
-                                          std::vector<uint8_t>{'C', 'W', 9, 6, 4, 0, 80, 0},  // version
-                                          std::vector<uint8_t>{'C', 'W', 1, 1, 4, 0, 80, 0},  // protocol
-                                          std::vector<uint8_t>{'C', 'W', 1, 6, 5, 0, 80, 0},  // family
+  for (const std::vector<uint8_t>& bad : {std::vector<uint8_t>{'X', 'X', 1, 6, 4, 0, 80, 0},    // magic
+                                          std::vector<uint8_t>{'C', 'W', 9, 6, 4, 0, 80, 0},    // version
+                                          std::vector<uint8_t>{'C', 'W', 1, 1, 4, 0, 80, 0},    // protocol
+                                          std::vector<uint8_t>{'C', 'W', 1, 6, 5, 0, 80, 0},    // family
                                           std::vector<uint8_t>{'C', 'W', 1, 6, 4, 0, 0, 0}}) {  // port 0
     UniqueFd c(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
     sockaddr_un a{};
@@ -339,12 +347,14 @@ TEST(RelayAgentTest, MalformedRequestsEndTheirStreamAndTheAgentKeepsServing) {
   ReverseServer server(AF_INET);
   boost::system::error_code cec = asio::error::would_block;
   conn.async_connect(server.port, [&](boost::system::error_code ec, portfwd::StreamSocket) { cec = ec; });
-  ASSERT_TRUE(testing::run_until(io, [&] { return cec != asio::error::would_block; }, 10s));
+  ASSERT_TRUE(testing::run_until(
+      io, [&] { return cec != asio::error::would_block; }, 10s));
   EXPECT_FALSE(cec) << cec.message();
 }
 
 TEST(RelayAgentTest, ListenersOfTheCommandAreReportedAndTheirEndToo) {
-  if (system("command -v busybox >/dev/null 2>&1") != 0) GTEST_SKIP() << "busybox missing (apt-get install busybox-static)";
+  if (system("command -v busybox >/dev/null 2>&1") != 0)
+    GTEST_SKIP() << "busybox missing (apt-get install busybox-static)";
   RelayAgent agent(/*ports=*/true);
   asio::io_context io;
   const uint16_t port = closed_port(AF_INET);
@@ -360,7 +370,9 @@ TEST(RelayAgentTest, ListenersOfTheCommandAreReportedAndTheirEndToo) {
   // busybox nc listens on 0.0.0.0:port; the agent traps its bind/listen.
   ASSERT_FALSE(s.session->run(agent::Run{{"busybox", "nc", "-l", "-p", std::to_string(port)}, {}, "", false, 0, 0}));
   const auto t0 = std::chrono::steady_clock::now();
-  ASSERT_TRUE(testing::run_until(io, [&] { return !appeared.empty(); }, 10s)) << "no ListenerAppeared for " << port;
+  ASSERT_TRUE(testing::run_until(
+      io, [&] { return !appeared.empty(); }, 10s))
+      << "no ListenerAppeared for " << port;
   const auto detect = std::chrono::steady_clock::now() - t0;
   EXPECT_EQ(appeared[0].proto, IpProto::Tcp);
   // busybox nc listens on 0.0.0.0, or on a dual-stack [::] where IPv6 is up.
@@ -369,7 +381,9 @@ TEST(RelayAgentTest, ListenersOfTheCommandAreReportedAndTheirEndToo) {
   EXPECT_LT(detect, 900ms) << "detection took " << std::chrono::duration_cast<std::chrono::milliseconds>(detect).count()
                            << " ms: was the trap installed?";
   s.session->signal(SIGTERM);
-  ASSERT_TRUE(testing::run_until(io, [&] { return !gone.empty(); }, 5s)) << "no ListenerGone after the server exited";
+  ASSERT_TRUE(testing::run_until(
+      io, [&] { return !gone.empty(); }, 5s))
+      << "no ListenerGone after the server exited";
   EXPECT_EQ(gone[0].port, port);
 }
 

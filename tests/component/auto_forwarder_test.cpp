@@ -124,8 +124,8 @@ TEST_F(AutoForwarderTest, TakenHostPortIsAConflictThatOpensOnceFreed) {
   EXPECT_NE(af.list()[0].reason.find("in use"), std::string::npos) << af.list()[0].reason;
   EXPECT_EQ(af.stats().conflicts, 1u);
   squatter.close();
-  ASSERT_TRUE(run_until(io, [&] { return !af.list().empty() && af.list()[0].active; },
-                        AutoForwarder::kRetryInterval * 3));
+  ASSERT_TRUE(run_until(
+      io, [&] { return !af.list().empty() && af.list()[0].active; }, AutoForwarder::kRetryInterval * 3));
   EXPECT_EQ(fetch(io, port), "guest:" + std::to_string(port));
   EXPECT_EQ(af.stats().conflicts, 1u) << "the conflict is counted once, not per retry";
 }
@@ -183,7 +183,8 @@ enum ChildResult : int { kHinted = 0, kNoConflict = 1, kNoHint = 2, kNoIdentity 
 TEST(AutoForwarderPrivilegedPort, PermissionDeniedConflictCarriesTheFixInItsHint) {
   int start = 1024;
   std::ifstream("/proc/sys/net/ipv4/ip_unprivileged_port_start") >> start;
-  if (start <= 1) GTEST_SKIP() << "net.ipv4.ip_unprivileged_port_start is " << start << ": every port is unprivileged here";
+  if (start <= 1)
+    GTEST_SKIP() << "net.ipv4.ip_unprivileged_port_start is " << start << ": every port is unprivileged here";
   const auto port = static_cast<uint16_t>(std::min(start, 1024) - 1);
   const pid_t child = ::fork();
   ASSERT_GE(child, 0);

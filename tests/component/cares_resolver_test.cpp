@@ -14,12 +14,12 @@
 namespace causeway::dns {
 namespace {
 namespace asio = boost::asio;
+using std::chrono::milliseconds;
 using testing::Bytes;
 using testing::FakeDnsServer;
 using testing::make_query;
 using testing::rcode_of;
 using testing::run_until;
-using std::chrono::milliseconds;
 
 using Ms = std::chrono::milliseconds;
 using Clk = std::chrono::steady_clock;
@@ -60,7 +60,8 @@ class Harness {
   std::optional<Bytes> ask(const Bytes& q, Transport t = Transport::kUdp, Ms deadline = Ms(3000)) {
     std::optional<Bytes> reply;
     proxy.on_query(q, t, [&reply](Bytes a) { reply = std::move(a); });
-    run_until(io, [&] { return reply.has_value(); }, deadline);
+    run_until(
+        io, [&] { return reply.has_value(); }, deadline);
     return reply;
   }
 
@@ -216,7 +217,8 @@ TEST_P(Forwarding, LocalZoneIsAnsweredWithoutUpstream) {
 }
 
 TEST_P(Forwarding, MalformedQueriesLeaveTheProxyAnswering) {
-  const std::vector<Bytes> bad = {Bytes{1}, Bytes(12, 0), Bytes{0, 1, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0xc0, 12, 0, 1, 0, 1},
+  const std::vector<Bytes> bad = {Bytes{1}, Bytes(12, 0),
+                                  Bytes{0, 1, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0xc0, 12, 0, 1, 0, 1},
                                   Bytes{0, 1, 1, 0, 0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0}};
   for (const Bytes& b : bad) h_.proxy.on_query(b, Transport::kUdp, [](Bytes) {});
   testing::drain(h_.io);
@@ -367,9 +369,10 @@ TEST(CaresResolver, InFlightCapAnswersServFail) {
   ASSERT_FALSE(h.resolver.update_servers(config_of({server.server()})));
   std::vector<std::optional<Bytes>> replies(5);
   for (size_t i = 0; i < replies.size(); ++i)
-    h.proxy.on_query(make_query("www.example.test", rrtype::kA, {.id = static_cast<uint16_t>(i)}),
-                     Transport::kUdp, [&replies, i](Bytes a) { replies[i] = std::move(a); });
-  ASSERT_TRUE(run_until(h.io, [&] { return replies[3] && replies[4]; }, Ms(500)));
+    h.proxy.on_query(make_query("www.example.test", rrtype::kA, {.id = static_cast<uint16_t>(i)}), Transport::kUdp,
+                     [&replies, i](Bytes a) { replies[i] = std::move(a); });
+  ASSERT_TRUE(run_until(
+      h.io, [&] { return replies[3] && replies[4]; }, Ms(500)));
   EXPECT_EQ(rcode_of(*replies[3]), 2);
   EXPECT_EQ(rcode_of(*replies[4]), 2);
   EXPECT_FALSE(replies[0] || replies[1] || replies[2]);

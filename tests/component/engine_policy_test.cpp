@@ -168,9 +168,14 @@ class EnginePolicy : public ::testing::TestWithParam<PolicyCase> {
     engine->announce_guest(kGuestMac);
   }
   std::string guest_src() const { return is_v4(GetParam().dst) ? "10.0.2.15" : "fd00::15"; }
-  uint64_t forbidden() const { return engine->stats().dropped[static_cast<size_t>(FrameVerdict::kForbiddenDestination)]; }
+  uint64_t forbidden() const {
+    return engine->stats().dropped[static_cast<size_t>(FrameVerdict::kForbiddenDestination)];
+  }
   // Lets the engine (and libslirp's connect, were it to happen) run for a while.
-  void settle() { testing::run_until(io, [] { return false; }, 200ms); }
+  void settle() {
+    testing::run_until(
+        io, [] { return false; }, 200ms);
+  }
   const std::vector<uint8_t>* find(const std::function<bool(const std::vector<uint8_t>&)>& pred) {
     for (auto& f : port.frames)
       if (pred(f)) return &f;
@@ -196,7 +201,11 @@ TEST_P(EnginePolicy, SynToHostLoopbackIsResetAndNeverConnects) {
   });
   ASSERT_NE(rst, nullptr) << "no RST for the SYN";
   EXPECT_EQ(parse_tcp_segment(*rst)->ack, 101u) << "the RST acknowledges the SYN (RFC 9293 §3.10.7.1)";
-  EXPECT_EQ(find([](const auto& f) { auto s = parse_tcp_segment(f); return s && (s->flags & 0x12) == 0x12; }), nullptr)
+  EXPECT_EQ(find([](const auto& f) {
+              auto s = parse_tcp_segment(f);
+              return s && (s->flags & 0x12) == 0x12;
+            }),
+            nullptr)
       << "a SYN-ACK went to the guest";
   EXPECT_EQ(forbidden(), 1u);
   EXPECT_EQ(engine->stats().frames_in, 0u) << "a refused frame is a dropped frame";
@@ -252,7 +261,11 @@ TEST_P(EnginePolicy, OffloadedSynToHostLoopbackIsResetToo) {
   engine->on_guest_offload_frame(frame, h);
   settle();
   EXPECT_FALSE(host.reached());
-  EXPECT_NE(find([](const auto& f) { auto s = parse_tcp_segment(f); return s && (s->flags & 0x04); }), nullptr);
+  EXPECT_NE(find([](const auto& f) {
+              auto s = parse_tcp_segment(f);
+              return s && (s->flags & 0x04);
+            }),
+            nullptr);
   EXPECT_EQ(forbidden(), 1u);
 }
 
@@ -289,20 +302,19 @@ std::string case_name(const ::testing::TestParamInfo<PolicyCase>& info) {
 // Every form of "the host itself": loopback, unspecified (Linux connects 0.0.0.0 and :: to the
 // local host), IPv4-mapped and -compatible disguises (an AF_INET6 socket connects ::ffff:127.0.0.1
 // to the IPv4 loopback).
-INSTANTIATE_TEST_SUITE_P(
-    Addresses, EnginePolicy,
-    ::testing::Values(PolicyCase{TcpEngine::kFast, "127.0.0.1", "127.0.0.1"},
-                      PolicyCase{TcpEngine::kFast, "127.0.0.1", "127.1.2.3"},
-                      PolicyCase{TcpEngine::kFast, "127.0.0.1", "0.0.0.0"},
-                      PolicyCase{TcpEngine::kFast, "::1", "::1"},
-                      PolicyCase{TcpEngine::kFast, "::1", "::"},
-                      PolicyCase{TcpEngine::kFast, "127.0.0.1", "::ffff:127.0.0.1"},
-                      PolicyCase{TcpEngine::kFast, "127.0.0.1", "::127.0.0.1"},
-                      PolicyCase{TcpEngine::kSlirp, "127.0.0.1", "127.0.0.1"},
-                      PolicyCase{TcpEngine::kSlirp, "127.0.0.1", "0.0.0.0"},
-                      PolicyCase{TcpEngine::kSlirp, "::1", "::1"},
-                      PolicyCase{TcpEngine::kSlirp, "127.0.0.1", "::ffff:127.0.0.1"}),
-    case_name);
+INSTANTIATE_TEST_SUITE_P(Addresses, EnginePolicy,
+                         ::testing::Values(PolicyCase{TcpEngine::kFast, "127.0.0.1", "127.0.0.1"},
+                                           PolicyCase{TcpEngine::kFast, "127.0.0.1", "127.1.2.3"},
+                                           PolicyCase{TcpEngine::kFast, "127.0.0.1", "0.0.0.0"},
+                                           PolicyCase{TcpEngine::kFast, "::1", "::1"},
+                                           PolicyCase{TcpEngine::kFast, "::1", "::"},
+                                           PolicyCase{TcpEngine::kFast, "127.0.0.1", "::ffff:127.0.0.1"},
+                                           PolicyCase{TcpEngine::kFast, "127.0.0.1", "::127.0.0.1"},
+                                           PolicyCase{TcpEngine::kSlirp, "127.0.0.1", "127.0.0.1"},
+                                           PolicyCase{TcpEngine::kSlirp, "127.0.0.1", "0.0.0.0"},
+                                           PolicyCase{TcpEngine::kSlirp, "::1", "::1"},
+                                           PolicyCase{TcpEngine::kSlirp, "127.0.0.1", "::ffff:127.0.0.1"}),
+                         case_name);
 
 // --no-host-loopback: the gateway alias is refused by the same gate, both engines, both
 // families; with host loopback on it still reaches the host's loopback (the documented rule).
@@ -318,7 +330,11 @@ TEST_P(GatewayPolicy, GatewayIsRefusedWhileHostLoopbackIsOff) {
   settle();
   EXPECT_FALSE(tcp.reached());
   EXPECT_FALSE(udp_sock.reached());
-  EXPECT_NE(find([](const auto& f) { auto s = parse_tcp_segment(f); return s && (s->flags & 0x04); }), nullptr);
+  EXPECT_NE(find([](const auto& f) {
+              auto s = parse_tcp_segment(f);
+              return s && (s->flags & 0x04);
+            }),
+            nullptr);
   EXPECT_EQ(forbidden(), 2u);
   EXPECT_EQ(engine->stats().forbidden[static_cast<size_t>(DestClass::kHostLoopbackOff)], 2u);
 }
@@ -328,7 +344,9 @@ TEST_P(GatewayPolicy, GatewayReachesHostLoopbackWhileAllowed) {
   if (::testing::Test::IsSkipped()) return;
   HostSocket host(GetParam().listen, SOCK_DGRAM);
   engine->on_guest_frame(guest_packet(guest_src(), GetParam().dst, 17, udp(5002, host.port)));
-  EXPECT_TRUE(testing::run_until(io, [&] { return host.reached(); }, 2s)) << "the gateway alias stopped working";
+  EXPECT_TRUE(testing::run_until(
+      io, [&] { return host.reached(); }, 2s))
+      << "the gateway alias stopped working";
   EXPECT_EQ(forbidden(), 0u);
 }
 

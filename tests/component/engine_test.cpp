@@ -92,7 +92,8 @@ class EngineTest : public ::testing::Test {
 
 TEST_F(EngineTest, AnswersArpForTheGatewayWithItsMac) {
   engine.on_guest_frame(arp_request(ip4("10.0.2.2")));
-  const auto* reply = find_frame([](const auto& f) { return f.size() >= 42 && f[12] == 0x08 && f[13] == 0x06 && f[21] == 2; });
+  const auto* reply =
+      find_frame([](const auto& f) { return f.size() >= 42 && f[12] == 0x08 && f[13] == 0x06 && f[21] == 2; });
   ASSERT_NE(reply, nullptr) << "no ARP reply among " << port.frames.size() << " frames";
   const Mac gw = gateway_mac(NatConfig{});
   EXPECT_TRUE(std::equal(gw.begin(), gw.end(), reply->begin() + 22)) << "sender hardware address";
@@ -183,12 +184,12 @@ TEST_F(EngineTest, CompletesPartialChecksumsBeforeLibslirp) {
 TEST_F(EngineTest, CountsHostileOffloadHeadersAsBadOffload) {
   const auto ping = icmp_echo_to(ip4("10.0.2.2"), 1);
   std::vector<VnetHdr> bad(4);
-  bad[0].flags = 0x04;                                        // RSC_INFO
-  bad[1].gso_type = 3;                                        // UFO
+  bad[0].flags = 0x04;  // RSC_INFO
+  bad[1].gso_type = 3;  // UFO
   bad[1].gso_size = 100;
-  bad[2].flags = kVnetFNeedsCsum;                             // field beyond the frame
+  bad[2].flags = kVnetFNeedsCsum;  // field beyond the frame
   bad[2].csum_start = static_cast<uint16_t>(ping.size());
-  bad[3].flags = kVnetFNeedsCsum;                             // TSO on ICMP
+  bad[3].flags = kVnetFNeedsCsum;  // TSO on ICMP
   bad[3].gso_type = kVnetGsoTcp4;
   bad[3].gso_size = 100;
   bad[3].csum_start = kEthHeaderLen + 20;
@@ -234,17 +235,16 @@ TEST_F(EngineTest, UdpFlowsCarryDatagramsBothWaysAndBypassTheStack) {
   EXPECT_EQ(std::string(out->payload.begin(), out->payload.end()), "hello");
 
   const std::string answer = "HELLO";
-  engine.on_guest_frame(build_udp4(kGuestMac, gateway_mac(NatConfig{}), ip4("10.0.2.15"), 9000, ip4("10.0.2.2"),
-                                   *flow,
-                                   std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(answer.data()),
-                                                            answer.size())));
+  engine.on_guest_frame(
+      build_udp4(kGuestMac, gateway_mac(NatConfig{}), ip4("10.0.2.15"), 9000, ip4("10.0.2.2"), *flow,
+                 std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(answer.data()), answer.size())));
   ASSERT_EQ(replies.size(), 1u);
   EXPECT_EQ(replies[0], "HELLO");
   EXPECT_EQ(engine.stats().udp_flow_frames_in, 1u);
 
   // A datagram from another guest port to the same gateway port is not the flow's.
-  engine.on_guest_frame(build_udp4(kGuestMac, gateway_mac(NatConfig{}), ip4("10.0.2.15"), 9001, ip4("10.0.2.2"),
-                                   *flow, {}));
+  engine.on_guest_frame(
+      build_udp4(kGuestMac, gateway_mac(NatConfig{}), ip4("10.0.2.15"), 9001, ip4("10.0.2.2"), *flow, {}));
   EXPECT_EQ(replies.size(), 1u);
   engine.close_flow(*flow);
   EXPECT_FALSE(engine.send_on_flow(*flow, hello_bytes));
@@ -290,23 +290,23 @@ class EngineForwardTest : public EngineTest {
 };
 
 TEST_F(EngineForwardTest, AsksForTheGuestsMacByArpThenOpensTheConnection) {
-  ASSERT_TRUE(causeway::testing::run_until(io, [&] { return find_frame(is_arp_request_for_guest) != nullptr; },
-                                           std::chrono::seconds(3)))
+  ASSERT_TRUE(causeway::testing::run_until(
+      io, [&] { return find_frame(is_arp_request_for_guest) != nullptr; }, std::chrono::seconds(3)))
       << "no ARP request for 10.0.2.15 among " << port.frames.size() << " frames";
   EXPECT_EQ(find_frame(is_syn_to_guest), nullptr) << "a SYN before the guest's MAC was known";
   auto reply = arp_request(ip4("10.0.2.2"));
   reply[21] = 2;  // the guest's answer: op reply, sender 10.0.2.15 at kGuestMac
   engine.on_guest_frame(reply);
-  ASSERT_TRUE(causeway::testing::run_until(io, [&] { return find_frame(is_syn_to_guest) != nullptr; },
-                                           std::chrono::seconds(3)))
+  ASSERT_TRUE(causeway::testing::run_until(
+      io, [&] { return find_frame(is_syn_to_guest) != nullptr; }, std::chrono::seconds(3)))
       << "no SYN to the guest once its MAC was known";
   EXPECT_EQ(engine.stats().tcp_forward_awaited_mac, 1u);
   EXPECT_EQ(engine.stats().tcp_forward_refused, 0u);
 }
 
 TEST_F(EngineForwardTest, ClosesTheConnectionWhenTheGuestNeverAnswersArp) {
-  ASSERT_TRUE(causeway::testing::run_until(io, [&] { return engine.stats().tcp_forward_refused == 1; },
-                                           std::chrono::seconds(3)))
+  ASSERT_TRUE(causeway::testing::run_until(
+      io, [&] { return engine.stats().tcp_forward_refused == 1; }, std::chrono::seconds(3)))
       << "the connection was neither opened nor refused";
   EXPECT_EQ(engine.stats().arp_requests, 4u) << "ARP asked every 250 ms, four times";
   EXPECT_EQ(find_frame(is_syn_to_guest), nullptr);

@@ -84,14 +84,18 @@ class HostDnsWatchTest : public ::testing::Test {
     std::optional<Bytes> reply;
     proxy_.on_query(make_query("www.example.test", rrtype::kA), Transport::kUdp,
                     [&](Bytes r) { reply = std::move(r); });
-    if (!run_until(io_, [&] { return reply.has_value(); }, Ms(2000)) || reply->size() < 4) return -1;
+    if (!run_until(
+            io_, [&] { return reply.has_value(); }, Ms(2000)) ||
+        reply->size() < 4)
+      return -1;
     return reply->back();  // the A record's last byte
   }
 
   // Runs the loop until the watch reports `changes`; returns the time it took.
   Ms wait_for_changes(uint64_t changes) {
     const auto start = std::chrono::steady_clock::now();
-    run_until(io_, [&] { return watch_->stats().changes >= changes; }, Ms(3000));
+    run_until(
+        io_, [&] { return watch_->stats().changes >= changes; }, Ms(3000));
     return std::chrono::duration_cast<Ms>(std::chrono::steady_clock::now() - start);
   }
 
@@ -154,8 +158,10 @@ TEST_F(HostDnsWatchTest, IgnoresOtherFilesAndUnchangedContent) {
   start_watch(conf);
   write_in_place(dir_ / "hosts", "127.0.0.1 localhost\n");
   write_in_place(conf, "nameserver 127.0.0.2\n# only a comment changed\n");
-  ASSERT_TRUE(run_until(io_, [&] { return watch_->stats().reloads == 1; }, Ms(1000)));
-  run_until(io_, [] { return false; }, Ms(2 * HostDnsWatch::kDebounce));  // let any stray reload happen
+  ASSERT_TRUE(run_until(
+      io_, [&] { return watch_->stats().reloads == 1; }, Ms(1000)));
+  run_until(
+      io_, [] { return false; }, Ms(2 * HostDnsWatch::kDebounce));  // let any stray reload happen
   EXPECT_EQ(watch_->stats().reloads, 1u);
   EXPECT_EQ(watch_->stats().changes, 0u);
 }

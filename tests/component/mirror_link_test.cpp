@@ -136,11 +136,11 @@ struct UdpEcho {
   uint16_t port = 0;
 };
 
-constexpr const char* kGuest4 = "192.0.2.2";     // planned for test0
-constexpr const char* kGuest6 = "2001:db8::2";   // planned for test0
-constexpr const char* kOther4 = "192.0.2.77";    // planned for other0
-constexpr const char* kOther6 = "2001:db8:9::9"; // planned for other0
-constexpr const char* kFar4 = "198.51.100.1";    // not planned: a peer beyond the link
+constexpr const char* kGuest4 = "192.0.2.2";      // planned for test0
+constexpr const char* kGuest6 = "2001:db8::2";    // planned for test0
+constexpr const char* kOther4 = "192.0.2.77";     // planned for other0
+constexpr const char* kOther6 = "2001:db8:9::9";  // planned for other0
+constexpr const char* kFar4 = "198.51.100.1";     // not planned: a peer beyond the link
 constexpr const char* kFar6 = "2001:db8:1::1";
 
 // Moves this process to a network namespace of its own (ctest runs each test in its own
@@ -237,16 +237,19 @@ class MirrorLinkTest : public ::testing::Test {
   std::optional<std::vector<uint8_t>> expect(const std::function<bool(const std::vector<uint8_t>&)>& pred,
                                              std::chrono::milliseconds d = 3s) {
     std::optional<std::vector<uint8_t>> got;
-    testing::run_until(io, [&] {
-      for (auto it = port.frames.begin(); it != port.frames.end(); ++it) {
-        if (pred(*it)) {
-          got = *it;
-          port.frames.erase(it);
-          return true;
-        }
-      }
-      return false;
-    }, d);
+    testing::run_until(
+        io,
+        [&] {
+          for (auto it = port.frames.begin(); it != port.frames.end(); ++it) {
+            if (pred(*it)) {
+              got = *it;
+              port.frames.erase(it);
+              return true;
+            }
+          }
+          return false;
+        },
+        d);
     return got;
   }
 
@@ -297,7 +300,7 @@ TEST_F(MirrorLinkTest, AnswersNeighborSolicitationWithAValidAdvertisement) {
   pseudo[39] = 58;
   EXPECT_EQ(checksum_fold(checksum_add({na, 32}, checksum_add({pseudo, 40}))), 0xffff) << "checksum verifies";
   port.frames.clear();
-  link->on_guest_frame(ipv6("::", "ff02::1:ff00:10", 58, 255, ns, 2));  // DAD
+  link->on_guest_frame(ipv6("::", "ff02::1:ff00:10", 58, 255, ns, 2));          // DAD
   link->on_guest_frame(ipv6("2001:db8::10", "ff02::1:ff00:1", 58, 64, ns, 2));  // hop limit not 255: forged
   EXPECT_TRUE(port.frames.empty());
 }
@@ -331,8 +334,8 @@ TEST_F(MirrorLinkTest, UdpFlowsAreCappedOldestFirst) {
   UdpEcho echo(kFar4);
   const uint8_t one = 1;
   for (uint16_t p = 0; p < 10; ++p)
-    link->on_guest_frame(build_udp4(kGuestMac, kOurMac, a4(kGuest4), static_cast<uint16_t>(47100 + p), a4(kFar4),
-                                    echo.port, {&one, 1}));
+    link->on_guest_frame(
+        build_udp4(kGuestMac, kOurMac, a4(kGuest4), static_cast<uint16_t>(47100 + p), a4(kFar4), echo.port, {&one, 1}));
   const auto s = link->stats();
   EXPECT_EQ(s.udp_flows, 4u);
   EXPECT_EQ(s.udp_evicted, 6u);
@@ -420,12 +423,15 @@ TEST_F(MirrorLinkTest, TcpSuperSegmentFromATapWithOffloadsIsTakenWhole) {
   EXPECT_EQ(link->stats().offload_to_fast_path, 1u);
   EXPECT_EQ(link->stats().offload_in_software, 0u);
   std::vector<uint8_t> got;
-  testing::run_until(io, [&] {
-    uint8_t buf[8192];
-    const ssize_t n = ::recv(c.get(), buf, sizeof buf, MSG_DONTWAIT);
-    if (n > 0) got.insert(got.end(), buf, buf + n);
-    return got.size() >= data.size();
-  }, 3s);
+  testing::run_until(
+      io,
+      [&] {
+        uint8_t buf[8192];
+        const ssize_t n = ::recv(c.get(), buf, sizeof buf, MSG_DONTWAIT);
+        if (n > 0) got.insert(got.end(), buf, buf + n);
+        return got.size() >= data.size();
+      },
+      3s);
   EXPECT_EQ(got, data) << "the host peer gets the super-segment's bytes, once, in order";
 }
 
@@ -503,7 +509,8 @@ TEST_F(MirrorLinkTest, SurvivesHostileFrames) {
     }
     link->on_guest_frame(f);
   }
-  testing::run_until(io, [] { return false; }, 50ms);
+  testing::run_until(
+      io, [] { return false; }, 50ms);
   port.frames.clear();
   link->on_guest_frame(arp_request("192.0.2.10", "192.0.2.1"));
   ASSERT_EQ(port.frames.size(), 1u) << "still answering after the flood";
@@ -603,16 +610,17 @@ void send_all(MirrorLink& link, boost::asio::io_context& io, const std::vector<S
     h.csum_offset = 16;
     link.on_guest_offload_frame(frame_for(c.src, c.dst, 6, tcp_syn(sport++, t ? t->tcp_port : 9)), h);
   }
-  testing::run_until(io, [] { return false; }, 200ms);
+  testing::run_until(
+      io, [] { return false; }, 200ms);
 }
 
 TEST_F(MirrorLinkTest, SourcesNotPlannedForTheLinkGetNothing) {
   Target far4(kFar4), far6(kFar6), lo4("127.0.0.1"), lo6("::1");
   const std::map<std::string, Target*> targets{{kFar4, &far4}, {kFar6, &far6}, {"127.0.0.1", &lo4}, {"::1", &lo6}};
   // Another link's address, the unspecified and loopback addresses (to a peer and to loopback).
-  const std::vector<SrcDst> cases{{kOther4, kFar4},     {"0.0.0.0", kFar4}, {"127.0.0.1", kFar4},
-                                  {"127.0.0.1", "127.0.0.1"}, {kOther6, kFar6}, {"::", kFar6},
-                                  {"::1", kFar6},       {"::1", "::1"},     {"::ffff:127.0.0.1", kFar6}};
+  const std::vector<SrcDst> cases{
+      {kOther4, kFar4}, {"0.0.0.0", kFar4}, {"127.0.0.1", kFar4}, {"127.0.0.1", "127.0.0.1"}, {kOther6, kFar6},
+      {"::", kFar6},    {"::1", kFar6},     {"::1", "::1"},       {"::ffff:127.0.0.1", kFar6}};
   send_all(*link, io, cases, targets);
   for (auto* t : {&far4, &far6, &lo4, &lo6}) EXPECT_FALSE(t->reached()) << "a host socket was reached";
   EXPECT_TRUE(port.frames.empty()) << "a refused source is not answered";
@@ -626,18 +634,18 @@ TEST_F(MirrorLinkTest, SourcesNotPlannedForTheLinkGetNothing) {
 
 TEST_F(MirrorLinkTest, ForbiddenDestinationsAreRefusedFromAPlannedSource) {
   Target lo4("127.0.0.1"), lo6("::1"), own4(kGuest4), own6(kGuest6), other4(kOther4), other6(kOther6);
-  const std::map<std::string, Target*> targets{{"127.0.0.1", &lo4}, {"::1", &lo6},     {kGuest4, &own4},
+  const std::map<std::string, Target*> targets{{"127.0.0.1", &lo4}, {"::1", &lo6},      {kGuest4, &own4},
                                                {kGuest6, &own6},    {kOther4, &other4}, {kOther6, &other6},
                                                {"0.0.0.0", &lo4},   {"::", &lo6},       {"::ffff:127.0.0.1", &lo4}};
   // Loopback and unspecified in every form, the host's own (planned) addresses on this and another
   // link, and this link's IPv4 broadcast.
-  const std::vector<SrcDst> cases{{kGuest4, "127.0.0.1"}, {kGuest4, "127.3.2.1"}, {kGuest4, "0.0.0.0"},
-                                  {kGuest4, kGuest4},     {kGuest4, kOther4},     {kGuest6, "::1"},
-                                  {kGuest6, "::"},        {kGuest6, "::ffff:127.0.0.1"},
-                                  {kGuest6, "::127.0.0.1"}, {kGuest6, kGuest6},   {kGuest6, kOther6},
-                                  {kGuest4, "192.0.2.255"}};
+  const std::vector<SrcDst> cases{
+      {kGuest4, "127.0.0.1"},   {kGuest4, "127.3.2.1"}, {kGuest4, "0.0.0.0"}, {kGuest4, kGuest4},
+      {kGuest4, kOther4},       {kGuest6, "::1"},       {kGuest6, "::"},      {kGuest6, "::ffff:127.0.0.1"},
+      {kGuest6, "::127.0.0.1"}, {kGuest6, kGuest6},     {kGuest6, kOther6},   {kGuest4, "192.0.2.255"}};
   send_all(*link, io, cases, targets);
-  for (auto* t : {&lo4, &lo6, &own4, &own6, &other4, &other6}) EXPECT_FALSE(t->reached()) << "a host socket was reached";
+  for (auto* t : {&lo4, &lo6, &own4, &own6, &other4, &other6})
+    EXPECT_FALSE(t->reached()) << "a host socket was reached";
   const auto s = link->stats();
   EXPECT_EQ(s.dropped_forbidden_destination, 4 * cases.size());
   EXPECT_EQ(s.dropped_forbidden_source, 0u);
@@ -666,7 +674,9 @@ TEST_F(MirrorLinkTest, UntilThePlanArrivesEverySourceIsRefused) {
   EXPECT_EQ(link->stats().dropped_forbidden_source, 1u);
   link->set_addresses(link_addresses(test_plan(), "test0"));
   link->on_guest_frame(ipv4(kGuest4, kFar4, 17, udp_dgram(42001, far4.udp_port)));
-  EXPECT_TRUE(testing::run_until(io, [&] { return far4.reached(); }, 2s)) << "a planned source to a peer is carried";
+  EXPECT_TRUE(testing::run_until(
+      io, [&] { return far4.reached(); }, 2s))
+      << "a planned source to a peer is carried";
 }
 
 TEST(MirrorLinkAddresses, ComeFromThePlan) {

@@ -38,8 +38,10 @@ std::string drain(int fd, size_t want, std::chrono::milliseconds limit) {
   char buf[65536];
   while (got.size() < want && std::chrono::steady_clock::now() < end) {
     const ssize_t n = ::read(fd, buf, sizeof buf);
-    if (n > 0) got.append(buf, static_cast<size_t>(n));
-    else ::usleep(1000);
+    if (n > 0)
+      got.append(buf, static_cast<size_t>(n));
+    else
+      ::usleep(1000);
   }
   return got;
 }
@@ -52,8 +54,8 @@ TEST(OutputPump, PushNeverBlocksAndPausesAtHighWaterThenResumesAndLosesNothing) 
   OutputPump::Options o;
   o.high_water = 256 << 10;
   o.low_water = 64 << 10;
-  auto pump = std::make_unique<OutputPump>(io.get_executor(), p.w.get(),
-                                           [&](bool paused) { pressure.push_back(paused); }, o);
+  auto pump = std::make_unique<OutputPump>(
+      io.get_executor(), p.w.get(), [&](bool paused) { pressure.push_back(paused); }, o);
   std::string all;
   const auto t0 = std::chrono::steady_clock::now();
   for (int i = 0; i < 64; ++i) {  // 4 MiB: far beyond the pipe, as a guest flooding its stdout
@@ -69,7 +71,9 @@ TEST(OutputPump, PushNeverBlocksAndPausesAtHighWaterThenResumesAndLosesNothing) 
   const std::string got = drain(p.r.get(), all.size(), 10s);
   EXPECT_EQ(got.size(), all.size());
   EXPECT_TRUE(got == all) << "output reordered or corrupted";
-  ASSERT_TRUE(testing::run_until(io, [&] { return pressure.size() == 2; }, 3s)) << "never resumed";
+  ASSERT_TRUE(testing::run_until(
+      io, [&] { return pressure.size() == 2; }, 3s))
+      << "never resumed";
   EXPECT_FALSE(pressure[1]);
   EXPECT_FALSE(pump->pressured());
   const auto s = pump->stats();
@@ -86,11 +90,14 @@ TEST(OutputPump, AReaderThatGoesAwayDropsOutputAndResumesTheGuest) {
   OutputPump::Options o;
   o.high_water = 128 << 10;
   o.low_water = 32 << 10;
-  OutputPump pump(io.get_executor(), p.w.get(), [&](bool paused) { pressure.push_back(paused); }, o);
+  OutputPump pump(
+      io.get_executor(), p.w.get(), [&](bool paused) { pressure.push_back(paused); }, o);
   const std::string chunk(256 << 10, 'x');
   pump.push({reinterpret_cast<const uint8_t*>(chunk.data()), chunk.size()});
   p.r.reset();  // the reader exits: the writer gets EPIPE
-  ASSERT_TRUE(testing::run_until(io, [&] { return pressure.size() == 2; }, 3s)) << "the guest stayed paused";
+  ASSERT_TRUE(testing::run_until(
+      io, [&] { return pressure.size() == 2; }, 3s))
+      << "the guest stayed paused";
   pump.push({reinterpret_cast<const uint8_t*>(chunk.data()), chunk.size()});
   const auto s = pump.stats();
   EXPECT_EQ(s.bytes_written + s.bytes_dropped, 2 * chunk.size());

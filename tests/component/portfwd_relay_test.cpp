@@ -115,8 +115,8 @@ TEST_P(TcpRelay, CarriesABulkTransferAndTheClientsHalfClose) {
       reply.append(buf.data(), n);
     }
   });
-  EXPECT_TRUE(run_until(io, [&] { return fwd.stats().connections == 1 && fwd.stats().active == 0; },
-                        std::chrono::seconds(10)));
+  EXPECT_TRUE(run_until(
+      io, [&] { return fwd.stats().connections == 1 && fwd.stats().active == 0; }, std::chrono::seconds(10)));
   client.join();
   EXPECT_EQ(reply, "got " + std::to_string(4 << 20));
   EXPECT_EQ(fwd.stats().bytes_to_guest, 4u << 20);
@@ -235,7 +235,8 @@ TEST(TcpRelayAccept, OutOfDescriptorsTheAcceptLoopPausesInsteadOfSpinningAndReco
   EXPECT_EQ(connector.connects, 0);
 
   exhausted.release();
-  EXPECT_TRUE(run_until(io, [&] { return connector.connects == 1; }, std::chrono::seconds(2)))
+  EXPECT_TRUE(run_until(
+      io, [&] { return connector.connects == 1; }, std::chrono::seconds(2)))
       << "the forwarder did not accept again once descriptors were free";
   ::close(client);
 }

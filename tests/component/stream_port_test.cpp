@@ -34,7 +34,9 @@ class StreamPortTest : public ::testing::Test {
   }
   ~StreamPortTest() override { ::close(peer); }
 
-  void peer_send(const std::string& bytes) { ASSERT_EQ(::write(peer, bytes.data(), bytes.size()), (ssize_t)bytes.size()); }
+  void peer_send(const std::string& bytes) {
+    ASSERT_EQ(::write(peer, bytes.data(), bytes.size()), (ssize_t)bytes.size());
+  }
   static std::string framed(const std::string& f) {
     auto h = encode_stream_header(static_cast<uint32_t>(f.size()));
     return std::string(h.begin(), h.end()) + f;
@@ -53,7 +55,8 @@ TEST_F(StreamPortTest, DeliversFramesBothWays) {
   EXPECT_EQ(sink.frames[1], "frame two");
   const std::string out = "to the guest";
   port->send_to_guest(std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(out.data()), out.size()));
-  run_until(io, [] { return false; }, std::chrono::milliseconds(50));
+  run_until(
+      io, [] { return false; }, std::chrono::milliseconds(50));
   char buf[64];
   const ssize_t n = ::read(peer, buf, sizeof buf);
   EXPECT_EQ(std::string(buf, static_cast<size_t>(std::max<ssize_t>(n, 0))), framed(out));

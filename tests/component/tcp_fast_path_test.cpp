@@ -113,17 +113,20 @@ class TcpFastPathTest : public ::testing::Test {
   // Runs the loop until the fast path has sent something matching `pred`.
   std::optional<Seg> expect(const std::function<bool(const Seg&)>& pred, std::chrono::milliseconds d = 3s) {
     std::optional<Seg> got;
-    testing::run_until(io, [&] {
-      while (!out.empty()) {
-        Seg s = std::move(out.front());
-        out.pop_front();
-        if (pred(s)) {
-          got = std::move(s);
-          return true;
-        }
-      }
-      return false;
-    }, d);
+    testing::run_until(
+        io,
+        [&] {
+          while (!out.empty()) {
+            Seg s = std::move(out.front());
+            out.pop_front();
+            if (pred(s)) {
+              got = std::move(s);
+              return true;
+            }
+          }
+          return false;
+        },
+        d);
     return got;
   }
   // SYN → SYN-ACK → ACK. Returns our ISN + 1 (the fast path's next sequence number).
@@ -294,10 +297,13 @@ TEST_F(TcpFastPathTest, OnlyNewSynsAndOurFlowsAreTaken) {
 TEST_F(TcpFastPathTest, AFullFlowTableRefusesNewSynsWithReset) {
   HostServer srv;
   dport = srv.port;
-  fast_path = std::make_unique<TcpFastPath>(io, cfg, [this](std::span<const uint8_t> f) {
-    auto s = parse_tcp_segment(f);
-    if (s) out.push_back(Seg{*s, {}});
-  }, /*max_flows=*/2);
+  fast_path = std::make_unique<TcpFastPath>(
+      io, cfg,
+      [this](std::span<const uint8_t> f) {
+        auto s = parse_tcp_segment(f);
+        if (s) out.push_back(Seg{*s, {}});
+      },
+      /*max_flows=*/2);
   for (uint16_t p : {40001, 40002}) {
     gport = p;
     ASSERT_TRUE(guest(kSyn, 7000, 0));
@@ -312,14 +318,20 @@ TEST_F(TcpFastPathTest, AFullFlowTableRefusesNewSynsWithReset) {
 TEST_F(TcpFastPathTest, AGuestThatStopsAnsweringLosesTheFlow) {
   HostServer srv;
   dport = srv.port;
-  fast_path = std::make_unique<TcpFastPath>(io, cfg, [this](std::span<const uint8_t> f) {
-    if (auto s = parse_tcp_segment(f)) out.push_back(Seg{*s, std::vector<uint8_t>(s->payload.begin(), s->payload.end())});
-  }, 4096, /*max_retries=*/2);
+  fast_path = std::make_unique<TcpFastPath>(
+      io, cfg,
+      [this](std::span<const uint8_t> f) {
+        if (auto s = parse_tcp_segment(f))
+          out.push_back(Seg{*s, std::vector<uint8_t>(s->payload.begin(), s->payload.end())});
+      },
+      4096, /*max_retries=*/2);
   // SYN, and then silence: the SYN-ACK is resent, then the flow goes.
   ASSERT_TRUE(guest(kSyn, 9000, 0));
   UniqueFd c = srv.accept_one();
   ASSERT_TRUE(c);
-  ASSERT_TRUE(testing::run_until(io, [&] { return fast_path->stats().flows == 0; }, 4s)) << "the flow was kept";
+  ASSERT_TRUE(testing::run_until(
+      io, [&] { return fast_path->stats().flows == 0; }, 4s))
+      << "the flow was kept";
   int synacks = 0;
   for (const auto& s : out) synacks += (s.s.flags & (kSyn | kAck)) == (kSyn | kAck);
   EXPECT_EQ(synacks, 3) << "the first SYN-ACK and two retransmissions";
@@ -388,7 +400,8 @@ TEST_F(TcpFastPathTest, ForwardToAGuestPortNobodyListensOnResetsTheHostPeer) {
   auto syn = expect([](const Seg& s) { return (s.s.flags & (kSyn | kAck)) == kSyn; });
   ASSERT_TRUE(syn);
   ASSERT_TRUE(guest(kRst | kAck, 0, syn->s.seq + 1));  // the guest's kernel: nothing listens
-  testing::run_until(io, [] { return false; }, 50ms);
+  testing::run_until(
+      io, [] { return false; }, 50ms);
   char buf[4];
   errno = 0;
   EXPECT_EQ(::read(client.get(), buf, sizeof buf), -1);
@@ -424,7 +437,8 @@ TEST_F(TcpFastPathTest, ForwardsReusingAFourTupleStartAfterTheOldConnection) {
     const uint32_t end = fin->s.seq + static_cast<uint32_t>(fin->data.size()) + 1;
     ASSERT_TRUE(guest(kFin | kAck, 7001, end));
     ASSERT_TRUE(expect([](const Seg& s) { return (s.s.flags & kAck) && !(s.s.flags & kFin); }));
-    testing::run_until(io, [&] { return !fast_path->has_flow(key); }, 1s);
+    testing::run_until(
+        io, [&] { return !fast_path->has_flow(key); }, 1s);
     ASSERT_FALSE(fast_path->has_flow(key)) << "round " << round << ": the flow outlived both FINs";
     last_end = end;
     clock.advance(std::chrono::microseconds(100));  // the next connection on this tuple, 0.1 ms later
@@ -458,9 +472,12 @@ TEST_F(TcpFastPathTest, AnOldAckToOurSynIsResetAndTheSynSentAgain) {
 TEST_F(TcpFastPathTest, RandomSegmentSequencesNeverCrashAndStayBounded) {
   HostServer srv;
   dport = srv.port;
-  fast_path = std::make_unique<TcpFastPath>(io, cfg, [this](std::span<const uint8_t> f) {
-    if (auto s = parse_tcp_segment(f)) out.push_back(Seg{*s, {}});
-  }, /*max_flows=*/8);
+  fast_path = std::make_unique<TcpFastPath>(
+      io, cfg,
+      [this](std::span<const uint8_t> f) {
+        if (auto s = parse_tcp_segment(f)) out.push_back(Seg{*s, {}});
+      },
+      /*max_flows=*/8);
   uint32_t x = 12345;
   auto rnd = [&x] {
     x ^= x << 13;
@@ -491,12 +508,12 @@ TEST_F(TcpFastPathTest, RandomSegmentSequencesNeverCrashAndStayBounded) {
       }
       char sink[4096];
       for (auto& c : accepted)
-        while (::read(c.get(), sink, sizeof sink) > 0) {
-        }
+        while (::read(c.get(), sink, sizeof sink) > 0) {}
     }
   }
   accepted.clear();  // the service closes everything: flows end with FIN or RST
-  testing::run_until(io, [] { return false; }, 300ms);
+  testing::run_until(
+      io, [] { return false; }, 300ms);
   // A fresh, well-behaved connection still works (on a fresh fast_path; the old one's
   // connections still in the service's backlog are drained first).
   fast_path.reset();
@@ -572,39 +589,42 @@ TEST_F(TcpFastPathTest, SendsSuperSegmentsWithPartialChecksumsWhenOffloading) {
   ASSERT_EQ(::write(c.get(), sent.data(), sent.size()), static_cast<ssize_t>(sent.size()));
   std::vector<uint8_t> got;
   size_t supers = 0;
-  testing::run_until(io, [&] {
-    while (!offloaded.empty()) {
-      auto o = std::move(offloaded.front());
-      offloaded.pop_front();
-      EXPECT_EQ(o.hdr.flags, kVnetFNeedsCsum);
-      EXPECT_EQ(o.hdr.csum_start, kEthHeaderLen + 20);
-      EXPECT_EQ(o.hdr.csum_offset, 16);
-      EXPECT_LE(o.frame.size(), kEthHeaderLen + 65535u);
-      if (o.hdr.gso_type != kVnetGsoNone) {
-        ++supers;
-        EXPECT_EQ(o.hdr.gso_type, kVnetGsoTcp4);
-        EXPECT_EQ(o.hdr.gso_size, 1460);
-      }
-      // Segment and checksum it as the guest's kernel would; every piece must verify.
-      const auto chk = check_vnet_hdr(o.hdr, o.frame, 1500);
-      EXPECT_EQ(chk.verdict, VnetVerdict::kOk);
-      std::vector<uint8_t> scratch;
-      finish_in_software(o.frame, chk.offload, scratch, [&](std::span<const uint8_t> seg) {
-        const uint8_t* ip = seg.data() + kEthHeaderLen;
-        const size_t tcplen = ((ip[2] << 8) | ip[3]) - 20u;
-        const uint32_t pseudo = checksum_add({ip + 12, 8}) + 6 + static_cast<uint32_t>(tcplen);
-        EXPECT_EQ(checksum_fold(checksum_add({ip + 20, tcplen}, pseudo)), 0xffff);
-        auto ps = parse_tcp_segment(seg);
-        ASSERT_TRUE(ps);
-        EXPECT_LE(ps->payload.size(), 1460u);
-        EXPECT_EQ(ps->seq, ours + got.size());
-        got.insert(got.end(), ps->payload.begin(), ps->payload.end());
-      });
-      // Acknowledged as the guest would, before any retransmission timer fires.
-      EXPECT_TRUE(guest(kAck, 1001, ours + static_cast<uint32_t>(got.size())));
-    }
-    return got.size() >= sent.size();
-  }, 5s);
+  testing::run_until(
+      io,
+      [&] {
+        while (!offloaded.empty()) {
+          auto o = std::move(offloaded.front());
+          offloaded.pop_front();
+          EXPECT_EQ(o.hdr.flags, kVnetFNeedsCsum);
+          EXPECT_EQ(o.hdr.csum_start, kEthHeaderLen + 20);
+          EXPECT_EQ(o.hdr.csum_offset, 16);
+          EXPECT_LE(o.frame.size(), kEthHeaderLen + 65535u);
+          if (o.hdr.gso_type != kVnetGsoNone) {
+            ++supers;
+            EXPECT_EQ(o.hdr.gso_type, kVnetGsoTcp4);
+            EXPECT_EQ(o.hdr.gso_size, 1460);
+          }
+          // Segment and checksum it as the guest's kernel would; every piece must verify.
+          const auto chk = check_vnet_hdr(o.hdr, o.frame, 1500);
+          EXPECT_EQ(chk.verdict, VnetVerdict::kOk);
+          std::vector<uint8_t> scratch;
+          finish_in_software(o.frame, chk.offload, scratch, [&](std::span<const uint8_t> seg) {
+            const uint8_t* ip = seg.data() + kEthHeaderLen;
+            const size_t tcplen = ((ip[2] << 8) | ip[3]) - 20u;
+            const uint32_t pseudo = checksum_add({ip + 12, 8}) + 6 + static_cast<uint32_t>(tcplen);
+            EXPECT_EQ(checksum_fold(checksum_add({ip + 20, tcplen}, pseudo)), 0xffff);
+            auto ps = parse_tcp_segment(seg);
+            ASSERT_TRUE(ps);
+            EXPECT_LE(ps->payload.size(), 1460u);
+            EXPECT_EQ(ps->seq, ours + got.size());
+            got.insert(got.end(), ps->payload.begin(), ps->payload.end());
+          });
+          // Acknowledged as the guest would, before any retransmission timer fires.
+          EXPECT_TRUE(guest(kAck, 1001, ours + static_cast<uint32_t>(got.size())));
+        }
+        return got.size() >= sent.size();
+      },
+      5s);
   EXPECT_EQ(got, sent);
   EXPECT_GE(supers, 3u) << "200 kB at MSS 1460 fit in 4 super-segments of 44 MSS";
   EXPECT_EQ(fast_path->stats().super_segments_out, supers);

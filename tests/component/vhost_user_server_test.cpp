@@ -258,9 +258,7 @@ TEST(VhostUserServerListen, ListensReplacesStaleSocketsAndRefusesLiveOnes) {
     ASSERT_TRUE(causeway::testing::run_until(io, [&] { return a.connected(); }));
   }
   // A leftover socket file from a crashed process.
-  {
-    boost::asio::local::stream_protocol::acceptor stale(io, boost::asio::local::stream_protocol::endpoint(path));
-  }
+  { boost::asio::local::stream_protocol::acceptor stale(io, boost::asio::local::stream_protocol::endpoint(path)); }
   Server d(io, clock, dev, "d");
   EXPECT_TRUE(d.listen(path).has_value());
   d.close();

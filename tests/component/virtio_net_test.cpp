@@ -205,7 +205,7 @@ TEST_F(VirtioNetTest, GsoFramesShortHeadersAndBadChainsAreDroppedAndReturned) {
   gso.gso_type = 1;  // TCPV4: never offered
   send(make_frame(100), gso);
   const uint64_t g = ram.alloc(4);
-  tx.add_chain({{g, 4, false}});  // shorter than the header
+  tx.add_chain({{g, 4, false}});       // shorter than the header
   tx.set_desc(200, 0x1000, 64, 0, 0);  // buffer outside RAM
   tx.publish(200);
   dev.queue_notified(VirtioNetDevice::kTxQueue);

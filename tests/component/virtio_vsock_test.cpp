@@ -106,8 +106,7 @@ class VirtioVsockTest : public ::testing::Test {
   void kick() {
     dev.queue_notified(VirtioVsockDevice::kTxQueue);
     pump();
-    while (tx.take_used()) {
-    }
+    while (tx.take_used()) {}
   }
   void pump() {
     for (int i = 0; i < 10; ++i) {
@@ -458,7 +457,8 @@ TEST_F(VirtioVsockTest, HostConnectTimesOut) {
     result = ec;
     done = true;
   });
-  ASSERT_TRUE(causeway::testing::run_until(io, [&] { return done; }, std::chrono::seconds(2)));
+  ASSERT_TRUE(causeway::testing::run_until(
+      io, [&] { return done; }, std::chrono::seconds(2)));
   pump();
   EXPECT_EQ(result, boost::asio::error::timed_out);
   auto pk = guest.received();

@@ -222,23 +222,35 @@ int main(int argc, char** argv) {
   bool trace_frames = false;
   int mtu = 65520;
   bool with_vsock = false;
-  std::string machine = "q35";  // or microvm (virtio-mmio devices described by ACPI)
-  bool drop_after_lease = false;  // reconnect check: drop QEMU's connection once the guest has its lease  // debugging: print the command, let the user start QEMU (e.g. under gdb)
+  std::string machine = "q35";    // or microvm (virtio-mmio devices described by ACPI)
+  bool drop_after_lease = false;  // reconnect check: drop QEMU's connection once the guest has its lease  // debugging:
+                                  // print the command, let the user start QEMU (e.g. under gdb)
   std::string log_level = "warn";
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     auto next = [&]() -> std::string { return i + 1 < argc ? argv[++i] : ""; };
-    if (a == "--guest-dir") guest_dir = next();
-    else if (a == "--size") size = std::stoull(next());
-    else if (a == "--timeout") timeout_s = std::stoi(next());
-    else if (a == "--keep") keep = true;
-    else if (a == "--external-qemu") external_qemu = true;
-    else if (a == "--trace-frames") trace_frames = true;
-    else if (a == "--mtu") mtu = std::stoi(next());
-    else if (a == "--vsock") with_vsock = true;
-    else if (a == "--machine") machine = next();
-    else if (a == "--drop-after-lease") drop_after_lease = true;
-    else if (a == "--log") log_level = next();
+    if (a == "--guest-dir")
+      guest_dir = next();
+    else if (a == "--size")
+      size = std::stoull(next());
+    else if (a == "--timeout")
+      timeout_s = std::stoi(next());
+    else if (a == "--keep")
+      keep = true;
+    else if (a == "--external-qemu")
+      external_qemu = true;
+    else if (a == "--trace-frames")
+      trace_frames = true;
+    else if (a == "--mtu")
+      mtu = std::stoi(next());
+    else if (a == "--vsock")
+      with_vsock = true;
+    else if (a == "--machine")
+      machine = next();
+    else if (a == "--drop-after-lease")
+      drop_after_lease = true;
+    else if (a == "--log")
+      log_level = next();
     else {
       std::fprintf(stderr,
                    "usage: %s --guest-dir DIR [--size BYTES] [--mtu N] [--machine q35|microvm] [--vsock] "
@@ -265,7 +277,8 @@ int main(int argc, char** argv) {
   const fs::path sock = tmp / "net.sock", console = tmp / "console.log";
 
   // The file to fetch: a token line, then printable pseudo-random text.
-  std::mt19937_64 rng(static_cast<uint64_t>(::getpid()) * 2654435761u ^ static_cast<uint64_t>(Clk::now().time_since_epoch().count()));
+  std::mt19937_64 rng(static_cast<uint64_t>(::getpid()) * 2654435761u ^
+                      static_cast<uint64_t>(Clk::now().time_since_epoch().count()));
   const std::string token = "cw-vmm-e2e-" + std::to_string(::getpid()) + "-" + std::to_string(rng() % 1000000000);
   std::string body = token + "\n";
   body.reserve(size + 128);
@@ -286,8 +299,9 @@ int main(int argc, char** argv) {
   nat.mtu = static_cast<size_t>(mtu);
   vmm::VirtioNetDevice dev(io, clock, dev_cfg);
   TracingSink tracer(Clk::now(), trace_frames);
-  netstack::Engine engine(io, clock, nat, trace_frames ? static_cast<netstack::FramePort&>(tracer)
-                                                                          : static_cast<netstack::FramePort&>(dev));
+  netstack::Engine engine(
+      io, clock, nat,
+      trace_frames ? static_cast<netstack::FramePort&>(tracer) : static_cast<netstack::FramePort&>(dev));
   tracer.sink = &engine;
   tracer.port = &dev;
   if (trace_frames) {
@@ -334,26 +348,50 @@ int main(int argc, char** argv) {
   // vectors=0 (INTx, no MSI-X) on the NIC: QEMU 7.2 under TCG segfaults in
   // msix_set_vector_notifiers when vhost-user virtio-net-pci starts with
   // MSI-X (seen here: NULL dereference under vhost_net_start).
-  std::vector<std::string> cmd = {*qemu, "-accel", "tcg", "-machine", microvm ? "microvm,pit=on,rtc=on" : "q35",
-                                  "-m", "256", "-smp", "1",
-                                  "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
-                                  "-monitor", "none",
-                                  "-object", "memory-backend-memfd,id=mem,size=256M,share=on",
-                                  "-numa", "node,memdev=mem",
-                                  "-chardev", "socket,id=c0,path=" + sock.string() + ",reconnect=1",
-                                  "-netdev", "vhost-user,id=n0,chardev=c0",
-                                  "-device", microvm ? "virtio-net-device,netdev=n0,mrg_rxbuf=on,host_mtu=" + std::to_string(mtu)
-                                          : "virtio-net-pci,netdev=n0,mrg_rxbuf=on,host_mtu=" + std::to_string(mtu) + ",vectors=0",
-                                  "-kernel", kernel.string(), "-initrd", initrd.string(),
-                                  "-append", append,
-                                  "-serial", "file:" + console.string()};
+  std::vector<std::string> cmd = {
+      *qemu,
+      "-accel",
+      "tcg",
+      "-machine",
+      microvm ? "microvm,pit=on,rtc=on" : "q35",
+      "-m",
+      "256",
+      "-smp",
+      "1",
+      "-nodefaults",
+      "-no-user-config",
+      "-display",
+      "none",
+      "-no-reboot",
+      "-monitor",
+      "none",
+      "-object",
+      "memory-backend-memfd,id=mem,size=256M,share=on",
+      "-numa",
+      "node,memdev=mem",
+      "-chardev",
+      "socket,id=c0,path=" + sock.string() + ",reconnect=1",
+      "-netdev",
+      "vhost-user,id=n0,chardev=c0",
+      "-device",
+      microvm ? "virtio-net-device,netdev=n0,mrg_rxbuf=on,host_mtu=" + std::to_string(mtu)
+              : "virtio-net-pci,netdev=n0,mrg_rxbuf=on,host_mtu=" + std::to_string(mtu) + ",vectors=0",
+      "-kernel",
+      kernel.string(),
+      "-initrd",
+      initrd.string(),
+      "-append",
+      append,
+      "-serial",
+      "file:" + console.string()};
   if (with_vsock) {
     // MSI-X works for vhost-user-vsock-pci (unlike virtio-net-pci, above).
     // No reconnect=1 here: with it QEMU 7.2 connects the chardev
     // asynchronously and realizes vhost-user-vsock before the connection is
     // up ("Failed to set msg fds ... vhost_backend_init failed").
-    for (std::string a : {std::string("-chardev"), "socket,id=c1,path=" + (tmp / "vsock.sock").string(),
-                          std::string("-device"), std::string(microvm ? "vhost-user-vsock-device,chardev=c1" : "vhost-user-vsock-pci,chardev=c1")})
+    for (std::string a :
+         {std::string("-chardev"), "socket,id=c1,path=" + (tmp / "vsock.sock").string(), std::string("-device"),
+          std::string(microvm ? "vhost-user-vsock-device,chardev=c1" : "vhost-user-vsock-pci,chardev=c1")})
       cmd.push_back(std::move(a));
   }
   std::string joined;
@@ -361,8 +399,9 @@ int main(int argc, char** argv) {
   std::printf("vmm_e2e: %s\n", joined.c_str());
   const auto t0 = Clk::now();
   std::fflush(stdout);
-  const pid_t qpid = external_qemu ? spawn({"/bin/sleep", std::to_string(timeout_s)}, tmp / "qemu.out", tmp / "qemu.err")
-                                   : spawn(cmd, tmp / "qemu.out", tmp / "qemu.err");
+  const pid_t qpid = external_qemu
+                         ? spawn({"/bin/sleep", std::to_string(timeout_s)}, tmp / "qemu.out", tmp / "qemu.err")
+                         : spawn(cmd, tmp / "qemu.out", tmp / "qemu.err");
 
   std::optional<Clk::time_point> t_lease;
   int status = 0;
@@ -410,8 +449,10 @@ int main(int argc, char** argv) {
   if (!exited) {
     ::kill(qpid, SIGTERM);
     for (int i = 0; i < 30 && !exited; ++i) {
-      if (::waitpid(qpid, &status, WNOHANG) == qpid) exited = true;
-      else ::usleep(100000);
+      if (::waitpid(qpid, &status, WNOHANG) == qpid)
+        exited = true;
+      else
+        ::usleep(100000);
     }
     if (!exited) {
       ::kill(qpid, SIGKILL);
@@ -469,23 +510,25 @@ int main(int argc, char** argv) {
   const auto& s = dev.stats();
   const auto ss = server.stats();
   const auto es = engine.stats();
-  std::printf("vmm_e2e: device tx %lu frames (%lu in place, %lu csum completed, %lu malformed), rx %lu frames in %lu "
-              "buffers (%lu backlogged, %lu dropped no-buffers, %lu not-ready), broken %lu\n",
-              s.tx_frames, s.tx_zero_copy, s.tx_csum_completed, s.tx_malformed, s.rx_frames, s.rx_buffers,
-              s.rx_backlogged, s.rx_drops_no_buffers, s.rx_drops_not_ready, s.broken_queue);
-  std::printf("vmm_e2e: vhost-user %lu connection(s), %lu messages, %lu rejected, %lu kicks, %lu interrupts, "
-              "features %#lx, protocol features %#lx\n",
-              ss.connections, ss.session.messages, ss.session.rejected, ss.session.kicks, ss.session.interrupts,
-              seen_features, seen_protocol);
+  std::printf(
+      "vmm_e2e: device tx %lu frames (%lu in place, %lu csum completed, %lu malformed), rx %lu frames in %lu "
+      "buffers (%lu backlogged, %lu dropped no-buffers, %lu not-ready), broken %lu\n",
+      s.tx_frames, s.tx_zero_copy, s.tx_csum_completed, s.tx_malformed, s.rx_frames, s.rx_buffers, s.rx_backlogged,
+      s.rx_drops_no_buffers, s.rx_drops_not_ready, s.broken_queue);
+  std::printf(
+      "vmm_e2e: vhost-user %lu connection(s), %lu messages, %lu rejected, %lu kicks, %lu interrupts, "
+      "features %#lx, protocol features %#lx\n",
+      ss.connections, ss.session.messages, ss.session.rejected, ss.session.kicks, ss.session.interrupts, seen_features,
+      seen_protocol);
   if (with_vsock) {
     const auto vs = vsock_dev->stats();
     const auto vss = vsock_server->stats();
-    std::printf("vmm_e2e: vsock connect(1234): %s after %.1f ms; device rx %lu tx %lu packets, rst received %lu, "
-                "malformed %lu; vhost-user %lu messages, %lu rejected\n",
-                vsock_done ? vsock_result.message().c_str() : "no answer",
-                vsock_t1 && vsock_t0 ? std::chrono::duration<double, std::milli>(*vsock_t1 - *vsock_t0).count() : -1.0,
-                vs.rx_packets, vs.tx_packets, vs.rst_received, vs.malformed, vss.session.messages,
-                vss.session.rejected);
+    std::printf(
+        "vmm_e2e: vsock connect(1234): %s after %.1f ms; device rx %lu tx %lu packets, rst received %lu, "
+        "malformed %lu; vhost-user %lu messages, %lu rejected\n",
+        vsock_done ? vsock_result.message().c_str() : "no answer",
+        vsock_t1 && vsock_t0 ? std::chrono::duration<double, std::milli>(*vsock_t1 - *vsock_t0).count() : -1.0,
+        vs.rx_packets, vs.tx_packets, vs.rst_received, vs.malformed, vss.session.messages, vss.session.rejected);
   }
   std::printf("vmm_e2e: engine frames in %lu out %lu dropped %lu\n", es.frames_in, es.frames_out, es.dropped_total());
   std::printf("vmm_e2e: QEMU ran %.1fs, %s %d\n", static_cast<double>(ms(t_end - t0)) / 1000.0,

@@ -59,8 +59,8 @@ class TinyHttpServer {
       auto sock = std::make_shared<boost::asio::ip::tcp::socket>(std::move(s));
       auto buf = std::make_shared<boost::asio::streambuf>();
       boost::asio::async_read_until(*sock, *buf, "\r\n\r\n", [this, sock, buf](boost::system::error_code, size_t) {
-        auto reply = std::make_shared<std::string>("HTTP/1.0 200 OK\r\nContent-Length: " +
-                                                   std::to_string(body_.size()) + "\r\n\r\n" + body_);
+        auto reply = std::make_shared<std::string>(
+            "HTTP/1.0 200 OK\r\nContent-Length: " + std::to_string(body_.size()) + "\r\n\r\n" + body_);
         boost::asio::async_write(*sock, boost::asio::buffer(*reply),
                                  [sock, reply](boost::system::error_code, size_t) {});
       });
@@ -100,8 +100,8 @@ class VmAgentTest : public ::testing::Test {
     if (auto v = machine::check_qemu("qemu-system-x86_64"); !v) GTEST_SKIP() << v.error();
     // An image from before the agent existed (or built with --no-agent) would panic at
     // rdinit=: say so instead of failing on a stale build product.
-    const std::string list = "gzip -dc '" + guest_ + "/initramfs.cpio.gz' | cpio -t --quiet 2>/dev/null" +
-                             " | grep -qx sbin/causeway-agent";
+    const std::string list =
+        "gzip -dc '" + guest_ + "/initramfs.cpio.gz' | cpio -t --quiet 2>/dev/null" + " | grep -qx sbin/causeway-agent";
     if (std::system(list.c_str()) != 0)
       GTEST_SKIP() << guest_ << "/initramfs.cpio.gz has no sbin/causeway-agent: rebuild the image "
                    << "(cmake --build build --target causeway-agent && scripts/build-guest.sh)";
@@ -109,8 +109,10 @@ class VmAgentTest : public ::testing::Test {
     tmp_ = mkdtemp(tmpl);
   }
   void TearDown() override {
-    if (!tmp_.empty() && !::testing::Test::HasFailure()) fs::remove_all(tmp_);
-    else if (!tmp_.empty()) std::fprintf(stderr, "kept %s\n", tmp_.c_str());
+    if (!tmp_.empty() && !::testing::Test::HasFailure())
+      fs::remove_all(tmp_);
+    else if (!tmp_.empty())
+      std::fprintf(stderr, "kept %s\n", tmp_.c_str());
   }
 
   // Boots the guest, runs `run` after `net` (if any), shuts down after Exited.
@@ -166,10 +168,13 @@ class VmAgentTest : public ::testing::Test {
       EXPECT_FALSE(session->run(run));
     });
     // Until the session ends and QEMU exits (the guest powers off after Shutdown).
-    testing::run_until(io_, [&] { return res.qemu.has_value() && (res.end || !session); }, kBootBudget + 30s);
+    testing::run_until(
+        io_, [&] { return res.qemu.has_value() && (res.end || !session); }, kBootBudget + 30s);
     if (!res.qemu) (*qemu)->terminate(1s);
-    testing::run_until(io_, [&] { return res.qemu.has_value(); }, 5s);
-    testing::run_until(io_, [&] { return res.end.has_value(); }, 2s);
+    testing::run_until(
+        io_, [&] { return res.qemu.has_value(); }, 5s);
+    testing::run_until(
+        io_, [&] { return res.end.has_value(); }, 2s);
     res.console = machine::tail_file(o.console_log, 40);
     if (std::getenv("CW_VM_VERBOSE")) std::fprintf(stderr, "%s\n", why(res).c_str());
     return res;
@@ -194,7 +199,9 @@ TEST_F(VmAgentTest, StaticNetworkConfigReachesAHostServiceAndExitStatusPropagate
   TinyHttpServer http(io_, "hello from the host\n");
   const std::string script =
       "ip -4 addr show dev eth0; ip route; cat /etc/resolv.conf; cat /sys/class/net/eth0/mtu; "
-      "wget -q -O - http://10.0.2.2:" + std::to_string(http.port()) + "/probe; "
+      "wget -q -O - http://10.0.2.2:" +
+      std::to_string(http.port()) +
+      "/probe; "
       "echo to-stderr >&2; exit 7";
   const auto r = boot_and_run(agent::Run{{"sh", "-c", script}, {}, "/", false, 0, 0}, slirp_static());
   ASSERT_TRUE(r.end) << why(r);

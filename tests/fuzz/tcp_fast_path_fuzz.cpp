@@ -99,7 +99,8 @@ std::vector<uint8_t> segment(const cn::NatConfig& cfg, uint16_t sport, uint16_t 
   uint8_t* t = ip + 20;
   t[0] = static_cast<uint8_t>(sport >> 8), t[1] = static_cast<uint8_t>(sport);
   t[2] = static_cast<uint8_t>(dport >> 8), t[3] = static_cast<uint8_t>(dport);
-  for (int i = 0; i < 4; ++i) t[4 + i] = static_cast<uint8_t>(seq >> (24 - 8 * i)), t[8 + i] = static_cast<uint8_t>(ack >> (24 - 8 * i));
+  for (int i = 0; i < 4; ++i)
+    t[4 + i] = static_cast<uint8_t>(seq >> (24 - 8 * i)), t[8 + i] = static_cast<uint8_t>(ack >> (24 - 8 * i));
   t[12] = static_cast<uint8_t>(((20 + optlen) / 4) << 4);
   t[13] = flags;
   t[14] = static_cast<uint8_t>(window >> 8), t[15] = static_cast<uint8_t>(window);
@@ -117,8 +118,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   static World* w = new World;  // one listener for the process; flows are per input
   Sink sink;
   constexpr size_t kCap = 16;
-  auto fast_path = std::make_unique<cn::TcpFastPath>(w->io, w->cfg, [&](std::span<const uint8_t> f) { sink.send_to_guest(f); },
-                                                  kCap, 2);
+  auto fast_path = std::make_unique<cn::TcpFastPath>(
+      w->io, w->cfg, [&](std::span<const uint8_t> f) { sink.send_to_guest(f); }, kCap, 2);
   cn::mirror::MirrorLinkConfig mc;
   mc.name = "fuzz0";
   mc.max_udp_flows = 4;
@@ -171,7 +172,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         a.sin_port = htons(w->port);
         if (::connect(client.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) break;
         causeway::UniqueFd acc(::accept4(w->listener.get(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC));
-        cn::TcpFastPath::Key key{AF_INET, {}, {}, static_cast<uint16_t>(8000 + (r.u8() & 3)), static_cast<uint16_t>(33000 + (r.u8() & 3))};
+        cn::TcpFastPath::Key key{
+            AF_INET, {}, {}, static_cast<uint16_t>(8000 + (r.u8() & 3)), static_cast<uint16_t>(33000 + (r.u8() & 3))};
         std::memcpy(key.gaddr.data(), &w->cfg.guest, 4);
         std::memcpy(key.daddr.data(), &w->cfg.gateway, 4);
         (void)fast_path->open_to_guest(std::move(acc), key, cn::Mac{0x52, 0x54, 0, 0, 0, 1});
@@ -184,7 +186,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         break;
       case 5: {
         auto frame = r.bytes(r.u16() % 1600);
-        if (frame.size() >= 6) std::copy(cn::mirror::kMirrorRouterMac.begin(), cn::mirror::kMirrorRouterMac.end(), frame.begin());
+        if (frame.size() >= 6)
+          std::copy(cn::mirror::kMirrorRouterMac.begin(), cn::mirror::kMirrorRouterMac.end(), frame.begin());
         link->on_guest_frame(frame);
         break;
       }
@@ -203,7 +206,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         std::vector<uint8_t> scratch;
         cn::finish_in_software(f, c.offload, scratch, [&](std::span<const uint8_t> s) {
           if (s.size() > 1500 + cn::kEthHeaderLen && !c.offload.gso) return;  // the engine checks the MTU
-          if (s.size() > 1500 + cn::kEthHeaderLen) __builtin_trap();        // a segment over the MTU
+          if (s.size() > 1500 + cn::kEthHeaderLen) __builtin_trap();          // a segment over the MTU
           std::vector<uint8_t> copy(s.begin(), s.end());
           if (copy.size() >= 6)
             std::copy(cn::mirror::kMirrorRouterMac.begin(), cn::mirror::kMirrorRouterMac.end(), copy.begin());
@@ -216,7 +219,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         std::array<uint8_t, cn::kVnetHdrLen> hb{};
         for (auto& b : hb) b = r.u8();
         auto frame = r.bytes(r.u16() % (cn::kMaxGsoFrame + 64));
-        if (frame.size() >= 6) std::copy(cn::mirror::kMirrorRouterMac.begin(), cn::mirror::kMirrorRouterMac.end(), frame.begin());
+        if (frame.size() >= 6)
+          std::copy(cn::mirror::kMirrorRouterMac.begin(), cn::mirror::kMirrorRouterMac.end(), frame.begin());
         link->on_guest_offload_frame(frame, cn::read_vnet_hdr(hb));
         break;
       }

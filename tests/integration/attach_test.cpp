@@ -66,7 +66,8 @@ TEST_F(Attach, SigintDetachesWithStatus0) {
         return r.status == 0 || !causeway.running();
       },
       kStartTimeout))
-      << r.describe() << "\n" << causeway.describe();
+      << r.describe() << "\n"
+      << causeway.describe();
   ASSERT_TRUE(causeway.running()) << causeway.describe();
   EXPECT_EQ(causeway.stop(SIGINT), 0) << causeway.describe();
 }
@@ -98,16 +99,15 @@ TEST_F(Attach, ProcessNamespaceByPidServesPublishedPort) {
   if (auto why = missing_tool("unshare", "util-linux")) GTEST_SKIP() << *why;
   TempDir dir;
   // A process in its own network namespace, with a server but no network yet.
-  BackgroundProcess guest({"unshare", "--net", "--", kNetprobe, "serve", "--tcp", std::to_string(kGuestTcpPort),
-                           "--lifetime", "40"},
-                          dir.path(), "guest");
+  BackgroundProcess guest(
+      {"unshare", "--net", "--", kNetprobe, "serve", "--tcp", std::to_string(kGuestTcpPort), "--lifetime", "40"},
+      dir.path(), "guest");
   ASSERT_TRUE(guest.wait_for_output("ready", kStartTimeout)) << guest.describe();
 
   const uint16_t port = pick_free_port();
-  BackgroundProcess causeway(
-      {kCauseway, "netns", "--attach", std::to_string(guest.pid()), "-p",
-       "127.0.0.1:" + std::to_string(port) + ":" + std::to_string(kGuestTcpPort)},
-      dir.path(), "causeway");
+  BackgroundProcess causeway({kCauseway, "netns", "--attach", std::to_string(guest.pid()), "-p",
+                              "127.0.0.1:" + std::to_string(port) + ":" + std::to_string(kGuestTcpPort)},
+                             dir.path(), "causeway");
   testtools::Exchange r;
   EXPECT_TRUE(wait_until(
       [&] {

@@ -38,8 +38,14 @@ std::vector<std::string> as_nobody(const std::vector<std::string>& argv) {
 
 std::vector<std::string> probe_send(std::string_view proto, std::string_view ip, uint16_t port,
                                     std::string_view message, Ms timeout) {
-  return {kNetprobe,        "send",         std::string(proto), std::string(ip), std::to_string(port),
-          std::string(message), "--timeout-ms", std::to_string(timeout.count())};
+  return {kNetprobe,
+          "send",
+          std::string(proto),
+          std::string(ip),
+          std::to_string(port),
+          std::string(message),
+          "--timeout-ms",
+          std::to_string(timeout.count())};
 }
 
 std::optional<std::string> missing_tool(std::string_view tool, std::string_view debian_package) {

@@ -22,7 +22,7 @@ namespace causeway::integration {
 
 inline const std::string kCauseway = CAUSEWAY_BINARY;
 inline const std::string kNetprobe = CAUSEWAY_NETPROBE;
-inline constexpr uid_t kNobody = 65534;  // Debian's nobody/nogroup
+inline constexpr uid_t kNobody = 65534;    // Debian's nobody/nogroup
 inline constexpr Ms kGuestIoTimeout = 3s;  // one request/reply from the guest or the host
 inline constexpr Ms kStartTimeout = 5s;    // a background causeway or guest server getting ready
 

@@ -56,10 +56,10 @@ TEST_F(ControlSocketSafety, SocketIsOwnerOnlyUnderUmask000) {
 }
 
 // Child exit codes for the connection attempt below.
-constexpr int kRefused = 0;      // connection closed without a reply
-constexpr int kAnswered = 1;     // got a reply: the peer check did not happen
-constexpr int kNoConnect = 2;    // connect() failed
-constexpr int kNoIdentity = 3;   // could not take the other uid
+constexpr int kRefused = 0;     // connection closed without a reply
+constexpr int kAnswered = 1;    // got a reply: the peer check did not happen
+constexpr int kNoConnect = 2;   // connect() failed
+constexpr int kNoIdentity = 3;  // could not take the other uid
 
 // In a forked child: become effective uid 65534 (real and filesystem uid stay
 // 0), connect to `path`, ask for status, and report what happened.
@@ -93,8 +93,8 @@ TEST_F(ControlSocketSafety, PeerWithAnotherUidIsRefusedAndCounted) {
   int wstatus = 0;
   ASSERT_EQ(::waitpid(child, &wstatus, 0), child);
   ASSERT_TRUE(WIFEXITED(wstatus));
-  ASSERT_EQ(WEXITSTATUS(wstatus), kRefused) << "child exit code " << WEXITSTATUS(wstatus)
-                                             << " (1: answered, 2: could not connect, 3: could not change uid)";
+  ASSERT_EQ(WEXITSTATUS(wstatus), kRefused)
+      << "child exit code " << WEXITSTATUS(wstatus) << " (1: answered, 2: could not connect, 3: could not change uid)";
 
   // Our own uid (root) is still served, and the refusal was counted.
   const auto status = run(ctl_argv(guest.control_socket(), {"status"}));

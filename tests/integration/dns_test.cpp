@@ -67,15 +67,15 @@ using json = nlohmann::json;
 
 // ---- limits ------------------------------------------------------------------
 
-constexpr Ms kDigTimeout = 6s;             // one dig process (its own +time bounds it first)
-constexpr Ms kUpstreamStart = 3s;          // dnsmasq answering after it was started
-constexpr Ms kFollowDeadline = 1s;         // issue 5: new servers are used within 1 s
-constexpr Ms kFollowPoll = 3s;             // how long we look before calling a switch missing
-constexpr Ms kProxyDeadline = 5s;          // dns::ProxyLimits::kQueryDeadline
+constexpr Ms kDigTimeout = 6s;                          // one dig process (its own +time bounds it first)
+constexpr Ms kUpstreamStart = 3s;                       // dnsmasq answering after it was started
+constexpr Ms kFollowDeadline = 1s;                      // issue 5: new servers are used within 1 s
+constexpr Ms kFollowPoll = 3s;                          // how long we look before calling a switch missing
+constexpr Ms kProxyDeadline = 5s;                       // dns::ProxyLimits::kQueryDeadline
 constexpr Ms kServfailBound = kProxyDeadline + 1500ms;  // + dig and nsenter start-up, a busy machine
-constexpr Ms kRawReplyWait = 2s;           // the raw-socket tests wait this long for replies
-constexpr int kLargeTxtRecords = 16;       // × 250-byte strings: ~4 KB, far over dig's 1232-byte EDNS size
-constexpr int kServerLifetimeS = 45;       // the namespace's command; bounds a leaked namespace
+constexpr Ms kRawReplyWait = 2s;                        // the raw-socket tests wait this long for replies
+constexpr int kLargeTxtRecords = 16;  // × 250-byte strings: ~4 KB, far over dig's 1232-byte EDNS size
+constexpr int kServerLifetimeS = 45;  // the namespace's command; bounds a leaked namespace
 
 // dig bounded: one try, 2 s (UDP or TCP).
 const std::vector<std::string> kDigBounds = {"+time=2", "+tries=1"};
@@ -146,7 +146,9 @@ struct ReplyHeader {
 
 std::optional<ReplyHeader> reply_header(std::string_view m) {
   if (m.size() < 12) return std::nullopt;
-  auto at = [&](size_t i) { return static_cast<uint16_t>(static_cast<uint8_t>(m[i]) << 8 | static_cast<uint8_t>(m[i + 1])); };
+  auto at = [&](size_t i) {
+    return static_cast<uint16_t>(static_cast<uint8_t>(m[i]) << 8 | static_cast<uint8_t>(m[i + 1]));
+  };
   return ReplyHeader{at(0), (at(2) & 0x8000) != 0, static_cast<uint8_t>(at(2) & 0xf), at(6)};
 }
 
@@ -318,11 +320,11 @@ class Dnsmasq {
   // Any reply (even REFUSED) to a UDP query means it is serving.
   bool wait_ready() {
     return wait_until(
-        [&] {
-          if (!process_.running()) return true;
-          return testtools::udp_exchange(address_, port_, dns_query(0x5eed, "ready.example.test"), 100ms).ok();
-        },
-        kUpstreamStart) &&
+               [&] {
+                 if (!process_.running()) return true;
+                 return testtools::udp_exchange(address_, port_, dns_query(0x5eed, "ready.example.test"), 100ms).ok();
+               },
+               kUpstreamStart) &&
            process_.running();
   }
 
@@ -338,7 +340,8 @@ class Dnsmasq {
 class DnsGuest {
  public:
   DnsGuest(const fs::path& dir, const fs::path& host_resolv_conf, std::vector<std::string> options = {})
-      : control_(dir / "control.sock"), process_(argv(host_resolv_conf, control_, std::move(options)), dir, "causeway") {
+      : control_(dir / "control.sock"),
+        process_(argv(host_resolv_conf, control_, std::move(options)), dir, "causeway") {
     ready_ = process_.wait_for_output("\n", kStartTimeout);
     if (ready_) {
       std::istringstream in(process_.out());
@@ -415,8 +418,8 @@ class DnsTest : public testing::Test {
       GTEST_SKIP() << "needs root: dnsmasq upstreams bind port 53 on loopback addresses, and the test enters "
                       "causeway's namespace with nsenter/setns";
     if (auto why = netns_unavailable()) GTEST_SKIP() << *why;
-    for (auto [tool, package] : {std::pair{"dnsmasq", "dnsmasq-base"}, {"dig", "bind9-dnsutils"},
-                                 {"nsenter", "util-linux"}})
+    for (auto [tool, package] :
+         {std::pair{"dnsmasq", "dnsmasq-base"}, {"dig", "bind9-dnsutils"}, {"nsenter", "util-linux"}})
       if (auto why = missing_tool(tool, package)) GTEST_SKIP() << *why;
   }
 
@@ -468,8 +471,8 @@ const RecordCase kRecordCases[] = {
     {"alias.example.test", "CNAME", "NOERROR", "www.example.test."},
     {"example.test", "NS", "NOERROR", "ns1.example.test."},
     {"example.test", "SOA", "NOERROR", "ns1.example.test. hostmaster.example.test. 2024010101 1200 180 1209600 600"},
-    {"nx.example.test", "A", "NXDOMAIN", ""},    // NXDOMAIN preserved
-    {"www.example.test", "MX", "NOERROR", ""},   // NODATA preserved
+    {"nx.example.test", "A", "NXDOMAIN", ""},   // NXDOMAIN preserved
+    {"www.example.test", "MX", "NOERROR", ""},  // NODATA preserved
 };
 
 // Every case through the proxy (`via` names the server and transport) and
@@ -489,7 +492,9 @@ void expect_record_cases_match(const DnsGuest& guest, const Dnsmasq& upstream, c
     } else {
       EXPECT_TRUE(proxied.answers.empty()) << proxied.raw;
     }
-    EXPECT_EQ(proxied.canonical, direct.canonical) << "through the proxy:\n" << proxied.raw << "\ndirect:\n" << direct.raw;
+    EXPECT_EQ(proxied.canonical, direct.canonical) << "through the proxy:\n"
+                                                   << proxied.raw << "\ndirect:\n"
+                                                   << direct.raw;
   }
 }
 
@@ -530,7 +535,9 @@ TEST_P(DnsOverUdp, LargeTxtAnswerComesBackTruncated) {
   const DigReply direct = parse_dig(up->dig({"+ignore", "big.example.test", "TXT"}));
   EXPECT_EQ(proxied.status, "NOERROR") << proxied.raw;
   EXPECT_TRUE(proxied.flags.contains("tc")) << proxied.raw;
-  EXPECT_EQ(proxied.canonical, direct.canonical) << "through the proxy:\n" << proxied.raw << "\ndirect:\n" << direct.raw;
+  EXPECT_EQ(proxied.canonical, direct.canonical) << "through the proxy:\n"
+                                                 << proxied.raw << "\ndirect:\n"
+                                                 << direct.raw;
 }
 
 TEST_P(DnsOverUdp, LocalZoneAnswersHostAndGatewayWithoutAskingUpstream) {
@@ -595,23 +602,31 @@ TEST_P(DnsOverUdp, MalformedQueriesGetFormerrOrAreDroppedAndCountedAndTheProxyKe
       {"no question", dns_header(0xb003, kFlagsQuery, 0), Expect::kFormErr},
       {"two questions", dns_header(0xb004, kFlagsQuery, 2) + q + q, Expect::kFormErr},
       {"label runs past the end", dns_header(0xb005, kFlagsQuery, 1) + "\x3f" + "abc", Expect::kFormErr},
-      {"compression pointer to itself",
-       dns_header(0xb006, kFlagsQuery, 1) + "\xc0\x0c" + u16(kTypeA) + u16(1), Expect::kFormErr},
+      {"compression pointer to itself", dns_header(0xb006, kFlagsQuery, 1) + "\xc0\x0c" + u16(kTypeA) + u16(1),
+       Expect::kFormErr},
       {"compression loop through two labels",
        // offset 12: "a" -> 16: "b" -> 12 …
-       dns_header(0xb007, kFlagsQuery, 1) + "\x01" "a" "\xc0\x10" "\x01" "b" "\xc0\x0c" + u16(kTypeA) + u16(1),
+       dns_header(0xb007, kFlagsQuery, 1) +
+           "\x01"
+           "a"
+           "\xc0\x10"
+           "\x01"
+           "b"
+           "\xc0\x0c" +
+           u16(kTypeA) + u16(1),
        Expect::kFormErr},
-      {"reserved label type 0x40", dns_header(0xb008, kFlagsQuery, 1) + "\x41" + std::string(1, 'x') + '\0' +
-                                       u16(kTypeA) + u16(1),
+      {"reserved label type 0x40",
+       dns_header(0xb008, kFlagsQuery, 1) + "\x41" + std::string(1, 'x') + '\0' + u16(kTypeA) + u16(1),
        Expect::kFormErr},
       {"name over 255 bytes", dns_header(0xb009, kFlagsQuery, 1) + long_name + '\0' + u16(kTypeA) + u16(1),
        Expect::kFormErr},
-      {"question without type and class", dns_header(0xb00a, kFlagsQuery, 1) + dns_name("www.example.test") + std::string(1, '\0'),
-       Expect::kFormErr},
+      {"question without type and class",
+       dns_header(0xb00a, kFlagsQuery, 1) + dns_name("www.example.test") + std::string(1, '\0'), Expect::kFormErr},
       {"huge record counts", dns_header(0xb00b, kFlagsQuery, 1, 0xffff, 0xffff, 0xffff) + q, Expect::kFormErr},
       // An OPT record cut after its class: TTL and RDLENGTH missing.
-      {"record runs past the end", dns_header(0xb00c, kFlagsQuery, 1, 0, 0, 1) + q + std::string(1, '\0') + u16(41) +
-                                       u16(1232) + std::string(3, '\0'),
+      {"record runs past the end",
+       dns_header(0xb00c, kFlagsQuery, 1, 0, 0, 1) + q + std::string(1, '\0') + u16(41) + u16(1232) +
+           std::string(3, '\0'),
        Expect::kFormErr},
       {"opcode STATUS", dns_header(0xb00d, 0x1100, 1) + q, Expect::kNotImp},
   };
@@ -717,9 +732,9 @@ TEST_F(DnsOverTcp, EveryRecordTypeNxdomainAndNodataMatchTheUpstream) {
 
   const json after = guest.dns_stats();
   const auto n = std::size(kRecordCases);
-  EXPECT_EQ(counter(after.value("tcp", json::object()), "queries") -
-                counter(before.value("tcp", json::object()), "queries"),
-            n)
+  EXPECT_EQ(
+      counter(after.value("tcp", json::object()), "queries") - counter(before.value("tcp", json::object()), "queries"),
+      n)
       << after.dump(2);
   EXPECT_EQ(counter(after, "answers") - counter(before, "answers"), n) << after.dump(2);
 }
@@ -746,9 +761,9 @@ TEST_F(DnsOverTcp, LargeTxtTruncatedOverUdpIsAnsweredInFullOverTcp) {
   EXPECT_EQ(d.canonical, direct.canonical) << "through the proxy:\n" << d.raw << "\ndirect:\n" << direct.raw;
 
   const json after = guest.dns_stats();
-  EXPECT_EQ(counter(after.value("tcp", json::object()), "queries") -
-                counter(before.value("tcp", json::object()), "queries"),
-            1u)
+  EXPECT_EQ(
+      counter(after.value("tcp", json::object()), "queries") - counter(before.value("tcp", json::object()), "queries"),
+      1u)
       << after.dump(2);
 }
 
@@ -843,16 +858,17 @@ void expect_switch_within_deadline(DnsGuest& guest, const std::function<void()>&
         return true;
       },
       kFollowPoll);
-  ASSERT_NE(switched, Clock::time_point::max()) << "still not answered by the new server after "
-                                                << kFollowPoll.count() << " ms:\n"
-                                                << last.describe();
+  ASSERT_NE(switched, Clock::time_point::max())
+      << "still not answered by the new server after " << kFollowPoll.count() << " ms:\n"
+      << last.describe();
   const auto took = std::chrono::duration_cast<Ms>(switched - t0);
   EXPECT_LE(took, kFollowDeadline) << "the new server answered only after " << took.count() << " ms";
   std::printf("[          ] new server answering %lld ms after the change (upper bound: includes dig)\n",
               static_cast<long long>(took.count()));
 
   // Every way in uses the new server, and stats say so.
-  for (auto via : {std::vector<std::string>{"+short", "@fd00::3"}, std::vector<std::string>{"+short", "+tcp", "@10.0.2.3"}}) {
+  for (auto via :
+       {std::vector<std::string>{"+short", "@fd00::3"}, std::vector<std::string>{"+short", "+tcp", "@10.0.2.3"}}) {
     via.push_back("who.example.test");
     const auto r = guest.dig(via);
     EXPECT_EQ(r.out, want + "\n") << r.describe();
@@ -1011,7 +1027,7 @@ TEST_F(DnsUpstreams, KilledUpstreamGivesServfailWithinTheDeadlineAndRestartedUps
 // guest gets SERVFAIL from the proxy's deadline, not silence.
 TEST_F(DnsUpstreams, SilentUpstreamGivesServfailAtTheProxyDeadline) {
   const std::string silent = addresses_.next();
-  PortHolder udp(silent, 53, SOCK_DGRAM);  // bound, never read
+  PortHolder udp(silent, 53, SOCK_DGRAM);   // bound, never read
   PortHolder tcp(silent, 53, SOCK_STREAM);  // listening, never accepted
   ASSERT_TRUE(udp.ok() && tcp.ok()) << udp.error() << tcp.error();
   write_resolv({silent});
@@ -1061,8 +1077,8 @@ TEST_F(DnsInNamespace, CommandsResolveThroughTheNamespaceResolvConf) {
 // (and the machine's real resolver must not be queried by a test).
 TEST_F(DnsInNamespace, PlainModeRefusesAResolverFileItCannotFollow) {
   write_resolv({"127.53.0.1"});
-  const auto r = run(netns_argv({"--no-dns-tunneling", "--host-resolv-conf", resolv_path().string()}, {"true"}),
-                     kDigTimeout);
+  const auto r =
+      run(netns_argv({"--no-dns-tunneling", "--host-resolv-conf", resolv_path().string()}, {"true"}), kDigTimeout);
   EXPECT_EQ(r.status, 2) << r.describe();
   EXPECT_NE(r.err.find("--host-resolv-conf"), std::string::npos) << r.describe();
 }

@@ -121,8 +121,8 @@ TEST_P(GuestToHost, RawSynToHostLoopbackAddressIsResetEvenWithNoHostLoopback) {
 TEST_P(GuestToHost, UnprivilegedUserReachesHostLoopbackServerThroughGateway) {
   if (auto why = nobody_netns_unavailable()) GTEST_SKIP() << *why;
   HostTcpServer server(loopback(family()));
-  const auto r = run(
-      as_nobody(netns_argv({}, probe_send("tcp", guest_gateway(family()), server.port(), "from-unprivileged"))));
+  const auto r =
+      run(as_nobody(netns_argv({}, probe_send("tcp", guest_gateway(family()), server.port(), "from-unprivileged"))));
   EXPECT_EQ(r.status, 0) << r.describe();
   EXPECT_EQ(r.out, "echo:from-unprivileged\n") << r.describe();
   EXPECT_EQ(server.connections(), 1);

@@ -44,9 +44,7 @@ int shell_status(int wait_status) {
   return -1;
 }
 
-UniqueFd open_pidfd(pid_t pid) {
-  return UniqueFd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
-}
+UniqueFd open_pidfd(pid_t pid) { return UniqueFd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0))); }
 
 // True once `pid` (our child, not yet reaped) has exited. Does not reap it.
 bool has_exited(pid_t pid) {
@@ -59,8 +57,7 @@ bool has_exited(pid_t pid) {
 int kill_group_and_reap(pid_t pid) {
   ::kill(-pid, SIGKILL);
   int st = 0;
-  while (::waitpid(pid, &st, 0) < 0 && errno == EINTR) {
-  }
+  while (::waitpid(pid, &st, 0) < 0 && errno == EINTR) {}
   return shell_status(st);
 }
 
@@ -219,8 +216,10 @@ RunResult run(const std::vector<std::string>& argv, Ms timeout) {
       if (!(s.revents & (POLLIN | POLLHUP | POLLERR))) continue;
       char buf[8192];
       const ssize_t got = ::read(s.fd.get(), buf, sizeof buf);
-      if (got > 0) s.text.append(buf, static_cast<size_t>(got));
-      else if (got == 0 || errno != EINTR) s.fd.reset();
+      if (got > 0)
+        s.text.append(buf, static_cast<size_t>(got));
+      else if (got == 0 || errno != EINTR)
+        s.fd.reset();
     }
   }
   if (!exited && !has_exited(pid)) {
@@ -352,7 +351,9 @@ uint16_t pick_free_port() {
   throw std::runtime_error("no port free on both 127.0.0.1 and ::1 after many tries");
 }
 
-PortHolder::PortHolder(std::string_view ip, uint16_t port, int type) { fd_ = open_socket(ip, port, type, error_, nullptr); }
+PortHolder::PortHolder(std::string_view ip, uint16_t port, int type) {
+  fd_ = open_socket(ip, port, type, error_, nullptr);
+}
 
 // ---- HostTcpServer ---------------------------------------------------------
 

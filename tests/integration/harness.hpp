@@ -133,11 +133,11 @@ bool wait_until(Pred&& pred, Ms timeout, Ms interval = kPollInterval) {
 
 enum class Family { kIpv4, kIpv6 };
 
-std::string_view loopback(Family f);         // "127.0.0.1" / "::1"
-std::string_view guest_gateway(Family f);    // what the guest dials for the host's loopback: "10.0.2.2" / "fd00::2"
-std::string url_host(std::string_view ip);   // "10.0.2.2" / "[fd00::2]"
-std::string family_name(Family f);           // "Ipv4" / "Ipv6", for test parameter names
-void PrintTo(Family f, std::ostream* os);    // gtest prints parameters with this
+std::string_view loopback(Family f);        // "127.0.0.1" / "::1"
+std::string_view guest_gateway(Family f);   // what the guest dials for the host's loopback: "10.0.2.2" / "fd00::2"
+std::string url_host(std::string_view ip);  // "10.0.2.2" / "[fd00::2]"
+std::string family_name(Family f);          // "Ipv4" / "Ipv6", for test parameter names
+void PrintTo(Family f, std::ostream* os);   // gtest prints parameters with this
 
 // A port that was free for TCP and UDP on both 127.0.0.1 and ::1 when asked
 // (ports from the kernel's ephemeral range, found by binding port 0).

@@ -79,8 +79,7 @@ TEST_P(HarnessServers, PickedPortIsFreeAndHolderMakesItBusy) {
   EXPECT_EQ(refused.error, ECONNREFUSED) << refused.describe();
 }
 
-INSTANTIATE_TEST_SUITE_P(Families, HarnessServers, testing::Values(Family::kIpv4, Family::kIpv6),
-                         family_param_name);
+INSTANTIATE_TEST_SUITE_P(Families, HarnessServers, testing::Values(Family::kIpv4, Family::kIpv6), family_param_name);
 
 TEST(Harness, NetprobeServesAndSendsOnHostLoopback) {
   TempDir dir;

@@ -141,7 +141,8 @@ class MirrorSync : public testing::Test {
     must(host_->ip({"addr", "add", "2001:db8:2::10/64", "dev", "lan0", "nodad"}));
     must(host_->ip({"route", "add", "default", "via", "192.0.2.1", "dev", "lan0", "metric", "100"}));
     must(host_->ip({"-6", "route", "add", "default", "via", "2001:db8:2::1", "dev", "lan0", "metric", "100"}));
-    must(host_->ip({"route", "add", "198.18.0.0/16", "via", "192.0.2.254", "dev", "lan0", "metric", "50", "table", "100"}));
+    must(host_->ip(
+        {"route", "add", "198.18.0.0/16", "via", "192.0.2.254", "dev", "lan0", "metric", "50", "table", "100"}));
   }
 
   void TearDown() override {
@@ -240,9 +241,13 @@ class MirrorSync : public testing::Test {
           return want.links == got.links && want.addresses == got.addresses && want.routes == got.routes;
         },
         kSyncBound, 20ms);
-    EXPECT_TRUE(same) << "links want:\n" << join(want.links) << "got:\n" << join(got.links)
-                      << "addresses want:\n" << join(want.addresses) << "got:\n" << join(got.addresses)
-                      << "routes want:\n" << join(want.routes) << "got:\n" << join(got.routes);
+    EXPECT_TRUE(same) << "links want:\n"
+                      << join(want.links) << "got:\n"
+                      << join(got.links) << "addresses want:\n"
+                      << join(want.addresses) << "got:\n"
+                      << join(got.addresses) << "routes want:\n"
+                      << join(want.routes) << "got:\n"
+                      << join(got.routes);
   }
 
   static bool has_link(const mirror::NetState& s, const std::string& name, uint32_t mtu = 0) {
@@ -315,8 +320,8 @@ TEST_F(MirrorSync, VpnLinkAppearsWithinOneSecondAndGoesWithinOneSecond) {
                has_route(s, "10.98.0.1", 32) && has_route(s, "10.99.0.0", 16);
       },
       t0);
-  ASSERT_TRUE(up.has_value()) << "vpn0, its address and routes not in the guest after "
-                              << (kSyncBound + 500ms).count() << " ms";
+  ASSERT_TRUE(up.has_value()) << "vpn0, its address and routes not in the guest after " << (kSyncBound + 500ms).count()
+                              << " ms";
   std::printf("[ mirror ] vpn0 up → in the guest after %lld ms\n", static_cast<long long>(up->count()));
   EXPECT_LE(*up, kSyncBound);
   expect_guest_equals_plan();
@@ -360,11 +365,12 @@ TEST_F(MirrorSync, SyncLatencyOverTwentyHostChanges) {
   std::vector<long long> sorted = us;
   std::sort(sorted.begin(), sorted.end());
   const double mean = std::accumulate(us.begin(), us.end(), 0.0) / static_cast<double>(us.size());
-  std::printf("[ mirror ] host change → guest state over %zu changes (from before `ip` runs): min %.1f ms, median %.1f "
-              "ms, mean %.1f ms, p90 %.1f ms, max %.1f ms\n",
-              us.size(), static_cast<double>(sorted.front()) / 1000, static_cast<double>(sorted[sorted.size() / 2]) / 1000,
-              mean / 1000, static_cast<double>(sorted[sorted.size() * 9 / 10]) / 1000,
-              static_cast<double>(sorted.back()) / 1000);
+  std::printf(
+      "[ mirror ] host change → guest state over %zu changes (from before `ip` runs): min %.1f ms, median %.1f "
+      "ms, mean %.1f ms, p90 %.1f ms, max %.1f ms\n",
+      us.size(), static_cast<double>(sorted.front()) / 1000, static_cast<double>(sorted[sorted.size() / 2]) / 1000,
+      mean / 1000, static_cast<double>(sorted[sorted.size() * 9 / 10]) / 1000,
+      static_cast<double>(sorted.back()) / 1000);
   EXPECT_LE(sorted.back(), 1'000'000) << "a change took longer than 1 s";
   const auto totals = on_io([this] { return syncer_->totals(); });
   EXPECT_EQ(totals.errors, 0u);
@@ -397,7 +403,8 @@ TEST_F(MirrorSync, BurstOfThousandsOfRoutesOverrunsNetlinkAndEndsCappedAfterAFul
   {
     std::string text;
     for (int i = 0; i < 5000; ++i)
-      text += "route add 10." + std::to_string(1 + i / 256) + "." + std::to_string(i % 256) + ".0/24 via 192.0.2.1 dev lan0\n";
+      text += "route add 10." + std::to_string(1 + i / 256) + "." + std::to_string(i % 256) +
+              ".0/24 via 192.0.2.1 dev lan0\n";
     for (int i = 0; i < 300; ++i)
       text += "addr add 198.18." + std::to_string(1 + i / 250) + "." + std::to_string(1 + i % 250) + "/15 dev lan0\n";
     FILE* f = std::fopen(batch.c_str(), "w");
@@ -424,9 +431,10 @@ TEST_F(MirrorSync, BurstOfThousandsOfRoutesOverrunsNetlinkAndEndsCappedAfterAFul
       },
       t0, 10s);
   ASSERT_TRUE(capped.has_value()) << "the guest never settled at the caps";
-  std::printf("[ mirror ] 5000 routes + 300 addresses in one burst → guest at the caps (%zu routes, %zu addresses) "
-              "after %lld ms (from before `ip -batch` runs)\n",
-              mirror::kMaxRoutes, mirror::kMaxAddressesPerLink, static_cast<long long>(capped->count()));
+  std::printf(
+      "[ mirror ] 5000 routes + 300 addresses in one burst → guest at the caps (%zu routes, %zu addresses) "
+      "after %lld ms (from before `ip -batch` runs)\n",
+      mirror::kMaxRoutes, mirror::kMaxAddressesPerLink, static_cast<long long>(capped->count()));
   // The caps may be reached mid-burst; wait (bounded) for the sync of the whole burst.
   const bool settled = wait_until(
       [&] {
@@ -463,7 +471,8 @@ TEST_F(MirrorSync, NetnsModeMirroredShowsBothViewsInCtlMirror) {
         const auto r = run(ctl_argv(sock, {"mirror"}), 2s);
         if (r.status != 0) return false;
         reply = json::parse(r.out, nullptr, false);
-        return !reply.is_discarded() && reply.value("ok", false) && reply["mirror"]["last_sync"].value("converged", false);
+        return !reply.is_discarded() && reply.value("ok", false) &&
+               reply["mirror"]["last_sync"].value("converged", false);
       },
       kStartTimeout);
   ASSERT_TRUE(ready) << cw.describe() << "\nlast reply: " << reply.dump(2);

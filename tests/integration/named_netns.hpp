@@ -14,9 +14,7 @@ namespace causeway::integration {
 
 class NamedNetns {
  public:
-  explicit NamedNetns(std::string name) : name_(std::move(name)) {
-    created_ = run({"ip", "netns", "add", name_});
-  }
+  explicit NamedNetns(std::string name) : name_(std::move(name)) { created_ = run({"ip", "netns", "add", name_}); }
   NamedNetns(const NamedNetns&) = delete;
   NamedNetns& operator=(const NamedNetns&) = delete;
   ~NamedNetns() {

@@ -161,8 +161,7 @@ TEST_F(Dhcp, BusyboxUdhcpcGetsGuestAddressFromEngine) {
   ::chmod(script.c_str(), 0755);
   const auto r = run(netns_argv({}, {"busybox", "udhcpc", "-i", "tap0", "-n", "-q", "-f", "-s", script.string()}));
   ASSERT_EQ(r.status, 0) << r.describe();
-  EXPECT_NE(r.out.find("lease ip=10.0.2.15 mask=24 router=10.0.2.2 dns=10.0.2.3 serverid=10.0.2.2"),
-            std::string::npos)
+  EXPECT_NE(r.out.find("lease ip=10.0.2.15 mask=24 router=10.0.2.2 dns=10.0.2.3 serverid=10.0.2.2"), std::string::npos)
       << r.describe();
 }
 

@@ -60,8 +60,8 @@ TEST_P(Publish, PublishedTcpPortServesConnectionsOneAfterAnother) {
 // default range (a -p forward fell from ~5,900 to 4 requests/s).
 TEST_P(Publish, PublishedTcpPortSurvivesSourcePortReuseWhileTheGuestHoldsTimeWait) {
   const uint16_t port = pick_free_port();
-  GuestServer guest({"-p", std::to_string(port) + ":" + std::to_string(kGuestTcpPort), "--forward-source-ports",
-                     "40000-40003"});
+  GuestServer guest(
+      {"-p", std::to_string(port) + ":" + std::to_string(kGuestTcpPort), "--forward-source-ports", "40000-40003"});
   ASSERT_TRUE(guest.ready()) << guest.process().describe();
   const auto start = Clock::now();
   for (int i = 0; i < 120; ++i) {
@@ -134,7 +134,9 @@ class ControlSocket : public NetnsFamilyTest {
   RunResult ctl(const std::vector<std::string>& args) { return run(ctl_argv(guest_->control_socket(), args)); }
 
   // SPEC for the guest's TCP server on this test's family: "127.0.0.1:P:8080" / "[::1]:P:8080".
-  std::string tcp_spec(uint16_t port) const { return host_endpoint(family(), port) + ":" + std::to_string(kGuestTcpPort); }
+  std::string tcp_spec(uint16_t port) const {
+    return host_endpoint(family(), port) + ":" + std::to_string(kGuestTcpPort);
+  }
 
   std::optional<GuestServer> guest_;
 };
@@ -196,7 +198,8 @@ TEST_P(ControlSocket, ForwardAddOnBusyHostPortFailsNamingThePort) {
   EXPECT_NE(add.err.find("Address already in use"), std::string::npos) << add.describe();
   const auto list = ctl({"forward-list"});
   EXPECT_TRUE(listed(parse_json(list), host_endpoint(family(), port)).empty())
-      << "a failed forward-add left an entry:\n" << list.out;
+      << "a failed forward-add left an entry:\n"
+      << list.out;
 }
 
 // Without HOSTIP a spec means both 127.0.0.1 and [::1]; if one is busy, neither is opened.
@@ -224,8 +227,7 @@ TEST_P(ControlSocket, ForwardAddOfExistingForwardFails) {
   EXPECT_EQ(r.reply, "echo:still-there\n") << r.describe();
 }
 
-INSTANTIATE_TEST_SUITE_P(Families, ControlSocket, testing::Values(Family::kIpv4, Family::kIpv6),
-                         family_param_name);
+INSTANTIATE_TEST_SUITE_P(Families, ControlSocket, testing::Values(Family::kIpv4, Family::kIpv6), family_param_name);
 
 class ControlStats : public NetnsTest {};
 

@@ -32,9 +32,7 @@ inline void put32(Bytes& b, uint32_t v) {
   put16(b, static_cast<uint16_t>(v));
 }
 
-inline uint16_t get16(std::span<const uint8_t> b, size_t at) {
-  return static_cast<uint16_t>((b[at] << 8) | b[at + 1]);
-}
+inline uint16_t get16(std::span<const uint8_t> b, size_t at) { return static_cast<uint16_t>((b[at] << 8) | b[at + 1]); }
 
 // Uncompressed wire form of a dotted name with no escapes ("" is the root).
 inline void put_name(Bytes& b, std::string_view name) {
@@ -51,8 +49,8 @@ inline void put_name(Bytes& b, std::string_view name) {
 
 struct QueryOptions {
   uint16_t id = 0x1234;
-  uint16_t flags = 0x0100;               // RD
-  std::optional<uint16_t> edns_size;     // adds an OPT record advertising this size
+  uint16_t flags = 0x0100;            // RD
+  std::optional<uint16_t> edns_size;  // adds an OPT record advertising this size
   uint16_t qclass = 1;
 };
 

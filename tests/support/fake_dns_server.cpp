@@ -104,8 +104,7 @@ Bytes FakeDnsServer::answer(const Bytes& q, bool udp) {
   const uint16_t qtype = get16(q, p + 1);
   // An OPT record, if the query has one right after the question.
   std::optional<uint16_t> edns;
-  if (get16(q, 10) >= 1 && qend + 11 <= q.size() && q[qend] == 0 && get16(q, qend + 1) == 41)
-    edns = get16(q, qend + 3);
+  if (get16(q, 10) >= 1 && qend + 11 <= q.size() && q[qend] == 0 && get16(q, qend + 1) == 41) edns = get16(q, qend + 3);
 
   Bytes out;
   put16(out, get16(q, 0));
@@ -152,23 +151,23 @@ Bytes FakeDnsServer::answer(const Bytes& q, bool udp) {
 }
 
 void FakeDnsServer::receive_udp() {
-  udp_.async_receive_from(asio::buffer(buf_), peer_, [this, alive = std::weak_ptr<bool>(alive_)](
-                                                         const boost::system::error_code& ec, size_t n) {
-    if (alive.expired() || !*alive.lock()) return;
-    if (ec == asio::error::operation_aborted) return;
-    if (!ec) {
-      ++udp_queries;
-      Bytes q(buf_.begin(), buf_.begin() + static_cast<ptrdiff_t>(n));
-      received.push_back(q);
-      Bytes a = answer(q, true);
-      if (!a.empty()) {
-        boost::system::error_code wec;
-        udp_.send_to(asio::buffer(a), peer_, 0, wec);
-        sent.push_back(std::move(a));
-      }
-    }
-    receive_udp();
-  });
+  udp_.async_receive_from(asio::buffer(buf_), peer_,
+                          [this, alive = std::weak_ptr<bool>(alive_)](const boost::system::error_code& ec, size_t n) {
+                            if (alive.expired() || !*alive.lock()) return;
+                            if (ec == asio::error::operation_aborted) return;
+                            if (!ec) {
+                              ++udp_queries;
+                              Bytes q(buf_.begin(), buf_.begin() + static_cast<ptrdiff_t>(n));
+                              received.push_back(q);
+                              Bytes a = answer(q, true);
+                              if (!a.empty()) {
+                                boost::system::error_code wec;
+                                udp_.send_to(asio::buffer(a), peer_, 0, wec);
+                                sent.push_back(std::move(a));
+                              }
+                            }
+                            receive_udp();
+                          });
 }
 
 void FakeDnsServer::accept_tcp() {
@@ -184,26 +183,27 @@ void FakeDnsServer::accept_tcp() {
 }
 
 void FakeDnsServer::read_tcp(const std::shared_ptr<Conn>& c) {
-  asio::async_read(c->sock, asio::buffer(c->len), [this, c, alive = std::weak_ptr<bool>(alive_)](
-                                                       const boost::system::error_code& ec, size_t) {
-    if (alive.expired() || !*alive.lock() || ec) return;
-    c->body.resize((size_t{c->len[0]} << 8) | c->len[1]);
-    asio::async_read(c->sock, asio::buffer(c->body), [this, c, alive](const boost::system::error_code& ec2, size_t) {
-      if (alive.expired() || !*alive.lock() || ec2) return;
-      ++tcp_queries;
-      received.push_back(c->body);
-      Bytes a = answer(c->body, false);
-      if (!a.empty()) {
-        Bytes framed;
-        put16(framed, static_cast<uint16_t>(a.size()));
-        framed.insert(framed.end(), a.begin(), a.end());
-        boost::system::error_code wec;
-        asio::write(c->sock, asio::buffer(framed), wec);  // small; loopback
-        sent.push_back(std::move(a));
-      }
-      read_tcp(c);
-    });
-  });
+  asio::async_read(c->sock, asio::buffer(c->len),
+                   [this, c, alive = std::weak_ptr<bool>(alive_)](const boost::system::error_code& ec, size_t) {
+                     if (alive.expired() || !*alive.lock() || ec) return;
+                     c->body.resize((size_t{c->len[0]} << 8) | c->len[1]);
+                     asio::async_read(c->sock, asio::buffer(c->body),
+                                      [this, c, alive](const boost::system::error_code& ec2, size_t) {
+                                        if (alive.expired() || !*alive.lock() || ec2) return;
+                                        ++tcp_queries;
+                                        received.push_back(c->body);
+                                        Bytes a = answer(c->body, false);
+                                        if (!a.empty()) {
+                                          Bytes framed;
+                                          put16(framed, static_cast<uint16_t>(a.size()));
+                                          framed.insert(framed.end(), a.begin(), a.end());
+                                          boost::system::error_code wec;
+                                          asio::write(c->sock, asio::buffer(framed), wec);  // small; loopback
+                                          sent.push_back(std::move(a));
+                                        }
+                                        read_tcp(c);
+                                      });
+                   });
 }
 
 uint16_t unused_port() {

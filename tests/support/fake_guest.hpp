@@ -28,8 +28,7 @@ namespace causeway::testing {
 // (this process plays QEMU: the mapping's address is the "user address").
 class FakeGuestRam {
  public:
-  explicit FakeGuestRam(size_t bytes = 4u << 20, uint64_t base = 0x10000000)
-      : size_(bytes), base_(base), next_(base) {
+  explicit FakeGuestRam(size_t bytes = 4u << 20, uint64_t base = 0x10000000) : size_(bytes), base_(base), next_(base) {
     fd_.reset(::memfd_create("fake-guest-ram", MFD_CLOEXEC));
     if (!fd_ || ::ftruncate(fd_.get(), static_cast<off_t>(bytes)) != 0) throw std::runtime_error("memfd");
     void* p = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd_.get(), 0);
@@ -144,8 +143,7 @@ class FakeDriverQueue {
     for (size_t i = 0; i < bufs.size(); ++i) {
       uint16_t flags = bufs[i].writable ? vmm::virtio::kDescFWrite : 0;
       if (i + 1 < bufs.size()) flags |= vmm::virtio::kDescFNext;
-      write_desc(ram_, table, static_cast<uint32_t>(i), bufs[i].gpa, bufs[i].len, flags,
-                 static_cast<uint16_t>(i + 1));
+      write_desc(ram_, table, static_cast<uint32_t>(i), bufs[i].gpa, bufs[i].len, flags, static_cast<uint16_t>(i + 1));
     }
     const uint16_t id = free_.back();
     free_.pop_back();

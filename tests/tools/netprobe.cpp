@@ -184,8 +184,10 @@ int run_serve(const std::vector<std::string>& args) {
       return fail(std::string("poll: ") + std::strerror(errno));
     for (size_t i = 0; i < fds.size(); ++i) {
       if (!(fds[i].revents & POLLIN)) continue;
-      if (listeners[i].type == SOCK_STREAM) answer_tcp(fds[i].fd);
-      else answer_udp(fds[i].fd);
+      if (listeners[i].type == SOCK_STREAM)
+        answer_tcp(fds[i].fd);
+      else
+        answer_udp(fds[i].fd);
     }
   }
   return 0;
@@ -281,7 +283,8 @@ int run_raw_syn(const std::vector<std::string>& args) {
   if (!fd) return fail(std::string("raw-syn: AF_PACKET: ") + std::strerror(errno), 1);
   ifreq ifr{};
   std::snprintf(ifr.ifr_name, sizeof ifr.ifr_name, "%s", args[0].c_str());
-  if (::ioctl(fd.get(), SIOCGIFHWADDR, &ifr) != 0) return fail(std::string("raw-syn: SIOCGIFHWADDR: ") + std::strerror(errno), 1);
+  if (::ioctl(fd.get(), SIOCGIFHWADDR, &ifr) != 0)
+    return fail(std::string("raw-syn: SIOCGIFHWADDR: ") + std::strerror(errno), 1);
   std::memcpy(smac, ifr.ifr_hwaddr.sa_data, 6);
   sockaddr_ll ll{};
   ll.sll_family = AF_PACKET;

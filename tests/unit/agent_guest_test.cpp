@@ -142,12 +142,20 @@ TEST(GuestResolvConf, ListsSearchDomainsAndAtMostThreeServers) {
 
 TEST(GuestNetConfig, DescribeIsOneReadableLine) {
   EXPECT_EQ(describe(nat(), "eth0"), "eth0: 10.0.2.15/24, default via 10.0.2.2, dns 10.0.2.3, mtu 1500, ipv6 off");
-  EXPECT_EQ(describe([] { NetConfig c; c.dhcp = true; return c; }(), "eth0"), "eth0: dhcp");
+  EXPECT_EQ(describe(
+                [] {
+                  NetConfig c;
+                  c.dhcp = true;
+                  return c;
+                }(),
+                "eth0"),
+            "eth0: dhcp");
 }
 
 TEST(GuestBootOptions, KernelCommandLineSelectsTransportPortAndDebug) {
-  auto o = parse_kernel_cmdline("console=ttyS0 panic=-1 rdinit=/sbin/causeway-agent cw.agent.port=2048 "
-                                "cw.agent.transport=serial cw.agent.debug=1 cw.agent.connect_timeout=5\n");
+  auto o = parse_kernel_cmdline(
+      "console=ttyS0 panic=-1 rdinit=/sbin/causeway-agent cw.agent.port=2048 "
+      "cw.agent.transport=serial cw.agent.debug=1 cw.agent.connect_timeout=5\n");
   EXPECT_EQ(o.transport, BootOptions::Transport::Serial);
   EXPECT_EQ(o.port, 2048u);
   EXPECT_TRUE(o.debug);
@@ -161,8 +169,9 @@ TEST(GuestBootOptions, KernelCommandLineSelectsTransportPortAndDebug) {
 }
 
 TEST(GuestBootOptions, BadValuesAreWarnedAboutAndIgnored) {
-  const auto o = parse_kernel_cmdline("cw.agent.port=0 cw.agent.port=abc cw.agent.transport=carrier-pigeon "
-                                      "cw.agent.connect_timeout=99999 cw.agent.colour=blue");
+  const auto o = parse_kernel_cmdline(
+      "cw.agent.port=0 cw.agent.port=abc cw.agent.transport=carrier-pigeon "
+      "cw.agent.connect_timeout=99999 cw.agent.colour=blue");
   EXPECT_EQ(o.port, 0u);
   EXPECT_EQ(o.transport, BootOptions::Transport::Vsock);
   EXPECT_EQ(o.connect_timeout, std::chrono::seconds(30));

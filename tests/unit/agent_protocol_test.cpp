@@ -186,10 +186,14 @@ std::vector<Message> decode_all(Direction dir, std::span<const uint8_t> bytes, s
 std::vector<uint8_t> frame(uint8_t type, std::vector<uint8_t> payload, uint8_t version = kWireVersion,
                            uint16_t reserved = 0, std::optional<uint32_t> len = std::nullopt) {
   const uint32_t n = len.value_or(static_cast<uint32_t>(payload.size()));
-  const uint8_t header[] = {static_cast<uint8_t>(n),       static_cast<uint8_t>(n >> 8),
-                            static_cast<uint8_t>(n >> 16), static_cast<uint8_t>(n >> 24),
-                            version,                       type,
-                            static_cast<uint8_t>(reserved), static_cast<uint8_t>(reserved >> 8)};
+  const uint8_t header[] = {static_cast<uint8_t>(n),
+                            static_cast<uint8_t>(n >> 8),
+                            static_cast<uint8_t>(n >> 16),
+                            static_cast<uint8_t>(n >> 24),
+                            version,
+                            type,
+                            static_cast<uint8_t>(reserved),
+                            static_cast<uint8_t>(reserved >> 8)};
   // Byte by byte: GCC 12 warns (-Warray-bounds, falsely) on inserting an empty range.
   std::vector<uint8_t> f;
   f.reserve(sizeof header + payload.size());
@@ -324,16 +328,16 @@ TEST(AgentProtocol, MirrorMessagesMayBeLargerThanOthersButAreBoundedToo) {
   ASSERT_FALSE(ec) << ec.message();
   ASSERT_EQ(ms.size(), 1u);
   EXPECT_EQ(std::get<MirrorApply>(ms[0]), big);
-  EXPECT_EQ(decode_error(Direction::HostToGuest, frame(0x0a, {}, kWireVersion, 0,
-                                                       static_cast<uint32_t>(kMaxMirrorPayload + 1))),
+  EXPECT_EQ(decode_error(Direction::HostToGuest,
+                         frame(0x0a, {}, kWireVersion, 0, static_cast<uint32_t>(kMaxMirrorPayload + 1))),
             ProtocolError::Oversized);
-  EXPECT_EQ(decode_error(Direction::GuestToHost, frame(0x49, {}, kWireVersion, 0,
-                                                       static_cast<uint32_t>(kMaxMirrorPayload + 1))),
+  EXPECT_EQ(decode_error(Direction::GuestToHost,
+                         frame(0x49, {}, kWireVersion, 0, static_cast<uint32_t>(kMaxMirrorPayload + 1))),
             ProtocolError::Oversized);
   // Other types keep their own limit.
-  EXPECT_EQ(decode_error(Direction::HostToGuest, frame(0x03, {}, kWireVersion, 0,
-                                                       static_cast<uint32_t>(kMaxPayload + 1))),
-            ProtocolError::Oversized);
+  EXPECT_EQ(
+      decode_error(Direction::HostToGuest, frame(0x03, {}, kWireVersion, 0, static_cast<uint32_t>(kMaxPayload + 1))),
+      ProtocolError::Oversized);
 }
 
 TEST(AgentProtocol, OversizedMirrorStateIsRefusedByEncodeCheckedNotAborted) {
@@ -373,10 +377,12 @@ TEST(AgentProtocol, InvalidMirrorStatesFailValidationAndTheDecoder) {
       {"prefix too long", with([](mirror::NetState& s) { s.addresses[0].prefix_len = 33; })},
       {"peer of another family", with([](mirror::NetState& s) { s.addresses[2].peer = mip("fd00::1"); })},
       {"route dst family", with([](mirror::NetState& s) { s.routes[0].dst = mip("::"); })},
-      {"gateway of another family", with([](mirror::NetState& s) { s.routes[0].nexthops[0].gateway = mip("fe80::1"); })},
+      {"gateway of another family",
+       with([](mirror::NetState& s) { s.routes[0].nexthops[0].gateway = mip("fe80::1"); })},
       {"next hop on an unknown link", with([](mirror::NetState& s) { s.routes[1].nexthops[0].link = "wg9"; })},
-      {"too many next hops",
-       with([](mirror::NetState& s) { s.routes[1].nexthops.assign(kMaxNextHops + 1, {"lan0", std::nullopt, 0}); })},
+      {"too many next hops", with([](mirror::NetState& s) {
+         s.routes[1].nexthops.assign(kMaxNextHops + 1, {"lan0", std::nullopt, 0});
+       })},
       {"mtu over 65535", with([](mirror::NetState& s) { s.links[0].mtu = 70000; })},
   };
   const auto good = encode(MirrorApply{1, sample_mirror_state()});
@@ -468,8 +474,7 @@ TEST(AgentProtocol, EveryTruncationOfEveryPayloadIsRejected) {
       const std::span<const uint8_t> payload = std::span(bytes).subspan(kHeaderSize);
       for (size_t n = 0; n < payload.size(); ++n) {
         std::error_code ec;
-        EXPECT_FALSE(decode_payload(type_of(m), payload.first(n), ec))
-            << name_of(type_of(m)) << " truncated to " << n;
+        EXPECT_FALSE(decode_payload(type_of(m), payload.first(n), ec)) << name_of(type_of(m)) << " truncated to " << n;
         EXPECT_TRUE(ec);
         // And framed with the shorter length, through the Decoder.
         std::vector<uint8_t> f(bytes.begin(), bytes.begin() + static_cast<std::ptrdiff_t>(kHeaderSize + n));
@@ -521,15 +526,19 @@ TEST(AgentProtocol, OverlongFieldsAreRejected) {
 TEST(AgentProtocol, OutOfRangeValuesAreRejected) {
   auto ex = [](uint8_t kind, int32_t v, uint8_t core) {
     const auto u = static_cast<uint32_t>(v);
-    return std::vector<uint8_t>{kind, static_cast<uint8_t>(u), static_cast<uint8_t>(u >> 8),
-                                static_cast<uint8_t>(u >> 16), static_cast<uint8_t>(u >> 24), core};
+    return std::vector<uint8_t>{kind,
+                                static_cast<uint8_t>(u),
+                                static_cast<uint8_t>(u >> 8),
+                                static_cast<uint8_t>(u >> 16),
+                                static_cast<uint8_t>(u >> 24),
+                                core};
   };
   EXPECT_EQ(payload_error(MessageType::Exited, ex(2, 0, 0)), ProtocolError::BadValue);    // unknown kind
   EXPECT_EQ(payload_error(MessageType::Exited, ex(0, 256, 0)), ProtocolError::BadValue);  // status > 255
   EXPECT_EQ(payload_error(MessageType::Exited, ex(0, -1, 0)), ProtocolError::BadValue);
-  EXPECT_EQ(payload_error(MessageType::Exited, ex(1, 0, 0)), ProtocolError::BadValue);    // signal 0
+  EXPECT_EQ(payload_error(MessageType::Exited, ex(1, 0, 0)), ProtocolError::BadValue);  // signal 0
   EXPECT_EQ(payload_error(MessageType::Exited, ex(1, 65, 0)), ProtocolError::BadValue);
-  EXPECT_EQ(payload_error(MessageType::Exited, ex(0, 0, 2)), ProtocolError::BadValue);    // bool 2
+  EXPECT_EQ(payload_error(MessageType::Exited, ex(0, 0, 2)), ProtocolError::BadValue);  // bool 2
   EXPECT_EQ(payload_error(MessageType::Signal, {0, 0, 0, 0}), ProtocolError::BadValue);
   EXPECT_EQ(payload_error(MessageType::Signal, {65, 0, 0, 0}), ProtocolError::BadValue);
   // Listener with address family 5.
@@ -608,8 +617,7 @@ TEST(AgentProtocol, RandomBytesNeverCrashTheDecoder) {
       junk[6] = junk[7] = 0;
     }
     d.feed(junk);
-    while (d.next()) {
-    }
+    while (d.next()) {}
     EXPECT_LE(d.buffered(), junk.size());
   }
 }

@@ -8,8 +8,8 @@ namespace causeway::agent {
 namespace {
 
 TEST(RelayCodec, RequestsRoundTrip) {
-  for (const RelayRequest r : {RelayRequest{IpProto::Tcp, 4, 80}, RelayRequest{IpProto::Udp, 6, 65535},
-                               RelayRequest{IpProto::Tcp, 6, 1}}) {
+  for (const RelayRequest r :
+       {RelayRequest{IpProto::Tcp, 4, 80}, RelayRequest{IpProto::Udp, 6, 65535}, RelayRequest{IpProto::Tcp, 6, 1}}) {
     const auto b = encode_relay_request(r);
     auto d = decode_relay_request(b);
     ASSERT_TRUE(d);
@@ -39,8 +39,8 @@ TEST(RelayCodec, RepliesCarryTheErrno) {
 
 TEST(RelayCodec, DatagramsSurviveAnySplitOfTheStream) {
   std::vector<uint8_t> stream;
-  const std::vector<std::vector<uint8_t>> dgrams = {{}, {1}, std::vector<uint8_t>(1500, 7),
-                                                    std::vector<uint8_t>(kMaxRelayDatagram, 9)};
+  const std::vector<std::vector<uint8_t>> dgrams = {
+      {}, {1}, std::vector<uint8_t>(1500, 7), std::vector<uint8_t>(kMaxRelayDatagram, 9)};
   for (const auto& d : dgrams) append_relay_datagram(d, stream);
   for (size_t chunk : {1u, 2u, 3u, 1000u, 70000u}) {
     RelayDatagramReader r;

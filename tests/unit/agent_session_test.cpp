@@ -36,7 +36,8 @@ class AgentSessionTest : public ::testing::Test {
     stream->deliver(Ready{kProtocolVersion, "test", "6.1.0-test", 900});
   }
   bool wait_end(std::chrono::milliseconds d = 2s) {
-    return run_until(io, [this] { return ended.has_value(); }, d);
+    return run_until(
+        io, [this] { return ended.has_value(); }, d);
   }
 
   boost::asio::io_context io;
@@ -207,7 +208,8 @@ TEST_F(AgentSessionTest, MirrorApplyIsSentAndTheReportReachesItsCallback) {
   r.generation = 5;
   r.converged = true;
   stream->deliver(r);
-  ASSERT_TRUE(run_until(io, [&] { return !reports.empty(); }, 2s));
+  ASSERT_TRUE(run_until(
+      io, [&] { return !reports.empty(); }, 2s));
   EXPECT_EQ(reports.front(), r);
   // A plan over the protocol's limits is refused, not sent (and does not abort).
   m.desired.links.front().name = "a/b";
@@ -279,7 +281,7 @@ TEST_F(AgentSessionTest, ControlMessagesAreSentInOrder) {
   EXPECT_EQ(session->send_stdin(keys), 3u);
   session->resize(50, 132);
   session->signal(2);
-  session->signal(0);   // out of range: dropped, not encoded (encode would abort)
+  session->signal(0);  // out of range: dropped, not encoded (encode would abort)
   session->signal(99);
   session->close_stdin();
   session->close_stdin();  // once only
@@ -381,7 +383,8 @@ TEST_F(AgentSessionTest, DestroyingTheSessionCancelsItsTimers) {
   make(o);
   session->start();
   session.reset();
-  run_until(io, [] { return false; }, 50ms);
+  run_until(
+      io, [] { return false; }, 50ms);
   EXPECT_FALSE(ended);
 }
 

@@ -37,8 +37,7 @@ TEST(Config, UnknownKeysWarnWithFileAndLine) {
 TEST(Config, BadValuesAreErrorsNamingTheLine) {
   for (const char* text : {"[wsl2]\nprocessors=many\n", "[wsl2]\nnetworkingMode=bridged\n",
                            "[wsl2]\ndnsTunneling=maybe\n", "[experimental]\nignoredPorts=22,0\n",
-                           "[causeway]\nmtu=100\n", "[wsl2]\nnot a key value line\n", "[wsl2\n",
-                           "memory=1GB\n"}) {
+                           "[causeway]\nmtu=100\n", "[wsl2]\nnot a key value line\n", "[wsl2\n", "memory=1GB\n"}) {
     auto r = parse_config(text, "f");
     ASSERT_TRUE(r.has_error()) << text;
     EXPECT_EQ(r.error().rfind("f:", 0), 0u) << r.error();

@@ -58,12 +58,12 @@ TEST(DestPolicy, Ipv4ClassesAreRefusedAndUnicastAllowed) {
 TEST(DestPolicy, Ipv6ClassesAndIpv4DisguisesAreRefused) {
   expect_all({{"::1", DestClass::kLoopback},
               {"::", DestClass::kUnspecified},
-              {"::ffff:127.0.0.1", DestClass::kLoopback},      // IPv4-mapped loopback
-              {"::ffff:0.0.0.0", DestClass::kUnspecified},     // IPv4-mapped unspecified
-              {"::127.0.0.1", DestClass::kLoopback},           // IPv4-compatible loopback
-              {"::0.0.0.2", DestClass::kUnspecified},          // IPv4-compatible 0/8
+              {"::ffff:127.0.0.1", DestClass::kLoopback},   // IPv4-mapped loopback
+              {"::ffff:0.0.0.0", DestClass::kUnspecified},  // IPv4-mapped unspecified
+              {"::127.0.0.1", DestClass::kLoopback},        // IPv4-compatible loopback
+              {"::0.0.0.2", DestClass::kUnspecified},       // IPv4-compatible 0/8
               {"::ffff:224.0.0.1", DestClass::kMulticast},
-              {"::ffff:8.8.8.8", DestClass::kIpv4Mapped},      // never on the wire, whatever it embeds
+              {"::ffff:8.8.8.8", DestClass::kIpv4Mapped},  // never on the wire, whatever it embeds
               {"::8.8.8.8", DestClass::kIpv4Compatible},
               {"::ffff:169.254.1.1", DestClass::kIpv4Mapped},
               {"ff02::1", DestClass::kMulticast},
@@ -81,12 +81,12 @@ TEST(DestPolicy, LinkLocalPeersAndHostAddressesFollowThePolicy) {
   p.link_local_peers = true;
   p.host_addresses = {addr("192.0.2.10"), addr("fe80::1234"), addr("2001:db8::10")};
   expect_all({{"169.254.1.1", DestClass::kAllowed},
-              {"fe80::1", DestClass::kAllowed},          // a neighbour on the host's link
-              {"fe80::1234", DestClass::kHostAddress},   // the host's own link-local address
+              {"fe80::1", DestClass::kAllowed},         // a neighbour on the host's link
+              {"fe80::1234", DestClass::kHostAddress},  // the host's own link-local address
               {"192.0.2.10", DestClass::kHostAddress},
               {"2001:db8::10", DestClass::kHostAddress},
               {"2001:db8::11", DestClass::kAllowed},
-              {"127.0.0.1", DestClass::kLoopback},       // never made allowed by a policy
+              {"127.0.0.1", DestClass::kLoopback},  // never made allowed by a policy
               {"::ffff:127.0.0.1", DestClass::kLoopback}},
              p);
 }
@@ -94,8 +94,9 @@ TEST(DestPolicy, LinkLocalPeersAndHostAddressesFollowThePolicy) {
 TEST(DestPolicy, PointToPointNetworksHaveNoBroadcast) {
   DestPolicy p;
   p.ipv4_nets = {{{192, 0, 2, 0}, 31}, {{198, 51, 100, 7}, 32}};
-  expect_all({{"192.0.2.1", DestClass::kAllowed}, {"192.0.2.0", DestClass::kAllowed}, {"198.51.100.7", DestClass::kAllowed}},
-             p);
+  expect_all(
+      {{"192.0.2.1", DestClass::kAllowed}, {"192.0.2.0", DestClass::kAllowed}, {"198.51.100.7", DestClass::kAllowed}},
+      p);
 }
 
 TEST(NatDestination, GatewayIsHostLoopbackOnlyWhileAllowed) {

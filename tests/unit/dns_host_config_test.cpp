@@ -49,8 +49,7 @@ TEST(ResolvConf, LinkLocalIpv6KeepsItsZone) {
 TEST(ResolvConf, DomainAndSearchReplaceEachOtherLastWins) {
   EXPECT_EQ(parse_resolv_conf("search a.example b.example\ndomain c.example\n").search,
             (std::vector<std::string>{"c.example"}));
-  EXPECT_EQ(parse_resolv_conf("domain c.example\nsearch a.example\n").search,
-            (std::vector<std::string>{"a.example"}));
+  EXPECT_EQ(parse_resolv_conf("domain c.example\nsearch a.example\n").search, (std::vector<std::string>{"a.example"}));
 }
 
 TEST(ResolvConf, SkipsGarbageLines) {
@@ -97,8 +96,8 @@ TEST(ServerSyntax, AddressesAndPorts) {
   EXPECT_EQ(server("::1").to_string(), "[::1]:53");
   EXPECT_EQ(server("[::1]:5353").to_string(), "[::1]:5353");
   EXPECT_EQ(server("[fe80::1%eth0]:53").scope, "eth0");
-  for (const char* bad : {"", "host.example", "192.0.2.1:0", "192.0.2.1:65536", "[::1", "[::1]x", "[::1]:",
-                          "192.0.2.1%eth0", "fe80::1%"})
+  for (const char* bad :
+       {"", "host.example", "192.0.2.1:0", "192.0.2.1:65536", "[::1", "[::1]x", "[::1]:", "192.0.2.1%eth0", "fe80::1%"})
     EXPECT_FALSE(parse_dns_server(bad)) << bad;
 }
 

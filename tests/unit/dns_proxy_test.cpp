@@ -168,7 +168,7 @@ TEST_F(ProxyTest, DeadlineAnswersServFailAndKeepsTheSlotUntilTheResolverFinishes
   EXPECT_EQ(*replies_[r], make_error_response(q, Rcode::kServFail));
   auto s = proxy_.stats();
   EXPECT_EQ(s.timeouts, 1u);
-  EXPECT_EQ(s.in_flight, 1u);  // the resolver still holds it
+  EXPECT_EQ(s.in_flight, 1u);                       // the resolver still holds it
   resolver_.complete_front(upstream_answer(q, 1));  // late: discarded (replied-twice would fail)
   s = proxy_.stats();
   EXPECT_EQ(s.late_answers, 1u);

@@ -35,11 +35,13 @@ std::set<std::string> hosts(const std::set<HostForward>& fs) {
 }
 
 TEST(ForwardPolicy, Ipv4WildcardGetsHostIpv4Loopback) {
-  EXPECT_EQ(hosts(plan_forwards({v4("0.0.0.0", 8000)}, {})), (std::set<std::string>{"tcp 127.0.0.1:8000->127.0.0.1:8000"}));
+  EXPECT_EQ(hosts(plan_forwards({v4("0.0.0.0", 8000)}, {})),
+            (std::set<std::string>{"tcp 127.0.0.1:8000->127.0.0.1:8000"}));
 }
 
 TEST(ForwardPolicy, GuestLoopbackOnlyListenerIsForwardedToo) {
-  EXPECT_EQ(hosts(plan_forwards({v4("127.0.0.1", 8000)}, {})), (std::set<std::string>{"tcp 127.0.0.1:8000->127.0.0.1:8000"}));
+  EXPECT_EQ(hosts(plan_forwards({v4("127.0.0.1", 8000)}, {})),
+            (std::set<std::string>{"tcp 127.0.0.1:8000->127.0.0.1:8000"}));
   EXPECT_EQ(hosts(plan_forwards({v6("::1", 8000)}, {})), (std::set<std::string>{"tcp [::1]:8000->[::1]:8000"}));
 }
 
@@ -70,7 +72,8 @@ TEST(ForwardPolicy, UdpSocketsInTheEphemeralRangeAreClientsNotServers) {
 TEST(ForwardPolicy, IgnoredPortsAndDisabledPolicyForwardNothing) {
   PolicySettings s;
   s.ignored = {22};
-  EXPECT_EQ(hosts(plan_forwards({v4("0.0.0.0", 22), v4("0.0.0.0", 80)}, s)), (std::set<std::string>{"tcp 127.0.0.1:80->127.0.0.1:80"}));
+  EXPECT_EQ(hosts(plan_forwards({v4("0.0.0.0", 22), v4("0.0.0.0", 80)}, s)),
+            (std::set<std::string>{"tcp 127.0.0.1:80->127.0.0.1:80"}));
   s.enabled = false;
   EXPECT_TRUE(plan_forwards({v4("0.0.0.0", 80)}, s).empty());
 }

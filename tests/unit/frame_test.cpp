@@ -84,8 +84,7 @@ TEST(FrameCheck, RefusesVlanAndUnknownEtherTypes) {
 }
 
 TEST(FrameCheck, RefusesTruncatedOrInconsistentIpv4) {
-  EXPECT_EQ(check_guest_frame(eth(kEtherTypeIpv4, std::vector<uint8_t>(19, 0x45)), kMtu),
-            FrameVerdict::kMalformedIpv4);
+  EXPECT_EQ(check_guest_frame(eth(kEtherTypeIpv4, std::vector<uint8_t>(19, 0x45)), kMtu), FrameVerdict::kMalformedIpv4);
   auto claims_more = ipv4(40);
   claims_more.resize(30);  // total length says 40, 30 arrived
   EXPECT_EQ(check_guest_frame(eth(kEtherTypeIpv4, claims_more), kMtu), FrameVerdict::kMalformedIpv4);
@@ -104,8 +103,7 @@ TEST(FrameCheck, RefusesTruncatedIpv6AndJumbograms) {
   std::vector<uint8_t> jumbo(48, 0);
   jumbo[0] = 0x60;  // payload length 0 with hop-by-hop next header
   EXPECT_EQ(check_guest_frame(eth(kEtherTypeIpv6, jumbo), kMtu), FrameVerdict::kMalformedIpv6);
-  EXPECT_EQ(check_guest_frame(eth(kEtherTypeIpv6, std::vector<uint8_t>(39, 0x60)), kMtu),
-            FrameVerdict::kMalformedIpv6);
+  EXPECT_EQ(check_guest_frame(eth(kEtherTypeIpv6, std::vector<uint8_t>(39, 0x60)), kMtu), FrameVerdict::kMalformedIpv6);
 }
 
 TEST(FrameCheck, RefusesArpForOtherHardware) {

@@ -123,8 +123,8 @@ TEST(QemuCmdline, Q35WithVhostUserNetAndVsock) {
   EXPECT_EQ(a[0], "qemu-system-x86_64");
   EXPECT_TRUE(has_seq(a, {"-accel", "tcg"}));
   EXPECT_TRUE(has_seq(a, {"-machine", "q35"}));
-  EXPECT_TRUE(has_seq(a, {"-m", "1024M", "-object", "memory-backend-memfd,id=mem0,size=1024M,share=on", "-numa",
-                          "node,memdev=mem0"}));
+  EXPECT_TRUE(has_seq(
+      a, {"-m", "1024M", "-object", "memory-backend-memfd,id=mem0,size=1024M,share=on", "-numa", "node,memdev=mem0"}));
   EXPECT_TRUE(has_seq(a, {"-smp", "2"}));
   EXPECT_TRUE(has_seq(a, {"-nodefaults", "-no-user-config", "-display", "none", "-no-reboot"}));
   EXPECT_TRUE(has_seq(a, {"-kernel", "/g/vmlinuz"}));

@@ -283,7 +283,8 @@ TEST(MirrorPlan, AddressesOverTheCapAreCounted) {
   NetState h;
   h.links.push_back(link(2, "eth0", kUp, kEthMac));
   for (int i = 0; i < 300; ++i)
-    h.addresses.push_back(addr("eth0", ("10.1." + std::to_string(i / 250) + "." + std::to_string(i % 250 + 1)).c_str(), 16));
+    h.addresses.push_back(
+        addr("eth0", ("10.1." + std::to_string(i / 250) + "." + std::to_string(i % 250 + 1)).c_str(), 16));
   const Plan p = plan(h, PlanOptions{});
   EXPECT_EQ(p.desired.addresses.size(), kMaxAddressesPerLink);
   EXPECT_EQ(p.counters.addresses_over_cap, 300 - kMaxAddressesPerLink);

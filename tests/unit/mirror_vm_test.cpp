@@ -124,14 +124,14 @@ struct AgentEnd {
 class MirrorVm : public ::testing::Test {
  protected:
   MirrorVm()
-      : applier_(io_,
-                 [this](const agent::MirrorApply& m) -> std::error_code {
-                   // Answer asynchronously, as a session does.
-                   if (auto rep = agent_.handle(m))
-                     boost::asio::post(io_, [this, r = *rep] { applier_.on_report(r); });
-                   return {};
-                 },
-                 100ms) {}
+      : applier_(
+            io_,
+            [this](const agent::MirrorApply& m) -> std::error_code {
+              // Answer asynchronously, as a session does.
+              if (auto rep = agent_.handle(m)) boost::asio::post(io_, [this, r = *rep] { applier_.on_report(r); });
+              return {};
+            },
+            100ms) {}
 
   mirror::ConvergeResult converge(bool with_vpn) {
     std::optional<mirror::ConvergeResult> out;

@@ -141,7 +141,8 @@ TEST(Udp6, BuiltFrameParsesBackWithAValidChecksum) {
 TEST(Tcp4Rewrite, KeepsBothChecksumsValid) {
   // A UDP-built frame turned into a minimal TCP segment with correct checksums.
   const std::vector<uint8_t> body(20, 0);
-  auto f = build_udp4(kGw, kGuest, ip("10.0.2.15"), 40000, ip("10.0.2.3"), 53, std::span<const uint8_t>(body.data(), 12));
+  auto f =
+      build_udp4(kGw, kGuest, ip("10.0.2.15"), 40000, ip("10.0.2.3"), 53, std::span<const uint8_t>(body.data(), 12));
   uint8_t* ipb = f.data() + kEthHeaderLen;
   ipb[9] = 6;
   ipb[10] = ipb[11] = 0;

@@ -25,9 +25,9 @@ std::vector<std::string> decode_in_chunks(const std::vector<uint8_t>& wire, size
   bool good = true;
   for (size_t off = 0; off < wire.size(); off += chunk) {
     const size_t n = std::min(chunk, wire.size() - off);
-    good = d.feed(std::span<const uint8_t>(wire.data() + off, n),
-                  [&](std::span<const uint8_t> f) { got.emplace_back(f.begin(), f.end()); }) &&
-           good;
+    good = d.feed(std::span<const uint8_t>(wire.data() + off, n), [&](std::span<const uint8_t> f) {
+      got.emplace_back(f.begin(), f.end());
+    }) && good;
   }
   if (ok) *ok = good;
   return got;

@@ -58,8 +58,7 @@ TEST(VsockPacket, RefusesMalformedOrSpoofedPackets) {
   o.op = 8;
   EXPECT_EQ(check_guest_packet(o, kHdrSize, 3), PacketCheck::kBadOp);
   EXPECT_EQ(check_guest_packet(good(Op::kRw, 11), kHdrSize + 10, 3), PacketCheck::kBadLength);
-  EXPECT_EQ(check_guest_packet(good(Op::kRw, kMaxPayload + 1), kHdrSize + kMaxPayload + 1, 3),
-            PacketCheck::kBadLength);
+  EXPECT_EQ(check_guest_packet(good(Op::kRw, kMaxPayload + 1), kHdrSize + kMaxPayload + 1, 3), PacketCheck::kBadLength);
   EXPECT_EQ(check_guest_packet(good(Op::kRw, 0xffffffffu), kHdrSize, 3), PacketCheck::kBadLength);
   EXPECT_EQ(check_guest_packet(good(Op::kRequest, 4), kHdrSize + 4, 3), PacketCheck::kBadLength);
   Header s = good(Op::kShutdown);

@@ -229,7 +229,7 @@ class Reader {
   std::error_code err_;
 };
 
-constexpr size_t kMinIp = 1;           // family byte of "none"
+constexpr size_t kMinIp = 1;  // family byte of "none"
 // Smallest wire sizes of a mirrored state's elements (empty strings, IPv4, no options).
 constexpr size_t kMinMirrorLink = 4 + 2 + 1 + 4 + 4 + 2;
 constexpr size_t kMinMirrorAddress = 2 + 5 + 1 + 1 + 1 + 4 + 1 + 4;
@@ -295,7 +295,7 @@ mirror::NetState Reader::state() {
   }
   return st;
 }
-constexpr size_t kMinStr = 2;          // u16 length
+constexpr size_t kMinStr = 2;  // u16 length
 constexpr size_t kMinAddress = 1 + 4 + 1;
 constexpr size_t kMinRoute = (1 + 4) + 1 + 1 + 4;
 
@@ -324,8 +324,8 @@ struct Validator {
   void operator()(const Hello&) {}
   void operator()(const NetConfig& c) {
     if (c.mtu > kMaxMtu) fail(ProtocolError::BadValue);
-    if (c.addresses.size() > kMaxAddresses || c.routes.size() > kMaxRoutes ||
-        c.dns_servers.size() > kMaxDnsServers || c.search_domains.size() > kMaxSearchDomains)
+    if (c.addresses.size() > kMaxAddresses || c.routes.size() > kMaxRoutes || c.dns_servers.size() > kMaxDnsServers ||
+        c.search_domains.size() > kMaxSearchDomains)
       fail(ProtocolError::TooMany);
     for (const auto& a : c.addresses) {
       ip(a.addr, false);
@@ -560,12 +560,15 @@ std::string IpAddr::to_string() const {
 
 // ---------------------------------------------------------------- metadata
 MessageType type_of(const Message& m) {
-  static constexpr MessageType kTypes[] = {
-      MessageType::Hello,  MessageType::NetConfig, MessageType::Run,          MessageType::Stdin,
-      MessageType::StdinEof, MessageType::Signal,  MessageType::Resize,
-      MessageType::Shutdown, MessageType::MirrorApply, MessageType::Ready,   MessageType::Stdout,
-      MessageType::Stderr, MessageType::Exited, MessageType::ListenerAppeared, MessageType::ListenerGone,
-      MessageType::Log, MessageType::Error, MessageType::MirrorReport};
+  static constexpr MessageType kTypes[] = {MessageType::Hello,        MessageType::NetConfig,
+                                           MessageType::Run,          MessageType::Stdin,
+                                           MessageType::StdinEof,     MessageType::Signal,
+                                           MessageType::Resize,       MessageType::Shutdown,
+                                           MessageType::MirrorApply,  MessageType::Ready,
+                                           MessageType::Stdout,       MessageType::Stderr,
+                                           MessageType::Exited,       MessageType::ListenerAppeared,
+                                           MessageType::ListenerGone, MessageType::Log,
+                                           MessageType::Error,        MessageType::MirrorReport};
   static_assert(std::size(kTypes) == std::variant_size_v<Message>);
   return kTypes[m.index()];
 }

@@ -98,31 +98,31 @@ namespace causeway::agent {
 constexpr uint8_t kWireVersion = 1;       // frame layout
 constexpr uint16_t kProtocolVersion = 2;  // message set and semantics (Hello / Ready); 2: mirrored mode
 constexpr size_t kHeaderSize = 8;
-constexpr size_t kMaxChunk = 32 * 1024;            // stdio bytes per Stdin/Stdout/Stderr message
-constexpr size_t kMaxPayload = 128 * 1024;         // one frame's payload; a Run with its env fits
+constexpr size_t kMaxChunk = 32 * 1024;                // stdio bytes per Stdin/Stdout/Stderr message
+constexpr size_t kMaxPayload = 128 * 1024;             // one frame's payload; a Run with its env fits
 constexpr size_t kMaxMirrorPayload = 2 * 1024 * 1024;  // MirrorApply/MirrorReport: a full plan at its caps fits
-constexpr size_t kMaxMirrorLinks = 64;             // = netstack::mirror::kMaxLinks
-constexpr size_t kMaxMirrorAddresses = 16384;      // kMaxLinks × kMaxAddressesPerLink
-constexpr size_t kMaxMirrorRoutes = 4096;          // = netstack::mirror::kMaxRoutes
-constexpr size_t kMaxNextHops = 32;                // per multipath route
-constexpr size_t kMaxLinkName = 15;                // IFNAMSIZ - 1
+constexpr size_t kMaxMirrorLinks = 64;                 // = netstack::mirror::kMaxLinks
+constexpr size_t kMaxMirrorAddresses = 16384;          // kMaxLinks × kMaxAddressesPerLink
+constexpr size_t kMaxMirrorRoutes = 4096;              // = netstack::mirror::kMaxRoutes
+constexpr size_t kMaxNextHops = 32;                    // per multipath route
+constexpr size_t kMaxLinkName = 15;                    // IFNAMSIZ - 1
 constexpr size_t kMaxLinkKind = 32;
-constexpr size_t kMaxMirrorErrors = 32;            // = netstack::mirror::kMaxErrorsKept
-constexpr size_t kMaxMirrorErrorText = 1024;       // per op / error string
+constexpr size_t kMaxMirrorErrors = 32;       // = netstack::mirror::kMaxErrorsKept
+constexpr size_t kMaxMirrorErrorText = 1024;  // per op / error string
 constexpr size_t kMaxUnmanagedLinks = 256;
-constexpr size_t kMaxArgs = 1024;                  // argv entries
-constexpr size_t kMaxEnv = 1024;                   // env entries
-constexpr size_t kMaxArgLen = 16 * 1024;           // one argv/env entry, bytes
-constexpr size_t kMaxPathLen = 4096;               // cwd (PATH_MAX)
-constexpr size_t kMaxTextLen = 4096;               // Log / Error text
-constexpr size_t kMaxVersionLen = 256;             // agent version, kernel release
-constexpr size_t kMaxAddresses = 64;               // NetConfig addresses
-constexpr size_t kMaxRoutes = 256;                 // NetConfig routes
-constexpr size_t kMaxDnsServers = 8;               // resolv.conf uses 3 (MAXNS); the rest are ignored there
-constexpr size_t kMaxSearchDomains = 6;            // resolv.conf MAXDNSRCH
-constexpr size_t kMaxDomainLen = 253;              // RFC 1035 §2.3.4, as text
+constexpr size_t kMaxArgs = 1024;         // argv entries
+constexpr size_t kMaxEnv = 1024;          // env entries
+constexpr size_t kMaxArgLen = 16 * 1024;  // one argv/env entry, bytes
+constexpr size_t kMaxPathLen = 4096;      // cwd (PATH_MAX)
+constexpr size_t kMaxTextLen = 4096;      // Log / Error text
+constexpr size_t kMaxVersionLen = 256;    // agent version, kernel release
+constexpr size_t kMaxAddresses = 64;      // NetConfig addresses
+constexpr size_t kMaxRoutes = 256;        // NetConfig routes
+constexpr size_t kMaxDnsServers = 8;      // resolv.conf uses 3 (MAXNS); the rest are ignored there
+constexpr size_t kMaxSearchDomains = 6;   // resolv.conf MAXDNSRCH
+constexpr size_t kMaxDomainLen = 253;     // RFC 1035 §2.3.4, as text
 constexpr uint32_t kMaxMtu = 65535;
-constexpr int kMaxSignal = 64;                     // _NSIG - 1 on Linux
+constexpr int kMaxSignal = 64;  // _NSIG - 1 on Linux
 
 // The vsock port the agent connects to on the host (CID 2). Kernel parameter
 // cw.agent.port=N overrides it.
@@ -130,7 +130,7 @@ constexpr uint32_t kAgentVsockPort = 1024;
 
 // ---------------------------------------------------------------- values
 struct IpAddr {
-  uint8_t family = 0;  // 0 none, 4, 6
+  uint8_t family = 0;               // 0 none, 4, 6
   std::array<uint8_t, 16> bytes{};  // network order; first 4 used for IPv4
 
   static IpAddr v4(uint8_t a, uint8_t b, uint8_t c, uint8_t d) { return {4, {a, b, c, d}}; }
@@ -156,9 +156,9 @@ struct NetAddress {
 };
 
 struct NetRoute {
-  IpAddr dst;           // 0.0.0.0 or :: with prefix_len 0 = default route
+  IpAddr dst;  // 0.0.0.0 or :: with prefix_len 0 = default route
   uint8_t prefix_len = 0;
-  IpAddr gateway;       // none = on-link
+  IpAddr gateway;  // none = on-link
   uint32_t metric = 0;
   friend bool operator==(const NetRoute&, const NetRoute&) = default;
 };
@@ -167,9 +167,9 @@ struct NetRoute {
 // one default route and the gateway as DNS server; mirrored mode fills the
 // same lists with the host's addresses and routes.
 struct NetConfig {
-  bool dhcp = false;    // ignore the rest and run DHCP (the engine serves it)
-  uint32_t mtu = 0;     // 0: leave the link's MTU alone
-  bool ipv6 = false;    // false: disable IPv6 on the link
+  bool dhcp = false;  // ignore the rest and run DHCP (the engine serves it)
+  uint32_t mtu = 0;   // 0: leave the link's MTU alone
+  bool ipv6 = false;  // false: disable IPv6 on the link
   // Mirrored mode: the NAT link is internal — addresses with link scope (never a
   // source for other links' traffic), no default route; it carries DNS, the host
   // alias and forwards only. The mirrored links carry the rest.
@@ -283,9 +283,8 @@ struct Error {
   friend bool operator==(const Error&, const Error&) = default;
 };
 
-using Message = std::variant<Hello, NetConfig, Run, Stdin, StdinEof, Signal, Resize, Shutdown, MirrorApply,
-                             Ready, Stdout, Stderr, Exited, ListenerAppeared, ListenerGone, Log, Error,
-                             MirrorReport>;
+using Message = std::variant<Hello, NetConfig, Run, Stdin, StdinEof, Signal, Resize, Shutdown, MirrorApply, Ready,
+                             Stdout, Stderr, Exited, ListenerAppeared, ListenerGone, Log, Error, MirrorReport>;
 
 enum class MessageType : uint8_t {
   Hello = 0x01,

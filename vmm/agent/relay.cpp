@@ -3,16 +3,25 @@
 namespace causeway::agent {
 
 std::array<uint8_t, kRelayRequestSize> encode_relay_request(const RelayRequest& r) {
-  return {'C', 'W', kRelayVersion, static_cast<uint8_t>(r.proto), r.family, 0, static_cast<uint8_t>(r.port & 0xff),
+  return {'C',
+          'W',
+          kRelayVersion,
+          static_cast<uint8_t>(r.proto),
+          r.family,
+          0,
+          static_cast<uint8_t>(r.port & 0xff),
           static_cast<uint8_t>(r.port >> 8)};
 }
 
 std::optional<RelayRequest> decode_relay_request(std::span<const uint8_t, kRelayRequestSize> b) {
   if (b[0] != 'C' || b[1] != 'W' || b[2] != kRelayVersion || b[5] != 0) return std::nullopt;
   RelayRequest r;
-  if (b[3] == static_cast<uint8_t>(IpProto::Tcp)) r.proto = IpProto::Tcp;
-  else if (b[3] == static_cast<uint8_t>(IpProto::Udp)) r.proto = IpProto::Udp;
-  else return std::nullopt;
+  if (b[3] == static_cast<uint8_t>(IpProto::Tcp))
+    r.proto = IpProto::Tcp;
+  else if (b[3] == static_cast<uint8_t>(IpProto::Udp))
+    r.proto = IpProto::Udp;
+  else
+    return std::nullopt;
   if (b[4] != 4 && b[4] != 6) return std::nullopt;
   r.family = b[4];
   r.port = static_cast<uint16_t>(b[6] | (b[7] << 8));

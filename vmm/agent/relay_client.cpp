@@ -66,19 +66,20 @@ class StreamBridge : public std::enable_shared_from_this<StreamBridge> {
     writing_ = true;
     inflight_.swap(wq_);
     wq_.clear();
-    asio::async_write(sock_, asio::buffer(inflight_), [self = shared_from_this()](boost::system::error_code ec, size_t) {
-      self->writing_ = false;
-      self->inflight_.clear();
-      if (self->done_) return;
-      if (ec) return self->finish();
-      if (!self->wq_.empty()) return self->write_socket();
-      if (self->paused_ && self->stream_) {
-        self->paused_ = false;
-        self->stream_->set_receive_paused(false);
-      }
-      self->maybe_shut_socket();
-      self->check_done();
-    });
+    asio::async_write(sock_, asio::buffer(inflight_),
+                      [self = shared_from_this()](boost::system::error_code ec, size_t) {
+                        self->writing_ = false;
+                        self->inflight_.clear();
+                        if (self->done_) return;
+                        if (ec) return self->finish();
+                        if (!self->wq_.empty()) return self->write_socket();
+                        if (self->paused_ && self->stream_) {
+                          self->paused_ = false;
+                          self->stream_->set_receive_paused(false);
+                        }
+                        self->maybe_shut_socket();
+                        self->check_done();
+                      });
   }
   void maybe_shut_socket() {
     if (done_ || !guest_eof_ || writing_ || !wq_.empty() || sock_shut_) return;

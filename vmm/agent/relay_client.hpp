@@ -46,10 +46,10 @@ class StreamBridge;
 }
 
 struct RelayClientStats {
-  uint64_t streams = 0;        // relay streams opened (TCP connections + UDP flows)
-  uint64_t refused = 0;        // the guest answered with an errno
-  uint64_t failed = 0;         // no stream, bad reply, handshake timeout
-  uint64_t udp_dropped = 0;    // datagrams dropped (queue full, flow gone)
+  uint64_t streams = 0;      // relay streams opened (TCP connections + UDP flows)
+  uint64_t refused = 0;      // the guest answered with an errno
+  uint64_t failed = 0;       // no stream, bad reply, handshake timeout
+  uint64_t udp_dropped = 0;  // datagrams dropped (queue full, flow gone)
 };
 
 class VsockRelayConnector final : public portfwd::GuestConnector {

@@ -145,8 +145,8 @@ void AgentSession::shutdown() {
   timer_.async_wait([weak, this](boost::system::error_code ec) {
     auto s = weak.lock();
     if (ec || !s || !*s || state_ != State::ShuttingDown) return;
-    end(EndReason::ShutdownTimeout, "the guest did not shut down within " +
-                                        std::to_string(opts_.shutdown_timeout.count()) + " ms of the request");
+    end(EndReason::ShutdownTimeout,
+        "the guest did not shut down within " + std::to_string(opts_.shutdown_timeout.count()) + " ms of the request");
   });
 }
 
@@ -211,9 +211,9 @@ void AgentSession::on_message(Message& m) {
       if (state_ != State::AwaitingReady) return violation("second Ready from the guest agent");
       auto& r = std::get<Ready>(m);
       if (r.version != kProtocolVersion) {
-        return end(EndReason::VersionMismatch,
-                   "the guest agent speaks protocol version " + std::to_string(r.version) + ", this causeway " +
-                       std::to_string(kProtocolVersion) + ": rebuild the guest image (scripts/build-guest.sh)");
+        return end(EndReason::VersionMismatch, "the guest agent speaks protocol version " + std::to_string(r.version) +
+                                                   ", this causeway " + std::to_string(kProtocolVersion) +
+                                                   ": rebuild the guest image (scripts/build-guest.sh)");
       }
       timer_.cancel();
       state_ = State::Ready;
@@ -300,8 +300,8 @@ void AgentSession::end(EndReason reason, std::string detail) {
   queue_.clear();
   queue_off_ = 0;
   // The stream's callbacks stay installed (we may be inside one of them); they
-  // see state_ == Ended and do nothing. A protocol violation or timeout: reset the stream so the guest sees it too. After a
-  // clean end the stream is finished already.
+  // see state_ == Ended and do nothing. A protocol violation or timeout: reset the stream so the guest sees it too.
+  // After a clean end the stream is finished already.
   if (reason != EndReason::Completed && reason != EndReason::Stopped) stream_->close();
   SessionEnd e{reason, std::move(detail), exit_};
   if (!e.ok()) spdlog::debug("agent session ended: {}: {}", to_string(reason), e.detail);

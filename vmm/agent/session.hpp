@@ -81,8 +81,8 @@ std::string_view to_string(EndReason r);
 
 struct SessionEnd {
   EndReason reason = EndReason::Completed;
-  std::string detail;           // human-readable, actionable
-  std::optional<Exited> exit;   // when the command's Exited was received
+  std::string detail;          // human-readable, actionable
+  std::optional<Exited> exit;  // when the command's Exited was received
   [[nodiscard]] bool ok() const { return reason == EndReason::Completed || reason == EndReason::Stopped; }
 };
 
@@ -105,7 +105,7 @@ struct AgentSessionCounters {
   uint64_t messages_in = 0, messages_out = 0;
   uint64_t stdout_bytes = 0, stderr_bytes = 0, stdin_bytes = 0;
   uint64_t guest_logs = 0, guest_errors = 0;
-  uint64_t violations = 0;  // malformed or out-of-place guest messages (each ends the session)
+  uint64_t violations = 0;    // malformed or out-of-place guest messages (each ends the session)
   uint64_t write_stalls = 0;  // times the stream took less than offered
 };
 

@@ -61,7 +61,7 @@ class SocketVsockStream final : public vmm::VsockStream, public std::enable_shar
   bool writing_ = false;
   bool reading_ = false;
   bool paused_ = false;
-  bool refused_ = false;            // write() returned less than offered
+  bool refused_ = false;  // write() returned less than offered
   bool shutdown_pending_ = false;
   bool write_shut_ = false;
   bool read_done_ = false;

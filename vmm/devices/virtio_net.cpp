@@ -44,8 +44,8 @@ VirtioNetDevice::~VirtioNetDevice() { *alive_ = false; }
 uint32_t VirtioNetDevice::device_id() const { return virtio::kDeviceIdNet; }
 
 uint64_t VirtioNetDevice::offered_features() const {
-  return virtio::kFVersion1 | virtio::kFIndirectDesc | virtio::kFEventIdx | net::kFMac | net::kFMtu |
-         net::kFMrgRxbuf | net::kFCsum | net::kFGuestCsum | net::kFStatus;
+  return virtio::kFVersion1 | virtio::kFIndirectDesc | virtio::kFEventIdx | net::kFMac | net::kFMtu | net::kFMrgRxbuf |
+         net::kFCsum | net::kFGuestCsum | net::kFStatus;
 }
 
 bool VirtioNetDevice::read_config(uint32_t offset, std::span<uint8_t> out) const {
@@ -114,8 +114,7 @@ void VirtioNetDevice::reset() {
 }
 
 void VirtioNetDevice::log_guest(std::string_view what) {
-  if (log_.allow(clock_.now_ms()))
-    spdlog::warn("virtio-net: {} ({} similar suppressed)", what, log_.suppressed());
+  if (log_.allow(clock_.now_ms())) spdlog::warn("virtio-net: {} ({} similar suppressed)", what, log_.suppressed());
 }
 
 // ---------------------------------------------------------------- transmit
@@ -240,10 +239,8 @@ void VirtioNetDevice::send_to_guest(std::span<const uint8_t> frame) {
   if (backlog_.empty()) {
     switch (deliver(frame)) {
       case Rx::kDone:
-      case Rx::kDropped:
-        return;
-      case Rx::kNoBuffers:
-        break;
+      case Rx::kDropped: return;
+      case Rx::kNoBuffers: break;
     }
   }
   if (backlog_.size() >= kRxBacklogFrames || backlog_bytes_ + frame.size() > kRxBacklogBytes) {

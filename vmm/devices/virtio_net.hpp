@@ -79,27 +79,27 @@ struct VirtioNetConfig {
   // asking (QEMU: 256 for virtio-net-pci, up to 1024 with rx_queue_size); the
   // rings live in guest memory, so accepting the spec maximum costs nothing.
   uint32_t max_queue_size = 32768;
-  bool tx_zero_copy = true;          // see the caveat above
-  bool rx_mark_data_valid = true;    // set DATA_VALID when GUEST_CSUM is negotiated
+  bool tx_zero_copy = true;        // see the caveat above
+  bool rx_mark_data_valid = true;  // set DATA_VALID when GUEST_CSUM is negotiated
 };
 
 struct VirtioNetStats {
-  uint64_t tx_frames = 0;           // guest → engine
+  uint64_t tx_frames = 0;  // guest → engine
   uint64_t tx_bytes = 0;
-  uint64_t tx_zero_copy = 0;        // handed over in place
+  uint64_t tx_zero_copy = 0;  // handed over in place
   uint64_t tx_csum_completed = 0;
-  uint64_t tx_malformed = 0;        // bad chain, short header, GSO, a header check_vnet_hdr refuses
-  uint64_t tx_oversized = 0;        // frame larger than MTU + Ethernet header
-  uint64_t tx_no_sink = 0;          // frames before start(sink)
-  uint64_t rx_frames = 0;           // engine → guest
+  uint64_t tx_malformed = 0;  // bad chain, short header, GSO, a header check_vnet_hdr refuses
+  uint64_t tx_oversized = 0;  // frame larger than MTU + Ethernet header
+  uint64_t tx_no_sink = 0;    // frames before start(sink)
+  uint64_t rx_frames = 0;     // engine → guest
   uint64_t rx_bytes = 0;
-  uint64_t rx_buffers = 0;          // chains used (> rx_frames when merging)
-  uint64_t rx_backlogged = 0;       // frames that waited for buffers
-  uint64_t rx_drops_no_buffers = 0; // backlog full
-  uint64_t rx_drops_not_ready = 0;  // no receive queue (driver not up)
-  uint64_t rx_drops_too_big = 0;    // frame larger than one chain (no MRG_RXBUF) or MTU
-  uint64_t rx_malformed = 0;        // bad receive chains (returned empty)
-  uint64_t broken_queue = 0;        // pops refused because the queue is broken
+  uint64_t rx_buffers = 0;           // chains used (> rx_frames when merging)
+  uint64_t rx_backlogged = 0;        // frames that waited for buffers
+  uint64_t rx_drops_no_buffers = 0;  // backlog full
+  uint64_t rx_drops_not_ready = 0;   // no receive queue (driver not up)
+  uint64_t rx_drops_too_big = 0;     // frame larger than one chain (no MRG_RXBUF) or MTU
+  uint64_t rx_malformed = 0;         // bad receive chains (returned empty)
+  uint64_t broken_queue = 0;         // pops refused because the queue is broken
   uint64_t link_mtu_refused = 0;
 };
 
@@ -107,7 +107,7 @@ class VirtioNetDevice final : public VirtioDevice, public netstack::FramePort {
  public:
   static constexpr size_t kRxQueue = 0;
   static constexpr size_t kTxQueue = 1;
-  static constexpr int kTxBudget = 256;             // chains per turn
+  static constexpr int kTxBudget = 256;  // chains per turn
   static constexpr size_t kRxBacklogFrames = 512;
   static constexpr size_t kRxBacklogBytes = 2u << 20;
 

@@ -236,8 +236,7 @@ void VirtioVsockDevice::drop_all(const char* reason) {
 }
 
 void VirtioVsockDevice::log_guest(std::string_view what) {
-  if (log_.allow(clock_.now_ms()))
-    spdlog::warn("virtio-vsock: {} ({} similar suppressed)", what, log_.suppressed());
+  if (log_.allow(clock_.now_ms())) spdlog::warn("virtio-vsock: {} ({} similar suppressed)", what, log_.suppressed());
 }
 
 VirtioVsockDevice::Conn* VirtioVsockDevice::find(Key k) {
@@ -265,8 +264,8 @@ void VirtioVsockDevice::queue_rst(uint32_t guest_port, uint32_t host_port, bool 
   if (guest_provoked) {
     const int64_t now = clock_.now_ms();
     if (rst_refill_ms_ < 0) rst_refill_ms_ = now;
-    rst_tokens_ = std::min<double>(kRstBurst, rst_tokens_ + static_cast<double>(now - rst_refill_ms_) *
-                                                                kRstPerSecond / 1000.0);
+    rst_tokens_ =
+        std::min<double>(kRstBurst, rst_tokens_ + static_cast<double>(now - rst_refill_ms_) * kRstPerSecond / 1000.0);
     rst_refill_ms_ = now;
     if (rst_tokens_ < 1.0 || rsts_.size() >= kMaxPendingRsts) {
       ++stats_.rst_suppressed;
@@ -325,15 +324,15 @@ uint32_t VirtioVsockDevice::allocate_host_port(uint32_t guest_port) {
 
 // ---------------------------------------------------------------- VsockHost
 
-void VirtioVsockDevice::listen(uint32_t port, VsockAcceptHandler on_accept) {
-  listeners_[port] = std::move(on_accept);
-}
+void VirtioVsockDevice::listen(uint32_t port, VsockAcceptHandler on_accept) { listeners_[port] = std::move(on_accept); }
 
 void VirtioVsockDevice::connect(uint32_t guest_port, VsockConnectHandler on_connect) {
   ++stats_.connects;
   boost::system::error_code early;
-  if (!ready()) early = asio::error::not_connected;
-  else if (conns_.size() >= cfg_.max_connections) early = asio::error::no_buffer_space;
+  if (!ready())
+    early = asio::error::not_connected;
+  else if (conns_.size() >= cfg_.max_connections)
+    early = asio::error::no_buffer_space;
   if (early) {
     ++stats_.connect_failures;
     asio::post(io_, [h = std::move(on_connect), early] { h(early, nullptr); });
@@ -596,15 +595,19 @@ void VirtioVsockDevice::on_packet(const Header& h, const DescriptorChain& chain)
       const bool held = c->stream != nullptr && !c->rx_pending.empty();
       if ((h.flags & vsock::kShutdownSend) && !c->peer_shut_send) {
         c->peer_shut_send = true;
-        if (held) c->eof_deferred = true;
-        else if (c->stream) c->stream->shared_from_this()->eof();
+        if (held)
+          c->eof_deferred = true;
+        else if (c->stream)
+          c->stream->shared_from_this()->eof();
       }
       c = find(k);
       // Linux closes a stream by shutting down both directions and waiting
       // for the peer's RST (virtio_transport_close); give it one.
       if (c != nullptr && c->peer_shut_send && c->peer_shut_rcv) {
-        if (held) c->close_deferred = true;
-        else close_conn(k, "closed by guest", true);
+        if (held)
+          c->close_deferred = true;
+        else
+          close_conn(k, "closed by guest", true);
       }
       return;
     }
@@ -626,14 +629,12 @@ void VirtioVsockDevice::on_packet(const Header& h, const DescriptorChain& chain)
       if (h.len > 0) deliver(*c, chain, h.len);
       return;
     }
-    case Op::kCreditUpdate:
-      return;  // credit_from() did the work
+    case Op::kCreditUpdate: return;  // credit_from() did the work
     case Op::kCreditRequest:
       c->send_credit_update = true;
       mark_ready(*c);
       return;
-    case Op::kInvalid:
-      return;
+    case Op::kInvalid: return;
   }
 }
 
@@ -707,13 +708,11 @@ bool VirtioVsockDevice::next_packet(Header& h, Conn*& data_conn, uint32_t max_pa
     } else if (c->send_response) {
       c->send_response = false;
       h.op = static_cast<uint16_t>(Op::kResponse);
-    } else if (c->state == Conn::State::kEstablished && c->queued() > 0 && !c->peer_shut_rcv &&
-               c->peer_credit() > 0) {
+    } else if (c->state == Conn::State::kEstablished && c->queued() > 0 && !c->peer_shut_rcv && c->peer_credit() > 0) {
       h.op = static_cast<uint16_t>(Op::kRw);
       h.len = static_cast<uint32_t>(std::min<size_t>({c->queued(), c->peer_credit(), max_payload}));
       data_conn = c;
-    } else if (c->state == Conn::State::kEstablished && c->queued() > 0 && !c->peer_shut_rcv &&
-               !c->credit_requested) {
+    } else if (c->state == Conn::State::kEstablished && c->queued() > 0 && !c->peer_shut_rcv && !c->credit_requested) {
       c->credit_requested = true;
       h.op = static_cast<uint16_t>(Op::kCreditRequest);
     } else if (c->local_shut_send && !c->shutdown_sent && c->queued() == 0) {

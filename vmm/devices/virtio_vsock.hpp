@@ -86,7 +86,7 @@
 namespace causeway::vmm {
 
 struct VirtioVsockConfig {
-  uint64_t guest_cid = 3;              // the first CID free for guests
+  uint64_t guest_cid = 3;  // the first CID free for guests
   // As for virtio-net: QEMU picks the size (128 on virtio-pci, 1024 on
   // virtio-mmio/microvm) and the rings are guest memory.
   uint32_t max_queue_size = 32768;
@@ -97,26 +97,26 @@ struct VirtioVsockConfig {
 };
 
 struct VirtioVsockStats {
-  uint64_t rx_packets = 0;           // device → guest
-  uint64_t rx_bytes = 0;             // payload bytes to the guest
-  uint64_t tx_packets = 0;           // guest → device, accepted
-  uint64_t tx_bytes = 0;             // payload bytes from the guest
-  uint64_t accepted = 0;             // guest connections accepted
-  uint64_t refused = 0;              // guest REQUEST to a port nobody listens on
-  uint64_t table_full = 0;           // REQUEST refused: connection table at capacity
-  uint64_t connects = 0;             // host connect() calls
-  uint64_t connect_failures = 0;     // refused, timed out, reset, not ready or table full
-  uint64_t unknown_connection = 0;   // packets matching no connection
+  uint64_t rx_packets = 0;          // device → guest
+  uint64_t rx_bytes = 0;            // payload bytes to the guest
+  uint64_t tx_packets = 0;          // guest → device, accepted
+  uint64_t tx_bytes = 0;            // payload bytes from the guest
+  uint64_t accepted = 0;            // guest connections accepted
+  uint64_t refused = 0;             // guest REQUEST to a port nobody listens on
+  uint64_t table_full = 0;          // REQUEST refused: connection table at capacity
+  uint64_t connects = 0;            // host connect() calls
+  uint64_t connect_failures = 0;    // refused, timed out, reset, not ready or table full
+  uint64_t unknown_connection = 0;  // packets matching no connection
   uint64_t rst_sent = 0;
   uint64_t rst_received = 0;
-  uint64_t rst_suppressed = 0;       // RSTs not sent: rate limit or queue full
-  uint64_t credit_violations = 0;    // guest sent beyond our advertised credit
+  uint64_t rst_suppressed = 0;     // RSTs not sent: rate limit or queue full
+  uint64_t credit_violations = 0;  // guest sent beyond our advertised credit
   uint64_t credit_updates_sent = 0;
-  uint64_t malformed = 0;            // bad chains and bad packets (by reason below)
+  uint64_t malformed = 0;  // bad chains and bad packets (by reason below)
   std::array<uint64_t, vsock::kPacketCheckCount> bad_packets{};
-  uint64_t rx_stalls = 0;            // times we waited for receive buffers
+  uint64_t rx_stalls = 0;  // times we waited for receive buffers
   uint64_t broken_queue = 0;
-  size_t connections = 0;            // current
+  size_t connections = 0;  // current
 };
 
 class VirtioVsockDevice final : public VirtioDevice, public VsockHost {
@@ -160,9 +160,7 @@ class VirtioVsockDevice final : public VirtioDevice, public VsockHost {
   struct Conn;
   friend class Stream;
   using Key = uint64_t;  // host_port << 32 | guest_port
-  static Key key_of(uint32_t guest_port, uint32_t host_port) {
-    return (uint64_t{host_port} << 32) | guest_port;
-  }
+  static Key key_of(uint32_t guest_port, uint32_t host_port) { return (uint64_t{host_port} << 32) | guest_port; }
 
   // tx (guest → device)
   void process_tx();

@@ -28,11 +28,11 @@ namespace causeway::vmm::vsock {
 constexpr size_t kHdrSize = 44;
 constexpr uint32_t kMaxPayload = 64 * 1024;  // Linux's VIRTIO_VSOCK_MAX_PKT_BUF_SIZE
 constexpr uint16_t kTypeStream = 1;
-constexpr uint16_t kTypeSeqpacket = 2;       // VIRTIO_VSOCK_F_SEQPACKET: not offered
-constexpr uint32_t kShutdownRcv = 1;         // the sender will receive no more
-constexpr uint32_t kShutdownSend = 2;        // the sender will send no more
+constexpr uint16_t kTypeSeqpacket = 2;  // VIRTIO_VSOCK_F_SEQPACKET: not offered
+constexpr uint32_t kShutdownRcv = 1;    // the sender will receive no more
+constexpr uint32_t kShutdownSend = 2;   // the sender will send no more
 constexpr uint32_t kShutdownMask = kShutdownRcv | kShutdownSend;
-constexpr uint64_t kHostCid = 2;             // VMADDR_CID_HOST
+constexpr uint64_t kHostCid = 2;  // VMADDR_CID_HOST
 
 enum class Op : uint16_t {
   kInvalid = 0,
@@ -65,13 +65,13 @@ void write_header(std::span<uint8_t> out, const Header& h);
 
 enum class PacketCheck {
   kOk,
-  kShort,         // fewer than 44 bytes
-  kWrongSource,   // src_cid is not the guest's CID (spoofing)
-  kWrongDest,     // dst_cid is not the host
-  kBadType,       // not STREAM
-  kBadOp,         // op 0 or unknown
-  kBadLength,     // len > kMaxPayload, more than the buffers hold, or payload on a control op
-  kBadFlags,      // SHUTDOWN flags outside RCV|SEND
+  kShort,        // fewer than 44 bytes
+  kWrongSource,  // src_cid is not the guest's CID (spoofing)
+  kWrongDest,    // dst_cid is not the host
+  kBadType,      // not STREAM
+  kBadOp,        // op 0 or unknown
+  kBadLength,    // len > kMaxPayload, more than the buffers hold, or payload on a control op
+  kBadFlags,     // SHUTDOWN flags outside RCV|SEND
 };
 constexpr size_t kPacketCheckCount = 8;
 std::string_view to_string(PacketCheck c);

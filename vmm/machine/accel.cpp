@@ -16,8 +16,7 @@ namespace {
 
 // Why KVM cannot be used, or "" if it can. Ordered from the most fundamental fact.
 std::string kvm_blocker(const AccelFacts& f) {
-  if (f.kvm_pvm)
-    return "/dev/kvm is PVM (module kvm_pvm), which cannot run a stock guest kernel at a usable speed";
+  if (f.kvm_pvm) return "/dev/kvm is PVM (module kvm_pvm), which cannot run a stock guest kernel at a usable speed";
   if (!f.cpu_virt)
     return "the CPU shows no hardware virtualization (no vmx/svm in /proc/cpuinfo; enable VT-x/AMD-V, or "
            "nested virtualization for a VM)";

@@ -49,7 +49,8 @@ std::string kernel_cmdline(const QemuOptions& o) {
 
 boost::system::result<std::vector<std::string>, std::string> build_qemu_argv(const QemuOptions& o) {
   if (o.qemu.empty()) return std::string("no QEMU binary given");
-  if (o.kernel.empty()) return std::string("no guest kernel: pass --kernel or build the default image (scripts/build-guest.sh)");
+  if (o.kernel.empty())
+    return std::string("no guest kernel: pass --kernel or build the default image (scripts/build-guest.sh)");
   if (o.cpus < 1 || o.cpus > kMaxCpus)
     return "--cpus " + std::to_string(o.cpus) + " is out of range (1–" + std::to_string(kMaxCpus) + ")";
   if (o.memory_mib < kMinMemoryMib || o.memory_mib > kMaxMemoryMib)

@@ -54,21 +54,21 @@ struct QemuOptions {
 
   std::string kernel;
   std::string initrd;
-  bool boot_agent = true;          // rdinit=/sbin/causeway-agent (false: the image's /init)
-  std::string extra_cmdline;       // appended last (wins over ours: the kernel takes the last value)
-  std::optional<uint64_t> tsc_khz; // microvm under TCG: the guest cannot calibrate its TSC alone
+  bool boot_agent = true;           // rdinit=/sbin/causeway-agent (false: the image's /init)
+  std::string extra_cmdline;        // appended last (wins over ours: the kernel takes the last value)
+  std::optional<uint64_t> tsc_khz;  // microvm under TCG: the guest cannot calibrate its TSC alone
 
-  std::string console_log;         // serial console → this file ("" = no console)
+  std::string console_log;  // serial console → this file ("" = no console)
 
   NetAttachment net = NetAttachment::VhostUser;
-  std::string net_socket;          // vhost-user or stream unix socket (causeway listens)
+  std::string net_socket;  // vhost-user or stream unix socket (causeway listens)
   std::string mac = "52:54:00:12:34:56";
-  uint32_t host_mtu = 0;           // virtio-net MTU offered to the guest (0 = none)
+  uint32_t host_mtu = 0;  // virtio-net MTU offered to the guest (0 = none)
 
-  std::string vsock_socket;        // vhost-user-vsock socket ("" = no vsock device)
-  std::string agent_serial_socket; // virtio-serial port for the agent ("" = none); also
-                                   // sets cw.agent.transport=serial when there is no vsock
-  bool rng = true;                 // virtio-rng fed from /dev/urandom
+  std::string vsock_socket;         // vhost-user-vsock socket ("" = no vsock device)
+  std::string agent_serial_socket;  // virtio-serial port for the agent ("" = none); also
+                                    // sets cw.agent.transport=serial when there is no vsock
+  bool rng = true;                  // virtio-rng fed from /dev/urandom
   std::vector<std::string> extra_args;
 };
 

@@ -125,8 +125,7 @@ boost::system::result<QemuVersion, std::string> check_qemu(const std::string& bi
   }
   if (timed_out) kill(pid, SIGKILL);
   int status = 0;
-  while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-  }
+  while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {}
   if (timed_out) return path + " --version did not answer within " + std::to_string(timeout.count()) + " ms";
   const auto v = parse_qemu_version(out);
   if (!v) {
@@ -148,7 +147,8 @@ boost::system::result<void, std::string> check_guest_files(const QemuOptions& o)
              " (build the default guest image with scripts/build-guest.sh, or pass --kernel/--initrd)";
     if (!S_ISREG(st.st_mode)) return std::string(what) + " " + path + " is not a regular file";
     if (st.st_size == 0) return std::string(what) + " " + path + " is empty (rebuild: scripts/build-guest.sh --force)";
-    if (access(path.c_str(), R_OK) != 0) return std::string(what) + " " + path + " is not readable: " + std::strerror(errno);
+    if (access(path.c_str(), R_OK) != 0)
+      return std::string(what) + " " + path + " is not readable: " + std::strerror(errno);
     return {};
   };
   if (auto e = check(o.kernel, "guest kernel"); !e.empty()) return e;
@@ -211,7 +211,7 @@ void QemuProcess::reap(bool block) {
   do {
     r = waitpid(pid_, &status, block ? 0 : WNOHANG);
   } while (r < 0 && errno == EINTR);
-  if (r == 0) return;  // still running
+  if (r == 0) return;                                            // still running
   status_ = r == pid_ ? decode(status) : ExitStatus{false, -1};  // ECHILD: reaped by someone else
   kill_timer_.cancel();
   if (pidfd_) {

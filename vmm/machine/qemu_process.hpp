@@ -49,8 +49,8 @@ struct ExitStatus {
 // Finds `binary` (a path, or a name searched in PATH) and checks that
 // `binary --version` is at least kMinQemuVersion. Errors are actionable:
 // a missing binary names the Debian package qemu-system-x86.
-boost::system::result<QemuVersion, std::string> check_qemu(const std::string& binary,
-                                                           std::chrono::milliseconds timeout = std::chrono::seconds(10));
+boost::system::result<QemuVersion, std::string> check_qemu(
+    const std::string& binary, std::chrono::milliseconds timeout = std::chrono::seconds(10));
 
 // Checks that the kernel (and initrd, if any) of `o` are readable files.
 boost::system::result<void, std::string> check_guest_files(const QemuOptions& o);
@@ -59,8 +59,9 @@ class QemuProcess {
  public:
   // Starts argv (argv[0] searched in PATH); QEMU's stdout and stderr go to
   // `output_log` (created or truncated).
-  static boost::system::result<std::unique_ptr<QemuProcess>, std::string> spawn(
-      boost::asio::any_io_executor ex, const std::vector<std::string>& argv, const std::string& output_log);
+  static boost::system::result<std::unique_ptr<QemuProcess>, std::string> spawn(boost::asio::any_io_executor ex,
+                                                                                const std::vector<std::string>& argv,
+                                                                                const std::string& output_log);
   ~QemuProcess();
   QemuProcess(const QemuProcess&) = delete;
   QemuProcess& operator=(const QemuProcess&) = delete;

@@ -21,8 +21,8 @@ void put(std::vector<uint8_t>& out, T v) {
 }
 
 std::string size_error(const Message& m, size_t want) {
-  return fmt::format("{}: payload is {} bytes, want {}", to_string(static_cast<Request>(m.request)),
-                     m.payload.size(), want);
+  return fmt::format("{}: payload is {} bytes, want {}", to_string(static_cast<Request>(m.request)), m.payload.size(),
+                     want);
 }
 
 }  // namespace

@@ -59,9 +59,7 @@ ServerStats Server::stats() const {
   return s;
 }
 
-const VirtqueueStats* Server::queue_stats(size_t i) const {
-  return conn_ ? conn_->session->queue_stats(i) : nullptr;
-}
+const VirtqueueStats* Server::queue_stats(size_t i) const { return conn_ ? conn_->session->queue_stats(i) : nullptr; }
 
 boost::system::result<void, std::string> Server::listen(const std::string& path) {
   struct stat st {};
@@ -117,8 +115,7 @@ void Server::serve(stream_protocol::socket socket) {
   }
   boost::system::error_code ec;
   socket.non_blocking(true, ec);
-  conn_ = std::make_unique<Connection>(std::move(socket),
-                                       std::make_unique<Session>(io_, clock_, device_, name_));
+  conn_ = std::make_unique<Connection>(std::move(socket), std::make_unique<Session>(io_, clock_, device_, name_));
   ++stats_.connections;
   spdlog::info("{}: front-end connected", name_);
   if (on_change_) on_change_(true);
@@ -194,8 +191,8 @@ void Server::on_readable(Connection& c) {
         const auto& r = *out.reply;
         size_t off = 0;
         while (off < r.size()) {
-          const ssize_t w = ::send(c.socket.native_handle(), r.data() + off, r.size() - off,
-                                   MSG_DONTWAIT | MSG_NOSIGNAL);
+          const ssize_t w =
+              ::send(c.socket.native_handle(), r.data() + off, r.size() - off, MSG_DONTWAIT | MSG_NOSIGNAL);
           if (w < 0 && errno == EINTR) continue;
           if (w <= 0) {
             end(fmt::format("cannot send reply: {}", std::strerror(errno)));

@@ -28,10 +28,8 @@ bool has_own_reply(uint32_t r) {
     case Request::kGetQueueNum:
     case Request::kGetConfig:
     case Request::kGetMaxMemSlots:
-    case Request::kGetStatus:
-      return true;
-    default:
-      return false;
+    case Request::kGetStatus: return true;
+    default: return false;
   }
 }
 
@@ -93,14 +91,10 @@ Session::Result Session::dispatch(Message& msg) {
     case Request::kGetFeatures:
       if (!msg.payload.empty() && msg.payload.size() != 8) return std::string("unexpected payload");
       return Reply(encode_u64_reply(msg.request, device_.offered_features() | kFProtocolFeatures));
-    case Request::kSetFeatures:
-      return on_set_features(msg);
-    case Request::kGetProtocolFeatures:
-      return Reply(encode_u64_reply(msg.request, offered_protocol_features(device_)));
-    case Request::kSetProtocolFeatures:
-      return on_set_protocol_features(msg);
-    case Request::kSetOwner:
-      return Reply{};
+    case Request::kSetFeatures: return on_set_features(msg);
+    case Request::kGetProtocolFeatures: return Reply(encode_u64_reply(msg.request, offered_protocol_features(device_)));
+    case Request::kSetProtocolFeatures: return on_set_protocol_features(msg);
+    case Request::kSetOwner: return Reply{};
     case Request::kResetOwner:
       // Deprecated; vhost-user.rst recommends treating it as "disable all rings".
       for (size_t i = 0; i < rings_.size(); ++i) {
@@ -108,38 +102,25 @@ Session::Result Session::dispatch(Message& msg) {
         update_attachment(i);
       }
       return Reply{};
-    case Request::kSetMemTable:
-      return on_set_mem_table(msg);
-    case Request::kSetVringNum:
-      return on_vring_num(msg);
-    case Request::kSetVringAddr:
-      return on_vring_addr(msg);
-    case Request::kSetVringBase:
-      return on_vring_base(msg);
-    case Request::kGetVringBase:
-      return on_get_vring_base(msg);
-    case Request::kSetVringKick:
-      return on_vring_kick(msg);
-    case Request::kSetVringCall:
-      return on_vring_call(msg, false);
-    case Request::kSetVringErr:
-      return on_vring_call(msg, true);
-    case Request::kSetVringEnable:
-      return on_vring_enable(msg);
+    case Request::kSetMemTable: return on_set_mem_table(msg);
+    case Request::kSetVringNum: return on_vring_num(msg);
+    case Request::kSetVringAddr: return on_vring_addr(msg);
+    case Request::kSetVringBase: return on_vring_base(msg);
+    case Request::kGetVringBase: return on_get_vring_base(msg);
+    case Request::kSetVringKick: return on_vring_kick(msg);
+    case Request::kSetVringCall: return on_vring_call(msg, false);
+    case Request::kSetVringErr: return on_vring_call(msg, true);
+    case Request::kSetVringEnable: return on_vring_enable(msg);
     case Request::kGetQueueNum:
       // Only meaningful with PROTOCOL_F_MQ, which we do not offer; answer anyway.
       return Reply(encode_u64_reply(msg.request, device_.queue_count()));
-    case Request::kGetConfig:
-      return on_get_config(msg);
+    case Request::kGetConfig: return on_get_config(msg);
     case Request::kSetConfig:
       // Our devices' config spaces are read-only to the driver (net: mac is
       // writable only for legacy drivers; vsock: guest_cid is read-only).
       return std::string("config space is read-only");
-    case Request::kNetSetMtu:
-      return on_net_set_mtu(msg);
-    default:
-      ++stats_.unsupported;
-      return fmt::format("unsupported request {} ({})", msg.request, to_string(req));
+    case Request::kNetSetMtu: return on_net_set_mtu(msg);
+    default: ++stats_.unsupported; return fmt::format("unsupported request {} ({})", msg.request, to_string(req));
   }
 }
 
@@ -187,8 +168,8 @@ boost::system::result<VirtqueueLayout, std::string> Session::layout_for(
   auto avail = uva_to_gpa(r.addr->avail_user_addr, virtio::avail_ring_bytes(r.num));
   auto used = uva_to_gpa(r.addr->used_user_addr, virtio::used_ring_bytes(r.num));
   if (!desc || !avail || !used)
-    return fmt::format("ring {} outside guest RAM (desc {:#x}, avail {:#x}, used {:#x}, size {})",
-                       r.addr->index, r.addr->desc_user_addr, r.addr->avail_user_addr, r.addr->used_user_addr, r.num);
+    return fmt::format("ring {} outside guest RAM (desc {:#x}, avail {:#x}, used {:#x}, size {})", r.addr->index,
+                       r.addr->desc_user_addr, r.addr->avail_user_addr, r.addr->used_user_addr, r.num);
   return VirtqueueLayout{r.num, *desc, *avail, *used};
 }
 
@@ -210,8 +191,7 @@ Session::Result Session::on_set_mem_table(Message& m) {
     auto l = layout_for(*ring, mem_lookup());
     if (l.has_value()) (void)ring->queue.set_layout(*l);  // re-resolved lazily on the next access
   }
-  spdlog::debug("{}: memory table: {} region(s), {} MiB", name_, memory_.region_count(),
-                memory_.total_bytes() >> 20);
+  spdlog::debug("{}: memory table: {} region(s), {} MiB", name_, memory_.region_count(), memory_.total_bytes() >> 20);
   return Reply{};
 }
 
@@ -373,8 +353,7 @@ void Session::on_kick(size_t i) {
   Ring& ring = *rings_[i];
   uint64_t v;
   // Drain the eventfd (non-blocking): one wake-up per batch of kicks.
-  while (::read(ring.kick->native_handle(), &v, sizeof v) == static_cast<ssize_t>(sizeof v)) {
-  }
+  while (::read(ring.kick->native_handle(), &v, sizeof v) == static_cast<ssize_t>(sizeof v)) {}
   ++stats_.kicks;
   if (ring.attached) {
     device_.queue_notified(i);

@@ -75,8 +75,8 @@ class Session {
  public:
   struct Outcome {
     std::optional<std::vector<uint8_t>> reply;
-    bool close = false;   // the connection must end (protocol error or refused request without REPLY_ACK)
-    std::string error;    // why, when refused or closing
+    bool close = false;  // the connection must end (protocol error or refused request without REPLY_ACK)
+    std::string error;   // why, when refused or closing
   };
 
   Session(boost::asio::io_context& io, const Clock& clock, VirtioDevice& device, std::string name);

@@ -90,8 +90,10 @@ Agent::Agent(UniqueFd transport, AgentOptions opts) : transport_(std::move(trans
   if (opts_.relay_listener || opts_.sock_diag) {
     ports_ = std::make_unique<PortService>(std::move(opts_.relay_listener), std::move(opts_.sock_diag), opts_.ports,
                                            [this](bool appeared, const Listener& l) {
-                                             if (appeared) send(ListenerAppeared{l});
-                                             else send(ListenerGone{l});
+                                             if (appeared)
+                                               send(ListenerAppeared{l});
+                                             else
+                                               send(ListenerGone{l});
                                            });
     ports_->set_on_problem([this](std::string text) { error(std::move(text)); });
   }
@@ -169,8 +171,8 @@ void Agent::on_transport_readable() {
       end(Outcome::Shutdown, "host closed the stream after Exited");
     } else {
       kill_command();
-      end(Outcome::HostGone, decoder_.buffered() ? "host closed the stream in the middle of a message"
-                                                 : "host closed the stream");
+      end(Outcome::HostGone,
+          decoder_.buffered() ? "host closed the stream in the middle of a message" : "host closed the stream");
     }
     return;
   }
@@ -343,8 +345,8 @@ void Agent::on_run(const Run& run) {
   const std::string cwd = run.cwd.empty() ? "/" : run.cwd;
 
   auto spawn_failed = [&](const std::string& what) {
-    const std::string text = "causeway-agent: cannot start " + run.argv[0] + ": " + what + ": " +
-                             std::strerror(errno) + "\n";
+    const std::string text =
+        "causeway-agent: cannot start " + run.argv[0] + ": " + what + ": " + std::strerror(errno) + "\n";
     send(Stderr{std::vector<uint8_t>(text.begin(), text.end())});
     send(Exited{Exited::Kind::Exited, 126, false});
     state_ = State::Exited;
@@ -431,8 +433,10 @@ void Agent::on_run(const Run& run) {
     for (const auto& cand : candidates) {
       execve(cand.c_str(), argv_p.data(), env_p.data());
       // execvp(3)'s rule: remember EACCES, keep searching past ENOENT/ENOTDIR.
-      if (errno == EACCES) best = EACCES;
-      else if (errno != ENOENT && errno != ENOTDIR && best != EACCES) best = errno;
+      if (errno == EACCES)
+        best = EACCES;
+      else if (errno != ENOENT && errno != ENOTDIR && best != EACCES)
+        best = errno;
     }
     fail(0, best);
   }
@@ -468,8 +472,10 @@ void Agent::on_run(const Run& run) {
     // Sent before exec, so it is there by now (the exec-failure pipe closed at exec).
     char tag = 0;
     UniqueFd trap;
-    if (recv_with_fd(trap_r.get(), &tag, 1, trap, MSG_DONTWAIT) == 1 && trap) ports_->set_trap(std::move(trap));
-    else log("port forwarding: the command runs without the bind/listen trap; listeners are found by polling");
+    if (recv_with_fd(trap_r.get(), &tag, 1, trap, MSG_DONTWAIT) == 1 && trap)
+      ports_->set_trap(std::move(trap));
+    else
+      log("port forwarding: the command runs without the bind/listen trap; listeners are found by polling");
   }
   child_ = std::move(c);
   if (opts_.debug) console("started pid " + std::to_string(pid));
@@ -517,8 +523,7 @@ void Agent::on_stdin_writable() {
 
 void Agent::on_signalfd() {
   signalfd_siginfo si{};
-  while (read(sigfd_.get(), &si, sizeof si) == static_cast<ssize_t>(sizeof si)) {
-  }
+  while (read(sigfd_.get(), &si, sizeof si) == static_cast<ssize_t>(sizeof si)) {}
   int status = 0;
   pid_t pid;
   while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
@@ -588,8 +593,8 @@ void Agent::on_deadline() {
       child_->in.reset();
       break;
     case State::Exited:
-      end(Outcome::Timeout, "no Shutdown from the host within " + std::to_string(opts_.shutdown_wait.count()) +
-                                " ms of Exited");
+      end(Outcome::Timeout,
+          "no Shutdown from the host within " + std::to_string(opts_.shutdown_wait.count()) + " ms of Exited");
       break;
     case State::Done: break;
   }
@@ -792,7 +797,8 @@ int test_main(int fd, AgentOptions opts) {
   addr.svm_family = AF_VSOCK;
   addr.svm_cid = VMADDR_CID_ANY;
   addr.svm_port = kAgentRelayPort;
-  if (!relay || bind(relay.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 || listen(relay.get(), 64) != 0) {
+  if (!relay || bind(relay.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
+      listen(relay.get(), 64) != 0) {
     opts.early_logs.push_back(std::string("port forwarding: cannot listen on vsock port ") +
                               std::to_string(kAgentRelayPort) + ": " + std::strerror(errno));
     relay.reset();

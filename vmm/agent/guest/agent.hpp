@@ -112,10 +112,10 @@ class Agent {
   Agent& operator=(const Agent&) = delete;
 
   enum class Outcome {
-    Shutdown,     // the host asked for it (the normal end)
-    HostGone,     // end of stream / transport error
+    Shutdown,       // the host asked for it (the normal end)
+    HostGone,       // end of stream / transport error
     ProtocolError,  // the host sent something malformed or of another version
-    Timeout,      // no Hello, or no Shutdown after Exited
+    Timeout,        // no Hello, or no Shutdown after Exited
   };
   // Runs the session to its end.
   Outcome run();

@@ -168,14 +168,13 @@ NetReport apply_net_config(const NetConfig& cfg, const NetTarget& target) {
 
   // 3. MTU and up.
   if (int e = transact(nl.get(), build_link_request(seq++, ifindex, true, cfg.mtu)))
-    fail("network: set " + link + " up" + (cfg.mtu ? " mtu " + std::to_string(cfg.mtu) : "") + ": " +
-         std::strerror(e));
+    fail("network: set " + link + " up" + (cfg.mtu ? " mtu " + std::to_string(cfg.mtu) : "") + ": " + std::strerror(e));
 
   // 4. Addresses.
   for (const auto& a : cfg.addresses) {
     if (a.addr.family == 6 && !cfg.ipv6) continue;
-    if (int e = transact(nl.get(), build_address_request(seq++, ifindex, a,
-                                                                 cfg.internal ? RT_SCOPE_LINK : RT_SCOPE_UNIVERSE)))
+    if (int e = transact(nl.get(),
+                         build_address_request(seq++, ifindex, a, cfg.internal ? RT_SCOPE_LINK : RT_SCOPE_UNIVERSE)))
       fail("network: address " + prefix_text(a.addr, a.prefix_len) + ": " + std::strerror(e));
   }
   // 5. Routes.
@@ -208,9 +207,8 @@ NetReport run_dhcp(const NetTarget& target, std::chrono::seconds timeout) {
   }
   // Same invocation as scripts/guest-image/init.sh: -q quit after the lease, -n fail without one,
   // -t 5 -T 1 five discovers a second apart, -O mtu ask for option 26.
-  const char* argv[] = {"/bin/busybox", "udhcpc", "-i",    target.link.c_str(), "-f", "-q", "-n",
-                        "-t",           "5",      "-T",    "1",                 "-O", "mtu", "-s",
-                        "/etc/udhcpc.script", nullptr};
+  const char* argv[] = {"/bin/busybox", "udhcpc", "-i", target.link.c_str(),  "-f",   "-q", "-n", "-t", "5", "-T", "1",
+                        "-O",           "mtu",    "-s", "/etc/udhcpc.script", nullptr};
   const pid_t pid = fork();
   if (pid < 0) {
     rep.ok = false;

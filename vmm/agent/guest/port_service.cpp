@@ -401,8 +401,10 @@ void PortService::service(Relay& r, short hev, short gev) {
     }
     if (writable && !d.empty()) {
       const ssize_t n = ::send(to, d.buf.data() + d.off, d.len - d.off, MSG_NOSIGNAL);
-      if (n > 0) d.off += static_cast<size_t>(n);
-      else if (n < 0 && !would_block(errno)) return false;
+      if (n > 0)
+        d.off += static_cast<size_t>(n);
+      else if (n < 0 && !would_block(errno))
+        return false;
       if (d.empty()) d.off = d.len = 0;
     }
     if (d.eof && d.empty() && !d.done) {

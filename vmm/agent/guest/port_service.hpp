@@ -72,10 +72,10 @@ struct PortServiceOptions {
 struct PortServiceCounters {
   uint64_t scans = 0, scan_errors = 0, trapped = 0;
   uint64_t listeners_over_cap = 0;
-  uint64_t relays = 0;          // requests served (loopback connect succeeded)
-  uint64_t relays_failed = 0;   // loopback connect failed (answered with its errno)
-  uint64_t relays_rejected = 0; // over capacity, malformed request, handshake timeout
-  uint64_t udp_dropped = 0;     // datagrams dropped (socket or queue full)
+  uint64_t relays = 0;           // requests served (loopback connect succeeded)
+  uint64_t relays_failed = 0;    // loopback connect failed (answered with its errno)
+  uint64_t relays_rejected = 0;  // over capacity, malformed request, handshake timeout
+  uint64_t udp_dropped = 0;      // datagrams dropped (socket or queue full)
 };
 
 class PortService {
