@@ -109,7 +109,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
 }  // namespace
 
 DnsTcpFrontend::DnsTcpFrontend(asio::io_context& io, dns::Proxy& proxy, std::string path)
-    : io_(io), proxy_(proxy), path_(std::move(path)), acceptor_(io), backoff_(io) {}
+    : proxy_(proxy), path_(std::move(path)), acceptor_(io), backoff_(io) {}
 
 DnsTcpFrontend::~DnsTcpFrontend() {
   *alive_ = false;

@@ -46,7 +46,6 @@ class DnsTcpFrontend {
 
  private:
   void accept();
-  boost::asio::io_context& io_;
   dns::Proxy& proxy_;
   std::string path_;
   boost::asio::local::stream_protocol::acceptor acceptor_;

@@ -22,8 +22,7 @@ boost::system::result<UniqueFd> install_listener_trap() {
 NetnsListenerSource::NetnsListenerSource(boost::asio::io_context& io, std::unique_ptr<portfwd::SockDiag> diag,
                                          UniqueFd seccomp_notify, std::chrono::milliseconds poll,
                                          OnSnapshot on_snapshot)
-    : io_(io),
-      diag_(std::move(diag)),
+    : diag_(std::move(diag)),
       notify_fd_(std::move(seccomp_notify)),
       notify_desc_(io),
       poll_(poll),

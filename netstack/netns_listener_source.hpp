@@ -61,7 +61,6 @@ class NetnsListenerSource {
   void wait_notification();
   void on_notification();
 
-  boost::asio::io_context& io_;
   std::unique_ptr<portfwd::SockDiag> diag_;
   UniqueFd notify_fd_;
   boost::asio::posix::stream_descriptor notify_desc_;

@@ -17,6 +17,7 @@
 #include <chrono>
 #include <cstring>
 
+#include "base/byte_order.hpp"
 #include "netstack/packet.hpp"
 
 namespace causeway::netstack {
@@ -35,20 +36,10 @@ constexpr int kSendBuffer = 4 << 20;        // SO_SNDBUF of host sockets (tcp_wm
 bool seq_lt(uint32_t a, uint32_t b) { return static_cast<int32_t>(a - b) < 0; }
 bool seq_le(uint32_t a, uint32_t b) { return static_cast<int32_t>(a - b) <= 0; }
 
-uint16_t get16(const uint8_t* p) { return static_cast<uint16_t>((p[0] << 8) | p[1]); }
-uint32_t get32(const uint8_t* p) {
-  return (uint32_t{p[0]} << 24) | (uint32_t{p[1]} << 16) | (uint32_t{p[2]} << 8) | p[3];
-}
-void put16(uint8_t* p, uint16_t v) {
-  p[0] = static_cast<uint8_t>(v >> 8);
-  p[1] = static_cast<uint8_t>(v);
-}
-void put32(uint8_t* p, uint32_t v) {
-  p[0] = static_cast<uint8_t>(v >> 24);
-  p[1] = static_cast<uint8_t>(v >> 16);
-  p[2] = static_cast<uint8_t>(v >> 8);
-  p[3] = static_cast<uint8_t>(v);
-}
+using wire::load_be16;
+using wire::load_be32;
+using wire::store_be16;
+using wire::store_be32;
 
 // Does this kernel let us peek TCP data at an offset (SO_PEEK_OFF on TCP: Linux 6.10)?
 bool tcp_peek_off_supported() {
@@ -69,15 +60,15 @@ std::optional<TcpSegment> parse_tcp_segment(std::span<const uint8_t> f) {
   if (f.size() < kEthHeaderLen + 20) return std::nullopt;
   TcpSegment s;
   std::copy_n(f.begin() + 6, 6, s.src_mac.begin());
-  const uint16_t et = get16(f.data() + 12);
+  const uint16_t et = load_be16(f.data() + 12);
   size_t l4 = 0, l4_len = 0;
   const uint8_t* ip = f.data() + kEthHeaderLen;
   if (et == kEtherTypeIpv4) {
     const size_t ihl = (ip[0] & 0x0f) * 4u;
-    const size_t total = get16(ip + 2);
+    const size_t total = load_be16(ip + 2);
     if ((ip[0] >> 4) != 4 || ihl < 20 || ip[9] != 6 || total < ihl + 20 || kEthHeaderLen + total > f.size())
       return std::nullopt;
-    if ((get16(ip + 6) & 0x3fff) != 0) return std::nullopt;  // a fragment: libslirp reassembles
+    if ((load_be16(ip + 6) & 0x3fff) != 0) return std::nullopt;  // a fragment: libslirp reassembles
     s.family = AF_INET;
     std::memcpy(s.src.data(), ip + 12, 4);
     std::memcpy(s.dst.data(), ip + 16, 4);
@@ -85,7 +76,7 @@ std::optional<TcpSegment> parse_tcp_segment(std::span<const uint8_t> f) {
     l4_len = total - ihl;
   } else if (et == kEtherTypeIpv6) {
     if (f.size() < kEthHeaderLen + 40 + 20 || (ip[0] >> 4) != 6 || ip[6] != 6) return std::nullopt;
-    const size_t plen = get16(ip + 4);
+    const size_t plen = load_be16(ip + 4);
     if (plen < 20 || kEthHeaderLen + 40 + plen > f.size()) return std::nullopt;
     s.family = AF_INET6;
     std::memcpy(s.src.data(), ip + 8, 16);
@@ -98,12 +89,12 @@ std::optional<TcpSegment> parse_tcp_segment(std::span<const uint8_t> f) {
   const uint8_t* t = f.data() + l4;
   const size_t doff = (t[12] >> 4) * 4u;
   if (doff < 20 || doff > l4_len) return std::nullopt;
-  s.sport = get16(t);
-  s.dport = get16(t + 2);
-  s.seq = get32(t + 4);
-  s.ack = get32(t + 8);
+  s.sport = load_be16(t);
+  s.dport = load_be16(t + 2);
+  s.seq = load_be32(t + 4);
+  s.ack = load_be32(t + 8);
   s.flags = t[13];
-  s.window = get16(t + 14);
+  s.window = load_be16(t + 14);
   if (s.flags & kSyn) {
     // Options (RFC 9293 §3.2): MSS (kind 2), window scale (kind 3, RFC 7323 §2.2).
     for (size_t i = 20; i < doff;) {
@@ -114,7 +105,7 @@ std::optional<TcpSegment> parse_tcp_segment(std::span<const uint8_t> f) {
         continue;
       }
       if (i + 1 >= doff || t[i + 1] < 2 || i + t[i + 1] > doff) break;
-      if (kind == 2 && t[i + 1] == 4) s.mss = get16(t + i + 2);
+      if (kind == 2 && t[i + 1] == 4) s.mss = load_be16(t + i + 2);
       if (kind == 3 && t[i + 1] == 3) s.wscale = static_cast<int8_t>(std::min<uint8_t>(t[i + 2], 14));
       i += t[i + 1];
     }
@@ -763,40 +754,40 @@ void TcpFastPath::send_segment(Flow& f, uint8_t flags, uint32_t seq, std::span<c
   uint8_t* p = frame_buf_.get();
   std::copy(f.guest_mac.begin(), f.guest_mac.end(), p);
   std::copy(policy_.our_mac.begin(), policy_.our_mac.end(), p + 6);
-  put16(p + 12, v4 ? kEtherTypeIpv4 : kEtherTypeIpv6);
+  store_be16(p + 12, v4 ? kEtherTypeIpv4 : kEtherTypeIpv6);
   uint8_t* ip = p + kEthHeaderLen;
   uint8_t pseudo[40] = {};
   size_t pseudo_len;
   if (v4) {
     ip[0] = 0x45;
-    put16(ip + 2, static_cast<uint16_t>(iplen + tcplen));
-    put16(ip + 6, 0x4000);  // DF
+    store_be16(ip + 2, static_cast<uint16_t>(iplen + tcplen));
+    store_be16(ip + 6, 0x4000);  // DF
     ip[8] = 64;
     ip[9] = 6;
     std::memcpy(ip + 12, f.key.daddr.data(), 4);  // from the peer the guest addressed
     std::memcpy(ip + 16, f.key.gaddr.data(), 4);
-    put16(ip + 10, static_cast<uint16_t>(~checksum_fold(checksum_add({ip, 20}))));
+    store_be16(ip + 10, static_cast<uint16_t>(~checksum_fold(checksum_add({ip, 20}))));
     std::memcpy(pseudo, ip + 12, 8);
     pseudo[9] = 6;
-    put16(pseudo + 10, static_cast<uint16_t>(tcplen));
+    store_be16(pseudo + 10, static_cast<uint16_t>(tcplen));
     pseudo_len = 12;
   } else {
     ip[0] = 0x60;
-    put16(ip + 4, static_cast<uint16_t>(tcplen));
+    store_be16(ip + 4, static_cast<uint16_t>(tcplen));
     ip[6] = 6;
     ip[7] = 64;
     std::memcpy(ip + 8, f.key.daddr.data(), 16);
     std::memcpy(ip + 24, f.key.gaddr.data(), 16);
     std::memcpy(pseudo, ip + 8, 32);
-    put32(pseudo + 32, static_cast<uint32_t>(tcplen));
+    store_be32(pseudo + 32, static_cast<uint32_t>(tcplen));
     pseudo[39] = 6;
     pseudo_len = 40;
   }
   uint8_t* t = ip + iplen;
-  put16(t, f.key.dport);
-  put16(t + 2, f.key.gport);
-  put32(t + 4, seq);
-  put32(t + 8, (flags & kAck) ? f.rcv_nxt : 0);
+  store_be16(t, f.key.dport);
+  store_be16(t + 2, f.key.gport);
+  store_be32(t + 4, seq);
+  store_be32(t + 8, (flags & kAck) ? f.rcv_nxt : 0);
   if (flags & kAck) f.ack_pending = false;
   t[12] = static_cast<uint8_t>(((syn_options ? 28 : 20) / 4) << 4);
   t[13] = flags;
@@ -812,13 +803,13 @@ void TcpFastPath::send_segment(Flow& f, uint8_t flags, uint32_t seq, std::span<c
     }
     f.window_closed = closed;
   }
-  put16(t + 14, static_cast<uint16_t>(wnd));
+  store_be16(t + 14, static_cast<uint16_t>(wnd));
   if (syn_options) {
     const size_t hdr = v4 ? 40 : 60;
     const uint16_t mss = static_cast<uint16_t>(std::min<size_t>(policy_.mtu > hdr ? policy_.mtu - hdr : 536, 65535));
     t[20] = 2;
     t[21] = 4;
-    put16(t + 22, mss);
+    store_be16(t + 22, mss);
     t[24] = 1;  // NOP
     if (f.wscale_ok) {
       t[25] = 3;
@@ -835,7 +826,7 @@ void TcpFastPath::send_segment(Flow& f, uint8_t flags, uint32_t seq, std::span<c
   if (send_offload_ && !payload.empty()) {
     // virtio 1.x §5.1.6.2: the checksum field holds the (uncomplemented) pseudo-header sum over the
     // whole segment's TCP length; the guest's kernel finishes or trusts it (CHECKSUM_PARTIAL).
-    put16(t + 16, checksum_fold(checksum_add({pseudo, pseudo_len})));
+    store_be16(t + 16, checksum_fold(checksum_add({pseudo, pseudo_len})));
     VnetHdr h;
     h.flags = kVnetFNeedsCsum;
     h.csum_start = static_cast<uint16_t>(kEthHeaderLen + iplen);
@@ -851,7 +842,7 @@ void TcpFastPath::send_segment(Flow& f, uint8_t flags, uint32_t seq, std::span<c
   }
   const uint16_t sum =
       static_cast<uint16_t>(~checksum_fold(checksum_add({t, tcplen}, checksum_add({pseudo, pseudo_len}))));
-  put16(t + 16, sum);
+  store_be16(t + 16, sum);
   send_(std::span<const uint8_t>(frame_buf_.get(), frame_len_));
 }
 

@@ -84,7 +84,7 @@ void splice_streams(StreamSocket a, StreamSocket b, std::shared_ptr<RelayStats> 
 
 TcpForwarder::TcpForwarder(asio::io_context& io, const sockaddr_storage& listen_on, GuestTarget guest,
                            GuestConnector& connector)
-    : io_(io), listen_on_(listen_on), guest_(guest), connector_(connector), acceptor_(io), backoff_(io) {}
+    : listen_on_(listen_on), guest_(guest), connector_(connector), acceptor_(io), backoff_(io) {}
 
 TcpForwarder::~TcpForwarder() {
   *alive_ = false;

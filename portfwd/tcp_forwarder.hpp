@@ -59,7 +59,6 @@ class TcpForwarder {
  private:
   void accept();
 
-  boost::asio::io_context& io_;
   sockaddr_storage listen_on_;
   GuestTarget guest_;
   GuestConnector& connector_;

@@ -18,8 +18,7 @@ std::string key_of(const asio::generic::datagram_protocol::endpoint& ep) {
 
 UdpForwarder::UdpForwarder(asio::io_context& io, const Clock& clock, const sockaddr_storage& listen_on,
                            uint16_t guest_port, GuestDatagramChannel& channel, std::chrono::milliseconds sweep_interval)
-    : io_(io),
-      clock_(clock),
+    : clock_(clock),
       listen_on_(listen_on),
       guest_port_(guest_port),
       channel_(channel),

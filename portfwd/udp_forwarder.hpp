@@ -65,7 +65,6 @@ class UdpForwarder {
   void sweep();
   Flow* flow_for(const Endpoint& client);
 
-  boost::asio::io_context& io_;
   const Clock& clock_;
   sockaddr_storage listen_on_;
   uint16_t guest_port_;

@@ -212,8 +212,7 @@ boost::system::result<NetState, std::string> read_netlink_state(nl_sock* sk, Rea
 
 HostView::HostView(boost::asio::io_context& io, SocketMaker make_socket, std::chrono::milliseconds debounce,
                    int notify_rcvbuf)
-    : io_(io),
-      make_socket_(std::move(make_socket)),
+    : make_socket_(std::move(make_socket)),
       debounce_(debounce),
       notify_rcvbuf_(notify_rcvbuf),
       notify_(io),

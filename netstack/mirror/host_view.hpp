@@ -101,7 +101,6 @@ class HostView {
   void arm_read();
   void read_now();
 
-  boost::asio::io_context& io_;
   SocketMaker make_socket_;
   std::chrono::milliseconds debounce_;
   int notify_rcvbuf_;

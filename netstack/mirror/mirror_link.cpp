@@ -54,12 +54,15 @@ TcpFastPathPolicy mirrored_tcp_policy(const MirrorLinkConfig& cfg) {
 }  // namespace
 
 MirrorLink::MirrorLink(asio::io_context& io, FramePort& port, MirrorLinkConfig cfg)
-    : MirrorLink(io, port, std::move(cfg), steady_) {}  // steady_ is stateless: only its address is taken here
+    : MirrorLink(io, port, std::move(cfg), static_cast<const Clock*>(nullptr)) {}
 
 MirrorLink::MirrorLink(asio::io_context& io, FramePort& port, MirrorLinkConfig cfg, const Clock& clock)
+    : MirrorLink(io, port, std::move(cfg), &clock) {}
+
+MirrorLink::MirrorLink(asio::io_context& io, FramePort& port, MirrorLinkConfig cfg, const Clock* clock)
     : port_(port),
       cfg_(std::move(cfg)),
-      clock_(clock),
+      clock_(clock ? *clock : steady_),  // steady_ is declared (so constructed) before clock_
       tcp_(
           io, mirrored_tcp_policy(cfg_), [this](std::span<const uint8_t> f) { send(f); }, cfg_.max_tcp_flows),
       flows_(io, clock_, flow_config(cfg_), [this](std::span<const uint8_t> f) { send(f); }),

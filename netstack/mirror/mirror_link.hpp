@@ -163,6 +163,10 @@ class MirrorLink final : public FrameSink {
   [[nodiscard]] const MirrorLinkConfig& config() const { return cfg_; }
 
  private:
+  // Both public constructors land here; no `clock` means steady_ (a member, so it can only
+  // be chosen inside the object's own initialization, after steady_ exists).
+  MirrorLink(boost::asio::io_context& io, FramePort& port, MirrorLinkConfig cfg, const Clock* clock);
+
   void on_arp(std::span<const uint8_t> frame);
   void on_ipv4(std::span<const uint8_t> frame);
   void on_ipv6(std::span<const uint8_t> frame);

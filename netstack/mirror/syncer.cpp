@@ -72,7 +72,7 @@ json to_json(const PlanCounters& c) {
 }
 
 MirrorSyncer::MirrorSyncer(boost::asio::io_context& io, HostView& host, GuestApplier& guest, PlanOptions options)
-    : io_(io), host_(host), guest_(guest), options_(std::move(options)), retry_timer_(io), periodic_timer_(io) {}
+    : host_(host), guest_(guest), options_(std::move(options)), retry_timer_(io), periodic_timer_(io) {}
 
 MirrorSyncer::~MirrorSyncer() {
   *alive_ = false;

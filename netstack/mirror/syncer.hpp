@@ -92,7 +92,6 @@ class MirrorSyncer {
   void schedule_retry();
   void schedule_periodic();
 
-  boost::asio::io_context& io_;
   HostView& host_;
   GuestApplier& guest_;
   bool in_flight_ = false;

@@ -14,6 +14,7 @@
 #include <cstring>
 #include <string>
 
+#include "base/byte_order.hpp"
 #include "base/unique_fd.hpp"
 #include "netstack/engine.hpp"
 #include "netstack/packet.hpp"
@@ -30,10 +31,7 @@ using causeway::testing::FakeFramePort;
 const Mac kGuestMac{0x02, 0x43, 0x57, 0x00, 0x00, 0x0f};
 const Mac kRouter6Mac{0x52, 0x56, 0, 0, 0, 2};  // libslirp's IPv6 router
 
-void put16(uint8_t* p, uint16_t v) {
-  p[0] = static_cast<uint8_t>(v >> 8);
-  p[1] = static_cast<uint8_t>(v);
-}
+using causeway::wire::store_be16;
 bool is_v4(const std::string& a) { return a.find(':') == std::string::npos; }
 
 // Ethernet + IP + `l4` (protocol `proto`) from the guest, with every checksum right: libslirp
@@ -46,38 +44,38 @@ std::vector<uint8_t> guest_packet(const std::string& src, const std::string& dst
   const Mac to = v4 ? gateway_mac(NatConfig{}) : kRouter6Mac;
   std::copy(to.begin(), to.end(), f.begin());
   std::copy(kGuestMac.begin(), kGuestMac.end(), f.begin() + 6);
-  put16(f.data() + 12, v4 ? kEtherTypeIpv4 : kEtherTypeIpv6);
+  store_be16(f.data() + 12, v4 ? kEtherTypeIpv4 : kEtherTypeIpv6);
   uint8_t* ip = f.data() + kEthHeaderLen;
   uint8_t pseudo[40] = {};
   size_t plen = 0;
   if (v4) {
     ip[0] = 0x45;
-    put16(ip + 2, static_cast<uint16_t>(20 + l4.size()));
+    store_be16(ip + 2, static_cast<uint16_t>(20 + l4.size()));
     ip[8] = 64;
     ip[9] = proto;
     inet_pton(AF_INET, src.c_str(), ip + 12);
     inet_pton(AF_INET, dst.c_str(), ip + 16);
-    put16(ip + 10, static_cast<uint16_t>(~checksum_fold(checksum_add({ip, 20}))));
+    store_be16(ip + 10, static_cast<uint16_t>(~checksum_fold(checksum_add({ip, 20}))));
     std::memcpy(pseudo, ip + 12, 8);
     pseudo[9] = proto;
-    put16(pseudo + 10, static_cast<uint16_t>(l4.size()));
+    store_be16(pseudo + 10, static_cast<uint16_t>(l4.size()));
     plen = proto == 1 ? 0 : 12;  // ICMPv4 has no pseudo-header
   } else {
     ip[0] = 0x60;
-    put16(ip + 4, static_cast<uint16_t>(l4.size()));
+    store_be16(ip + 4, static_cast<uint16_t>(l4.size()));
     ip[6] = proto;
     ip[7] = 64;
     inet_pton(AF_INET6, src.c_str(), ip + 8);
     inet_pton(AF_INET6, dst.c_str(), ip + 24);
     std::memcpy(pseudo, ip + 8, 32);
-    put16(pseudo + 34, static_cast<uint16_t>(l4.size()));
+    store_be16(pseudo + 34, static_cast<uint16_t>(l4.size()));
     pseudo[39] = proto;
     plen = 40;
   }
   const size_t at = proto == 6 ? 16 : proto == 17 ? 6 : 2;
   if (l4.size() >= at + 2) {
-    put16(l4.data() + at, 0);
-    put16(l4.data() + at, static_cast<uint16_t>(~checksum_fold(checksum_add(l4, checksum_add({pseudo, plen})))));
+    store_be16(l4.data() + at, 0);
+    store_be16(l4.data() + at, static_cast<uint16_t>(~checksum_fold(checksum_add(l4, checksum_add({pseudo, plen})))));
   }
   f.insert(f.end(), l4.begin(), l4.end());
   return f;
@@ -85,20 +83,20 @@ std::vector<uint8_t> guest_packet(const std::string& src, const std::string& dst
 
 std::vector<uint8_t> syn(uint16_t sport, uint16_t dport) {
   std::vector<uint8_t> t(20, 0);
-  put16(t.data(), sport);
-  put16(t.data() + 2, dport);
+  store_be16(t.data(), sport);
+  store_be16(t.data() + 2, dport);
   t[7] = 100;  // seq 100
   t[12] = 5 << 4;
   t[13] = 0x02;
-  put16(t.data() + 14, 65535);
+  store_be16(t.data() + 14, 65535);
   return t;
 }
 
 std::vector<uint8_t> udp(uint16_t sport, uint16_t dport) {
   std::vector<uint8_t> u(8 + 5, 'x');
-  put16(u.data(), sport);
-  put16(u.data() + 2, dport);
-  put16(u.data() + 4, static_cast<uint16_t>(u.size()));
+  store_be16(u.data(), sport);
+  store_be16(u.data() + 2, dport);
+  store_be16(u.data() + 4, static_cast<uint16_t>(u.size()));
   return u;
 }
 
@@ -106,7 +104,7 @@ std::vector<uint8_t> echo_request(bool v4) {
   std::vector<uint8_t> e(16, 0xab);
   e[0] = v4 ? 8 : 128;
   e[1] = 0;
-  put16(e.data() + 4, 0x4242);
+  store_be16(e.data() + 4, 0x4242);
   return e;
 }
 
@@ -280,8 +278,8 @@ TEST_P(EnginePolicy, FragmentToHostLoopbackIsDropped) {
     auto frame = guest_packet(guest_src(), GetParam().dst, 6, t);
     uint8_t* ip = frame.data() + kEthHeaderLen;
     ip[6] = 0x20;  // MF
-    put16(ip + 10, 0);
-    put16(ip + 10, static_cast<uint16_t>(~checksum_fold(checksum_add({ip, 20}))));
+    store_be16(ip + 10, 0);
+    store_be16(ip + 10, static_cast<uint16_t>(~checksum_fold(checksum_add({ip, 20}))));
     engine->on_guest_frame(frame);
   } else {
     std::vector<uint8_t> frag{6, 0, 0, 1, 0, 0, 0, 7};  // RFC 8200 §4.5: next header TCP, offset 0, M
@@ -429,7 +427,7 @@ TEST_F(EngineGroupPolicy, GroupDestinationsAreDroppedSilentlyButDhcpPasses) {
   auto discover = udp(68, 67);
   discover.resize(8);
   discover.insert(discover.end(), bootp.begin(), bootp.end());
-  put16(discover.data() + 4, static_cast<uint16_t>(discover.size()));
+  store_be16(discover.data() + 4, static_cast<uint16_t>(discover.size()));
   auto frame = guest_packet("0.0.0.0", "255.255.255.255", 17, discover);
   std::fill_n(frame.begin(), 6, 0xff);
   engine.on_guest_frame(frame);

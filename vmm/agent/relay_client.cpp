@@ -303,8 +303,9 @@ struct VsockRelayDatagramChannel::Flow {
   ReplyHandler on_reply;
 };
 
-VsockRelayDatagramChannel::VsockRelayDatagramChannel(asio::io_context& io, vmm::VsockHost& vsock, uint8_t family)
-    : io_(io), vsock_(vsock), family_(family) {}
+VsockRelayDatagramChannel::VsockRelayDatagramChannel(asio::io_context& /*io: the flows run on vsock's loop*/,
+                                                     vmm::VsockHost& vsock, uint8_t family)
+    : vsock_(vsock), family_(family) {}
 
 VsockRelayDatagramChannel::~VsockRelayDatagramChannel() {
   *alive_ = false;

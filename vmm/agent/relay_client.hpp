@@ -91,7 +91,6 @@ class VsockRelayDatagramChannel final : public portfwd::GuestDatagramChannel {
   struct Flow;
   void flush(Flow& f);
 
-  boost::asio::io_context& io_;
   vmm::VsockHost& vsock_;
   uint8_t family_;
   uint16_t next_id_ = 1;
