@@ -9,6 +9,7 @@
 //   causeway serve --qemu-socket PATH [OPTIONS]       QEMU -netdev stream backend  (cli/attach_serve.hpp)
 //   causeway run [OPTIONS] [-- COMMAND [ARGS...]]     boot the guest, run COMMAND  (cli/attach_vm.hpp)
 //   causeway ctl PATH COMMAND [ARGS...]               talk to a running causeway   (cli/control.hpp)
+//   causeway distro create|import|list|default|remove|export   distributions  (cli/distro_command.hpp)
 //
 // The steps the attachments share are in cli/attach_steps.hpp.
 #include <signal.h>
@@ -29,6 +30,7 @@
 #include "cli/attach_vm.hpp"
 #include "cli/config.hpp"
 #include "cli/control.hpp"
+#include "cli/distro_command.hpp"
 #include "cli/net_options.hpp"
 
 namespace {
@@ -349,6 +351,7 @@ struct Commands {
   ServeCommand serve;
   RunCommand run;
   CtlCommand ctl;
+  cli::DistroCommand distro;
 };
 
 // Runs the parsed subcommand.
@@ -358,6 +361,7 @@ int dispatch(Commands& c, std::vector<std::string> command) {
     if (c.serve.app->parsed()) return run_serve(c.serve);
     if (c.run.app->parsed()) return run_run(c.run, std::move(command));
     if (c.ctl.app->parsed()) return run_ctl(c.ctl.path, c.ctl.args);
+    if (c.distro.app->parsed()) return cli::run_distro(c.distro);
   } catch (const std::exception& e) {
     // Start-up failures only: the data path does not throw.
     std::fprintf(stderr, "causeway: %s\n", e.what());
@@ -384,6 +388,7 @@ int main(int argc, char** argv) {
   define_serve(app, c.serve);
   define_run(app, c.run);
   define_ctl(app, c.ctl);
+  cli::define_distro(app, c.distro);
 
   try {
     app.parse(cli_argc, argv);
