@@ -98,7 +98,13 @@ class ProgressLine {
   std::chrono::steady_clock::time_point last_plain_{};
 };
 
+constexpr int kExitInterrupted = 130;  // 128 + SIGINT, as a shell reports it
+
 int fail(const std::string& why) {
+  if (g_interrupted.load()) {
+    std::fprintf(stderr, "causeway: interrupted; nothing was kept\n");
+    return kExitInterrupted;
+  }
   std::fprintf(stderr, "causeway: %s\n", why.c_str());
   return kExitFailure;
 }
@@ -144,11 +150,16 @@ int run_remove(distro::Store& store, const distro::Dirs& dirs, const std::string
 int report_made(const DistroCommand& c, const distro::Imported& made) {
   for (const auto& w : made.report.warnings) std::fprintf(stderr, "causeway: warning: %s\n", w.c_str());
   if (!c.quiet)
-    std::fprintf(stderr, "made '%s': %llu entries, %s of files, image %s (%s on disk) in %s\n",
+    std::fprintf(stderr,
+                 "made '%s': %llu entries, %s of files; image %s (%s on disk): %s\n"
+                 "  (unpack %.1f s, mkfs %.1f s, metadata %.1f s)\n",
                  made.distro.name.c_str(), static_cast<unsigned long long>(made.report.entries),
                  distro::format_bytes(made.report.data_bytes).c_str(),
                  distro::format_bytes(made.distro.size_bytes).c_str(),
-                 distro::format_bytes(made.distro.disk_bytes).c_str(), made.distro.image.c_str());
+                 distro::format_bytes(made.distro.disk_bytes).c_str(), made.distro.image.c_str(),
+                 static_cast<double>(made.report.unpack.count()) / 1000.0,
+                 static_cast<double>(made.report.mkfs.count()) / 1000.0,
+                 static_cast<double>(made.report.metadata.count()) / 1000.0);
   return 0;
 }
 

@@ -87,8 +87,12 @@ class Unpacker {
     std::error_code ec;
     tar_size_ = fs::file_size(tarball_, ec);
     if (ec) return "cannot read " + tarball_.string() + ": " + ec.message();
-    if (archive_read_open_filename(a.get(), tarball_.c_str(), 1 << 16) != ARCHIVE_OK)
+    if (archive_read_open_filename(a.get(), tarball_.c_str(), 1 << 16) != ARCHIVE_OK) {
+      const std::string why = archive_error_string(a.get());
+      if (why.find("Unrecognized archive format") != std::string::npos)
+        return tarball_.string() + " is not a tarball (" + archive_error_string(a.get()) + ")";
       return "cannot read " + tarball_.string() + ": " + archive_error_string(a.get());
+    }
     if (::mkdir(stage_.c_str(), 0700) != 0) return "cannot create " + stage_.string() + ": " + std::strerror(errno);
     for (;;) {
       if (opt_.cancel && opt_.cancel->load()) return std::string("interrupted");

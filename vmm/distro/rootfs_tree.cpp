@@ -90,8 +90,9 @@ boost::system::result<RootfsTree::Step, std::string> RootfsTree::add(const std::
       continue;
     }
     if (it->second.kind != EntryKind::Directory)
-      return fail<Step>("member '" + path + "' is below '" + p +
-                        "', which the tarball made a non-directory (a symlink?): refusing to follow it");
+      return fail<Step>(
+          "member '" + path + "' is below '" + p +
+          "', which the tarball made a non-directory (a symlink?), and following it could write outside the tree");
   }
   for (auto it = missing.rbegin(); it != missing.rend(); ++it) {
     TreeEntry dir;

@@ -44,8 +44,8 @@ struct TreeEntry {
   int64_t mtime = 0;
   uint32_t mtime_nsec = 0;
   uint32_t major = 0, minor = 0;  // devices
-  std::string target;             // symlink: its text; hard link: the normalized path it names
-  Xattrs xattrs;
+  std::string target{};           // symlink: its text; hard link: the normalized path it names
+  Xattrs xattrs{};
   bool implicit = false;  // a parent directory the tarball never listed
   uint64_t size = 0;      // regular files: bytes
 
