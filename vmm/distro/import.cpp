@@ -250,7 +250,6 @@ class Unpacker {
     return std::string(what) + " " + (stage_ / path).string() + ": " + std::strerror(err);
   }
 
- private:
   const fs::path& tarball_;
   const fs::path& stage_;
   const ImportOptions& opt_;
