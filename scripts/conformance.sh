@@ -9,7 +9,7 @@ SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 CF_REPO=$(cd "$SCRIPT_DIR/.." && pwd)
 CF_DIR=$CF_REPO/tests/conformance
 CF_LIB=$CF_DIR/lib
-TARGETS="causeway-nat causeway-mirrored pasta slirp4netns"
+TARGETS="causeway-nat causeway-mirrored causeway-vm causeway-vm-mirrored pasta slirp4netns"
 
 usage() {
     cat <<EOF
