@@ -56,6 +56,7 @@ mkfs.ext4 -q -d "$tree" "$img" || fail "mkfs.ext4 -d failed"
 for f in uid gid; do debugfs -w -R "set_inode_field /home/alice $f 1000" "$img" >/dev/null 2>&1; done
 
 echo "== boot 1: the default user"
+# shellcheck disable=SC2016  # the guest's shell expands these
 out=$(timeout 120 "$cw" run -q --disk "$img" --console-log "$work/console.log" --cmdline 'cw.hostname=cw-disk-test' -- \
     sh -c 'id -un; echo "HOME=$HOME"; echo "PATH=$PATH"; echo "PWD=$(pwd)"; hostname; cat /etc/hosts;
            test -L /etc/resolv.conf && echo resolv-is-a-link; cat /etc/resolv.conf;
@@ -75,6 +76,7 @@ grep -qx 'wrote' <<<"$out" || fail "could not write to the home directory"
 e2fsck -n "$img" >"$work/fsck.log" 2>&1 || fail "the image is not clean after a clean shutdown: $(cat "$work/fsck.log")"
 
 echo "== boot 2: -u root, and boot 1's file"
+# shellcheck disable=SC2016  # the guest's shell expands these
 out=$(timeout 120 "$cw" run -q --disk "$img" --console-log "$work/console.log" -u root -- \
     sh -c 'id -un; echo "PATH=$PATH"; cat /home/alice/boot1.txt') || fail "boot 2 failed: $out"
 echo "$out" | sed 's/^/  guest: /'
