@@ -33,7 +33,8 @@ test_pkgs=(iproute2 iputils-ping curl dnsutils iperf3 qemu-system-x86 busybox-st
            socat util-linux cpio kmod passt slirp4netns jq python3 procps dnsperf wrk tcpdump
            e2fsprogs mmdebstrap uidmap   # causeway distro: mkfs.ext4/debugfs, create, rootless create
            clang libclang-rt-14-dev   # the sanitizer build and the libFuzzer targets
-           clang-format clang-tidy)   # scripts/lint.sh
+           clang-format clang-tidy    # scripts/lint.sh
+           e2fsck-static)             # the guest image's e2fsck (scripts/build-guest.sh)
 
 missing=()
 for p in "${build_pkgs[@]}" "${test_pkgs[@]}"; do
