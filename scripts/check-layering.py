@@ -28,10 +28,11 @@ ALLOWED = {
     "netstack": {"base", "dns", "portfwd"},
     "netstack/mirror": {"base", "netstack"},
     "vmm/machine": {"base"},
+    "vmm/distro": {"base"},
     "vmm": {"base", "netstack"},
     "vmm/agent/guest": {"base", "portfwd", "netstack/mirror", "vmm/agent"},
     "vmm/agent": {"base", "portfwd", "netstack/mirror", "vmm"},
-    "cli": {"base", "dns", "portfwd", "netstack", "netstack/mirror", "vmm", "vmm/machine", "vmm/agent"},
+    "cli": {"base", "dns", "portfwd", "netstack", "netstack/mirror", "vmm", "vmm/machine", "vmm/distro", "vmm/agent"},
 }
 # Most specific prefix first.
 COMPONENTS = sorted(ALLOWED, key=lambda c: -len(c))
