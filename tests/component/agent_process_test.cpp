@@ -161,7 +161,7 @@ Outcome collect(AgentProcess& a, std::chrono::milliseconds timeout = 20s) {
 }
 
 agent::Run cmd(std::vector<std::string> argv, bool tty = false) {
-  return agent::Run{std::move(argv), {}, "", tty, 0, 0};
+  return agent::Run{std::move(argv), {}, "", tty, 0, 0, ""};
 }
 
 // ---------------------------------------------------------------- raw protocol
@@ -211,7 +211,7 @@ TEST(AgentProcessTest, StdoutAndStderrAreForwardedSeparately) {
 TEST(AgentProcessTest, EnvironmentAndWorkingDirectoryAreTheRequestedOnes) {
   AgentProcess a;
   a.handshake();
-  a.send(agent::Run{{"sh", "-c", "echo \"$FOO:$HOME\"; pwd"}, {"FOO=bar"}, "/tmp", false, 0, 0});
+  a.send(agent::Run{{"sh", "-c", "echo \"$FOO:$HOME\"; pwd"}, {"FOO=bar"}, "/tmp", false, 0, 0, ""});
   const auto o = collect(a);
   EXPECT_EQ(o.out, "bar:/root\n/tmp\n");  // HOME defaulted, PATH defaulted (sh was found)
 }
@@ -355,7 +355,7 @@ TEST(AgentProcessTest, NonExecutableProgramExits126) {
 TEST(AgentProcessTest, MissingWorkingDirectoryExits127) {
   AgentProcess a;
   a.handshake();
-  a.send(agent::Run{{"true"}, {}, "/cw-no-such-dir", false, 0, 0});
+  a.send(agent::Run{{"true"}, {}, "/cw-no-such-dir", false, 0, 0, ""});
   const auto o = collect(a);
   ASSERT_TRUE(o.exited);
   EXPECT_EQ(o.exited->value, 127);  // ENOENT, as a shell reports it
@@ -523,7 +523,7 @@ TEST_F(SessionWithRealAgent, RunsACommandToItsExitStatus) {
   NetConfig c;
   c.dhcp = true;
   ASSERT_FALSE(session->configure_network(c));
-  ASSERT_FALSE(session->run(agent::Run{{"sh", "-c", "echo out; echo err >&2; exit 3"}, {}, "", false, 0, 0}));
+  ASSERT_FALSE(session->run(agent::Run{{"sh", "-c", "echo out; echo err >&2; exit 3"}, {}, "", false, 0, 0, ""}));
   ASSERT_TRUE(wait_end());
   EXPECT_EQ(ended->reason, EndReason::Completed) << ended->detail;
   ASSERT_TRUE(ended->exit);
@@ -551,7 +551,7 @@ TEST_F(SessionWithRealAgent, StdinWithBackpressureRoundTripsThroughCat) {
     }
     session->close_stdin();
   };
-  ASSERT_FALSE(session->run(agent::Run{{"cat"}, {}, "", false, 0, 0}));
+  ASSERT_FALSE(session->run(agent::Run{{"cat"}, {}, "", false, 0, 0, ""}));
   pump();
   ASSERT_TRUE(wait_end(60s));
   EXPECT_EQ(ended->reason, EndReason::Completed) << ended->detail;
@@ -564,7 +564,7 @@ TEST_F(SessionWithRealAgent, StdinWithBackpressureRoundTripsThroughCat) {
 
 TEST_F(SessionWithRealAgent, AnAgentThatDiesIsAClearErrorNotAHang) {
   start();
-  ASSERT_FALSE(session->run(agent::Run{{"sleep", "3"}, {}, "", false, 0, 0}));
+  ASSERT_FALSE(session->run(agent::Run{{"sleep", "3"}, {}, "", false, 0, 0, ""}));
   ASSERT_TRUE(testing::run_until(io, [this] { return ready.has_value(); }));
   kill(agent.pid(), SIGKILL);
   ASSERT_TRUE(wait_end(10s));

@@ -368,7 +368,8 @@ TEST(RelayAgentTest, ListenersOfTheCommandAreReportedAndTheirEndToo) {
   };
   Session s(io, agent, std::move(cb));
   // busybox nc listens on 0.0.0.0:port; the agent traps its bind/listen.
-  ASSERT_FALSE(s.session->run(agent::Run{{"busybox", "nc", "-l", "-p", std::to_string(port)}, {}, "", false, 0, 0}));
+  ASSERT_FALSE(
+      s.session->run(agent::Run{{"busybox", "nc", "-l", "-p", std::to_string(port)}, {}, "", false, 0, 0, ""}));
   const auto t0 = std::chrono::steady_clock::now();
   ASSERT_TRUE(testing::run_until(
       io, [&] { return !appeared.empty(); }, 10s))

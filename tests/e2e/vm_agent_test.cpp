@@ -203,7 +203,7 @@ TEST_F(VmAgentTest, StaticNetworkConfigReachesAHostServiceAndExitStatusPropagate
       std::to_string(http.port()) +
       "/probe; "
       "echo to-stderr >&2; exit 7";
-  const auto r = boot_and_run(agent::Run{{"sh", "-c", script}, {}, "/", false, 0, 0}, slirp_static());
+  const auto r = boot_and_run(agent::Run{{"sh", "-c", script}, {}, "/", false, 0, 0, ""}, slirp_static());
   ASSERT_TRUE(r.end) << why(r);
   EXPECT_EQ(r.end->reason, EndReason::Completed) << why(r);
   ASSERT_TRUE(r.end->exit) << why(r);
@@ -225,7 +225,7 @@ TEST_F(VmAgentTest, StaticNetworkConfigReachesAHostServiceAndExitStatusPropagate
 TEST_F(VmAgentTest, DhcpFallbackAndATerminal) {
   NetConfig dhcp;
   dhcp.dhcp = true;
-  agent::Run run{{"sh", "-c", "ip -4 addr show dev eth0; tty; stty size"}, {"TERM=dumb"}, "/", true, 30, 90};
+  agent::Run run{{"sh", "-c", "ip -4 addr show dev eth0; tty; stty size"}, {"TERM=dumb"}, "/", true, 30, 90, ""};
   const auto r = boot_and_run(run, dhcp);
   ASSERT_TRUE(r.end) << why(r);
   EXPECT_EQ(r.end->reason, EndReason::Completed) << why(r);
@@ -237,7 +237,7 @@ TEST_F(VmAgentTest, DhcpFallbackAndATerminal) {
 }
 
 TEST_F(VmAgentTest, MicrovmBootsTheAgentOverVirtioMmio) {
-  const auto r = boot_and_run(agent::Run{{"cat", "/proc/cmdline"}, {}, "", false, 0, 0}, slirp_static(),
+  const auto r = boot_and_run(agent::Run{{"cat", "/proc/cmdline"}, {}, "", false, 0, 0, ""}, slirp_static(),
                               machine::MachineType::Microvm);
   ASSERT_TRUE(r.end) << why(r);
   EXPECT_EQ(r.end->reason, EndReason::Completed) << why(r);

@@ -89,8 +89,15 @@ int main(int argc, char** argv) {
   c.search_domains = {"corp.example"};
   std::vector<uint8_t> n;
   encode_into(c, n);
-  encode_into(Run{{"sh", "-c", "true"}, {"A=b"}, "/", false, 0, 0}, n);
+  encode_into(Run{{"sh", "-c", "true"}, {"A=b"}, "/", false, 0, 0, ""}, n);
   put("netconfig_run", 0, 0, n);
+  std::vector<uint8_t> v3;
+  encode_into(Hello{}, v3);
+  encode_into(DnsConfig{{IpAddr::v4(10, 0, 2, 3), *IpAddr::parse("fd00::3")}, {"corp.example"}}, v3);
+  encode_into(Run{{"id", "-un"}, {"LANG=C.UTF-8"}, "", true, 24, 80, "alice"}, v3);
+  put("dnsconfig_run_user", 0, 0, v3);
+  std::vector<uint8_t> dl = encode(DnsConfig{{IpAddr::v4(10, 0, 2, 3)}, {"a.example", "b.example"}});
+  put("dnsconfig_payload", 2, 0x0b, std::vector<uint8_t>(dl.begin() + 8, dl.end()));
   std::vector<uint8_t> pl = encode(MirrorApply{2, st});
   put("mirror_apply_payload", 2, 0x0a, std::vector<uint8_t>(pl.begin() + 8, pl.end()));
   std::vector<uint8_t> rl = encode(rep);

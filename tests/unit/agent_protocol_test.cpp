@@ -122,7 +122,10 @@ std::vector<Message> host_samples() {
           sample_net(),
           dhcp_config(),
           sample_run(),
-          agent::Run{{"true"}, {}, "", false, 0, 0},
+          agent::Run{{"true"}, {}, "", false, 0, 0, ""},
+          agent::Run{{"id", "-un"}, {}, "", false, 0, 0, "alice"},
+          DnsConfig{{IpAddr::v4(10, 0, 2, 3), *IpAddr::parse("fd00::3")}, {"corp.example", "example.org"}},
+          DnsConfig{},
           Stdin{{'a', 0, 0xff}},
           Stdin{},
           StdinEof{},
@@ -417,7 +420,7 @@ TEST(AgentProtocol, ReservedHeaderBitsAreRejected) {
 }
 
 TEST(AgentProtocol, UnknownTypesAreRejected) {
-  for (uint8_t t : {0x00, 0x08, 0x0b, 0x3f, 0x40, 0x4a, 0x7f, 0x80, 0xff}) {
+  for (uint8_t t : {0x00, 0x08, 0x0c, 0x3f, 0x40, 0x4a, 0x7f, 0x80, 0xff}) {
     SCOPED_TRACE(int{t});
     EXPECT_EQ(decode_error(Direction::GuestToHost, frame(t, {})), ProtocolError::UnknownType);
     EXPECT_EQ(decode_error(Direction::HostToGuest, frame(t, {})), ProtocolError::UnknownType);
@@ -582,18 +585,72 @@ TEST(AgentProtocol, InvalidMessagesFailValidationAndTheDecoder) {
   r = sample_run();
   r.cwd.assign(kMaxPathLen + 1, 'd');
   check(r, ProtocolError::FieldTooLong);
+  r = sample_run();
+  r.user.assign(kMaxUserLen + 1, 'u');
+  check(r, ProtocolError::FieldTooLong);
+  for (const char* bad : {"root:x", "ro\not", "a\nb"}) {
+    r = sample_run();
+    r.user = bad;
+    check(r, ProtocolError::BadValue);
+  }
+  r = sample_run();
+  r.user = std::string("ro\0ot", 5);
+  check(r, ProtocolError::BadValue);
+  DnsConfig d{{IpAddr::v4(10, 0, 2, 3)}, {"ok.example"}};
+  d.search = {"evil.example options"};
+  check(d, ProtocolError::BadValue);
+  d.search = {""};
+  check(d, ProtocolError::BadValue);
+  d.search = std::vector<std::string>(kMaxSearchDomains + 1, "a.example");
+  check(d, ProtocolError::TooMany);
+  d.search = {std::string(kMaxDomainLen + 1, 'a')};
+  check(d, ProtocolError::FieldTooLong);
+  d.search = {};
+  d.servers = {IpAddr{}};  // no address
+  check(d, ProtocolError::BadValue);
+  d.servers.assign(kMaxDnsServers + 1, IpAddr::v4(1, 1, 1, 1));
+  check(d, ProtocolError::TooMany);
   check(Stdin{std::vector<uint8_t>(kMaxChunk + 1)}, ProtocolError::FieldTooLong);
   check(Signal{0}, ProtocolError::BadValue);
   check(Exited{Exited::Kind::Exited, 300, false}, ProtocolError::BadValue);
 
   // What validate() rejects, the decoder rejects too: bypass the encoder's check by
   // patching a valid encoding.
-  auto bytes = encode(agent::Run{{"sh"}, {"A=b"}, "/", false, 0, 0});
+  auto bytes = encode(agent::Run{{"sh"}, {"A=b"}, "/", false, 0, 0, ""});
   // env entry "A=b" → "A_b": no '='.
   const auto it = std::search(bytes.begin(), bytes.end(), std::begin("A=b"), std::end("A=b") - 1);
   ASSERT_NE(it, bytes.end());
   *(it + 1) = '_';
   EXPECT_EQ(decode_error(Direction::HostToGuest, bytes), ProtocolError::BadValue);
+  // Run.user "al:ce" (the encoder would refuse it).
+  bytes = encode(agent::Run{{"sh"}, {}, "/", false, 0, 0, "alice"});
+  const auto u = std::search(bytes.begin(), bytes.end(), std::begin("alice"), std::end("alice") - 1);
+  ASSERT_NE(u, bytes.end());
+  *(u + 2) = ':';
+  EXPECT_EQ(decode_error(Direction::HostToGuest, bytes), ProtocolError::BadValue);
+  // A DnsConfig search domain with a space.
+  bytes = encode(DnsConfig{{}, {"a.example"}});
+  const auto dot = std::find(bytes.begin() + kHeaderSize, bytes.end(), '.');
+  ASSERT_NE(dot, bytes.end());
+  *dot = ' ';
+  EXPECT_EQ(decode_error(Direction::HostToGuest, bytes), ProtocolError::BadValue);
+}
+
+TEST(AgentProtocol, Version3WireLayoutOfRunUserAndDnsConfig) {
+  EXPECT_EQ(kProtocolVersion, 3);
+  EXPECT_EQ(kAgentExecPort, 1026u);
+  EXPECT_EQ(static_cast<uint8_t>(MessageType::DnsConfig), 0x0b);
+  EXPECT_EQ(direction_of(MessageType::DnsConfig), Direction::HostToGuest);
+  // Run's user is its last field: str "bob" after u16 cols.
+  const auto run = encode(agent::Run{{"x"}, {}, "", false, 0, 0, "bob"});
+  ASSERT_GE(run.size(), 5u);
+  EXPECT_EQ(std::vector<uint8_t>(run.end() - 5, run.end()), (std::vector<uint8_t>{3, 0, 'b', 'o', 'b'}));
+  // DnsConfig: list<ipaddr> then list<str>.
+  const auto dns = encode(DnsConfig{{IpAddr::v4(10, 0, 2, 3)}, {"a.b"}});
+  EXPECT_EQ(std::vector<uint8_t>(dns.begin() + kHeaderSize, dns.end()),
+            (std::vector<uint8_t>{1, 0, 4, 10, 0, 2, 3, 1, 0, 3, 0, 'a', '.', 'b'}));
+  // The guest never accepts its own direction's DnsConfig on the host side.
+  EXPECT_EQ(decode_error(Direction::GuestToHost, dns), ProtocolError::WrongDirection);
 }
 
 TEST(AgentProtocolDeathTest, EncodingAnInvalidMessageIsABugAndAborts) {

@@ -52,7 +52,7 @@ class AgentSessionTest : public ::testing::Test {
   std::optional<SessionEnd> ended;
 };
 
-agent::Run simple_run() { return agent::Run{{"sh", "-c", "exit 7"}, {"PATH=/bin"}, "/", false, 0, 0}; }
+agent::Run simple_run() { return agent::Run{{"sh", "-c", "exit 7"}, {"PATH=/bin"}, "/", false, 0, 0, ""}; }
 
 TEST_F(AgentSessionTest, StartSendsHelloAndReadyCompletesTheHandshake) {
   make();
@@ -217,6 +217,17 @@ TEST_F(AgentSessionTest, MirrorApplyIsSentAndTheReportReachesItsCallback) {
   EXPECT_EQ(stream->host_messages().size(), sent.size());
 }
 
+TEST_F(AgentSessionTest, DnsConfigIsSentAndInvalidOnesAreRefused) {
+  start_ready();
+  const DnsConfig d{{IpAddr::v4(10, 0, 2, 3)}, {"corp.example"}};
+  ASSERT_FALSE(session->dns_config(d));
+  auto sent = stream->host_messages();
+  ASSERT_EQ(sent.size(), 2u);
+  EXPECT_EQ(std::get<DnsConfig>(sent.back()), d);
+  EXPECT_EQ(session->dns_config(DnsConfig{{}, {"bad domain"}}), ProtocolError::BadValue);
+  EXPECT_EQ(stream->host_messages().size(), 2u);
+}
+
 TEST_F(AgentSessionTest, AMirrorReportBeforeReadyIsAViolation) {
   make();
   session->start();
@@ -276,7 +287,7 @@ TEST_F(AgentSessionTest, ShutdownBeforeTheCommandExitedEndsAsStopped) {
 
 TEST_F(AgentSessionTest, ControlMessagesAreSentInOrder) {
   start_ready();
-  ASSERT_FALSE(session->run(agent::Run{{"sh"}, {}, "", true, 24, 80}));
+  ASSERT_FALSE(session->run(agent::Run{{"sh"}, {}, "", true, 24, 80, ""}));
   const std::vector<uint8_t> keys = {'l', 's', '\n'};
   EXPECT_EQ(session->send_stdin(keys), 3u);
   session->resize(50, 132);

@@ -301,6 +301,9 @@ constexpr size_t kMinRoute = (1 + 4) + 1 + 1 + 4;
 
 bool valid_prefix(const IpAddr& a, uint8_t prefix) { return prefix <= (a.family == 4 ? 32 : 128); }
 
+// Run.user is looked up in /etc/passwd, a ':'- and line-separated file: neither can be in a name.
+bool user_ok(std::string_view u) { return u.find_first_of(std::string_view(":\n\0", 3)) == std::string_view::npos; }
+
 // ---------------------------------------------------------------- per-type rules
 // Each message type has one visitor for validation and one for encoding; the
 // decoder is a switch further down. They list fields in wire order.
@@ -321,12 +324,20 @@ struct Validator {
     if (p != IpProto::Tcp && p != IpProto::Udp) fail(ProtocolError::BadValue);
   }
 
+  void dns(const std::vector<IpAddr>& servers, const std::vector<std::string>& search) {
+    if (servers.size() > kMaxDnsServers || search.size() > kMaxSearchDomains) fail(ProtocolError::TooMany);
+    for (const auto& d : servers) ip(d, false);
+    for (const auto& s : search) {
+      str(s, kMaxDomainLen);
+      // resolv.conf is line- and space-separated: a domain with either would inject options.
+      if (s.empty() || s.find_first_of(" \t\r\n") != std::string::npos) fail(ProtocolError::BadValue);
+    }
+  }
+
   void operator()(const Hello&) {}
   void operator()(const NetConfig& c) {
     if (c.mtu > kMaxMtu) fail(ProtocolError::BadValue);
-    if (c.addresses.size() > kMaxAddresses || c.routes.size() > kMaxRoutes || c.dns_servers.size() > kMaxDnsServers ||
-        c.search_domains.size() > kMaxSearchDomains)
-      fail(ProtocolError::TooMany);
+    if (c.addresses.size() > kMaxAddresses || c.routes.size() > kMaxRoutes) fail(ProtocolError::TooMany);
     for (const auto& a : c.addresses) {
       ip(a.addr, false);
       if (!valid_prefix(a.addr, a.prefix_len)) fail(ProtocolError::BadValue);
@@ -337,13 +348,9 @@ struct Validator {
       if (!valid_prefix(r.dst, r.prefix_len)) fail(ProtocolError::BadValue);
       if (!r.gateway.none() && r.gateway.family != r.dst.family) fail(ProtocolError::BadValue);
     }
-    for (const auto& d : c.dns_servers) ip(d, false);
-    for (const auto& s : c.search_domains) {
-      str(s, kMaxDomainLen);
-      // resolv.conf is line- and space-separated: a domain with either would inject options.
-      if (s.empty() || s.find_first_of(" \t\r\n") != std::string::npos) fail(ProtocolError::BadValue);
-    }
+    dns(c.dns_servers, c.search_domains);
   }
+  void operator()(const DnsConfig& d) { dns(d.servers, d.search); }
   void operator()(const Run& r) {
     if (r.argv.empty()) fail(ProtocolError::BadValue);
     if (r.argv.size() > kMaxArgs || r.env.size() > kMaxEnv) fail(ProtocolError::TooMany);
@@ -353,6 +360,8 @@ struct Validator {
       if (e.find('=') == std::string::npos || e.front() == '=') fail(ProtocolError::BadValue);
     }
     str(r.cwd, kMaxPathLen);
+    str(r.user, kMaxUserLen);
+    if (!user_ok(r.user)) fail(ProtocolError::BadValue);
   }
   void operator()(const Stdin& s) {
     if (s.data.size() > kMaxChunk) fail(ProtocolError::FieldTooLong);
@@ -441,6 +450,13 @@ struct Encoder {
     w.boolean(r.tty);
     w.u16(r.rows);
     w.u16(r.cols);
+    w.str(r.user);
+  }
+  void operator()(const DnsConfig& d) {
+    w.count(d.servers.size());
+    for (const auto& s : d.servers) w.ip(s);
+    w.count(d.search.size());
+    for (const auto& s : d.search) w.str(s);
   }
   void operator()(const Stdin& s) { w.bytes(s.data); }
   void operator()(const StdinEof&) {}
@@ -504,10 +520,19 @@ Listener read_listener(Reader& r) {
   return l;
 }
 
+void read_dns(Reader& r, std::vector<IpAddr>& servers, std::vector<std::string>& search) {
+  for (size_t n = r.count(kMaxDnsServers, kMinIp); n > 0 && !r.failed(); --n) servers.push_back(r.ip(false));
+  for (size_t n = r.count(kMaxSearchDomains, kMinStr); n > 0 && !r.failed(); --n) {
+    auto s = r.str(kMaxDomainLen);
+    r.check(!s.empty() && s.find_first_of(" \t\r\n") == std::string::npos);
+    search.push_back(std::move(s));
+  }
+}
+
 bool known_type(uint8_t t) {
   constexpr uint8_t kReserved = 0x08;  // was ConnectGuestPort; never sent
   if (t == kReserved) return false;
-  return (t >= static_cast<uint8_t>(MessageType::Hello) && t <= static_cast<uint8_t>(MessageType::MirrorApply)) ||
+  return (t >= static_cast<uint8_t>(MessageType::Hello) && t <= static_cast<uint8_t>(MessageType::DnsConfig)) ||
          (t >= static_cast<uint8_t>(MessageType::Ready) && t <= static_cast<uint8_t>(MessageType::MirrorReport));
 }
 
@@ -560,15 +585,14 @@ std::string IpAddr::to_string() const {
 
 // ---------------------------------------------------------------- metadata
 MessageType type_of(const Message& m) {
-  static constexpr MessageType kTypes[] = {MessageType::Hello,        MessageType::NetConfig,
-                                           MessageType::Run,          MessageType::Stdin,
-                                           MessageType::StdinEof,     MessageType::Signal,
-                                           MessageType::Resize,       MessageType::Shutdown,
-                                           MessageType::MirrorApply,  MessageType::Ready,
-                                           MessageType::Stdout,       MessageType::Stderr,
-                                           MessageType::Exited,       MessageType::ListenerAppeared,
-                                           MessageType::ListenerGone, MessageType::Log,
-                                           MessageType::Error,        MessageType::MirrorReport};
+  static constexpr MessageType kTypes[] = {
+      MessageType::Hello,        MessageType::NetConfig, MessageType::Run,
+      MessageType::Stdin,        MessageType::StdinEof,  MessageType::Signal,
+      MessageType::Resize,       MessageType::Shutdown,  MessageType::MirrorApply,
+      MessageType::DnsConfig,    MessageType::Ready,     MessageType::Stdout,
+      MessageType::Stderr,       MessageType::Exited,    MessageType::ListenerAppeared,
+      MessageType::ListenerGone, MessageType::Log,       MessageType::Error,
+      MessageType::MirrorReport};
   static_assert(std::size(kTypes) == std::variant_size_v<Message>);
   return kTypes[m.index()];
 }
@@ -596,6 +620,7 @@ std::string_view name_of(MessageType t) {
     case MessageType::Log: return "Log";
     case MessageType::Error: return "Error";
     case MessageType::MirrorApply: return "MirrorApply";
+    case MessageType::DnsConfig: return "DnsConfig";
     case MessageType::MirrorReport: return "MirrorReport";
   }
   return "?";
@@ -744,13 +769,14 @@ std::optional<Message> decode_payload(MessageType type, std::span<const uint8_t>
         r.check(rt.gateway.none() || rt.gateway.family == rt.dst.family);
         c.routes.push_back(rt);
       }
-      for (size_t n = r.count(kMaxDnsServers, kMinIp); n > 0 && !r.failed(); --n) c.dns_servers.push_back(r.ip(false));
-      for (size_t n = r.count(kMaxSearchDomains, kMinStr); n > 0 && !r.failed(); --n) {
-        auto s = r.str(kMaxDomainLen);
-        r.check(!s.empty() && s.find_first_of(" \t\r\n") == std::string::npos);
-        c.search_domains.push_back(std::move(s));
-      }
+      read_dns(r, c.dns_servers, c.search_domains);
       m = std::move(c);
+      break;
+    }
+    case MessageType::DnsConfig: {
+      DnsConfig d;
+      read_dns(r, d.servers, d.search);
+      m = std::move(d);
       break;
     }
     case MessageType::Run: {
@@ -766,6 +792,8 @@ std::optional<Message> decode_payload(MessageType type, std::span<const uint8_t>
       run.tty = r.boolean();
       run.rows = r.u16();
       run.cols = r.u16();
+      run.user = r.str(kMaxUserLen);
+      r.check(user_ok(run.user));
       m = std::move(run);
       break;
     }

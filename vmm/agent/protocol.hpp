@@ -27,7 +27,7 @@
 //   02 NetConfig  see NetConfig below                          str kernel_release, u32 uptime_ms
 //   03 Run        list<str> argv, list<str> env,  42 Stdout    bytes data
 //                 str cwd, bool tty, u16 rows,    43 Stderr    bytes data
-//                 u16 cols                        44 Exited    u8 kind (0 exited, 1 killed by signal),
+//                 u16 cols, str user (v3)         44 Exited    u8 kind (0 exited, 1 killed by signal),
 //   04 Stdin      bytes data                                   i32 value (status 0–255 | signal 1–64),
 //   05 StdinEof   —                                            bool core_dumped
 //   06 Signal     i32 signo (1–64)                45 ListenerAppeared  u8 proto, ipaddr addr, u16 port,
@@ -37,8 +37,8 @@
 //   09 Shutdown   —                               48 Error     str text
 //   0a MirrorApply  u32 generation, state desired 49 MirrorReport u32 generation, bool converged,
 //                   (v2; ≤ kMaxMirrorPayload)                   bool read_failed, u32 changes, u16 passes,
-//                                                               list<OpError{str op, str error}> errors,
-//                                                               u32 errors_total, state actual,
+//   0b DnsConfig  list<ipaddr> servers,                         list<OpError{str op, str error}> errors,
+//                 list<str> search (v3)                         u32 errors_total, state actual,
 //                                                               list<str> unmanaged   (v2; ≤ kMaxMirrorPayload)
 //
 //   state  := list<Link{i32 ifindex, str name, bool has_mac, [6 bytes mac], u32 mtu, u32 flags, str kind}>,
@@ -59,14 +59,33 @@
 //                list<ipaddr> dns_servers, list<str> search_domains
 //
 // Conversation (either side may send Log/Error at any time; Error is informational):
-//   host: Hello, NetConfig, Run, [Stdin…, StdinEof, Signal, Resize, MirrorApply]…, Shutdown
+//   host: Hello, NetConfig, Run, [Stdin…, StdinEof, Signal, Resize, MirrorApply, DnsConfig]…, Shutdown
 //   MirrorApply (mirrored mode) may come at any time after Hello; the agent answers each with
 //   one MirrorReport of the same generation, in order.
+//   DnsConfig (v3) may come at any time after Hello: the agent rewrites /etc/resolv.conf with
+//   its servers and search domains (the host's search domains changed); no answer.
 //   guest: Ready, [Stdout|Stderr]…, Exited  — the agent drains the command's output before
 //          Exited, so Exited is the last output message.
 // Each side sends its greeting as soon as the stream is up (no round trip before it) and
 // rejects the other's if the protocol version differs. The network is configured before the
 // command runs: from the NetConfig if one arrives before Run, else by DHCP.
+//
+// Sessions (v3). The MAIN session is the stream the agent opens to the host's vsock port
+// kAgentVsockPort at boot; it carries NetConfig, MirrorApply, DnsConfig and every listener
+// report. It may carry no Run at all ("instance mode"): the agent then keeps it open, with no
+// timeout, until the host's Shutdown, which powers the VM off cleanly. Once the main session
+// has had its Hello, the agent also accepts EXEC sessions: streams the host opens to the
+// guest's vsock port kAgentExecPort. Each speaks this same protocol for one command —
+//   host: Hello, Run, [Stdin…, StdinEof, Signal, Resize]…, Shutdown (or close)
+//   guest: Ready, [Stdout|Stderr]…, Exited
+// — and carries no network messages (NetConfig/MirrorApply/DnsConfig there are answered with
+// Error and ignored); listeners the command opens are reported on the main session. Shutdown
+// on an exec session ends that session only.
+//
+// Run.user (v3): the account the command runs as, by name (or a numeric uid when no name
+// matches), looked up in the guest's /etc/passwd; "" = the guest's default user
+// (/etc/wsl.conf [user] default=, else root). An unknown user gets an Error naming it and an
+// Exited with status 1.
 //
 // Validation (the guest is untrusted; so, for the agent, is anything but the host): every
 // length and count is checked against the bytes present and against a per-field cap before
@@ -95,8 +114,9 @@
 namespace causeway::agent {
 
 // ---------------------------------------------------------------- limits
-constexpr uint8_t kWireVersion = 1;       // frame layout
-constexpr uint16_t kProtocolVersion = 2;  // message set and semantics (Hello / Ready); 2: mirrored mode
+constexpr uint8_t kWireVersion = 1;  // frame layout
+// Message set and semantics (Hello / Ready); 2: mirrored mode; 3: Run.user, DnsConfig, exec sessions.
+constexpr uint16_t kProtocolVersion = 3;
 constexpr size_t kHeaderSize = 8;
 constexpr size_t kMaxChunk = 32 * 1024;                // stdio bytes per Stdin/Stdout/Stderr message
 constexpr size_t kMaxPayload = 128 * 1024;             // one frame's payload; a Run with its env fits
@@ -116,6 +136,7 @@ constexpr size_t kMaxArgLen = 16 * 1024;  // one argv/env entry, bytes
 constexpr size_t kMaxPathLen = 4096;      // cwd (PATH_MAX)
 constexpr size_t kMaxTextLen = 4096;      // Log / Error text
 constexpr size_t kMaxVersionLen = 256;    // agent version, kernel release
+constexpr size_t kMaxUserLen = 256;       // Run.user (useradd allows 32; NAME_REGEX may allow more)
 constexpr size_t kMaxAddresses = 64;      // NetConfig addresses
 constexpr size_t kMaxRoutes = 256;        // NetConfig routes
 constexpr size_t kMaxDnsServers = 8;      // resolv.conf uses 3 (MAXNS); the rest are ignored there
@@ -127,6 +148,8 @@ constexpr int kMaxSignal = 64;  // _NSIG - 1 on Linux
 // The vsock port the agent connects to on the host (CID 2). Kernel parameter
 // cw.agent.port=N overrides it.
 constexpr uint32_t kAgentVsockPort = 1024;
+// The vsock port the agent listens on (in the guest) for exec sessions (see "Sessions").
+constexpr uint32_t kAgentExecPort = 1026;
 
 // ---------------------------------------------------------------- values
 struct IpAddr {
@@ -187,6 +210,7 @@ struct Run {
   std::string cwd;                // "" = "/"
   bool tty = false;               // pty (interactive) or three pipes
   uint16_t rows = 0, cols = 0;    // initial terminal size (tty only; 0 = leave)
+  std::string user;               // v3: account name (or uid); "" = the guest's default user
   friend bool operator==(const Run&, const Run&) = default;
 };
 
@@ -214,6 +238,14 @@ struct MirrorApply {
   uint32_t generation = 0;  // echoed in the report
   netstack::mirror::NetState desired;
   friend bool operator==(const MirrorApply&, const MirrorApply&) = default;
+};
+
+// v3: the guest's resolver configuration changed (the host's search domains, its servers):
+// the agent rewrites /etc/resolv.conf. Validated like NetConfig's DNS lists.
+struct DnsConfig {
+  std::vector<IpAddr> servers;      // ≤ kMaxDnsServers
+  std::vector<std::string> search;  // ≤ kMaxSearchDomains, each 1–kMaxDomainLen bytes, no whitespace
+  friend bool operator==(const DnsConfig&, const DnsConfig&) = default;
 };
 
 // ---------------------------------------------------------------- guest → host
@@ -283,8 +315,8 @@ struct Error {
   friend bool operator==(const Error&, const Error&) = default;
 };
 
-using Message = std::variant<Hello, NetConfig, Run, Stdin, StdinEof, Signal, Resize, Shutdown, MirrorApply, Ready,
-                             Stdout, Stderr, Exited, ListenerAppeared, ListenerGone, Log, Error, MirrorReport>;
+using Message = std::variant<Hello, NetConfig, Run, Stdin, StdinEof, Signal, Resize, Shutdown, MirrorApply, DnsConfig,
+                             Ready, Stdout, Stderr, Exited, ListenerAppeared, ListenerGone, Log, Error, MirrorReport>;
 
 enum class MessageType : uint8_t {
   Hello = 0x01,
@@ -296,6 +328,7 @@ enum class MessageType : uint8_t {
   Resize = 0x07,
   Shutdown = 0x09,
   MirrorApply = 0x0a,
+  DnsConfig = 0x0b,
   Ready = 0x41,
   Stdout = 0x42,
   Stderr = 0x43,

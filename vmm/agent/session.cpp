@@ -91,7 +91,7 @@ std::error_code AgentSession::configure_network(const NetConfig& cfg) {
 std::error_code AgentSession::run(const Run& r) {
   if (auto ec = validate(r)) return ec;
   // validate() bounds each field; their sum must fit one frame too.
-  size_t total = 64 + r.cwd.size();
+  size_t total = 64 + r.cwd.size() + r.user.size();
   for (const auto& a : r.argv) total += 2 + a.size();
   for (const auto& e : r.env) total += 2 + e.size();
   if (total > kMaxPayload) return make_error_code(ProtocolError::Oversized);
@@ -158,6 +158,13 @@ std::error_code AgentSession::mirror_apply(const MirrorApply& m) {
   if (auto ec = encode_checked(m, queue_)) return ec;
   ++counters_.messages_out;
   flush();
+  return {};
+}
+
+std::error_code AgentSession::dns_config(const DnsConfig& d) {
+  if (auto ec = validate(d)) return ec;
+  if (!can_send()) return std::make_error_code(std::errc::not_connected);
+  send(d);
   return {};
 }
 

@@ -129,6 +129,9 @@ class AgentSession {
   // Mirrored mode: the desired guest state. Refused (an error, nothing sent)
   // when over the protocol's limits or the session cannot send.
   std::error_code mirror_apply(const MirrorApply& m);
+  // The guest's resolver changed (live search domains): the agent rewrites /etc/resolv.conf.
+  // Refused (an error, nothing sent) when over the protocol's limits or the session cannot send.
+  std::error_code dns_config(const DnsConfig& d);
 
   // Queues up to data.size() bytes of stdin; returns how many were taken.
   size_t send_stdin(std::span<const uint8_t> data);
