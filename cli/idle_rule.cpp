@@ -7,8 +7,8 @@ namespace causeway::cli {
 
 size_t LateListeners::count(const std::set<ListenerKey>& guest, const std::set<ListenerKey>& forwarded) {
   std::erase_if(baseline_, [&guest](const ListenerKey& k) { return !guest.contains(k); });
-  return static_cast<size_t>(
-      std::count_if(forwarded.begin(), forwarded.end(), [this](const ListenerKey& k) { return !baseline_.contains(k); }));
+  return static_cast<size_t>(std::count_if(forwarded.begin(), forwarded.end(),
+                                           [this](const ListenerKey& k) { return !baseline_.contains(k); }));
 }
 
 void IdleRule::ready(int64_t now_ms) {

@@ -71,9 +71,10 @@ VoidResult prepare_instance_dirs(const InstancePaths& p) {
   // The longest socket path the daemon binds: vm/vsock.sock.
   const std::string longest = (p.vm_dir / "vsock.sock").string();
   if (longest.size() >= sizeof(sockaddr_un::sun_path))
-    return fmt::format("the runtime directory {} is too deep for unix sockets ({} has {} bytes, at most {}): set "
-                       "XDG_RUNTIME_DIR (or CAUSEWAY_HOME) to a shorter path",
-                       p.runtime.string(), longest, longest.size(), sizeof(sockaddr_un::sun_path) - 1);
+    return fmt::format(
+        "the runtime directory {} is too deep for unix sockets ({} has {} bytes, at most {}): set "
+        "XDG_RUNTIME_DIR (or CAUSEWAY_HOME) to a shorter path",
+        p.runtime.string(), longest, longest.size(), sizeof(sockaddr_un::sun_path) - 1);
   return {};
 }
 
@@ -105,8 +106,8 @@ LockResult FileLock::exclusive(const fs::path& path, std::chrono::milliseconds t
     auto r = try_exclusive(path);
     if (r.has_value() || !r.error().held) return r;
     if (std::chrono::steady_clock::now() >= deadline)
-      return LockError{true, fmt::format("{} is still locked by another process after {} ms", path.string(),
-                                         timeout.count())};
+      return LockError{
+          true, fmt::format("{} is still locked by another process after {} ms", path.string(), timeout.count())};
     if (!waited && on_wait) on_wait();
     waited = true;
     std::this_thread::sleep_for(kLockPoll);
@@ -147,8 +148,7 @@ std::optional<json> read_state(const InstancePaths& p) {
   try {
     auto j = json::parse(ss.str());
     if (j.is_object()) return j;
-  } catch (const json::exception&) {
-  }
+  } catch (const json::exception&) {}
   return std::nullopt;
 }
 
