@@ -21,8 +21,12 @@
 #   vmlinuz               the kernel (bzImage) from Debian's linux-image-<ver>-cloud-amd64
 #   initramfs.cpio.gz     newc cpio, gzip: busybox-static + applet symlinks, /init
 #                         (scripts/guest-image/init.sh), /sbin/causeway-agent (the agent, stripped),
-#                         /etc/udhcpc.script (scripts/guest-image/udhcpc.script), the virtio/vsock/diag
-#                         modules and /lib/modules/load.list (load order)
+#                         /etc/udhcpc.script (scripts/guest-image/udhcpc.script), the virtio/vsock/diag/
+#                         blk/balloon modules and /lib/modules/load.list (load order), and /sbin/e2fsck:
+#                         e2fsck-static's e2fsck.static when installed, else the host's e2fsck with the
+#                         shared libraries ldd lists and the loader (at their host paths), stripped; the
+#                         agent checks a distribution's disk with it before mounting it (cw.root=,
+#                         vmm/agent/guest/rootfs.hpp)
 #   kernel-release        the kernel release string (e.g. 6.1.0-56-cloud-amd64)
 #   .stamp                hash of all inputs; the build is skipped when it is unchanged
 #   cache/                the downloaded .deb and its extracted tree (reused)
@@ -44,10 +48,11 @@
 #
 # Inputs hashed into the stamp: this script, the kernel package name and version that
 # linux-image-cloud-amd64 depends on, busybox-static's version and binary, the agent binary,
-# and every file in guest/. Change any of them and the next run rebuilds.
+# e2fsck and its libraries, and every file in guest/. Change any of them and the next run
+# rebuilds.
 #
 # Needs (Debian 12 packages): apt (apt-get download / apt-cache), dpkg (dpkg -x),
-# busybox-static, cpio, kmod (depmod: the .deb ships no modules.dep), gzip, coreutils,
+# busybox-static, e2fsck-static (or e2fsprogs and libc-bin's ldd), cpio, kmod (depmod: the .deb ships no modules.dep), gzip, coreutils,
 # binutils (strip; optional: without it the agent goes in with its debug info);
 # xz-utils / zstd only if the kernel's modules are compressed. No root needed unless the apt
 # lists are missing (then it runs `apt-get update`, which needs root).
@@ -80,10 +85,12 @@ MODULES=(
     virtio_console
     inet_diag tcp_diag udp_diag
     macvlan
+    virtio_blk virtio_balloon
 )
 # virtio_console carries the agent's debugging transport (virtio-serial); the image works
 # without it over vsock. macvlan (CONFIG_MACVLAN=m): mirrored mode's guest links
-# (vmm/agent/guest/mirror.hpp).
+# (vmm/agent/guest/mirror.hpp). virtio_blk: a distribution's ext4 disk (cw.root=/dev/vda);
+# virtio_balloon: free page reporting back to the host.
 OPTIONAL_MODULES=" virtio_pci_modern_dev virtio_pci_legacy_dev virtio_console "
 
 say() { [[ $QUIET == 1 ]] || printf 'build-guest: %s\n' "$*"; }
@@ -181,6 +188,23 @@ ldd_out=$(ldd "$BUSYBOX" 2>&1 || true)
 BB_VERSION=$(dpkg-query -W -f='${Version}' busybox-static 2>/dev/null || true)
 [[ -n $BB_VERSION ]] || BB_VERSION=$("$BUSYBOX" 2>&1 | head -n 1 || true)
 
+# ------------------------------------------------------------------ e2fsck
+# e2fsck-static's /sbin/e2fsck.static when installed (865 KiB gzipped); else the host's
+# e2fsck and what it links (ldd: libraries and the dynamic loader, at their host paths; about
+# 1.5 MiB gzipped, most of it libc).
+E2FSCK_LIBS=()
+if [[ -x /sbin/e2fsck.static ]]; then
+    E2FSCK=$(readlink -f /sbin/e2fsck.static)
+else
+    E2FSCK=$(command -v e2fsck || true)
+    [[ -n $E2FSCK ]] || E2FSCK=/sbin/e2fsck
+    [[ -x $E2FSCK ]] || die "e2fsck not found: apt-get install e2fsck-static (or e2fsprogs)"
+    E2FSCK=$(readlink -f "$E2FSCK")
+    need ldd libc-bin
+    mapfile -t E2FSCK_LIBS < <(ldd "$E2FSCK" | awk '$2 == "=>" && $3 ~ /^\// { print $3 } $1 ~ /^\// { print $1 }')
+    (( ${#E2FSCK_LIBS[@]} >= 2 )) || die "ldd $E2FSCK listed no libraries and loader (install e2fsck-static)"
+fi
+
 # ------------------------------------------------------------------ guest agent
 if [[ $WITH_AGENT == 1 ]]; then
     [[ -e $AGENT ]] || die "guest agent not found at $AGENT: build it first (cmake --build build --target causeway-agent), pass --agent PATH, or --no-agent for an image without it"
@@ -237,6 +261,7 @@ input_hash() {
         echo "script $(sha256sum <"$SELF")"
         echo "kernel $KPKG $KVER"
         echo "busybox $BB_VERSION $(sha256sum <"$BUSYBOX")"
+        for f in "$E2FSCK" "${E2FSCK_LIBS[@]}"; do echo "e2fsck $f $(sha256sum <"$f")"; done
         if [[ $WITH_AGENT == 1 ]]; then echo "agent $(sha256sum <"$AGENT")"; else echo "agent none"; fi
         if [[ -d $ROOT/guest ]]; then
             (cd "$ROOT/guest" && find . -type f -print0 | LC_ALL=C sort -z | xargs -0r sha256sum)
@@ -400,6 +425,19 @@ if [[ $WITH_AGENT == 1 ]]; then
 else
     say "no agent (--no-agent): the image boots scripts/guest-image/init.sh only"
 fi
+# e2fsck for a distribution's disk, with its libraries at their host paths (the loader's
+# default directories include Debian's multiarch ones), stripped.
+mkdir -p "$TREE/sbin"
+cp "$E2FSCK" "$TREE/sbin/e2fsck"
+for f in "${E2FSCK_LIBS[@]}"; do
+    mkdir -p "$TREE$(dirname "$f")"
+    cp -L "$f" "$TREE$f"
+done
+if command -v strip >/dev/null 2>&1; then
+    strip --strip-unneeded "$TREE/sbin/e2fsck" 2>/dev/null || true
+    for f in "${E2FSCK_LIBS[@]}"; do strip --strip-unneeded "$TREE$f" 2>/dev/null || true; done
+fi
+say "e2fsck $E2FSCK ($(dpkg-query -W -f='${Version}' e2fsprogs 2>/dev/null || echo '?'), ${#E2FSCK_LIBS[@]} libraries and loader: $(du -ck "$TREE/sbin/e2fsck" "${E2FSCK_LIBS[@]/#/$TREE}" | tail -n 1 | cut -f1) KiB)"
 if [[ -f $ROOT/scripts/guest-image/udhcpc.script ]]; then
     install -m 0755 "$ROOT/scripts/guest-image/udhcpc.script" "$TREE/etc/udhcpc.script"
 fi

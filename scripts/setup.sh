@@ -32,7 +32,8 @@ build_pkgs=(g++ cmake make pkg-config libslirp-dev libglib2.0-dev libnl-3-dev li
 test_pkgs=(iproute2 iputils-ping curl dnsutils iperf3 qemu-system-x86 busybox-static dnsmasq-base
            socat util-linux cpio kmod passt slirp4netns jq python3 procps dnsperf wrk tcpdump
            clang libclang-rt-14-dev   # the sanitizer build and the libFuzzer targets
-           clang-format clang-tidy)   # scripts/lint.sh
+           clang-format clang-tidy    # scripts/lint.sh
+           e2fsck-static)             # the guest image's e2fsck (scripts/build-guest.sh)
 
 missing=()
 for p in "${build_pkgs[@]}" "${test_pkgs[@]}"; do

@@ -2,12 +2,14 @@
 #include "vmm/agent/guest/agent.hpp"
 
 #include <fcntl.h>
+#include <grp.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <linux/netlink.h>
 #include <linux/vm_sockets.h>
 #include <sys/wait.h>
@@ -20,12 +22,15 @@
 #include <cstdlib>
 #include <cstring>
 #include <exception>
+#include <thread>
 
 #include "base/fd_passing.hpp"
 #include "portfwd/listener_trap.hpp"
+#include "vmm/agent/guest/accounts.hpp"
 #include "vmm/agent/guest/boot.hpp"
 #include "vmm/agent/guest/mirror.hpp"
 #include "vmm/agent/guest/netconfig.hpp"
+#include "vmm/agent/guest/rootfs.hpp"
 
 #ifndef CAUSEWAY_AGENT_VERSION
 #define CAUSEWAY_AGENT_VERSION "dev"
@@ -41,21 +46,13 @@ void set_nonblocking(int fd) { fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOC
 // What the forked child reports through its close-on-exec pipe when it
 // cannot exec: nothing arrives on success.
 struct ExecFailure {
-  int step;  // 0 exec, 1 chdir, 2 terminal setup
+  int step;  // 0 exec, 1 chdir, 2 terminal setup, 3 user switch
   int err;
 };
 
-std::string env_value(const std::vector<std::string>& env, std::string_view name) {
-  for (const auto& e : env)
-    if (e.size() > name.size() && e.compare(0, name.size(), name) == 0 && e[name.size()] == '=')
-      return e.substr(name.size() + 1);
-  return {};
-}
-
-bool has_env(const std::vector<std::string>& env, std::string_view name) {
-  return std::any_of(env.begin(), env.end(), [&](const std::string& e) {
-    return e.size() > name.size() && e.compare(0, name.size(), name) == 0 && e[name.size()] == '=';
-  });
+bool is_directory(const std::string& path) {
+  struct stat st {};
+  return stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
 }
 
 int exit_code_for(int err) { return err == ENOENT || err == ENOTDIR ? 127 : 126; }  // the shell convention
@@ -96,6 +93,20 @@ Agent::Agent(UniqueFd transport, AgentOptions opts) : transport_(std::move(trans
                                                send(ListenerGone{l});
                                            });
     ports_->set_on_problem([this](std::string text) { error(std::move(text)); });
+  }
+  if (opts_.role == AgentOptions::Role::Exec) {
+    net_done_ = true;  // the main session configures the network
+  } else if (opts_.exec_listener) {
+    fcntl(opts_.exec_listener.get(), F_SETFD, FD_CLOEXEC);
+    set_nonblocking(opts_.exec_listener.get());
+    int sp[2];
+    if (ports_ && opts_.trap_listeners && socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp) == 0) {
+      trap_sink_r_.reset(sp[0]);
+      trap_sink_w_.reset(sp[1]);
+      // Exec sessions' sends block (never dropped: a trap descriptor closed unanswered makes its
+      // processes' bind/listen fail with ENOSYS); the main agent reads without blocking.
+      set_nonblocking(trap_sink_r_.get());
+    }
   }
 }
 
@@ -210,18 +221,35 @@ void Agent::on_message(Message& m) {
   }
   Child* c = child_.get();
   const bool alive = c && !c->status;
+  const bool exec_role = opts_.role == AgentOptions::Role::Exec;
+  if (exec_role &&
+      (type == MessageType::NetConfig || type == MessageType::MirrorApply || type == MessageType::DnsConfig)) {
+    ++counters_.unexpected;
+    error("protocol: " + std::string(name_of(type)) + " belongs on the main session; ignored on an exec session");
+    return;
+  }
   switch (type) {
     case MessageType::NetConfig: {
       const auto& cfg = std::get<NetConfig>(m);
       const NetReport rep = cfg.dhcp ? opts_.run_dhcp() : opts_.apply_net_config(cfg);
       for (const auto& line : rep.lines) rep.ok ? log(line) : error(line);
       net_done_ = true;
+      net_ipv6_ = cfg.ipv6;
+      break;
+    }
+    case MessageType::DnsConfig: {
+      if (!opts_.apply_dns) {
+        log("dns: test mode, not applied");
+        break;
+      }
+      const NetReport rep = opts_.apply_dns(std::get<DnsConfig>(m), net_ipv6_);
+      for (const auto& line : rep.lines) rep.ok ? log(line) : error(line);
       break;
     }
     case MessageType::Run:
       if (ran_) {
         ++counters_.unexpected;
-        error("protocol: one command per boot; Run ignored");
+        error("protocol: one command per session; Run ignored");
       } else {
         on_run(std::get<Run>(m));
       }
@@ -314,19 +342,47 @@ void Agent::on_run(const Run& run) {
   configure_network_default();  // no NetConfig came first: DHCP
   state_ = State::Running;
 
+  // Who runs it, with what environment (accounts.hpp).
+  std::optional<Launch> plan;
+  std::string who_error;
+  if (!opts_.accounts_root.empty()) {
+    plan = plan_launch(run, read_account_files(opts_.accounts_root), is_directory, who_error);
+  } else if (!run.user.empty()) {
+    who_error = "user '" + run.user + "': this agent runs commands as itself (no account files; test mode)";
+  }
+  if (!plan && !who_error.empty()) {
+    error(who_error);
+    send(Exited{Exited::Kind::Exited, 1, false});
+    state_ = State::Exited;
+    exited_at_ = Clock::now();
+    return;
+  }
+
   auto c = std::make_unique<Child>();
   c->tty = run.tty;
   // Everything the child needs is prepared before fork(): after it, only exec and
   // async-signal-safe calls (the agent is single-threaded, but keep the habit).
-  std::vector<std::string> env = run.env;
-  if (!has_env(env, "PATH")) env.emplace_back(std::string("PATH=") + kDefaultPath);
-  if (!has_env(env, "HOME")) env.emplace_back("HOME=/root");
-  if (run.tty && !has_env(env, "TERM")) env.emplace_back("TERM=xterm");
+  std::vector<std::string> env = plan ? plan->env : run.env;
+  if (!plan) {
+    if (!env_has(env, "PATH")) env.emplace_back(std::string("PATH=") + kDefaultPath);
+    if (!env_has(env, "HOME")) env.emplace_back("HOME=/root");
+  }
+  if (run.tty && !env_has(env, "TERM")) env.emplace_back("TERM=xterm");
+  // The identity switch, prepared: as root always (resets the supplementary groups);
+  // otherwise (test mode as a user) only when it would change anything — and then fails.
+  const bool root_agent = geteuid() == 0;
+  const bool switch_user = plan && (root_agent || plan->uid != static_cast<uint32_t>(geteuid()) ||
+                                    plan->gid != static_cast<uint32_t>(getegid()));
+  std::vector<gid_t> groups;
+  if (plan)
+    for (uint32_t g : plan->groups) groups.push_back(static_cast<gid_t>(g));
+  const uid_t uid = plan ? static_cast<uid_t>(plan->uid) : 0;
+  const gid_t gid = plan ? static_cast<gid_t>(plan->gid) : 0;
   std::vector<std::string> candidates;
   if (run.argv[0].find('/') != std::string::npos) {
     candidates.push_back(run.argv[0]);
   } else {
-    const std::string path = env_value(env, "PATH");
+    const std::string path = env_get(env, "PATH");
     size_t start = 0;
     while (start <= path.size()) {
       size_t colon = path.find(':', start);
@@ -342,7 +398,7 @@ void Agent::on_run(const Run& run) {
   argv_p.push_back(nullptr);
   for (const auto& e : env) env_p.push_back(const_cast<char*>(e.c_str()));
   env_p.push_back(nullptr);
-  const std::string cwd = run.cwd.empty() ? "/" : run.cwd;
+  const std::string cwd = plan ? plan->cwd : run.cwd.empty() ? "/" : run.cwd;
 
   auto spawn_failed = [&](const std::string& what) {
     const std::string text =
@@ -387,7 +443,7 @@ void Agent::on_run(const Run& run) {
   UniqueFd err_r(errpipe[0]), err_w(errpipe[1]);
   // The bind/listen trap's descriptor comes back from the child over this pair.
   UniqueFd trap_r, trap_w;
-  if (ports_ && opts_.trap_listeners) {
+  if (opts_.trap_listeners && (ports_ || opts_.trap_sink)) {
     int sp[2];
     if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp) == 0) trap_r.reset(sp[0]), trap_w.reset(sp[1]);
   }
@@ -409,6 +465,8 @@ void Agent::on_run(const Run& run) {
     if (run.tty) {
       const int s = open(slave_name.c_str(), O_RDWR);  // the session leader's first tty: controlling
       if (s < 0) fail(2, errno);
+      // grantpt() made the agent its owner: the user's terminal is the user's.
+      if (switch_user && uid != geteuid()) fchown(s, uid, static_cast<gid_t>(-1));
       ioctl(s, TIOCSCTTY, 0);
       dup2(s, 0);
       dup2(s, 1);
@@ -419,9 +477,9 @@ void Agent::on_run(const Run& run) {
       dup2(child_out.get(), 1);
       dup2(child_err.get(), 2);
     }
-    if (chdir(cwd.c_str()) != 0) fail(1, errno);
     if (trap_w) {
-      // Last, so nothing of our own setup is trapped. Without it the poll still finds listeners.
+      // Late, so nothing of our own setup is trapped; before the user switch, which drops the
+      // CAP_SYS_ADMIN it needs. Without it the poll still finds listeners.
       const int trap = portfwd::install_listener_trap();
       if (trap >= 0) {
         const char tag = 'T';
@@ -429,6 +487,12 @@ void Agent::on_run(const Run& run) {
         close(trap);
       }
     }
+    if (switch_user) {
+      if (root_agent && setgroups(groups.size(), groups.data()) != 0) fail(3, errno);
+      if (setgid(gid) != 0) fail(3, errno);
+      if (setuid(uid) != 0) fail(3, errno);
+    }
+    if (chdir(cwd.c_str()) != 0) fail(1, errno);
     int best = ENOENT;
     for (const auto& cand : candidates) {
       execve(cand.c_str(), argv_p.data(), env_p.data());
@@ -460,6 +524,9 @@ void Agent::on_run(const Run& run) {
       what = "cannot change directory to " + cwd;
     } else if (f.step == 2) {
       what = "cannot open the terminal " + slave_name;
+    } else if (f.step == 3) {
+      what = "cannot switch to user " + (plan ? plan->user : std::string("?")) + " (uid " + std::to_string(uid) +
+             ", gid " + std::to_string(gid) + ")";
     } else {
       what = "cannot run " + run.argv[0];
     }
@@ -473,7 +540,7 @@ void Agent::on_run(const Run& run) {
     char tag = 0;
     UniqueFd trap;
     if (recv_with_fd(trap_r.get(), &tag, 1, trap, MSG_DONTWAIT) == 1 && trap)
-      ports_->set_trap(std::move(trap));
+      hand_over_trap(std::move(trap));
     else
       log("port forwarding: the command runs without the bind/listen trap; listeners are found by polling");
   }
@@ -530,6 +597,8 @@ void Agent::on_signalfd() {
     if (child_ && pid == child_->pid) {
       child_->status = status;
       child_->last_output = Clock::now();  // the drain window starts at exit
+    } else if (auto it = std::find(exec_pids_.begin(), exec_pids_.end(), pid); it != exec_pids_.end()) {
+      exec_pids_.erase(it);
     } else {
       ++counters_.orphans_reaped;
     }
@@ -557,6 +626,88 @@ void Agent::kill_command() {
   if (!child_ || child_->status) return;
   kill(-child_->pid, SIGKILL);
   kill(child_->pid, SIGKILL);
+}
+
+// ---------------------------------------------------------------- exec sessions
+void Agent::hand_over_trap(UniqueFd trap) {
+  if (ports_) {
+    ports_->add_trap(std::move(trap));
+    return;
+  }
+  // An exec session: the main agent watches it (and reports on the main session). Should the
+  // hand-over fail (the main agent gone: the VM is going down), the descriptor closes here and
+  // the command's bind/listen fail (ENOSYS) — nothing else could answer them.
+  const char tag = 'T';
+  if (!opts_.trap_sink || send_with_fd(opts_.trap_sink.get(), &tag, 1, trap.get()) != 1)
+    log("port forwarding: cannot hand the bind/listen trap to the main session: listeners are found by polling");
+}
+
+void Agent::on_trap_sink() {
+  for (;;) {
+    char tag = 0;
+    UniqueFd trap;
+    const ssize_t n = recv_with_fd(trap_sink_r_.get(), &tag, 1, trap, MSG_DONTWAIT);
+    if (n <= 0) return;
+    if (trap && ports_) {
+      ++counters_.traps_forwarded;
+      ports_->add_trap(std::move(trap));
+    }
+  }
+}
+
+void Agent::accept_exec() {
+  for (;;) {
+    UniqueFd conn(accept4(opts_.exec_listener.get(), nullptr, nullptr, SOCK_CLOEXEC));
+    if (!conn) return;  // EAGAIN (drained), or a transient error: the listener stays
+    if (exec_pids_.size() >= opts_.max_exec_sessions) {
+      ++counters_.exec_refused;
+      log("exec session refused: " + std::to_string(exec_pids_.size()) + " are running (the limit)");
+      continue;
+    }
+    const pid_t pid = fork();
+    if (pid < 0) {
+      error(std::string("exec session: fork: ") + std::strerror(errno));
+      continue;
+    }
+    if (pid == 0) run_exec_child(std::move(conn));
+    exec_pids_.push_back(pid);
+    ++counters_.exec_sessions;
+    if (opts_.debug) console("exec session in pid " + std::to_string(pid));
+  }
+}
+
+void Agent::run_exec_child(UniqueFd conn) {
+  // The fork of the main agent: drop everything of the main session (the transport, its
+  // command's stdio, the relays and listeners, the traps — closing our copies of those
+  // leaves the main agent's intact), then run one exec session and exit.
+  transport_.reset();
+  child_.reset();
+  ports_.reset();
+  sigfd_.reset();
+  trap_sink_r_.reset();
+  opts_.exec_listener.reset();
+  out_.clear();
+  int code = 1;
+  try {
+    AgentOptions x;
+    x.role = AgentOptions::Role::Exec;
+    x.agent_version = opts_.agent_version;
+    x.kernel_release = opts_.kernel_release;
+    x.uptime_ms = uptime_ms();
+    x.hello_timeout = opts_.hello_timeout;
+    x.drain_idle = opts_.drain_idle;
+    x.shutdown_wait = opts_.shutdown_wait;
+    x.flush_timeout = opts_.flush_timeout;
+    x.debug = opts_.debug;
+    x.trap_listeners = opts_.trap_listeners;
+    x.trap_sink = std::move(trap_sink_w_);
+    x.accounts_root = opts_.accounts_root;
+    Agent session(std::move(conn), std::move(x));
+    code = session.run() == Outcome::Shutdown ? 0 : 1;
+  } catch (...) {
+    console("exec session: unexpected exception");
+  }
+  _exit(code);
 }
 
 // ---------------------------------------------------------------- timers
@@ -610,7 +761,7 @@ Agent::Outcome Agent::run() {
   if (ports_) ports_->start();
   std::vector<pollfd> fds;
 
-  enum Slot { kTransport, kSignal, kOut, kErr, kIn, kSlots };
+  enum Slot { kTransport, kSignal, kOut, kErr, kIn, kExec, kTrapSink, kSlots };
   while (!outcome_) {
     flush_out();
     if (outcome_) break;
@@ -636,6 +787,14 @@ Agent::Outcome Agent::run() {
     if (c && c->in && c->stdin_pending() > 0) {
       p[kIn].fd = c->in.get();
       p[kIn].events = POLLOUT;
+    }
+    if (opts_.exec_listener && state_ != State::AwaitHello) {
+      p[kExec].fd = opts_.exec_listener.get();
+      p[kExec].events = POLLIN;
+    }
+    if (trap_sink_r_) {
+      p[kTrapSink].fd = trap_sink_r_.get();
+      p[kTrapSink].events = POLLIN;
     }
     if (ports_) ports_->add_pollfds(fds);
     p = fds.data();
@@ -675,6 +834,9 @@ Agent::Outcome Agent::run() {
     if (child_ && p[kOut].fd >= 0 && (p[kOut].revents & (POLLIN | POLLHUP | POLLERR))) on_output(1);
     if (child_ && p[kErr].fd >= 0 && (p[kErr].revents & (POLLIN | POLLHUP | POLLERR))) on_output(2);
     if (child_ && p[kIn].fd >= 0 && p[kIn].revents) on_stdin_writable();
+    // Trap descriptors before the exec listener: a session's trap is watched as soon as it is here.
+    if (p[kTrapSink].fd >= 0 && p[kTrapSink].revents) on_trap_sink();
+    if (p[kExec].fd >= 0 && p[kExec].revents) accept_exec();
     if (ports_) ports_->handle(std::span<const pollfd>(fds).subspan(kSlots));
   }
   // Deliver what is queued (the Exited, an Error) — bounded: the host may be gone.
@@ -697,12 +859,16 @@ namespace {
   std::fprintf(code ? stderr : stdout,
                "usage: causeway-agent                 (as PID 1 in a causeway guest: rdinit=/sbin/causeway-agent)\n"
                "       causeway-agent --test-fd N [--hello-timeout-ms MS] [--netconfig-timeout-ms MS]\n"
-               "                      [--shutdown-wait-ms MS] [--test-relay-fd L] [--test-ports] [--debug]\n"
+               "                      [--shutdown-wait-ms MS] [--test-relay-fd L] [--test-ports]\n"
+               "                      [--test-exec-listen-fd M] [--test-accounts DIR] [--debug]\n"
                "                      run one session over the already-connected stream socket N and exit\n"
                "                      (no mounts, modules, network changes or power-off: for tests on a host);\n"
                "                      --test-relay-fd: serve relay streams on the listening socket L;\n"
                "                      --test-ports: report this network namespace's listeners and trap\n"
-               "                      the command's bind/listen\n"
+               "                      the command's bind/listen;\n"
+               "                      --test-exec-listen-fd: accept exec sessions on the listening socket M;\n"
+               "                      --test-accounts: resolve Run.user from DIR/etc/passwd, group, wsl.conf,\n"
+               "                      login.defs, default/locale (and switch to it: needs root)\n"
                "       causeway-agent --version\n");
   std::exit(code);
 }
@@ -739,6 +905,83 @@ int test_main(int fd, AgentOptions opts) {
   return outcome == Agent::Outcome::Shutdown ? 0 : 1;
 }
 
+// The gateway host.causeway.internal names: the default IPv4 route's (the NAT gateway).
+std::string host_alias_target(const NetConfig& cfg) {
+  for (const auto& r : cfg.routes)
+    if (r.prefix_len == 0 && r.dst.family == 4 && r.gateway.family == 4) return r.gateway.to_string();
+  return std::string(kDefaultNatGateway);
+}
+
+NetTarget guest_net_target() {
+  NetTarget t;
+  t.write_resolv_conf = wsl_conf_flag("/", "network", "generateResolvConf", true);
+  return t;
+}
+
+// A listening vsock socket on `port` (any CID), or an invalid fd with a log line.
+UniqueFd listen_vsock(uint32_t port, const char* what, std::vector<std::string>& logs) {
+  UniqueFd fd(socket(AF_VSOCK, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+  sockaddr_vm addr{};
+  addr.svm_family = AF_VSOCK;
+  addr.svm_cid = VMADDR_CID_ANY;
+  addr.svm_port = port;
+  if (!fd || bind(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 || listen(fd.get(), 64) != 0) {
+    logs.push_back(std::string(what) + ": cannot listen on vsock port " + std::to_string(port) + ": " +
+                   std::strerror(errno));
+    fd.reset();
+  }
+  return fd;
+}
+
+// PID 1 becomes the distribution's systemd; the agent goes on in the child. Returns in the
+// child only. If the exec fails, PID 1 stays a plain reaper and powers off when the agent ends.
+void hand_pid1_to_systemd(const std::string& systemd) {
+  const pid_t agent = fork();
+  if (agent < 0) {
+    console(std::string("systemd: fork: ") + std::strerror(errno) + ": running without systemd");
+    return;
+  }
+  if (agent == 0) return;
+  sigset_t none;
+  sigemptyset(&none);
+  sigprocmask(SIG_SETMASK, &none, nullptr);
+  signal(SIGPIPE, SIG_DFL);  // ignored dispositions survive exec
+  const char* argv[] = {systemd.c_str(), nullptr};
+  const char* envp[] = {"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "TERM=linux", nullptr};
+  execve(systemd.c_str(), const_cast<char* const*>(argv), const_cast<char* const*>(envp));
+  console("systemd: cannot exec " + systemd + ": " + std::strerror(errno) + "; PID 1 only reaps now");
+  for (;;) {
+    const pid_t p = wait(nullptr);
+    if (p == agent) stop_and_power_off(true, false);
+    if (p < 0 && errno == ECHILD) stop_and_power_off(true, false);
+  }
+}
+
+// Tells the host why the boot cannot go on (an Error, before any Ready), then powers off.
+[[noreturn]] void boot_fatal(const BootOptions& boot, const std::string& text, bool disk_root) {
+  for (size_t start = 0; start < text.size();) {
+    size_t end = text.find('\n', start);
+    if (end == std::string::npos) end = text.size();
+    console("FATAL: " + text.substr(start, end - start));
+    start = end + 1;
+  }
+  std::string err;
+  UniqueFd fd = connect_host(boot, err);
+  if (fd) {
+    std::vector<uint8_t> bytes;
+    encode_into(Error{text.size() > kMaxTextLen ? text.substr(0, kMaxTextLen) : text}, bytes);
+    size_t off = 0;
+    while (off < bytes.size()) {
+      const ssize_t n = write(fd.get(), bytes.data() + off, bytes.size() - off);
+      if (n <= 0) break;
+      off += static_cast<size_t>(n);
+    }
+    // Let the frame leave the virtqueue before the power goes.
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  }
+  stop_and_power_off(disk_root, false);
+}
+
 [[noreturn]] void pid1_main(AgentOptions opts) {
   std::vector<std::string> early = setup_system();
   for (const auto& p : early) console(p);
@@ -758,22 +1001,69 @@ int test_main(int fd, AgentOptions opts) {
     console(l);
     early.push_back(l);
   }
+  // A distribution's disk (rootfs.hpp): check, mount, switch root.
+  bool disk_root = false;
+  if (!boot.root.empty()) {
+    RootResult r = switch_to_disk_root(boot.root);
+    for (const auto& l : r.lines) {
+      if (opts.debug) console(l);
+      early.push_back(l);
+    }
+    if (!r.ok) boot_fatal(boot, r.fatal, false);
+    disk_root = true;
+  }
+  const uint32_t t_root = uptime_ms();
+  std::string problem;
+  const std::string hostname = apply_hostname(boot.hostname, problem);
+  if (!problem.empty()) early.push_back(problem);
   if (int e = set_link_up("lo")) early.push_back(std::string("cannot bring lo up: ") + std::strerror(e));
+  bool systemd_pid1 = false;
+  if (disk_root) {
+    const bool want = boot.systemd || wsl_conf_flag("/", "boot", "systemd", false);
+    const std::string systemd = want ? find_systemd("/") : std::string();
+    if (want && systemd.empty()) {
+      early.push_back(std::string("systemd: asked for (") + (boot.systemd ? "cw.systemd=1" : "/etc/wsl.conf [boot]") +
+                      ") but the distribution has no /lib/systemd/systemd: running without it");
+    } else if (want) {
+      hand_pid1_to_systemd(systemd);
+      systemd_pid1 = getpid() != 1;
+      if (systemd_pid1) early.push_back("systemd: " + systemd + " is PID 1; the agent runs beside it");
+    }
+    if (!systemd_pid1)
+      if (auto e = mount_cgroup2(); !e.empty()) early.push_back(e);
+  }
   std::string err;
   UniqueFd fd = connect_host(boot, err);
   if (!fd) {
     console("FATAL: " + err);
-    power_off();
+    stop_and_power_off(disk_root, systemd_pid1);
   }
   const uint32_t t_connected = uptime_ms();
   early.push_back("boot: agent started at " + std::to_string(t_start) + " ms, " + std::to_string(mods.loaded) +
                   " modules loaded (" + std::to_string(mods.failed) + " failed, " + std::to_string(mods.already) +
-                  " present), connected at " + std::to_string(t_connected) + " ms");
+                  " present)" + (disk_root ? ", root on " + boot.root + " at " + std::to_string(t_root) + " ms" : "") +
+                  ", connected at " + std::to_string(t_connected) + " ms");
   opts.kernel_release = kernel_release();
   opts.uptime_ms = t_connected;
   opts.early_logs = std::move(early);
-  opts.apply_net_config = [](const NetConfig& cfg) { return apply_net_config(cfg, NetTarget{}); };
-  opts.run_dhcp = [] { return run_dhcp(NetTarget{}); };
+  opts.accounts_root = "/";
+  opts.apply_net_config = [hostname](const NetConfig& cfg) {
+    NetReport rep = apply_net_config(cfg, guest_net_target());
+    std::string hosts_problem;
+    const std::string line = write_hosts("/", hostname, host_alias_target(cfg), hosts_problem);
+    if (!line.empty()) rep.lines.push_back(line);
+    if (!hosts_problem.empty()) rep.ok = false, rep.lines.push_back(hosts_problem);
+    return rep;
+  };
+  opts.run_dhcp = [hostname] {
+    NetReport rep = run_dhcp(guest_net_target());
+    std::string hosts_problem;
+    const std::string line = write_hosts("/", hostname, kDefaultNatGateway, hosts_problem);
+    if (!line.empty()) rep.lines.push_back(line);
+    if (!hosts_problem.empty()) rep.ok = false, rep.lines.push_back(hosts_problem);
+    return rep;
+  };
+  opts.apply_dns = [](const DnsConfig& d, bool ipv6) { return apply_dns_config(d, ipv6, guest_net_target()); };
   // Mirrored mode: macvlans on eth0, made when the first MirrorApply arrives.
   // shared_ptr: std::function must be copyable; the applier lives as long as the session.
   opts.apply_mirror = [applier = std::shared_ptr<MacvlanGuestApplier>()](const MirrorApply& m) mutable {
@@ -792,28 +1082,19 @@ int test_main(int fd, AgentOptions opts) {
     return apply_mirror(*applier, m);
   };
   // Automatic localhost forwarding: relays on vsock, listeners from sock_diag, the trap.
-  UniqueFd relay(socket(AF_VSOCK, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
-  sockaddr_vm addr{};
-  addr.svm_family = AF_VSOCK;
-  addr.svm_cid = VMADDR_CID_ANY;
-  addr.svm_port = kAgentRelayPort;
-  if (!relay || bind(relay.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
-      listen(relay.get(), 64) != 0) {
-    opts.early_logs.push_back(std::string("port forwarding: cannot listen on vsock port ") +
-                              std::to_string(kAgentRelayPort) + ": " + std::strerror(errno));
-    relay.reset();
-  }
-  opts.relay_listener = std::move(relay);
+  opts.relay_listener = listen_vsock(kAgentRelayPort, "port forwarding", opts.early_logs);
   opts.sock_diag = open_sock_diag();
   if (!opts.sock_diag)
     opts.early_logs.push_back(std::string("port forwarding: no sock_diag (") + std::strerror(errno) +
                               "): guest listeners are not reported");
   opts.trap_listeners = true;
+  // Exec sessions (protocol v3): more commands in this VM, from the host's other terminals.
+  opts.exec_listener = listen_vsock(kAgentExecPort, "exec sessions", opts.early_logs);
   Agent agent(std::move(fd), std::move(opts));
   const auto outcome = agent.run();
   console("session ended: " + agent.end_reason() + "; powering off");
   (void)outcome;
-  power_off();
+  stop_and_power_off(disk_root, systemd_pid1);
 }
 
 }  // namespace
@@ -852,6 +1133,20 @@ int agent_main(int argc, char** argv) {
       }
       fcntl(static_cast<int>(v), F_SETFD, FD_CLOEXEC);
       opts.relay_listener.reset(static_cast<int>(v));
+    } else if (a == "--test-exec-listen-fd") {
+      char* end = nullptr;
+      const long v = std::strtol(value(), &end, 10);
+      if (!end || *end || v < 0 || v > 65535 || fcntl(static_cast<int>(v), F_GETFD) < 0) {
+        std::fprintf(stderr, "causeway-agent: --test-exec-listen-fd needs an open listening socket\n");
+        return 2;
+      }
+      opts.exec_listener.reset(static_cast<int>(v));
+    } else if (a == "--test-accounts") {
+      opts.accounts_root = value();
+      if (opts.accounts_root.empty() || opts.accounts_root[0] != '/') {
+        std::fprintf(stderr, "causeway-agent: --test-accounts needs an absolute directory\n");
+        return 2;
+      }
     } else if (a == "--test-ports") {
       opts.sock_diag = open_sock_diag();
       opts.trap_listeners = true;

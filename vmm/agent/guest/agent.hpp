@@ -27,6 +27,31 @@
 //   session; so does end of stream. The outbound queue is then flushed for
 //   at most flush_timeout.
 //
+// Sessions (protocol v3, protocol.hpp "Sessions"): an Agent runs one session in
+// one of two roles.
+//   Main   the stream the agent opened to the host at boot. Carries NetConfig,
+//          MirrorApply, DnsConfig, listener reports; may carry no Run ("instance
+//          mode": it then stays in Configuring with no deadline until Shutdown).
+//          Once its Hello has arrived it accepts exec sessions on exec_listener
+//          (vsock port kAgentExecPort; at most max_exec_sessions at once, more are
+//          closed at once): each accepted stream gets a fork()ed child of the
+//          agent that drops the main session's descriptors and runs an Agent in
+//          the Exec role on it, then _exit()s. The main agent reaps it.
+//   Exec   one command; no network messages (answered with Error), no
+//          PortService of its own. Its command still runs under the bind/listen
+//          trap: the trap's notification descriptor goes to the main agent over
+//          trap_sink (a SOCK_SEQPACKET socketpair, SCM_RIGHTS), and the main
+//          agent's PortService answers it and reports the listeners on the main
+//          session — so every listener is reported on the main session within
+//          milliseconds, whichever session started it.
+//
+// Users (v3): with accounts_root set (the guest: "/"), Run.user is resolved from
+// the distribution's files (accounts.hpp) and the child switches to it —
+// setgroups, setgid, setuid after the trap is installed (which needs root) —
+// with the login-like environment and cwd of plan_launch. An unknown user is an
+// Error naming it and an Exited with status 1. Without accounts_root (test mode
+// by default) commands run as the agent with PATH and HOME=/root, as before v3.
+//
 // Port forwarding: a PortService (port_service.hpp) shares the loop. It
 // reports the guest's listeners as ListenerAppeared/Gone once Ready is sent
 // and serves relay streams on its own listener; the command is started under
@@ -59,12 +84,11 @@
 #include <vector>
 
 #include "base/unique_fd.hpp"
+#include "vmm/agent/guest/netconfig.hpp"
 #include "vmm/agent/guest/port_service.hpp"
 #include "vmm/agent/protocol.hpp"
 
 namespace causeway::agent::guest {
-
-struct NetReport;
 
 struct AgentOptions {
   std::string agent_version;
@@ -92,13 +116,24 @@ struct AgentOptions {
   UniqueFd sock_diag;
   bool trap_listeners = false;
   PortServiceOptions ports;
+  // v3 (see "Sessions" and "Users" above).
+  enum class Role : uint8_t { Main, Exec };
+  Role role = Role::Main;
+  UniqueFd exec_listener;  // Main: a listening stream socket for exec sessions (absent: none)
+  size_t max_exec_sessions = 64;
+  UniqueFd trap_sink;         // Exec: where the command's trap descriptor goes (to the main agent)
+  std::string accounts_root;  // "" = run commands as the agent itself (no Run.user)
+  // DnsConfig (main session): rewrite resolv.conf; `ipv6` as the last NetConfig said.
+  std::function<NetReport(const DnsConfig&, bool ipv6)> apply_dns;
 };
 
 struct AgentCounters {
   uint64_t messages_in = 0, messages_out = 0;
   uint64_t stdout_bytes = 0, stderr_bytes = 0, stdin_bytes = 0;
   uint64_t orphans_reaped = 0;
-  uint64_t unexpected = 0;  // well-formed messages that did not fit the state
+  uint64_t unexpected = 0;                       // well-formed messages that did not fit the state
+  uint64_t exec_sessions = 0, exec_refused = 0;  // Main: exec sessions started / closed over the cap
+  uint64_t traps_forwarded = 0;                  // Main: trap descriptors received from exec sessions
 };
 
 class Agent {
@@ -145,6 +180,10 @@ class Agent {
   void kill_command();
   std::optional<Clock::time_point> deadline() const;
   void on_deadline();
+  void accept_exec();
+  [[noreturn]] void run_exec_child(UniqueFd conn);
+  void on_trap_sink();
+  void hand_over_trap(UniqueFd trap);
 
   UniqueFd transport_;
   AgentOptions opts_;
@@ -163,6 +202,9 @@ class Agent {
   UniqueFd sigfd_;
   std::unique_ptr<Child> child_;
   std::unique_ptr<PortService> ports_;
+  UniqueFd trap_sink_r_, trap_sink_w_;  // Main: exec sessions' trap descriptors arrive on _r
+  std::vector<pid_t> exec_pids_;        // Main: live exec session children
+  bool net_ipv6_ = false;               // the last NetConfig's ipv6 (for DnsConfig)
   AgentCounters counters_;
 };
 

@@ -89,6 +89,26 @@ BootOptions parse_kernel_cmdline(std::string_view cmdline) {
     const auto eq = word.find('=');
     const std::string_view key = word.substr(0, eq);
     const std::string_view value = eq == std::string_view::npos ? std::string_view() : word.substr(eq + 1);
+    if (key == "cw.root") {
+      if (value.starts_with("/dev/") && value.size() > 5 && value.find("..") == std::string_view::npos) {
+        o.root = value;
+      } else {
+        o.warnings.push_back("ignoring cw.root=" + std::string(value) + " (a /dev/ path such as /dev/vda)");
+      }
+      continue;
+    }
+    if (key == "cw.hostname") {
+      if (valid_hostname(value)) {
+        o.hostname = value;
+      } else {
+        o.warnings.push_back("ignoring cw.hostname=" + std::string(value) + " (not a valid host name)");
+      }
+      continue;
+    }
+    if (key == "cw.systemd") {
+      o.systemd = value.empty() || value == "1" || value == "true";
+      continue;
+    }
     if (!key.starts_with("cw.agent.")) continue;
     uint32_t n = 0;
     if (key == "cw.agent.transport") {
@@ -118,6 +138,24 @@ BootOptions parse_kernel_cmdline(std::string_view cmdline) {
     }
   }
   return o;
+}
+
+bool valid_hostname(std::string_view name) {
+  if (name.empty() || name.size() > 64) return false;
+  size_t label = 0;
+  for (size_t i = 0; i < name.size(); ++i) {
+    const char c = name[i];
+    if (c == '.') {
+      if (label == 0 || name[i - 1] == '-') return false;
+      label = 0;
+      continue;
+    }
+    const bool alnum = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+    if (!alnum && c != '-') return false;
+    if (c == '-' && label == 0) return false;
+    ++label;
+  }
+  return name.back() != '-' && name.back() != '.';
 }
 
 void console(std::string_view text) {
@@ -154,6 +192,11 @@ std::vector<std::string> setup_system() {
   }
   mkdir("/var", 0755);
   symlink("/run", "/var/run");
+  // What udev would make: bash's process substitution and many scripts need them.
+  symlink("/proc/self/fd", "/dev/fd");
+  symlink("/proc/self/fd/0", "/dev/stdin");
+  symlink("/proc/self/fd/1", "/dev/stdout");
+  symlink("/proc/self/fd/2", "/dev/stderr");
   // The kernel opened /dev/console from the initramfs (if it had one); reopen it from
   // devtmpfs so 0–2 are valid whatever the initramfs held.
   const int c = open("/dev/console", O_RDWR | O_NOCTTY);
@@ -164,10 +207,21 @@ std::vector<std::string> setup_system() {
   setenv("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", 1);
   setenv("HOME", "/root", 1);
   if (!getenv("TERM")) setenv("TERM", "linux", 1);
-  std::string host = read_first_line("/etc/hostname");
-  if (host.empty()) host = "causeway";
-  if (sethostname(host.data(), host.size()) != 0) problems.push_back(errno_text("sethostname", errno));
   return problems;
+}
+
+std::string apply_hostname(const std::string& name, std::string& problem) {
+  std::string host = name;
+  if (host.empty()) {
+    host = read_first_line("/etc/hostname");
+    while (!host.empty() && (host.back() == ' ' || host.back() == '\r' || host.back() == '\t')) host.pop_back();
+    if (!valid_hostname(host)) host = "causeway";
+  }
+  if (sethostname(host.data(), host.size()) != 0) {
+    problem = errno_text("sethostname " + host, errno);
+    return {};
+  }
+  return host;
 }
 
 ModuleReport load_modules(const std::string& list) {

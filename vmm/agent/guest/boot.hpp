@@ -11,6 +11,11 @@
 //   cw.agent.port=N                  vsock port on the host (default kAgentVsockPort)
 //   cw.agent.connect_timeout=S       seconds to keep retrying the connection (default 30)
 //   cw.agent.debug=1                 log every message on the console
+//   cw.root=/dev/vda                 boot the ext4 disk as / (a distribution; rootfs.hpp);
+//                                    without it the initramfs stays the root (busybox image)
+//   cw.hostname=NAME                 the guest's hostname (else /etc/hostname, else "causeway")
+//   cw.systemd=1                     run the distribution's systemd as PID 1, the agent beside it
+//                                    (also asked for by /etc/wsl.conf [boot] systemd=true)
 //
 // Fatal errors are printed on the console (the host's console log) and the
 // guest powers off: PID 1 must never exit — the kernel would panic.
@@ -36,17 +41,26 @@ struct BootOptions {
   uint32_t port = 0;  // 0: kAgentVsockPort
   std::chrono::seconds connect_timeout{30};
   bool debug = false;
-  std::vector<std::string> warnings;  // unparsable cw.agent.* values, reported to the host
+  std::string root;                   // cw.root: a /dev/ path, or "" (the initramfs is the root)
+  std::string hostname;               // cw.hostname, validated (valid_hostname)
+  bool systemd = false;               // cw.systemd=1
+  std::vector<std::string> warnings;  // unparsable cw.* values, reported to the host
 };
 
-// Pure: reads the cw.agent.* parameters out of a kernel command line.
+// RFC 1123 host name: 1–64 bytes (the kernel's limit) of letters, digits, '-' and '.',
+// labels not starting or ending with '-'.
+bool valid_hostname(std::string_view name);
+
+// Pure: reads the cw.agent.*, cw.root, cw.hostname and cw.systemd parameters out of a kernel
+// command line.
 BootOptions parse_kernel_cmdline(std::string_view cmdline);
 
 // Writes "causeway-agent: <text>\n" to stderr (the console when PID 1).
 void console(std::string_view text);
 
-// Mounts proc, sys, devtmpfs, devpts, /dev/shm, /tmp, /run; points fds 0–2
-// at /dev/console; sets PATH/HOME/TERM and the hostname. Returns problems.
+// Mounts proc, sys, devtmpfs, devpts, /dev/shm, /tmp, /run; the /dev/fd and
+// /dev/std{in,out,err} links; points fds 0–2 at /dev/console; sets PATH/HOME/TERM.
+// Returns problems.
 std::vector<std::string> setup_system();
 
 struct ModuleReport {
@@ -67,5 +81,9 @@ uint32_t uptime_ms();
 // sync(), then power off; never returns (falls back to reboot, which QEMU's
 // -no-reboot turns into an exit, then to sleeping).
 [[noreturn]] void power_off();
+
+// Sets the hostname: `name` if given, else the first line of /etc/hostname, else
+// "causeway". Returns the name set, or "" with `problem` set.
+std::string apply_hostname(const std::string& name, std::string& problem);
 
 }  // namespace causeway::agent::guest

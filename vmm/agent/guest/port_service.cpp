@@ -133,7 +133,9 @@ void PortService::start() {
   if (diag_) scan();
 }
 
-void PortService::set_trap(UniqueFd notify) { trap_fd_ = std::move(notify); }
+void PortService::add_trap(UniqueFd notify) {
+  if (notify) traps_.push_back(std::move(notify));
+}
 
 // ---------------------------------------------------------------- listeners
 void PortService::schedule_scan(Clock::duration delay) {
@@ -178,8 +180,8 @@ void PortService::scan() {
 void PortService::add_pollfds(std::vector<pollfd>& fds) {
   polled_listen_ = static_cast<bool>(listen_fd_);  // over capacity, streams are accepted and closed at once
   if (polled_listen_) fds.push_back({listen_fd_.get(), POLLIN, 0});
-  polled_trap_ = static_cast<bool>(trap_fd_);
-  if (polled_trap_) fds.push_back({trap_fd_.get(), POLLIN, 0});
+  polled_traps_ = traps_.size();
+  for (const auto& t : traps_) fds.push_back({t.get(), POLLIN, 0});
   polled_relays_.clear();
   for (auto& r : relays_) {
     polled_relays_.push_back(r.get());
@@ -199,22 +201,25 @@ void PortService::handle(std::span<const pollfd> fds) {
     if (i < fds.size() && fds[i].revents) accept_relays();
     ++i;
   }
-  if (polled_trap_) {
-    if (i < fds.size() && fds[i].revents) {
-      switch (responder_.answer_one(trap_fd_.get())) {
-        case portfwd::ListenerTrapResponder::Result::kHangup: trap_fd_.reset(); break;
-        case portfwd::ListenerTrapResponder::Result::kAnswered:
-          ++counters_.trapped;
-          if (diag_ && started_) {
-            burst_left_ = kBurstScans - 1;
-            schedule_scan(kFirstRescan);
-          }
-          break;
-        case portfwd::ListenerTrapResponder::Result::kNothing: break;
-      }
+  bool hung_up = false;
+  for (size_t t = 0; t < polled_traps_; ++t, ++i) {
+    if (i >= fds.size() || !fds[i].revents) continue;
+    switch (responder_.answer_one(traps_[t].get())) {
+      case portfwd::ListenerTrapResponder::Result::kHangup:
+        traps_[t].reset();
+        hung_up = true;
+        break;
+      case portfwd::ListenerTrapResponder::Result::kAnswered:
+        ++counters_.trapped;
+        if (diag_ && started_) {
+          burst_left_ = kBurstScans - 1;
+          schedule_scan(kFirstRescan);
+        }
+        break;
+      case portfwd::ListenerTrapResponder::Result::kNothing: break;
     }
-    ++i;
   }
+  if (hung_up) std::erase_if(traps_, [](const UniqueFd& t) { return !t; });
   for (Relay* r : polled_relays_) {
     if (i + 2 > fds.size()) break;
     const short hev = fds[i].revents, gev = fds[i + 1].revents;

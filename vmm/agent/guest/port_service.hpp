@@ -2,9 +2,10 @@
 //
 // Theory of operation
 //   Listeners (what the guest serves):
-//     1. Event: the command the agent starts (and everything it forks) runs
+//     1. Event: the commands the agent starts (and everything they fork) run
 //        under the bind/listen trap (portfwd/listener_trap.hpp); the agent
-//        holds the notification descriptor. Each trapped syscall is answered
+//        holds the notification descriptors (one per command, exec sessions'
+//        included). Each trapped syscall is answered
 //        at once (the kernel then runs it unchanged) and a sock_diag scan
 //        follows 1 ms later, then twice more 3 ms apart — the syscall
 //        completes only after our answer.
@@ -96,8 +97,13 @@ class PortService {
 
   // Starts listener reporting (the first scan). Call once the host can take events.
   void start();
-  // The trap's notification descriptor, once the command runs under it.
-  void set_trap(UniqueFd notify);
+  // A trap notification descriptor, once a command runs under it: the main
+  // session's command's, or one an exec session handed over (agent.hpp). Each is
+  // watched until every process under it has exited (the kernel reports hangup);
+  // closing one earlier would make its processes' bind/listen fail (ENOSYS), so
+  // there is no cap here — the agent caps the sessions that bring them.
+  void add_trap(UniqueFd notify);
+  [[nodiscard]] size_t traps() const { return traps_.size(); }
   // Problems worth one line in the host's log (the first scan error of a run of them).
   void set_on_problem(OnProblem cb) { on_problem_ = std::move(cb); }
 
@@ -120,7 +126,7 @@ class PortService {
 
   UniqueFd listen_fd_;
   std::optional<portfwd::SockDiag> diag_;
-  UniqueFd trap_fd_;
+  std::vector<UniqueFd> traps_;
   portfwd::ListenerTrapResponder responder_;
   PortServiceOptions opts_;
   OnListener on_listener_;
@@ -133,7 +139,8 @@ class PortService {
   std::list<std::unique_ptr<Relay>> relays_;
   // What add_pollfds registered, to match handle()'s entries.
   std::vector<Relay*> polled_relays_;
-  bool polled_listen_ = false, polled_trap_ = false;
+  bool polled_listen_ = false;
+  size_t polled_traps_ = 0;
   std::vector<uint8_t> scratch_;  // one UDP datagram
   PortServiceCounters counters_;
 };
