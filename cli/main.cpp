@@ -13,6 +13,7 @@
 //   causeway list | terminate NAME | shutdown         distributions' VMs           (cli/instance_command.hpp)
 //   causeway instance NAME --ready-fd N (hidden)      the VM daemon run -d starts  (cli/instance_daemon.hpp)
 //   causeway ctl PATH COMMAND [ARGS...]               talk to a running causeway   (cli/control.hpp)
+//   causeway distro create|import|list|default|remove|export   distributions  (cli/distro_command.hpp)
 //
 // The steps the attachments share are in cli/attach_steps.hpp.
 #include <signal.h>
@@ -35,6 +36,7 @@
 #include "cli/attach_vm.hpp"
 #include "cli/config.hpp"
 #include "cli/control.hpp"
+#include "cli/distro_command.hpp"
 #include "cli/instance_client.hpp"
 #include "cli/instance_command.hpp"
 #include "cli/instance_daemon.hpp"
@@ -300,7 +302,7 @@ std::vector<std::string> daemon_args(RunCommand& c, std::vector<std::string>& gi
 }
 
 // run -d NAME (or the default distribution): join or start its VM.
-int run_distro(RunCommand& c, std::vector<std::string> command) {
+int run_in_distribution(RunCommand& c, std::vector<std::string> command) {
   if (c.app->count("--disk") || c.app->count("--control"))
     return std::fprintf(stderr,
                         "causeway run: --disk and --control are not for -d (a distribution's VM has its own "
@@ -353,7 +355,7 @@ int run_run(RunCommand& c, std::vector<std::string> command) {
       c.app->count("--kernel") || c.app->count("--initrd") || c.app->count("--guest-dir") || c.app->count("--disk");
   if (c.distro.empty() && !own_guest)
     c.distro = causeway::distro::Store(causeway::distro::default_dirs().data).default_name().value_or("");
-  if (!c.distro.empty()) return run_distro(c, std::move(command));
+  if (!c.distro.empty()) return run_in_distribution(c, std::move(command));
   if ((c.app->count("--user") || c.app->count("--cd")) && !c.app->count("--disk"))
     return std::fprintf(stderr, "causeway run: -u and --cd need a distribution (-d NAME) or --disk\n"), kExitUsage;
   std::optional<cli::NetSettings> settings;
@@ -489,6 +491,7 @@ struct Commands {
   RunCommand instance;
   InstanceCommands instances;
   CtlCommand ctl;
+  cli::DistroCommand distro;
 };
 
 // Runs the parsed subcommand.
@@ -502,6 +505,7 @@ int dispatch(Commands& c, std::vector<std::string> command) {
     if (c.instances.terminate->parsed()) return cli::terminate_instances(c.instances.names, false);
     if (c.instances.shutdown->parsed()) return cli::terminate_instances({}, true);
     if (c.ctl.app->parsed()) return run_ctl(c.ctl.path, c.ctl.args);
+    if (c.distro.app->parsed()) return cli::run_distro(c.distro);
   } catch (const std::exception& e) {
     // Start-up failures only: the data path does not throw.
     std::fprintf(stderr, "causeway: %s\n", e.what());
@@ -530,6 +534,7 @@ int main(int argc, char** argv) {
   define_instance(app, c.instance);
   define_instance_commands(app, c.instances);
   define_ctl(app, c.ctl);
+  cli::define_distro(app, c.distro);
 
   try {
     app.parse(cli_argc, argv);

@@ -26,11 +26,12 @@ done
 # Build: compiler, CMake, and the libraries causeway links (see README, "Dependencies").
 build_pkgs=(g++ cmake make pkg-config libslirp-dev libglib2.0-dev libnl-3-dev libnl-route-3-dev
             libboost1.81-dev libc-ares-dev libgtest-dev libgmock-dev libcli11-dev nlohmann-json3-dev
-            libfmt-dev libspdlog-dev libsodium-dev
+            libfmt-dev libspdlog-dev libsodium-dev libarchive-dev libext2fs-dev
             ccache lld)  # the last two: faster rebuilds and links (used when present)
 # Tests, the guest image and the benchmarks' peers.
 test_pkgs=(iproute2 iputils-ping curl dnsutils iperf3 qemu-system-x86 busybox-static dnsmasq-base
            socat util-linux cpio kmod passt slirp4netns jq python3 procps dnsperf wrk tcpdump
+           e2fsprogs mmdebstrap uidmap   # causeway distro: mkfs.ext4/debugfs, create, rootless create
            clang libclang-rt-14-dev   # the sanitizer build and the libFuzzer targets
            clang-format clang-tidy    # scripts/lint.sh
            e2fsck-static)             # the guest image's e2fsck (scripts/build-guest.sh)
