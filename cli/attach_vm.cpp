@@ -140,6 +140,17 @@ agent::NetConfig nat_lease(const netstack::NatConfig& nat, const std::vector<std
   return c;
 }
 
+// Guest text for our stderr: lines kept, other control characters and the
+// tail beyond 4 KiB dropped (the agent is guest code).
+std::string guest_text(std::string_view text) {
+  std::string out;
+  for (char c : text.substr(0, 4096)) {
+    if (c == '\n' || c == '\t' || (static_cast<unsigned char>(c) >= 0x20 && c != 0x7f)) out.push_back(c);
+  }
+  while (!out.empty() && out.back() == '\n') out.pop_back();
+  return out;
+}
+
 agent::DnsConfig dns_config(const netstack::NatConfig& nat, const std::vector<std::string>& search) {
   agent::DnsConfig d;
   agent::IpAddr dns{4, {}};
@@ -221,7 +232,10 @@ int check_host(VmHost& h, const RunOptions& o) {
   auto accel = machine::choose_accel(machine::probe_accel_facts(), o.accel);
   if (accel.has_error()) return fail_start(kWho, accel.error());
   h.accel = *accel;
-  if (!h.accel.notice.empty() && !o.quiet) std::fprintf(stderr, "causeway: %s\n", h.accel.notice.c_str());
+  if (!h.accel.notice.empty() && o.instance)
+    spdlog::info("{}", h.accel.notice);  // the daemon's log; not part of an error it relays
+  else if (!h.accel.notice.empty() && !o.quiet)
+    std::fprintf(stderr, "causeway: %s\n", h.accel.notice.c_str());
   if (!o.disk.empty()) {
     if (::access(o.disk.c_str(), R_OK | W_OK) != 0)
       return fail_start(kWho, fmt::format("cannot use the disk image {}: {}", o.disk, std::strerror(errno)));
@@ -317,6 +331,8 @@ class VmAttachment {
   std::string qemu_log_;
   std::chrono::steady_clock::time_point t_start_;
   std::string failure_;
+  std::string boot_error_;  // the agent's Error before Ready (e.g. the disk failed its fsck)
+  RateLimitedLog guest_error_log_{5, 1000};
   bool shutting_down_ = false;  // we asked the VM to power off (instance mode, signals)
   int signals_seen_ = 0;
   // The command (declared before the session: its output pumps outlive it and
@@ -552,6 +568,15 @@ agent::AgentCallbacks VmAttachment::agent_callbacks() {
   cb.on_mirror_report = [this](const agent::MirrorReport& r) {
     if (mirror_applier_) mirror_applier_->on_report(r);
   };
+  // An Error before Ready says why the guest cannot start (finish() reports it);
+  // later ones are logged, rate-limited (guest text: untrusted).
+  cb.on_guest_error = [this](std::string_view text) {
+    if (!session_ || !session_->ready()) {
+      if (boot_error_.empty()) boot_error_ = guest_text(text);
+    } else if (guest_error_log_.allow(rt_.clock().now_ms())) {
+      spdlog::warn("guest agent: {}", guest_text(text));
+    }
+  };
   if (command_) {
     // The command's output, stdin and status (CommandIo); its end powers the guest off.
     command_->install(
@@ -713,6 +738,12 @@ int VmAttachment::finish() {
   if (command_) command_->stop();
   instance_.reset();  // exec.sock and state.json go
   if (failure_.empty()) return command_ ? command_->status() : 0;
+  if (!boot_error_.empty()) {
+    // The guest said why it could not start: that is the one message (the console repeats it).
+    std::fprintf(stderr, "causeway run: the guest could not start: %s\n", boot_error_.c_str());
+    if (!o_.disk.empty()) std::fprintf(stderr, "causeway run: (the disk image is %s)\n", o_.disk.c_str());
+    return 1;
+  }
   std::fprintf(stderr, "causeway run: %s\n", failure_.c_str());
   const std::string tail = machine::tail_file(q_.console_log, 15);
   if (!tail.empty())
