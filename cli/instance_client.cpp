@@ -9,6 +9,8 @@
 
 #include <fmt/format.h>
 
+#include "base/log.hpp"
+
 #include "cli/command_io.hpp"
 #include "cli/instance_daemon.hpp"
 #include "cli/instance_paths.hpp"
@@ -31,6 +33,7 @@ struct SessionResult {
   bool served = false;  // Ready was received (else: retry, unless `error` says why)
   int status = kExitFailure;
   std::string error;
+  std::chrono::steady_clock::time_point ready_at, exited_at;  // for --log-level debug (bench-distro.sh)
 };
 
 // One exec session over the connected socket `fd`.
@@ -44,13 +47,14 @@ SessionResult speak(UniqueFd fd, const JoinOptions& o) {
   std::string guest_error;
   agent::AgentCallbacks cb;
   cmd.install(
-      cb, [&session] { return session.get(); }, [&io](const agent::Exited&) { io.stop(); });
-  cb.on_ready = [&](const agent::Ready&) {
+      cb, [&session] { return session.get(); },
+      [&io, &res](const agent::Exited&) {
+        res.exited_at = std::chrono::steady_clock::now();
+        io.stop();
+      });
+  cb.on_ready = [&res](const agent::Ready&) {
     res.served = true;
-    if (auto ec = cmd.start()) {
-      res.error = "cannot start the command: " + ec.message();
-      io.stop();
-    }
+    res.ready_at = std::chrono::steady_clock::now();
   };
   cb.on_guest_error = [&guest_error](std::string_view text) {
     if (guest_error.empty()) guest_error = std::string(text);
@@ -65,6 +69,12 @@ SessionResult speak(UniqueFd fd, const JoinOptions& o) {
   session = std::make_unique<agent::AgentSession>(io.get_executor(), stream, std::move(cb));
   stream->start();
   session->start();
+  // Run goes right behind Hello, without waiting for Ready: the agent reads its
+  // messages in order (session.hpp), and the round trip is a join's to save.
+  if (auto ec = cmd.start()) {
+    res.error = "cannot start the command: " + ec.message();
+    return res;
+  }
   cmd.handle_signals([&session](int) { session->abort("interrupted"); });
   io.run();
   cmd.stop();
@@ -111,9 +121,11 @@ int run_in_instance(const JoinOptions& o) {
   const InstancePaths p = instance_paths(dirs.runtime, o.name);
   for (int attempt = 0; attempt < 2; ++attempt) {
     bool started = false;
+    const auto t0 = std::chrono::steady_clock::now();
     UniqueFd fd = connect_unix(p.exec);
     if (!fd) fd = start_and_connect(o, dirs, p, started);
     if (!fd) return kExitFailure;
+    const auto t_connected = std::chrono::steady_clock::now();
     if (!started && !o.vm_options.empty() && attempt == 0) {
       std::string names;
       for (const auto& n : o.vm_options) names += (names.empty() ? "" : ", ") + n;
@@ -121,6 +133,12 @@ int run_in_instance(const JoinOptions& o) {
                       names, o.name));
     }
     SessionResult r = speak(std::move(fd), o);
+    if (r.served && r.exited_at.time_since_epoch().count() != 0) {
+      auto ms = [](auto d) { return std::chrono::duration<double, std::milli>(d).count(); };
+      spdlog::debug("join {}: connected in {:.1f} ms{}, Ready {:.1f} ms later, Exited {:.1f} ms after Ready", o.name,
+                    ms(t_connected - t0), started ? " (started the VM)" : "", ms(r.ready_at - t_connected),
+                    ms(r.exited_at - r.ready_at));
+    }
     if (!r.error.empty()) return say(r.error), r.status;
     if (r.served) return r.status;
     // Ended before Ready without a word: the VM was going away as we came. Once more, via the start path.
