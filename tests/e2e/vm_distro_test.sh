@@ -9,7 +9,9 @@
 #   6. idle shutdown ([wsl2] vmIdleTimeout=2000 from $CAUSEWAY_CONFIG): a server the user
 #      left running keeps the VM up (and is reachable on the host's localhost), the VM
 #      powers off by itself once it is gone;
-#   7. a corrupt image: the daemon's error (the guest's fsck) reaches the client.
+#   7. live DNS: the host's search domains change → the guest's /etc/resolv.conf follows
+#      (a DnsConfig on the running VM's main session);
+#   8. a corrupt image: the daemon's error (the guest's fsck) reaches the client.
 # The distribution: $CAUSEWAY_TEST_DISTRO_IMAGE (a raw ext4 image, e.g. the CI's cached
 # Debian; copied, never modified) or, when unset, a small ext4 made here from busybox-static
 # and an /etc/passwd (mkfs.ext4 -d, no root needed). Everything lives under CAUSEWAY_HOME=$work.
@@ -121,8 +123,10 @@ wait_until 5000 bash -c "! kill -0 $daemon_pid" || fail "the daemon $daemon_pid 
 
 echo "== a new boot keeps the disk; idle shutdown"
 printf '[wsl2]\nvmIdleTimeout=2000\n' >"$CAUSEWAY_CONFIG"
+resolv=$work/resolv.conf
+{ grep '^nameserver' /etc/resolv.conf || echo 'nameserver 127.0.0.1'; echo 'search first.example'; } >"$resolv"
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-out=$(timeout 150 "$cw" run -d e2e -- sh -c "cat /root/persist; cat /proc/sys/kernel/random/boot_id; \
+out=$(timeout 150 "$cw" run -d e2e --host-resolv-conf "$resolv" -- sh -c "cat /root/persist; cat /proc/sys/kernel/random/boot_id; \
   mkdir -p /www; echo from-the-vm > /www/index.html; \
   setsid httpd -f -p $port -h /www </dev/null >/dev/null 2>&1 &")
 [[ $(head -n 1 <<<"$out") == persisted ]] || fail "the disk lost /root/persist across VMs: $out"
@@ -133,6 +137,11 @@ wait_until 20000 curl -fsS --max-time 2 "http://127.0.0.1:$port/" || fail "the g
 sleep 3
 [[ $(instances_running) == 1 ]] || fail "the VM went idle with a forwarded server running"
 [[ $(curl -fsS --max-time 5 "http://127.0.0.1:$port/") == from-the-vm ]] || fail "wrong page from localhost:$port"
+echo "== live DNS: the host's search domains reach the running VM"
+timeout 60 "$cw" run -d e2e -- grep -q first.example /etc/resolv.conf || fail "no first.example in the guest's resolv.conf"
+sed -i 's/first.example/second.example/' "$resolv"
+wait_until 15000 timeout 20 "$cw" run -d e2e -- grep -q second.example /etc/resolv.conf ||
+  fail "the guest's resolv.conf did not follow the host's search domains: $("$cw" run -d e2e -- cat /etc/resolv.conf)"
 timeout 60 "$cw" run -d e2e -- killall httpd
 t0=$(now_ms)
 wait_until 20000 bash -c "[[ \$('$cw' list --running | grep -c e2e) == 0 ]]" ||
