@@ -12,6 +12,7 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <set>
 #include <sstream>
 
 #include <fmt/format.h>
@@ -120,6 +121,26 @@ int run_instance_daemon(const InstanceDaemonOptions& d, RunOptions ro, NetSettin
 }
 
 // ---------------------------------------------------------------- the client's side
+
+std::vector<std::string> daemon_argv(std::string_view name, const std::vector<GivenOption>& options,
+                                     const fs::path& cwd, std::vector<std::string>& passed) {
+  static const std::set<std::string, std::less<>> kNotForTheVm = {"--distribution", "--user", "--cd", "--tty",
+                                                                  "--help"};
+  static const std::set<std::string, std::less<>> kPaths = {"--config", "--guest-dir",   "--kernel",
+                                                            "--initrd", "--console-log", "--host-resolv-conf"};
+  std::vector<std::string> args{"instance", std::string(name)};
+  for (const auto& o : options) {
+    if (kNotForTheVm.contains(o.name)) continue;
+    passed.push_back(o.name);
+    for (size_t i = 0; i < o.flag_count; ++i) args.push_back(o.name);
+    for (const auto& v : o.values) {
+      args.push_back(o.name);
+      args.push_back(kPaths.contains(o.name) && !v.empty() && v.front() != '/' ? (cwd / v).lexically_normal().string()
+                                                                               : v);
+    }
+  }
+  return args;
+}
 
 namespace {
 

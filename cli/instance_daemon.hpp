@@ -31,7 +31,9 @@
 
 #include <boost/system/result.hpp>
 #include <chrono>
+#include <filesystem>
 #include <string>
+#include <string_view>
 #include <sys/types.h>
 #include <vector>
 
@@ -52,6 +54,19 @@ struct InstanceDaemonOptions {
 
 // The daemon's body. `ro` carries the VM options (memory, cpus, mode, ...).
 int run_instance_daemon(const InstanceDaemonOptions& d, RunOptions ro, NetSettings s);
+
+// An option given on `run -d`'s command line: a flag (flag_count > 0) or its values.
+struct GivenOption {
+  std::string name;  // "--memory"
+  std::vector<std::string> values;
+  size_t flag_count = 0;
+};
+
+// The daemon's arguments after the program name: "instance NAME" and the VM
+// options of `run -d` (not -d, -u, --cd, -t), paths made absolute against
+// `cwd` (the daemon runs in /). The names passed go to `passed`.
+std::vector<std::string> daemon_argv(std::string_view name, const std::vector<GivenOption>& options,
+                                     const std::filesystem::path& cwd, std::vector<std::string>& passed);
 
 struct DaemonStart {
   pid_t pid = -1;  // the daemon

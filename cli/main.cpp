@@ -276,29 +276,19 @@ void default_config(NetOptions& net) {
   if (home && ::access(user_cfg.c_str(), F_OK) == 0) net.config = user_cfg;
 }
 
-// The options `run -d` gives a new VM's daemon: those given on its command
-// line, paths made absolute (the daemon runs in /). Their names go in `given`.
-std::vector<std::string> daemon_args(RunCommand& c, std::vector<std::string>& given) {
-  static const std::set<std::string> kNotForTheVm = {"--distribution", "--user", "--cd", "--tty", "--help"};
-  static const std::set<std::string> kPaths = {"--config", "--guest-dir",   "--kernel",
-                                               "--initrd", "--console-log", "--host-resolv-conf"};
-  std::vector<std::string> args{"instance", c.distro};
-  for (const CLI::Option* opt : c.app->get_options()) {
+// The options given to `run -d` (CLI11's view, for cli::daemon_argv).
+std::vector<cli::GivenOption> given_options(const CLI::App& app) {
+  std::vector<cli::GivenOption> out;
+  for (const CLI::Option* opt : app.get_options()) {
     if (opt->count() == 0 || opt->get_lnames().empty()) continue;
-    const std::string name = "--" + opt->get_lnames().front();
-    if (kNotForTheVm.contains(name)) continue;
-    given.push_back(name);
-    if (opt->get_expected_min() == 0) {  // a flag
-      for (size_t i = 0; i < opt->count(); ++i) args.push_back(name);
-      continue;
-    }
-    for (const auto& v : opt->results()) {
-      std::error_code ec;
-      args.push_back(name);
-      args.push_back(kPaths.contains(name) ? std::filesystem::absolute(v, ec).string() : v);
-    }
+    cli::GivenOption g{"--" + opt->get_lnames().front(), {}, 0};
+    if (opt->get_expected_min() == 0)
+      g.flag_count = opt->count();
+    else
+      g.values = opt->results();
+    out.push_back(std::move(g));
   }
-  return args;
+  return out;
 }
 
 // run -d NAME (or the default distribution): join or start its VM.
@@ -315,7 +305,8 @@ int run_in_distribution(RunCommand& c, std::vector<std::string> command) {
   if (const char* t = std::getenv("TERM"); t && *t) j.run.env.push_back(std::string("TERM=") + t);
   j.run.user = c.ro.user;
   j.run.cwd = c.ro.cwd;
-  j.daemon_args = daemon_args(c, j.vm_options);
+  std::error_code ec;
+  j.daemon_args = cli::daemon_argv(j.name, given_options(*c.app), std::filesystem::current_path(ec), j.vm_options);
   return cli::run_in_instance(j);
 }
 
