@@ -129,8 +129,9 @@ int run_in_instance(const JoinOptions& o) {
     if (!started && !o.vm_options.empty() && attempt == 0) {
       std::string names;
       for (const auto& n : o.vm_options) names += (names.empty() ? "" : ", ") + n;
-      say(fmt::format("{} is already running: {} apply only when it starts (causeway terminate {} first)", o.name,
-                      names, o.name));
+      say(fmt::format(
+          "{} is already running; its VM options ({}) take effect only when it starts (causeway terminate {} first)",
+          o.name, names, o.name));
     }
     SessionResult r = speak(std::move(fd), o);
     if (r.served && r.exited_at.time_since_epoch().count() != 0) {
