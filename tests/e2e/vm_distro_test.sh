@@ -40,7 +40,7 @@ on_cleanup() {
   for s in "$run_dir"/*/state.json; do
     [[ -f $s ]] || continue
     pid=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["pid"])' "$s" 2>/dev/null || true)
-    [[ -n $pid ]] && stop_pid "$pid" 5
+    if [[ -n $pid ]]; then stop_pid "$pid" 5; fi
   done
 }
 on_fail() {
@@ -65,8 +65,8 @@ if [[ -z $image ]]; then
   mkdir -p "$tree"/{bin,etc,tmp,root,proc,sys,dev,run,home/alice,var/tmp}
   cp "$(command -v busybox)" "$tree/bin/busybox"
   for a in $("$tree/bin/busybox" --list); do [[ -e $tree/bin/$a ]] || ln -s busybox "$tree/bin/$a"; done
-  printf 'root:x:0:0:root:/root:/bin/sh\nalice:x:1000:1000:Alice:/home/alice:/bin/sh\n' >"$tree/etc/passwd"
-  printf 'root:x:0:\nalice:x:1000:\n' >"$tree/etc/group"
+  printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/sh\n' >"$tree/etc/passwd"
+  printf 'root:x:0:\nnogroup:x:65534:\n' >"$tree/etc/group"
   chmod 1777 "$tree/tmp"
   image=$work/tiny.ext4
   mkfs.ext4 -q -F -d "$tree" "$image" 128M
@@ -105,7 +105,7 @@ kill -0 "$daemon_pid" || fail "the daemon in state.json ($daemon_pid) is not run
 echo "== a later run joins the same VM"
 out=$(timeout 60 "$cw" run -d e2e -- sh -c 'cat /tmp/start-1 /tmp/start-2 /tmp/start-3; cat /proc/sys/kernel/random/boot_id')
 [[ $out == "start-1"$'\n'"start-2"$'\n'"start-3"$'\n'"$id1" ]] || fail "the join did not see the same VM: $out"
-[[ $(timeout 60 "$cw" run -d e2e -u alice -- id -u) == 1000 ]] || fail "-u alice did not run as uid 1000"
+[[ $(timeout 60 "$cw" run -d e2e -u nobody -- id -u) == 65534 ]] || fail "-u nobody did not run as uid 65534"
 set +e
 timeout 60 "$cw" run -d e2e -- sh -c 'exit 9'
 st=$?
@@ -126,9 +126,17 @@ printf '[wsl2]\nvmIdleTimeout=2000\n' >"$CAUSEWAY_CONFIG"
 resolv=$work/resolv.conf
 { grep '^nameserver' /etc/resolv.conf || echo 'nameserver 127.0.0.1'; echo 'search first.example'; } >"$resolv"
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-out=$(timeout 150 "$cw" run -d e2e --host-resolv-conf "$resolv" -- sh -c "cat /root/persist; cat /proc/sys/kernel/random/boot_id; \
-  mkdir -p /www; echo from-the-vm > /www/index.html; \
-  setsid httpd -f -p $port -h /www </dev/null >/dev/null 2>&1 &")
+# The guest's server: python3's when the distribution has it, else busybox httpd; its pid in /run/srv.pid.
+script='cat /root/persist; cat /proc/sys/kernel/random/boot_id
+mkdir -p /www; echo from-the-vm > /www/index.html; cd /www
+if command -v python3 >/dev/null; then set -- python3 -m http.server PORT; else set -- httpd -f -p PORT -h /www; fi
+setsid "$@" </dev/null >/dev/null 2>&1 &
+echo $! > /run/srv.pid
+i=0; while [ $i -lt 300 ] && ! grep -q ":HEXPORT .* 0A " /proc/net/tcp /proc/net/tcp6; do sleep 0.1; i=$((i+1)); done'
+script=${script//HEXPORT/$(printf %04X "$port")}
+# (the command waits until the server listens: with a 2 s idle timeout, a slow server start under TCG
+# could otherwise lose the race against the idle shutdown)
+out=$(timeout 150 "$cw" run -d e2e --host-resolv-conf "$resolv" -- sh -c "${script//PORT/$port}")
 [[ $(head -n 1 <<<"$out") == persisted ]] || fail "the disk lost /root/persist across VMs: $out"
 id2=$(sed -n 2p <<<"$out")
 [[ -n $id2 && $id2 != "$id1" ]] || fail "not a new boot: $id1 then $id2"
@@ -142,7 +150,7 @@ timeout 60 "$cw" run -d e2e -- grep -q first.example /etc/resolv.conf || fail "n
 sed -i 's/first.example/second.example/' "$resolv"
 wait_until 15000 timeout 20 "$cw" run -d e2e -- grep -q second.example /etc/resolv.conf ||
   fail "the guest's resolv.conf did not follow the host's search domains: $("$cw" run -d e2e -- cat /etc/resolv.conf)"
-timeout 60 "$cw" run -d e2e -- killall httpd
+timeout 60 "$cw" run -d e2e -- sh -c 'kill $(cat /run/srv.pid)'
 t0=$(now_ms)
 wait_until 20000 bash -c "[[ \$('$cw' list --running | grep -c e2e) == 0 ]]" ||
   fail "no idle shutdown within 20 s of the server's end"
