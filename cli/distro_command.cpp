@@ -19,7 +19,6 @@ namespace causeway::cli {
 
 namespace {
 
-namespace fs = std::filesystem;
 using distro::Progress;
 
 // The one piece of state a signal handler may touch; the work polls it (ImportOptions::cancel).

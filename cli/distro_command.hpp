@@ -40,7 +40,7 @@ struct DistroCommand {
   std::vector<std::string> include;
   std::string mirror;
   std::string user;
-  std::string variant = "apt";
+  std::string variant = "minbase";
   bool quiet = false;
 };
 

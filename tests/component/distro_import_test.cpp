@@ -449,6 +449,28 @@ TEST_F(DistroImport, RefusesATooSmallImage) {
   expect_no_leftovers();
 }
 
+TEST_F(DistroImport, AFullDiskGivesOneClearErrorAndLeavesNothing) {
+  REQUIRE_TOOLS();
+  if (::geteuid() != 0 || !find_tool("unshare"))
+    GTEST_SKIP() << "SKIPPED: needs root and unshare(1) to mount a small tmpfs in a private mount namespace";
+  auto members = rich_rootfs();
+  members.push_back({.name = "./var/big", .data = std::string(24u << 20, 'x')});
+  const fs::path tar = tmp_.path() / "big.tar";
+  write_tar(tar, members);
+  const fs::path home = tmp_.path() / "small";
+  fs::create_directories(home);
+  int st = -1;
+  // 16 MiB of room for 24 MiB of files: the staging write fails with ENOSPC.
+  const std::string out =
+      sh("unshare -m sh -c \"mount -t tmpfs -o size=16m none '" + home.string() + "' && CAUSEWAY_HOME='" +
+             home.string() + "' '" CAUSEWAY_BIN "' distro import -q --size 256M big '" + tar.string() +
+             "'; echo rc=\\$?; ls -A '" + home.string() + "/data/distros'\" 2>&1",
+         &st);
+  EXPECT_NE(out.find("no space left on the disk of"), std::string::npos) << out;
+  EXPECT_NE(out.find("rc=1"), std::string::npos) << out;
+  EXPECT_EQ(out.substr(out.find("rc=1") + 4), "\n") << "left in the store: " << out;
+}
+
 TEST_F(DistroImport, AnInterruptLeavesNothing) {
   REQUIRE_TOOLS();
   const fs::path tar = tmp_.path() / "rich.tar";

@@ -196,7 +196,7 @@ TEST(DistroStore, StagingDirectoriesAreNotListedAndStaleOnesAreSwept) {
   EXPECT_TRUE(fs::exists(*mine));  // ours: this process is alive
 }
 
-TEST(DistroStore, RemoveDeletesTheDirectoryAndTheDefault) {
+TEST(DistroStore, RemoveDeletesTheDirectoryAndMovesTheDefault) {
   TempDir tmp;
   Store store(tmp.path() / "data");
   make_distro(store, "deb");
@@ -204,9 +204,10 @@ TEST(DistroStore, RemoveDeletesTheDirectoryAndTheDefault) {
   ASSERT_EQ(store.default_name(), "deb");
   ASSERT_TRUE(store.remove("deb").has_value());
   EXPECT_FALSE(fs::exists(store.dir_of("deb")));
-  EXPECT_EQ(store.default_name(), std::nullopt);
+  EXPECT_EQ(store.default_name(), "other") << "the remaining one becomes the default";
   EXPECT_TRUE(store.remove("deb").has_error());
   ASSERT_TRUE(store.remove("other").has_value());
+  EXPECT_EQ(store.default_name(), std::nullopt);
   EXPECT_TRUE(fs::is_empty(store.distros_dir()));
 }
 

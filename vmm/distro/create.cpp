@@ -110,7 +110,8 @@ std::optional<std::string> check_unshare_prerequisites() {
     missing += std::string(missing.empty() ? "" : " and ") + "/etc/subgid";
   if (!missing.empty())
     return "mmdebstrap --mode=unshare (used without root) needs subordinate IDs for user '" + user + "', and " +
-           missing + (missing.find(" and ") != std::string::npos ? " have" : " has") + " none: as root, run usermod --add-subuids 100000-165535 --add-subgids 100000-165535 " + user +
+           missing + (missing.find(" and ") != std::string::npos ? " have" : " has") +
+           " none: as root, run usermod --add-subuids 100000-165535 --add-subgids 100000-165535 " + user +
            " (or run causeway distro create as root)";
   if (!find_tool("newuidmap") || !find_tool("newgidmap"))
     return std::string("mmdebstrap --mode=unshare needs newuidmap and newgidmap: apt-get install uidmap");

@@ -152,6 +152,9 @@ boost::system::result<ExportReport, std::string> export_image(const fs::path& im
   partial += ".partial-" + std::to_string(::getpid());
   std::unique_ptr<archive, WriterCloser> out(archive_write_new());
   archive_write_set_format_pax_restricted(out.get());
+  // xattrs as SCHILY.xattr records only: GNU tar and libarchive both read them, and GNU tar
+  // would warn about each LIBARCHIVE.xattr record it does not know.
+  archive_write_set_format_option(out.get(), "pax", "xattrheader", "SCHILY");
   archive_write_set_bytes_in_last_block(out.get(), 1);
   // 0600: the tree holds /etc/shadow and the like; the user can widen it afterwards.
   int fd = STDOUT_FILENO;

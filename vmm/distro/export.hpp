@@ -4,8 +4,8 @@
 // Ext4Image (libext2fs) walks the image from its root, depth first, children in name order
 // (so two exports of one image are identical), and libarchive writes each inode as a member
 // named "./PATH": owner, mode (setuid/setgid/sticky included), mtime with nanoseconds,
-// symlink text, device numbers, xattrs (pax LIBARCHIVE.xattr and SCHILY.xattr records, which
-// GNU tar --xattrs reads), and file data. An inode with several names is written once; its
+// symlink text, device numbers, xattrs (pax SCHILY.xattr records, which GNU tar --xattrs and
+// libarchive read), and file data. An inode with several names is written once; its
 // other names become hard link members. The root's empty lost+found (mkfs's, not the
 // distribution's) is left out.
 //

@@ -29,7 +29,7 @@ namespace {
 
 constexpr auto kProgressInterval = std::chrono::milliseconds(200);
 constexpr uint64_t kBlock = 4096;                 // mkfs.ext4's block size for images this big
-constexpr uint64_t kImageOverhead = 64ull << 20;  // metadata, journal head, slack for a small image
+constexpr uint64_t kImageMetadata = 16ull << 20;  // bitmaps, descriptors, root dirs: slack
 constexpr size_t kLabelMax = 16;                  // ext4 volume label bytes
 
 template <class T>
@@ -243,14 +243,13 @@ class Unpacker {
   std::string io_error(const char* what, const std::string& path) const {
     const int err = errno;
     if (err == ENOSPC || err == EDQUOT)
-      return "no space left on the disk of " + stage_.parent_path().string() + " while unpacking (" +
+      return "no space left on the disk of " + stage_.parent_path().parent_path().string() + " while unpacking (" +
              format_bytes(report_.report.data_bytes) + " unpacked so far from a " + format_bytes(tar_size_) +
              " tarball; " + format_bytes(free_bytes(stage_)) +
              " free now): free some space, or set CAUSEWAY_HOME / XDG_DATA_HOME to a larger disk";
     return std::string(what) + " " + (stage_ / path).string() + ": " + std::strerror(err);
   }
 
- private:
   const fs::path& tarball_;
   const fs::path& stage_;
   const ImportOptions& opt_;
@@ -265,16 +264,22 @@ class Unpacker {
 // Step 2: room in the image and on the disk for `data_bytes` of files in `entries` inodes.
 boost::system::result<void, std::string> check_space(const RootfsTree& tree, const fs::path& work_dir,
                                                      uint64_t image_size) {
-  uint64_t need = kImageOverhead;
+  uint64_t data = 0;  // what mkfs will write: file blocks and one block per directory
   for (const auto& [path, e] : tree.entries())
-    need += round_up(e.size, kBlock) + (e.kind == EntryKind::Directory ? kBlock : 0);
-  if (need + need / 10 > image_size)
-    return "the files need about " + format_bytes(need + need / 10) + " but the image size is " +
-           format_bytes(image_size) + ": give a larger --size";
+    data += round_up(e.size, kBlock) + (e.kind == EntryKind::Directory ? kBlock : 0);
+  // Inside the image, ext4's own share: inode tables (256 bytes per 16 KiB), journal (up to
+  // 1/64 for small images), bitmaps and descriptors — about 1/32 of it.
+  const uint64_t in_image = data + data / 10 + image_size / 32 + kImageMetadata;
+  if (in_image > image_size)
+    return "the files need about " + format_bytes(in_image) + " but the image size is " + format_bytes(image_size) +
+           ": give a larger --size";
+  // On the host only what is written counts (the image is sparse; the lazy-init options
+  // leave inode tables and journal as holes).
+  const uint64_t on_disk = data + kImageMetadata;
   const uint64_t free = free_bytes(work_dir);
-  if (free < need)
+  if (free < on_disk)
     return "not enough free space for the image in " + work_dir.parent_path().string() + ": it needs about " +
-           format_bytes(need) + ", " + format_bytes(free) +
+           format_bytes(on_disk) + " more, " + format_bytes(free) +
            " are free (the unpacked files are deleted after mkfs): free some space, or set CAUSEWAY_HOME / "
            "XDG_DATA_HOME to a larger disk";
   return {};

@@ -298,7 +298,12 @@ boost::system::result<void, std::string> Store::remove(std::string_view name) {
     return "cannot remove " + d->dir.string() + ": " + std::strerror(errno);
   fs::remove_all(doomed, ec);
   if (ec) return "removed '" + std::string(name) + "', but could not delete " + doomed.string() + ": " + ec.message();
-  if (default_name() == name) fs::remove(data_ / "default", ec);
+  if (default_name() == name) {
+    // As WSL does: another distribution (the first by name) becomes the default, if any.
+    fs::remove(data_ / "default", ec);
+    auto rest = list();
+    if (rest.has_value() && !rest->empty()) (void)set_default(rest->front().name);
+  }
   return {};
 }
 

@@ -96,8 +96,9 @@ class Store {
   // set, NAME becomes the default (as the first distribution does in WSL).
   boost::system::result<Distro, std::string> commit(const std::filesystem::path& partial, std::string_view name,
                                                     std::string_view source);
-  // Removes NAME's directory (and the default, if it was NAME). The caller checks that no VM
-  // of NAME is running (instance_running).
+  // Removes NAME's directory. If NAME was the default, the first remaining distribution (by
+  // name) becomes the default, or none is. The caller checks that no VM of NAME is running
+  // (instance_running).
   boost::system::result<void, std::string> remove(std::string_view name);
 
   // Removes staging directories whose process is gone. Returns how many it removed.
