@@ -218,6 +218,25 @@ TEST(GuestRootfs, FsckExitCodesDecideWhetherToMount) {
   EXPECT_FALSE(classify_fsck(9 /* killed by SIGKILL */, "/dev/vda").ok);
 }
 
+// A superblock as mkfs.ext4 leaves it: magic, state, incompat features.
+std::vector<uint8_t> superblock(uint16_t state, uint32_t incompat, uint16_t magic = 0xEF53) {
+  std::vector<uint8_t> sb(1024);
+  sb[0x38] = static_cast<uint8_t>(magic), sb[0x39] = static_cast<uint8_t>(magic >> 8);
+  sb[0x3A] = static_cast<uint8_t>(state), sb[0x3B] = static_cast<uint8_t>(state >> 8);
+  for (int i = 0; i < 4; ++i) sb[0x60 + static_cast<size_t>(i)] = static_cast<uint8_t>(incompat >> (8 * i));
+  return sb;
+}
+
+TEST(GuestRootfs, OnlyACleanlyUnmountedExt4SkipsTheCheck) {
+  constexpr uint32_t kFiletype = 0x2, kRecover = 0x4, kExtents = 0x40;
+  EXPECT_EQ(ext4_needs_check(superblock(1, kFiletype | kExtents)), false);  // clean
+  EXPECT_EQ(ext4_needs_check(superblock(1, kFiletype | kRecover)), true);   // killed VM: journal
+  EXPECT_EQ(ext4_needs_check(superblock(0, kFiletype)), true);              // not cleanly unmounted
+  EXPECT_EQ(ext4_needs_check(superblock(3, kFiletype)), true);              // errors recorded
+  EXPECT_FALSE(ext4_needs_check(superblock(1, 0, 0x1234)));                 // not ext*
+  EXPECT_FALSE(ext4_needs_check(std::vector<uint8_t>(100)));                // short read
+}
+
 TEST(GuestRootfs, HostsFileHasTheManagedBlockAndKeepsTheUsersLines) {
   const std::string stock =
       "127.0.0.1\tlocalhost\n"

@@ -4,7 +4,7 @@
 #include <algorithm>
 #include <cctype>
 #include <charconv>
-#include <fstream>
+#include <cstdio>
 
 namespace causeway::agent::guest {
 namespace {
@@ -63,17 +63,20 @@ std::string unquote(std::string_view v) {
   return std::string(v);
 }
 
-std::string read_capped(const std::string& path, bool* present = nullptr) {
-  std::ifstream f(path, std::ios::binary);
-  if (present) *present = static_cast<bool>(f);
+}  // namespace
+
+std::string read_text_file(const std::string& path, bool* present) {
+  std::FILE* f = std::fopen(path.c_str(), "rbe");
+  if (present) *present = f != nullptr;
   if (!f) return {};
-  std::string out(kMaxFileBytes, '\0');
-  f.read(out.data(), static_cast<std::streamsize>(out.size()));
-  out.resize(static_cast<size_t>(f.gcount()));
+  std::string out;
+  char buf[16 * 1024];
+  size_t n;
+  while (out.size() < kMaxFileBytes && (n = std::fread(buf, 1, sizeof buf, f)) > 0) out.append(buf, n);
+  std::fclose(f);
+  if (out.size() > kMaxFileBytes) out.resize(kMaxFileBytes);
   return out;
 }
-
-}  // namespace
 
 std::vector<PasswdEntry> parse_passwd(std::string_view text) {
   std::vector<PasswdEntry> out;
@@ -190,13 +193,13 @@ std::optional<std::string> login_defs_path(std::string_view text, std::string_vi
 AccountFiles read_account_files(const std::string& root) {
   const std::string base = root == "/" ? "" : root;
   AccountFiles f;
-  f.passwd = read_capped(base + "/etc/passwd", &f.have_passwd);
-  f.group = read_capped(base + "/etc/group");
-  f.wsl_conf = read_capped(base + "/etc/wsl.conf");
-  f.login_defs = read_capped(base + "/etc/login.defs");
+  f.passwd = read_text_file(base + "/etc/passwd", &f.have_passwd);
+  f.group = read_text_file(base + "/etc/group");
+  f.wsl_conf = read_text_file(base + "/etc/wsl.conf");
+  f.login_defs = read_text_file(base + "/etc/login.defs");
   bool have_locale = false;
-  f.locale = read_capped(base + "/etc/default/locale", &have_locale);
-  if (!have_locale) f.locale = read_capped(base + "/etc/locale.conf");
+  f.locale = read_text_file(base + "/etc/default/locale", &have_locale);
+  if (!have_locale) f.locale = read_text_file(base + "/etc/locale.conf");
   return f;
 }
 

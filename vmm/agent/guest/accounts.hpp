@@ -90,6 +90,8 @@ struct AccountFiles {
 };
 // Reads them below `root` ("/" in the guest; a test directory on a host).
 AccountFiles read_account_files(const std::string& root);
+// A whole (small) file: at most 4 MiB; "" when absent (`present` says which).
+std::string read_text_file(const std::string& path, bool* present = nullptr);
 
 struct Launch {
   std::string user;  // the resolved name ("root" for the no-passwd fallback)

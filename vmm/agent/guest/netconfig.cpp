@@ -236,7 +236,7 @@ NetReport apply_dns_config(const DnsConfig& dns, bool ipv6, const NetTarget& tar
     rep.ok = false;
     rep.lines.push_back("dns: cannot write " + target.resolv_conf + ": " + std::strerror(errno));
   } else {
-    rep.lines.push_back(what + " → " + target.resolv_conf);
+    rep.lines.push_back(what + " -> " + target.resolv_conf);
   }
   return rep;
 }

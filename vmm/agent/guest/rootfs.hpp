@@ -5,8 +5,11 @@
 // Theory of operation (switch_to_disk_root)
 //   1. Wait (bounded, kDeviceWait) for the block device: virtio_blk probes
 //      asynchronously after its module is loaded, and devtmpfs creates the node.
-//   2. Check it: /sbin/e2fsck -p DEVICE (the initramfs carries e2fsck; the disk is
-//      not mounted yet, so fixes need no reboot). It replays a journal left by a
+//   2. Check it: when its superblock says it was cleanly unmounted (valid, no errors,
+//      no journal to recover — ext4_needs_check), the check is skipped: e2fsck -p would
+//      only read that superblock too, and starting a 1.8 MB static e2fsck costs ~0.2 s
+//      under TCG. Otherwise /sbin/e2fsck -p DEVICE (the initramfs carries e2fsck; the
+//      disk is not mounted yet, so fixes need no reboot). It replays a journal left by a
 //      killed VM. Exit status (e2fsck(8)): 0 clean, 1 repaired, 2 repaired (reboot
 //      advised — only meaningful for a mounted file system, so treated as 1);
 //      ≥ 4 errors left or an operational error: fatal — the agent prints why and
@@ -41,6 +44,9 @@
 #pragma once
 
 #include <chrono>
+#include <cstdint>
+#include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -58,6 +64,13 @@ struct FsckVerdict {
   bool ok = false;   // mount it
   std::string text;  // one line for the console and the host
 };
+// The ext4 superblock (the 1024 bytes at offset 1024 of the device): nullopt when it is
+// not one (bad magic); else whether e2fsck must look at it — not cleanly unmounted
+// (s_state lacks EXT2_VALID_FS), errors recorded (EXT2_ERROR_FS), or a journal to
+// replay (INCOMPAT_RECOVER). Periodic checks (max mount count, interval) are not
+// honoured: mkfs.ext4 disables them by default.
+std::optional<bool> ext4_needs_check(std::span<const uint8_t> superblock);
+
 // e2fsck's wait status (waitpid) for `device` → what to do.
 FsckVerdict classify_fsck(int wait_status, std::string_view device);
 
