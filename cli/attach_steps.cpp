@@ -11,11 +11,16 @@ int fail_start(std::string_view who, std::string_view why, int code) {
   return code;
 }
 
-boost::system::result<std::unique_ptr<ControlServer>, std::string> attach_control(Runtime& rt,
-                                                                                  const std::string& path) {
+boost::system::result<std::unique_ptr<ControlServer>, std::string> attach_control(Runtime& rt, const std::string& path,
+                                                                                  ControlHandler extra) {
   if (path.empty()) return std::unique_ptr<ControlServer>();
-  auto ctl = std::make_unique<ControlServer>(rt.io(), path,
-                                             [&rt](const nlohmann::json& req) { return rt.handle_control(req); });
+  auto ctl = std::make_unique<ControlServer>(rt.io(), path, [&rt, extra](const nlohmann::json& req) {
+    if (extra) {
+      auto reply = extra(req);
+      if (!reply.is_null()) return reply;
+    }
+    return rt.handle_control(req);
+  });
   if (auto r = ctl->start(); r.has_error()) return r.error();
   return ctl;
 }

@@ -36,7 +36,9 @@ namespace causeway::cli {
 int fail_start(std::string_view who, std::string_view why, int code = kExitFailure);
 
 // The control API on `path` over the runtime; nullptr when `path` is empty.
-boost::system::result<std::unique_ptr<ControlServer>, std::string> attach_control(Runtime& rt, const std::string& path);
+// `extra` (optional) answers first; a null reply passes the request on to the runtime.
+boost::system::result<std::unique_ptr<ControlServer>, std::string> attach_control(Runtime& rt, const std::string& path,
+                                                                                  ControlHandler extra = {});
 
 // The automatic forwarding policy before the attachment's own settings:
 // --ignore-port (and the config file's ignoredPorts) never forwarded.

@@ -34,7 +34,21 @@
 // the engine; MirrorLinks answer through the same virtio-net.
 //
 // Signals: SIGINT/SIGTERM are passed to the command in the guest; a second
-// one shuts the guest down; a third stops QEMU.
+// one shuts the guest down; a third stops QEMU (the command's side is
+// CommandIo, cli/command_io.hpp, shared with the join client).
+//
+// Instance mode (RunOptions::instance; the daemon of a distribution's
+// persistent VM, cli/instance_daemon.hpp): the same machine with a disk, but
+// the main session never carries a Run. After Ready (NetConfig, mirrored
+// mode) an InstanceService listens on exec.sock — each connection a command
+// in the VM over its own vsock stream — and applies the idle rule; the VM is
+// powered off cleanly (Shutdown on the main session: the guest syncs and
+// powers off, QEMU exits) when idle, on SIGINT/SIGTERM, or on the control
+// request `shutdown`. A second signal stops QEMU.
+//
+// DNS: when the host's resolver configuration changes (Runtime's watch), the
+// guest gets a DnsConfig (resolver: the proxy; the host's search domains) on
+// the main session, in both modes.
 //
 // Steps (attach_vm): checks that need no machine (guest files, QEMU, the
 // accelerator, a private directory) → the engine and DNS → forwards (-p) →
@@ -47,13 +61,10 @@
 
 #include <fcntl.h>
 #include <signal.h>
-#include <sys/ioctl.h>
 #include <sys/stat.h>
-#include <termios.h>
 #include <unistd.h>
 
 #include <boost/asio/local/stream_protocol.hpp>
-#include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <cctype>
@@ -65,7 +76,9 @@
 #include <optional>
 
 #include "cli/attach_steps.hpp"
+#include "cli/command_io.hpp"
 #include "cli/control.hpp"
+#include "cli/instance_service.hpp"
 #include "cli/mirror_vm.hpp"
 #include "cli/mirrored_mode.hpp"
 #include "cli/output_pump.hpp"
@@ -109,25 +122,6 @@ std::string runtime_dir() {
   return tmpl;
 }
 
-// Restores the terminal however we leave.
-class RawTerminal {
- public:
-  bool enter() {
-    if (::tcgetattr(0, &saved_) != 0) return false;
-    termios raw = saved_;
-    ::cfmakeraw(&raw);
-    active_ = ::tcsetattr(0, TCSANOW, &raw) == 0;
-    return active_;
-  }
-  ~RawTerminal() {
-    if (active_) ::tcsetattr(0, TCSANOW, &saved_);
-  }
-
- private:
-  termios saved_{};
-  bool active_ = false;
-};
-
 agent::NetConfig nat_lease(const netstack::NatConfig& nat, const std::vector<std::string>& search) {
   agent::NetConfig c;
   c.mtu = static_cast<uint32_t>(nat.mtu);
@@ -145,6 +139,42 @@ agent::NetConfig nat_lease(const netstack::NatConfig& nat, const std::vector<std
   c.search_domains = search;
   return c;
 }
+
+// Guest text for our stderr: lines kept, other control characters and the
+// tail beyond 4 KiB dropped (the agent is guest code).
+std::string guest_text(std::string_view text) {
+  std::string out;
+  for (char c : text.substr(0, 4096)) {
+    if (c == '\n' || c == '\t' || (static_cast<unsigned char>(c) >= 0x20 && c != 0x7f)) out.push_back(c);
+  }
+  while (!out.empty() && out.back() == '\n') out.pop_back();
+  return out;
+}
+
+agent::DnsConfig dns_config(const netstack::NatConfig& nat, const std::vector<std::string>& search) {
+  agent::DnsConfig d;
+  agent::IpAddr dns{4, {}};
+  std::memcpy(dns.bytes.data(), &nat.dns, 4);
+  d.servers.push_back(dns);
+  d.search = search;
+  return d;
+}
+
+// The Run for the command: a distribution's userland computes the environment
+// from the user (TERM is ours to give); the busybox image gets PATH and HOME.
+agent::Run command_run(const RunOptions& o) {
+  agent::Run run;
+  run.argv = o.command;
+  if (!o.guest_env) run.env = {"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/root"};
+  if (const char* t = std::getenv("TERM"); t && *t && (o.tty || o.guest_env))
+    run.env.push_back(std::string("TERM=") + t);
+  run.tty = o.tty;
+  run.user = o.user;
+  run.cwd = o.cwd;
+  return run;
+}
+
+cli::ListenerKey key_of(const portfwd::Listener& l) { return {l.proto == portfwd::L4::kTcp, l.port}; }
 
 }  // namespace
 
@@ -202,8 +232,26 @@ int check_host(VmHost& h, const RunOptions& o) {
   auto accel = machine::choose_accel(machine::probe_accel_facts(), o.accel);
   if (accel.has_error()) return fail_start(kWho, accel.error());
   h.accel = *accel;
-  if (!h.accel.notice.empty() && !o.quiet) std::fprintf(stderr, "causeway: %s\n", h.accel.notice.c_str());
-  h.dir = runtime_dir();
+  if (!h.accel.notice.empty() && o.instance)
+    spdlog::info("{}", h.accel.notice);  // the daemon's log; not part of an error it relays
+  else if (!h.accel.notice.empty() && !o.quiet)
+    std::fprintf(stderr, "causeway: %s\n", h.accel.notice.c_str());
+  if (!o.disk.empty()) {
+    if (::access(o.disk.c_str(), R_OK | W_OK) != 0)
+      return fail_start(kWho, fmt::format("cannot use the disk image {}: {}", o.disk, std::strerror(errno)));
+    h.q.disk = machine::DiskOptions{.path = o.disk};
+  }
+  h.q.balloon = true;
+  h.q.free_page_reporting = o.page_reporting;
+  if (o.instance) {
+    // The instance's own directory (RUNTIME/instances/NAME/vm), fresh: a killed daemon may have left one.
+    h.dir = o.instance->paths.vm_dir.string();
+    std::error_code ec;
+    std::filesystem::remove_all(h.dir, ec);
+    if (::mkdir(h.dir.c_str(), 0700) != 0) h.dir.clear();
+  } else {
+    h.dir = runtime_dir();
+  }
   if (h.dir.empty()) return fail_start(kWho, std::string("cannot create a private directory: ") + std::strerror(errno));
   return 0;
 }
@@ -221,7 +269,9 @@ json virtio_net_stats_json(const vmm::VirtioNetStats& s) {
 class VmAttachment {
  public:
   VmAttachment(const RunOptions& o, NetSettings s, VmHost& host)
-      : o_(o), s_(std::move(s)), q_(host.q), host_(host), rt_(io_, s_.nat, "vm") {}
+      : o_(o), s_(std::move(s)), q_(host.q), host_(host), rt_(io_, s_.nat, o.instance ? "vm instance" : "vm") {
+    if (!o.instance) command_ = std::make_unique<CommandIo>(io_, command_run(o));
+  }
 
   int run();
 
@@ -241,15 +291,17 @@ class VmAttachment {
   agent::AgentCallbacks agent_callbacks();
   void on_agent_ready(const agent::Ready& r);
   void send_network_config();
-  bool start_command();
-  void forward_stdin();
-  void read_stdin();
+  void on_dns_search_change(const std::vector<std::string>& search);
   void on_listener_appeared(const agent::ListenerAppeared& l);
-  void on_output_pressure();
   void on_agent_end(const agent::SessionEnd& end);
   void fail(std::string why);
   void handle_signals();
   void wait_signal();
+  // Instance mode.
+  void start_instance();
+  void shutdown_vm(std::string_view why);
+  json handle_instance_control(const json& req);
+  void instance_listeners_changed();
   int finish();
 
   const RunOptions& o_;
@@ -278,30 +330,34 @@ class VmAttachment {
   std::unique_ptr<machine::QemuProcess> qemu_;
   std::string qemu_log_;
   std::chrono::steady_clock::time_point t_start_;
-  int status_ = 1;
-  bool exited_ = false;
   std::string failure_;
-  // Declared before the session: destroyed after it, each writing out what it still holds.
-  std::optional<OutputPump> out_pump_, err_pump_;
+  std::string boot_error_;  // the agent's Error before Ready (e.g. the disk failed its fsck)
+  RateLimitedLog guest_error_log_{5, 1000};
+  bool shutting_down_ = false;  // we asked the VM to power off (instance mode, signals)
+  int signals_seen_ = 0;
+  // The command (declared before the session: its output pumps outlive it and
+  // write out what they still hold); absent in instance mode.
+  std::unique_ptr<CommandIo> command_;
   std::unique_ptr<agent::AgentSession> session_;
   // Mirrored mode; declared after the session, so destroyed before it.
   std::unique_ptr<MirroredMode> mirror_;
   AgentGuestApplier* mirror_applier_ = nullptr;  // owned by mirror_
+  std::unique_ptr<InstanceService> instance_;    // instance mode, once the VM is ready
   asio::steady_timer boot_timer_{io_};
-  std::unique_ptr<RawTerminal> term_;
-  asio::posix::stream_descriptor in_{io_};
-  std::array<uint8_t, 16 * 1024> inbuf_{};
-  int interrupts_ = 0;
-  asio::signal_set signals_{io_};
+  asio::signal_set signals_{io_};  // instance mode (CommandIo has its own)
 };
 
 int VmAttachment::run() {
+  rt_.set_on_dns_search_change([this](const std::vector<std::string>& search) { on_dns_search_change(search); });
   if (auto r = rt_.enable_dns(s_.dns); r.has_error()) return fail_start(kWho, r.error());
   if (auto r = rt_.add_forwards(s_.forwards); r.has_error()) return fail_start(kWho, r.error());
   if (int code = attach_nic()) return code;
   if (int code = attach_vsock()) return code;
   attach_listener_source();
-  auto control = attach_control(rt_, o_.control);
+  // Instance mode: the control socket is the instance's (`causeway terminate` uses it).
+  auto control = o_.instance ? attach_control(rt_, o_.instance->paths.control.string(),
+                                              [this](const json& req) { return handle_instance_control(req); })
+                             : attach_control(rt_, o_.control);
   if (control.has_error()) return fail_start(kWho, control.error());
   control_ = std::move(*control);
   if (int code = spawn_machine()) return code;
@@ -398,11 +454,13 @@ void VmAttachment::attach_listener_source() {
 
 // One policy pass per engine turn, however many events arrived.
 void VmAttachment::listeners_changed() {
-  if (!autofwd_ || listeners_dirty_) return;
+  if (!autofwd_) return instance_listeners_changed();
+  if (listeners_dirty_) return;
   listeners_dirty_ = true;
   asio::post(io_, [this] {
     listeners_dirty_ = false;
     autofwd_->on_listeners(guest_listeners_.listeners());
+    instance_listeners_changed();
   });
 }
 
@@ -423,7 +481,10 @@ int VmAttachment::spawn_machine() {
   q_.cpus = o_.cpus;
   q_.memory_mib = o_.memory_mib;
   q_.extra_cmdline = o_.cmdline;
-  q_.console_log = o_.console_log.empty() ? host_.dir + "/console.log" : o_.console_log;
+  if (o_.instance)
+    q_.console_log = o_.console_log.empty() ? o_.instance->paths.console.string() : o_.console_log;
+  else
+    q_.console_log = o_.console_log.empty() ? host_.dir + "/console.log" : o_.console_log;
   auto argv = machine::build_qemu_argv(q_);
   if (argv.has_error()) return fail_start(kWho, argv.error());
   qemu_log_ = host_.dir + "/qemu.log";
@@ -489,7 +550,10 @@ void VmAttachment::connect_agent() {
 // QEMU's exit ends the run.
 void VmAttachment::watch_machine() {
   qemu_->async_wait([this](const machine::ExitStatus& st) {
-    if (!exited_ && failure_.empty()) failure_ = "QEMU exited before the command finished (" + st.describe() + ")";
+    const bool expected = command_ ? command_->exited() : shutting_down_;
+    if (!expected && failure_.empty())
+      failure_ = std::string(command_ ? "QEMU exited before the command finished" : "QEMU exited unexpectedly") + " (" +
+                 st.describe() + ")";
     io_.stop();
   });
 }
@@ -504,17 +568,20 @@ agent::AgentCallbacks VmAttachment::agent_callbacks() {
   cb.on_mirror_report = [this](const agent::MirrorReport& r) {
     if (mirror_applier_) mirror_applier_->on_report(r);
   };
-  // The command's output: written by threads of their own, so a slow reader of ours holds up
-  // the guest's command (vsock back-pressure), never the engine (issue 13).
-  out_pump_.emplace(io_.get_executor(), 1, [this](bool) { on_output_pressure(); });
-  err_pump_.emplace(io_.get_executor(), 2, [this](bool) { on_output_pressure(); });
-  cb.on_stdout = [this](std::span<const uint8_t> d) { out_pump_->push(d); };
-  cb.on_stderr = [this](std::span<const uint8_t> d) { err_pump_->push(d); };
-  cb.on_exited = [this](const agent::Exited& e) {
-    status_ = e.shell_status();
-    exited_ = true;
-    session_->shutdown();
+  // An Error before Ready says why the guest cannot start (finish() reports it);
+  // later ones are logged, rate-limited (guest text: untrusted).
+  cb.on_guest_error = [this](std::string_view text) {
+    if (!session_ || !session_->ready()) {
+      if (boot_error_.empty()) boot_error_ = guest_text(text);
+    } else if (guest_error_log_.allow(rt_.clock().now_ms())) {
+      spdlog::warn("guest agent: {}", guest_text(text));
+    }
   };
+  if (command_) {
+    // The command's output, stdin and status (CommandIo); its end powers the guest off.
+    command_->install(
+        cb, [this] { return session_.get(); }, [this](const agent::Exited&) { session_->shutdown(); });
+  }
   cb.on_end = [this](const agent::SessionEnd& end) { on_agent_end(end); };
   return cb;
 }
@@ -528,8 +595,8 @@ void VmAttachment::on_agent_ready(const agent::Ready& r) {
   if (mirror_) {
     if (auto started = mirror_->start(); started.has_error()) fail("mirrored mode: " + started.error());
   }
-  if (!start_command()) return;
-  forward_stdin();
+  if (o_.instance) return start_instance();
+  if (auto ec = command_->start()) fail("cannot start the command: " + ec.message());
 }
 
 // The NAT lease, static: no DHCP wait.
@@ -545,85 +612,48 @@ void VmAttachment::send_network_config() {
   if (auto ec = session_->configure_network(lease)) fail("cannot send the network configuration: " + ec.message());
 }
 
-bool VmAttachment::start_command() {
-  const bool tty = o_.tty;
-  agent::Run run;
-  run.argv = o_.command;
-  run.env = {"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME=/root"};
-  if (const char* t = std::getenv("TERM"); t && tty) run.env.push_back(std::string("TERM=") + t);
-  run.tty = tty;
-  if (tty) {
-    winsize ws{};
-    if (::ioctl(0, TIOCGWINSZ, &ws) == 0) run.rows = ws.ws_row, run.cols = ws.ws_col;
-  }
-  if (auto ec = session_->run(run)) {
-    fail("cannot start the command: " + ec.message());
-    return false;
-  }
-  return true;
-}
-
-// Our stdin: a terminal or a pipe/socket; anything epoll cannot watch
-// (a regular file, /dev/null) counts as empty.
-void VmAttachment::forward_stdin() {
-  struct stat st {};
-  const bool pollable = ::fstat(0, &st) == 0 && (S_ISFIFO(st.st_mode) || S_ISSOCK(st.st_mode) || ::isatty(0));
-  boost::system::error_code aec;
-  if (pollable) in_.assign(::dup(0), aec);
-  if (!pollable || aec) {
-    session_->close_stdin();
-    return;
-  }
-  if (o_.tty) {
-    term_ = std::make_unique<RawTerminal>();
-    term_->enter();
-  }
-  read_stdin();
-}
-
-void VmAttachment::read_stdin() {
-  in_.async_read_some(asio::buffer(inbuf_), [this](boost::system::error_code ec, size_t n) {
-    if (!session_) return;
-    if (ec) {
-      session_->close_stdin();
-      return;
-    }
-    size_t off = 0;
-    while (off < n) {
-      const size_t took = session_->send_stdin({inbuf_.data() + off, n - off});
-      if (took == 0) break;  // full: the rest is dropped only if the guest never drains (bounded queue)
-      off += took;
-    }
-    read_stdin();
-  });
-}
-
-void VmAttachment::on_output_pressure() {
-  if (session_) session_->pause_receive((out_pump_ && out_pump_->pressured()) || (err_pump_ && err_pump_->pressured()));
+// Live DNS: the guest's resolv.conf follows the host's search domains (the
+// resolver stays the proxy). Before Ready the NetConfig carries them.
+void VmAttachment::on_dns_search_change(const std::vector<std::string>& search) {
+  if (!session_ || !session_->ready()) return;
+  if (auto ec = session_->dns_config(dns_config(s_.nat, search)))
+    spdlog::warn("cannot send the guest its new DNS search domains: {}", ec.message());
 }
 
 void VmAttachment::on_agent_end(const agent::SessionEnd& end) {
   if (mirror_applier_) mirror_applier_->on_session_end();
   guest_listeners_.clear();  // the guest is going away: close its forwards
   listeners_changed();
-  if (!end.ok() && !exited_)
+  const bool expected = command_ ? command_->exited() : shutting_down_;
+  if (!end.ok() && !expected)
     fail(fmt::format("the guest agent session ended: {} {}", to_string(end.reason), end.detail));
   // The guest powers off; QEMU exits on its own (bounded below).
-  boost::system::error_code ignored;
-  in_.close(ignored);
+  if (command_) command_->stop();
+  if (instance_) instance_->stop_accepting();
   qemu_->terminate(kQemuExitGrace);
 }
 
 void VmAttachment::fail(std::string why) {
   if (failure_.empty()) failure_ = std::move(why);
+  if (instance_) instance_->stop_accepting();
   qemu_->terminate(std::chrono::seconds(2));
 }
 
-// ---- signals, the end ----
+// ---- signals ----
 
-// SIGINT/SIGTERM go to the command in the guest; a second one shuts the
-// guest down; a third stops QEMU.
+// With a command: SIGINT/SIGTERM go to it (CommandIo); a second one shuts the
+// guest down; a third stops QEMU. Instance mode: the first powers the VM off
+// cleanly, a second stops QEMU.
 void VmAttachment::handle_signals() {
+  if (command_) {
+    command_->handle_signals([this](int count) {
+      if (count == 2 && session_)
+        session_->shutdown();
+      else
+        qemu_->terminate(std::chrono::seconds(1));
+    });
+    return;
+  }
   signals_.add(SIGINT);
   signals_.add(SIGTERM);
   wait_signal();
@@ -632,20 +662,88 @@ void VmAttachment::handle_signals() {
 void VmAttachment::wait_signal() {
   signals_.async_wait([this](boost::system::error_code ec, int sig) {
     if (ec) return;
-    ++interrupts_;
-    if (interrupts_ == 1 && session_)
-      session_->signal(sig);
-    else if (interrupts_ == 2 && session_)
-      session_->shutdown();
+    // The first asks for a clean power-off; one during a power-off already asked for
+    // (idle, `causeway terminate`) stops QEMU.
+    if (++signals_seen_ == 1 && !shutting_down_)
+      shutdown_vm(sig == SIGTERM ? "SIGTERM" : "SIGINT");
     else
       qemu_->terminate(std::chrono::seconds(1));
     wait_signal();
   });
 }
 
+// ---- instance mode ----
+
+// The VM is ready: exec sessions, idle shutdown and state.json, then the
+// starter is told (it connects at once).
+void VmAttachment::start_instance() {
+  const auto& role = *o_.instance;
+  instance_ = std::make_unique<InstanceService>(io_, rt_.clock(), vsock_, role.paths, role.idle_timeout_ms,
+                                                [this] { shutdown_vm("idle"); });
+  json state = role.state;
+  state["pid"] = ::getpid();
+  state["qemu_pid"] = qemu_->pid();
+  state["mode"] = o_.mode;
+  state["control"] = role.paths.control.string();
+  std::set<ListenerKey> now;
+  for (const auto& l : guest_listeners_.listeners()) now.insert(key_of(l));
+  if (auto r = instance_->start(state, now); r.has_error()) return fail(r.error());
+  spdlog::info("{} is ready (exec sessions on {})", role.paths.name, role.paths.exec.string());
+  if (role.on_ready) role.on_ready();
+}
+
+// Clean power-off: no new sessions, Shutdown on the main session (the guest
+// syncs and powers off; QEMU exits; the runtime files go when we exit).
+void VmAttachment::shutdown_vm(std::string_view why) {
+  if (shutting_down_) return;
+  shutting_down_ = true;
+  spdlog::info("powering the VM off ({})", why);
+  if (instance_) instance_->stop_accepting();
+  if (session_ && session_->ready())
+    session_->shutdown();
+  else
+    qemu_->terminate(kQemuExitGrace);
+}
+
+json VmAttachment::handle_instance_control(const json& req) {
+  const std::string cmd = req.value("cmd", "");
+  if (cmd == "shutdown") {
+    asio::post(io_, [this] { shutdown_vm("requested"); });
+    return json{{"ok", true}, {"shutting_down", true}};
+  }
+  if (cmd == "status") {
+    json j = rt_.handle_control(req);
+    j["instance"] = instance_ ? instance_->status_json() : json{{"ready", false}};
+    j["instance"]["name"] = o_.instance->paths.name;
+    return j;
+  }
+  return nullptr;  // the runtime's
+}
+
+// The idle rule's listener count: the automatically forwarded listeners
+// (active forwards), against what the guest listens on.
+void VmAttachment::instance_listeners_changed() {
+  if (!instance_) return;
+  std::set<ListenerKey> guest, forwarded;
+  for (const auto& l : guest_listeners_.listeners()) guest.insert(key_of(l));
+  if (autofwd_)
+    for (const auto& i : autofwd_->list())
+      if (i.active) forwarded.insert({i.forward.proto == portfwd::L4::kTcp, i.forward.port});
+  instance_->on_listeners(guest, forwarded);
+}
+
+// ---- the end ----
+
 int VmAttachment::finish() {
-  term_.reset();
-  if (failure_.empty()) return status_;
+  if (command_) command_->stop();
+  instance_.reset();  // exec.sock and state.json go
+  if (failure_.empty()) return command_ ? command_->status() : 0;
+  if (!boot_error_.empty()) {
+    // The guest said why it could not start: that is the one message (the console repeats it).
+    std::fprintf(stderr, "causeway run: the guest could not start: %s\n", boot_error_.c_str());
+    if (!o_.disk.empty()) std::fprintf(stderr, "causeway run: (the disk image is %s)\n", o_.disk.c_str());
+    return 1;
+  }
   std::fprintf(stderr, "causeway run: %s\n", failure_.c_str());
   const std::string tail = machine::tail_file(q_.console_log, 15);
   if (!tail.empty())
@@ -653,10 +751,17 @@ int VmAttachment::finish() {
                  tail.c_str());
   const std::string qtail = machine::tail_file(qemu_log_, 5);
   if (!qtail.empty()) std::fprintf(stderr, "causeway run: QEMU said:\n%s\n", qtail.c_str());
-  return exited_ ? status_ : 1;
+  return command_ && command_->exited() ? command_->status() : 1;
 }
 
 }  // namespace
+
+// `$SHELL -l` through /bin/sh (every distribution has one): the agent sets
+// SHELL from the user's passwd entry, as login(1) does, and a login shell reads
+// /etc/profile and ~/.profile — the distribution's PATH, locale and prompt.
+// (The host cannot read the guest's passwd; argv[0] "-bash" would need the
+// shell's path too.) Without SHELL: /bin/sh -l.
+std::vector<std::string> login_shell_argv() { return {"/bin/sh", "-c", "exec \"${SHELL:-/bin/sh}\" -l"}; }
 
 int attach_vm(const RunOptions& o, NetSettings s) {
   VmHost host;

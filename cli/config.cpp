@@ -116,6 +116,14 @@ KeyError wsl2_key(Parser& p, const KeyValue& kv) {
     return set_bool(kv, cfg.dns_tunneling);
   else if (k == "localhostforwarding")
     return set_bool(kv, cfg.localhost_forwarding);
+  else if (k == "vmidletimeout") {
+    int64_t ms = 0;
+    const auto* end = kv.value.data() + kv.value.size();
+    auto [p_end, ec] = std::from_chars(kv.value.data(), end, ms);
+    if (ec != std::errc{} || p_end != end) return bad(kv, "milliseconds (e.g. 60000; a negative value: never)");
+    cfg.vm_idle_timeout_ms = ms;
+  } else if (k == "pagereporting")
+    return set_bool(kv, cfg.page_reporting);
   else
     unknown_key(cfg, kv, "wsl2");
   return std::nullopt;
@@ -165,11 +173,18 @@ KeyError causeway_key(Parser& p, const KeyValue& kv) {
   return std::nullopt;
 }
 
+KeyError boot_key(Parser& p, const KeyValue& kv) {
+  if (kv.k == "systemd") return set_bool(kv, p.cfg.systemd);
+  unknown_key(p.cfg, kv, "boot");
+  return std::nullopt;
+}
+
 // A `key = value` line in `section` (lower case; empty before the first header).
 KeyError section_key(Parser& p, const std::string& section, const KeyValue& kv) {
   if (section == "wsl2") return wsl2_key(p, kv);
   if (section == "experimental") return experimental_key(p, kv);
   if (section == "causeway") return causeway_key(p, kv);
+  if (section == "boot") return boot_key(p, kv);
   if (section.empty()) return fmt::format("{}: key '{}' outside any section (expected [wsl2] first)", kv.where, kv.key);
   return std::nullopt;  // an unknown section: warned about at its header
 }
@@ -190,7 +205,7 @@ boost::system::result<ConfigFile, std::string> parse_config(const std::string& t
     if (line.front() == '[') {
       if (line.back() != ']') return fail(fmt::format("{}: unterminated section header '{}'", where, line));
       section = lower(trim(line.substr(1, line.size() - 2)));
-      if (section != "wsl2" && section != "experimental" && section != "causeway")
+      if (section != "wsl2" && section != "experimental" && section != "causeway" && section != "boot")
         p.cfg.warnings.push_back(fmt::format("{}: unknown section [{}] ignored", where, section));
       continue;
     }

@@ -2,7 +2,10 @@
 // `#` or `;` comments. Sans-I/O: parse text, return values and warnings.
 //
 //   [wsl2]          memory, processors, kernel, kernelCommandLine,
-//                   networkingMode (nat|mirrored), dnsTunneling, localhostForwarding
+//                   networkingMode (nat|mirrored), dnsTunneling, localhostForwarding,
+//                   vmIdleTimeout (ms; default 60000; negative = never),
+//                   pageReporting (default true)
+//   [boot]          systemd (default false; the distribution's /etc/wsl.conf may ask too)
 //   [experimental]  ignoredPorts (comma list), hostAddressLoopback
 //   [causeway]      mtu, hostLoopback, ipv6, publish (comma list of -p specs),
 //                   dnsRoutes (comma list of DOMAIN=SERVER[:PORT]), hostResolvConf
@@ -19,6 +22,10 @@
 
 namespace causeway::cli {
 
+// Defaults of the keys whose absence means something (WSL's defaults).
+constexpr int64_t kDefaultVmIdleTimeoutMs = 60'000;
+constexpr bool kDefaultPageReporting = true;
+
 struct ConfigFile {
   // [wsl2]
   std::optional<std::string> memory;
@@ -28,6 +35,11 @@ struct ConfigFile {
   std::optional<std::string> networking_mode;
   std::optional<bool> dns_tunneling;
   std::optional<bool> localhost_forwarding;
+  // How long a distribution's VM stays up with nothing in it (ms, WSL's unit); < 0 = never.
+  std::optional<int64_t> vm_idle_timeout_ms;
+  std::optional<bool> page_reporting;  // virtio-balloon free page reporting
+  // [boot]
+  std::optional<bool> systemd;  // the distribution's systemd as PID 1
   // [experimental]
   std::vector<uint16_t> ignored_ports;
   std::optional<bool> host_address_loopback;

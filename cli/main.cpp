@@ -8,6 +8,10 @@
 //   causeway netns [OPTIONS] --attach PID|PATH        serve an existing namespace  (cli/attach_netns.hpp)
 //   causeway serve --qemu-socket PATH [OPTIONS]       QEMU -netdev stream backend  (cli/attach_serve.hpp)
 //   causeway run [OPTIONS] [-- COMMAND [ARGS...]]     boot the guest, run COMMAND  (cli/attach_vm.hpp)
+//   causeway run -d NAME [-u USER] [--cd DIR] [-- COMMAND...]
+//                                                     run COMMAND in NAME's VM     (cli/instance_client.hpp)
+//   causeway list | terminate NAME | shutdown         distributions' VMs           (cli/instance_command.hpp)
+//   causeway instance NAME --ready-fd N (hidden)      the VM daemon run -d starts  (cli/instance_daemon.hpp)
 //   causeway ctl PATH COMMAND [ARGS...]               talk to a running causeway   (cli/control.hpp)
 //   causeway distro create|import|list|default|remove|export   distributions  (cli/distro_command.hpp)
 //
@@ -22,7 +26,9 @@
 #include <cstdlib>
 #include <cstring>
 #include <iostream>
+#include <filesystem>
 #include <optional>
+#include <set>
 
 #include "base/log.hpp"
 #include "cli/attach_netns.hpp"
@@ -31,7 +37,11 @@
 #include "cli/config.hpp"
 #include "cli/control.hpp"
 #include "cli/distro_command.hpp"
+#include "cli/instance_client.hpp"
+#include "cli/instance_command.hpp"
+#include "cli/instance_daemon.hpp"
 #include "cli/net_options.hpp"
+#include "vmm/distro/store.hpp"
 
 namespace {
 
@@ -163,13 +173,17 @@ struct RunCommand {
   std::string memory;
   std::string accel = "auto";
   bool tty = false;
+  // run -d (a distribution's VM)
+  std::string distro;
+  // instance (the daemon)
+  int ready_fd = -1;
+  int64_t idle_timeout_ms = cli::kDefaultVmIdleTimeoutMs;
+  bool systemd = false;
 };
 
-void define_run(CLI::App& parent, RunCommand& c) {
-  c.app = parent.add_subcommand("run", "Boot the guest and run COMMAND in it (default: an interactive shell)");
-  auto* run = c.app;
+// The VM's options: `run` and the instance daemon (which `run -d` starts with them).
+void add_vm_options(CLI::App* run, RunCommand& c) {
   auto& ro = c.ro;
-  run->footer("Usage: causeway run [OPTIONS] [-- COMMAND [ARGS...]]");
   add_net_options(run, c.net);
   run->add_option("--cpus", ro.cpus, "Virtual CPUs (default 1)")->check(CLI::Range(1, 64));
   run->add_option("--memory", c.memory, "Guest memory: 512, 512M, 2G (default 512M)");
@@ -186,12 +200,37 @@ void define_run(CLI::App& parent, RunCommand& c) {
   run->add_option("--accel", c.accel, "auto (default: KVM where it really works, else TCG), kvm or tcg")
       ->check(CLI::IsMember({"auto", "kvm", "tcg"}));
   run->add_option("--console-log", ro.console_log, "Keep the guest's serial console in this file");
-  run->add_flag("-t,--tty", c.tty, "Give the command a terminal (default when no command is given)");
   run->add_flag("-q,--quiet", ro.quiet, "Do not print the accelerator notice");
   run->add_option("--mode", c.net.mode,
                   "nat (default) or mirrored: the guest also gets the host's links, addresses and routes "
                   "(macvlans on eth0, kept in sync by the agent)")
       ->check(CLI::IsMember({"nat", "mirrored"}));
+}
+
+void define_run(CLI::App& parent, RunCommand& c) {
+  c.app = parent.add_subcommand("run", "Boot the guest and run COMMAND in it (default: an interactive shell)");
+  auto* run = c.app;
+  auto& ro = c.ro;
+  run->footer(
+      "Usage: causeway run [OPTIONS] [-- COMMAND [ARGS...]]\n"
+      "       causeway run -d NAME [-u USER] [--cd DIR] [OPTIONS] [-- COMMAND [ARGS...]]");
+  add_vm_options(run, c);
+  run->add_flag("-t,--tty", c.tty, "Give the command a terminal (default when no command is given)");
+  run->add_option("-d,--distribution", c.distro,
+                  "Run in this distribution's VM, starting it if none runs (default: the default distribution, "
+                  "when one is set and no --kernel/--initrd/--guest-dir/--disk is given)");
+  run->add_option("-u,--user", ro.user, "With -d: run as this user of the distribution (default: its default user)");
+  run->add_option("--cd", ro.cwd, "With -d: the command's working directory in the guest");
+  run->add_option("--disk", ro.disk, "Boot this raw ext4 image as / (virtio-blk; cw.root=/dev/vda) — for debugging");
+}
+
+// The hidden daemon of a distribution's VM; `run -d` starts it.
+void define_instance(CLI::App& parent, RunCommand& c) {
+  c.app = parent.add_subcommand("instance", "The VM daemon of a distribution (started by run -d)");
+  c.app->group("");  // hidden from --help
+  c.app->add_option("name", c.distro, "The distribution")->required();
+  c.app->add_option("--ready-fd", c.ready_fd, "Write 'ready' or the error here");
+  add_vm_options(c.app, c);
 }
 
 // Config keys for the VM; the command line wins. Returns an exit status on a bad value.
@@ -209,6 +248,9 @@ std::optional<int> apply_vm_config(RunCommand& c) {
   }
   if (cfg->kernel && ro.kernel.empty()) ro.kernel = *cfg->kernel;
   if (cfg->kernel_command_line && ro.cmdline.empty()) ro.cmdline = *cfg->kernel_command_line;
+  if (cfg->page_reporting) ro.page_reporting = *cfg->page_reporting;
+  if (cfg->vm_idle_timeout_ms) c.idle_timeout_ms = *cfg->vm_idle_timeout_ms;
+  if (cfg->systemd) c.systemd = *cfg->systemd;
   return std::nullopt;
 }
 
@@ -221,13 +263,57 @@ std::string default_guest_dir() {
   return exe.substr(0, exe.rfind('/') + 1) + "guest";
 }
 
-int run_run(RunCommand& c, std::vector<std::string> command) {
-  // Like .wslconfig: a per-user file applies unless --config names another.
-  if (c.net.config.empty()) {
-    const char* home = std::getenv("HOME");
-    const std::string user_cfg = std::string(home ? home : "") + "/.config/causeway/config";
-    if (home && ::access(user_cfg.c_str(), F_OK) == 0) c.net.config = user_cfg;
+// Like .wslconfig: a per-user file applies unless --config names another
+// ($CAUSEWAY_CONFIG, else ~/.config/causeway/config).
+void default_config(NetOptions& net) {
+  if (!net.config.empty()) return;
+  if (const char* env = std::getenv("CAUSEWAY_CONFIG"); env && *env) {
+    net.config = env;
+    return;
   }
+  const char* home = std::getenv("HOME");
+  const std::string user_cfg = std::string(home ? home : "") + "/.config/causeway/config";
+  if (home && ::access(user_cfg.c_str(), F_OK) == 0) net.config = user_cfg;
+}
+
+// The options given to `run -d` (CLI11's view, for cli::daemon_argv).
+std::vector<cli::GivenOption> given_options(const CLI::App& app) {
+  std::vector<cli::GivenOption> out;
+  for (const CLI::Option* opt : app.get_options()) {
+    if (opt->count() == 0 || opt->get_lnames().empty()) continue;
+    cli::GivenOption g{"--" + opt->get_lnames().front(), {}, 0};
+    if (opt->get_expected_min() == 0)
+      g.flag_count = opt->count();
+    else
+      g.values = opt->results();
+    out.push_back(std::move(g));
+  }
+  return out;
+}
+
+// run -d NAME (or the default distribution): join or start its VM.
+int run_in_distribution(RunCommand& c, std::vector<std::string> command) {
+  if (c.app->count("--disk") || c.app->count("--control"))
+    return std::fprintf(stderr,
+                        "causeway run: --disk and --control are not for -d (a distribution's VM has its own "
+                        "disk and control socket: causeway list --verbose)\n"),
+           kExitUsage;
+  cli::JoinOptions j;
+  j.name = c.distro;
+  j.run.tty = c.tty || (command.empty() && ::isatty(0) && ::isatty(1));
+  j.run.argv = command.empty() ? cli::login_shell_argv() : std::move(command);
+  if (const char* t = std::getenv("TERM"); t && *t) j.run.env.push_back(std::string("TERM=") + t);
+  j.run.user = c.ro.user;
+  j.run.cwd = c.ro.cwd;
+  std::error_code ec;
+  j.daemon_args = cli::daemon_argv(j.name, given_options(*c.app), std::filesystem::current_path(ec), j.vm_options);
+  return cli::run_in_instance(j);
+}
+
+// The VM's settings from the config file and the options (run, instance);
+// an exit status on a bad value.
+std::optional<int> vm_settings(RunCommand& c, std::optional<cli::NetSettings>& settings) {
+  default_config(c.net);
   if (auto err = apply_config(c.net, c.app, /*mirrored_ok=*/true)) return config_error(*err);
   if (auto code = apply_vm_config(c)) return *code;
   auto& ro = c.ro;
@@ -240,21 +326,64 @@ int run_run(RunCommand& c, std::vector<std::string> command) {
     ro.accel = machine::AccelRequest::Kvm;
   else if (c.accel == "tcg")
     ro.accel = machine::AccelRequest::Tcg;
-  // A terminal on both ends and no command: an interactive shell with a pty.
-  ro.tty = c.tty || (command.empty() && ::isatty(0) && ::isatty(1));
-  if (!command.empty()) ro.command = std::move(command);
   if (ro.guest_dir.empty()) ro.guest_dir = default_guest_dir();
   // VM default MTU 16384, not 65520: libslirp has no TCP window scaling, and
   // with 64 KiB frames the guest's 32 KiB window stalls bulk transfers until
   // libslirp's 5 s persist timer (seen in the vhost-user e2e runs).
   if (c.app->count("--mtu") == 0) c.net.mtu = 16384;
-  auto settings = cli::net_settings(c.net);
+  settings = cli::net_settings(c.net);
   if (!settings) return kExitUsage;
   ro.control = c.net.control;
   ro.mode = c.net.mode;
   ro.auto_forward = !c.net.no_auto_forward;
   ro.ignored_ports = c.net.ignored_ports;
+  return std::nullopt;
+}
+
+int run_run(RunCommand& c, std::vector<std::string> command) {
+  // A distribution's VM: -d NAME, or the default distribution unless the guest is named another way.
+  const bool own_guest =
+      c.app->count("--kernel") || c.app->count("--initrd") || c.app->count("--guest-dir") || c.app->count("--disk");
+  if (c.distro.empty() && !own_guest)
+    c.distro = causeway::distro::Store(causeway::distro::default_dirs().data).default_name().value_or("");
+  if (!c.distro.empty()) return run_in_distribution(c, std::move(command));
+  if ((c.app->count("--user") || c.app->count("--cd")) && !c.app->count("--disk"))
+    return std::fprintf(stderr, "causeway run: -u and --cd need a distribution (-d NAME) or --disk\n"), kExitUsage;
+  std::optional<cli::NetSettings> settings;
+  if (auto code = vm_settings(c, settings)) return *code;
+  auto& ro = c.ro;
+  // A terminal on both ends and no command: an interactive shell with a pty.
+  ro.tty = c.tty || (command.empty() && ::isatty(0) && ::isatty(1));
+  if (!ro.disk.empty()) {
+    ro.guest_env = true;  // a distribution's userland: the agent computes the environment
+    if (command.empty()) ro.command = cli::login_shell_argv();
+  }
+  if (!command.empty()) ro.command = std::move(command);
   return cli::attach_vm(ro, std::move(*settings));
+}
+
+// ---- causeway instance (hidden) ----
+int run_instance(RunCommand& c) {
+  std::optional<cli::NetSettings> settings;
+  if (auto code = vm_settings(c, settings)) return *code;
+  cli::InstanceDaemonOptions d{c.distro, c.ready_fd, c.systemd, c.idle_timeout_ms};
+  return cli::run_instance_daemon(d, c.ro, std::move(*settings));
+}
+
+// ---- causeway list | terminate | shutdown ----
+struct InstanceCommands {
+  CLI::App *list = nullptr, *terminate = nullptr, *shutdown = nullptr;
+  bool running = false, verbose = false;
+  std::vector<std::string> names;
+};
+
+void define_instance_commands(CLI::App& parent, InstanceCommands& c) {
+  c.list = parent.add_subcommand("list", "List the distributions and whether their VM runs (default marked *)");
+  c.list->add_flag("--running", c.running, "Only those whose VM runs");
+  c.list->add_flag("-v,--verbose", c.verbose, "Also the mode, daemon PID, disk use and source");
+  c.terminate = parent.add_subcommand("terminate", "Power a distribution's VM off cleanly");
+  c.terminate->add_option("name", c.names, "Distribution(s)")->required();
+  c.shutdown = parent.add_subcommand("shutdown", "Power every running distribution's VM off cleanly");
 }
 
 // ---- causeway ctl ----
@@ -350,6 +479,8 @@ struct Commands {
   NetnsCommand netns;
   ServeCommand serve;
   RunCommand run;
+  RunCommand instance;
+  InstanceCommands instances;
   CtlCommand ctl;
   cli::DistroCommand distro;
 };
@@ -360,6 +491,10 @@ int dispatch(Commands& c, std::vector<std::string> command) {
     if (c.netns.app->parsed()) return run_netns(c.netns, std::move(command));
     if (c.serve.app->parsed()) return run_serve(c.serve);
     if (c.run.app->parsed()) return run_run(c.run, std::move(command));
+    if (c.instance.app->parsed()) return run_instance(c.instance);
+    if (c.instances.list->parsed()) return cli::list_distributions(c.instances.running, c.instances.verbose);
+    if (c.instances.terminate->parsed()) return cli::terminate_instances(c.instances.names, false);
+    if (c.instances.shutdown->parsed()) return cli::terminate_instances({}, true);
     if (c.ctl.app->parsed()) return run_ctl(c.ctl.path, c.ctl.args);
     if (c.distro.app->parsed()) return cli::run_distro(c.distro);
   } catch (const std::exception& e) {
@@ -387,6 +522,8 @@ int main(int argc, char** argv) {
   define_netns(app, c.netns);
   define_serve(app, c.serve);
   define_run(app, c.run);
+  define_instance(app, c.instance);
+  define_instance_commands(app, c.instances);
   define_ctl(app, c.ctl);
   cli::define_distro(app, c.distro);
 
@@ -402,7 +539,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "causeway: %s (see causeway --help)\n", e.what());
     return kExitUsage;
   }
-  if (log_level.empty()) log_level = c.run.app->parsed() ? "warn" : "info";
+  if (log_level.empty()) log_level = c.run.app->parsed() ? "warn" : "info";  // the daemon (instance) logs info
   if (!causeway::init_logging(log_level)) {
     std::fprintf(stderr, "causeway: unknown --log-level '%s'\n", log_level.c_str());
     return kExitUsage;

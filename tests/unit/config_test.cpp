@@ -70,6 +70,39 @@ TEST(Config, ExperimentalNetworkingModeRejectsBadValues) {
   EXPECT_EQ(r.error().rfind("f:2", 0), 0u) << r.error();
 }
 
+TEST(Config, InstanceKeysAndTheirDefaults) {
+  auto r = parse_config("[wsl2]\nvmIdleTimeout=2000\npageReporting=false\n[boot]\nsystemd=true\n", "cfg");
+  ASSERT_TRUE(r.has_value()) << r.error();
+  EXPECT_EQ(r->vm_idle_timeout_ms, 2000);
+  EXPECT_EQ(r->page_reporting, false);
+  EXPECT_EQ(r->systemd, true);
+  EXPECT_TRUE(r->warnings.empty());
+  // Absent: nothing set; the defaults are WSL's.
+  auto empty = parse_config("[wsl2]\n", "cfg");
+  ASSERT_TRUE(empty.has_value());
+  EXPECT_FALSE(empty->vm_idle_timeout_ms);
+  EXPECT_FALSE(empty->page_reporting);
+  EXPECT_FALSE(empty->systemd);
+  EXPECT_EQ(kDefaultVmIdleTimeoutMs, 60000);
+  EXPECT_TRUE(kDefaultPageReporting);
+}
+
+TEST(Config, NegativeIdleTimeoutMeansNeverAndBadOnesAreErrors) {
+  auto r = parse_config("[wsl2]\nvmIdleTimeout = -1\n", "cfg");
+  ASSERT_TRUE(r.has_value()) << r.error();
+  EXPECT_EQ(r->vm_idle_timeout_ms, -1);
+  for (const char* text : {"[wsl2]\nvmIdleTimeout=60s\n", "[wsl2]\nvmIdleTimeout=\n", "[boot]\nsystemd=maybe\n",
+                           "[wsl2]\npageReporting=2\n"}) {
+    auto bad = parse_config(text, "f");
+    ASSERT_FALSE(bad.has_value()) << text;
+    EXPECT_NE(bad.error().find("f:2"), std::string::npos) << bad.error();
+  }
+  auto unknown = parse_config("[boot]\ncommand=/bin/true\n", "f");
+  ASSERT_TRUE(unknown.has_value());
+  ASSERT_EQ(unknown->warnings.size(), 1u);
+  EXPECT_NE(unknown->warnings[0].find("[boot]"), std::string::npos);
+}
+
 TEST(Config, MissingFileIsAClearError) {
   auto r = load_config("/nonexistent/causeway.conf");
   ASSERT_TRUE(r.has_error());

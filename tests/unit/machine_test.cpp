@@ -236,6 +236,59 @@ TEST(QemuCmdline, BadOptionsAreRejectedNamingTheOption) {
             "");
 }
 
+TEST(QemuCmdline, RawDiskIsVirtioBlkAndTheAgentBootsIt) {
+  QemuOptions o = base_options();
+  o.disk = DiskOptions{.path = "/data/distros/deb,1/rootfs.ext4"};
+  const auto a = *build_qemu_argv(o);
+  SCOPED_TRACE(joined(a));
+  EXPECT_TRUE(has_seq(a, {"-drive",
+                          "file=/data/distros/deb,,1/rootfs.ext4,format=raw,if=none,id=disk0,cache=writeback,"
+                          "discard=unmap",
+                          "-device", "virtio-blk-pci,drive=disk0"}));
+  EXPECT_NE(kernel_cmdline(o).find(" cw.root=/dev/vda"), std::string::npos);
+  // The user's words still come last (and win).
+  o.extra_cmdline = "cw.root=/dev/vdb";
+  EXPECT_TRUE(kernel_cmdline(o).ends_with("cw.root=/dev/vda cw.root=/dev/vdb"));
+  // A data disk that is not the root: no cw.root; read-only: no discard.
+  o.extra_cmdline.clear();
+  o.disk->root = false;
+  o.disk->read_only = true;
+  o.disk->cache = "none";
+  EXPECT_EQ(kernel_cmdline(o).find("cw.root"), std::string::npos);
+  EXPECT_NE(joined(*build_qemu_argv(o)).find("id=disk0,cache=none,readonly=on "), std::string::npos);
+  o.machine = MachineType::Microvm;
+  EXPECT_NE(joined(*build_qemu_argv(o)).find("virtio-blk-device,drive=disk0"), std::string::npos);
+}
+
+TEST(QemuCmdline, NoDiskNoBalloonByDefault) {
+  const auto s = joined(*build_qemu_argv(base_options()));
+  EXPECT_EQ(s.find("-drive"), std::string::npos);
+  EXPECT_EQ(s.find("balloon"), std::string::npos);
+  EXPECT_EQ(s.find("cw.root"), std::string::npos);
+}
+
+TEST(QemuCmdline, BalloonReportsFreePagesUnlessAskedNot) {
+  QemuOptions o = base_options();
+  o.balloon = true;
+  EXPECT_TRUE(has_seq(*build_qemu_argv(o), {"-device", "virtio-balloon-pci,free-page-reporting=on"}));
+  o.free_page_reporting = false;
+  EXPECT_TRUE(has_seq(*build_qemu_argv(o), {"-device", "virtio-balloon-pci"}));
+  o.machine = MachineType::Microvm;
+  o.free_page_reporting = true;
+  EXPECT_TRUE(has_seq(*build_qemu_argv(o), {"-device", "virtio-balloon-device,free-page-reporting=on"}));
+}
+
+TEST(QemuCmdline, BadDiskOptionsAreRejected) {
+  QemuOptions o = base_options();
+  o.disk = DiskOptions{};
+  ASSERT_FALSE(build_qemu_argv(o));
+  EXPECT_NE(build_qemu_argv(o).error().find("--disk"), std::string::npos);
+  o.disk->path = "/x.img";
+  o.disk->cache = "fast";
+  ASSERT_FALSE(build_qemu_argv(o));
+  EXPECT_NE(build_qemu_argv(o).error().find("writeback"), std::string::npos);
+}
+
 TEST(QemuVersionParse, ReadsDebianAndUpstreamFormats) {
   auto v = parse_qemu_version("QEMU emulator version 7.2.22 (Debian 1:7.2+dfsg-7+deb12u18+b3)\nCopyright ...");
   ASSERT_TRUE(v);

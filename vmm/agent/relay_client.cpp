@@ -49,6 +49,7 @@ class StreamBridge : public std::enable_shared_from_this<StreamBridge> {
   }
   // Ends the relay now: closes the socket, resets the stream.
   void close() { finish(); }
+  void set_on_done(std::function<void()> cb) { on_done_ = std::move(cb); }
 
  private:
   // ---- guest → host: stream bytes into the socket
@@ -145,6 +146,7 @@ class StreamBridge : public std::enable_shared_from_this<StreamBridge> {
       stream_->close();
       stream_.reset();
     }
+    if (auto cb = std::move(on_done_)) cb();
   }
 
   asio::local::stream_protocol::socket sock_;
@@ -156,6 +158,7 @@ class StreamBridge : public std::enable_shared_from_this<StreamBridge> {
   bool guest_eof_ = false, sock_shut_ = false;
   bool sock_eof_ = false, stream_shut_ = false;
   bool stream_dead_ = false, done_ = false;
+  std::function<void()> on_done_;
 };
 
 }  // namespace detail
@@ -184,8 +187,9 @@ struct Handshake {
 }  // namespace
 
 std::weak_ptr<StreamBridge> bridge_stream(asio::io_context& io, int unix_fd, std::shared_ptr<vmm::VsockStream> stream,
-                                          std::vector<uint8_t> early) {
+                                          std::vector<uint8_t> early, std::function<void()> on_done) {
   auto b = std::make_shared<StreamBridge>(io, unix_fd, std::move(stream));
+  b->set_on_done(std::move(on_done));
   b->start(std::move(early));
   return b;
 }

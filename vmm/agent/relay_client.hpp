@@ -31,6 +31,7 @@
 #include <boost/asio/io_context.hpp>
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 
@@ -103,8 +104,11 @@ class VsockRelayDatagramChannel final : public portfwd::GuestDatagramChannel {
 // (owns itself; exposed for tests). `early` are stream bytes that arrived
 // with the handshake reply and go to the socket first. The handle lets an
 // owner end it early (close_bridge); it expires when the bridge is done.
+// `on_done` (optional) runs once when both directions have ended or the
+// bridge was closed — the instance daemon counts its exec sessions with it.
 std::weak_ptr<detail::StreamBridge> bridge_stream(boost::asio::io_context& io, int unix_fd,
-                                                  std::shared_ptr<vmm::VsockStream> stream, std::vector<uint8_t> early);
+                                                  std::shared_ptr<vmm::VsockStream> stream, std::vector<uint8_t> early,
+                                                  std::function<void()> on_done = {});
 void close_bridge(detail::StreamBridge& b);
 
 }  // namespace causeway::agent

@@ -1,6 +1,7 @@
 // QEMU argv builder and version parser; see qemu_cmdline.hpp.
 #include "vmm/machine/qemu_cmdline.hpp"
 
+#include <algorithm>
 #include <charconv>
 
 namespace causeway::machine {
@@ -42,6 +43,7 @@ std::string kernel_cmdline(const QemuOptions& o) {
   std::string c = "console=ttyS0 panic=-1 loglevel=4";
   if (o.boot_agent) c += " rdinit=" + std::string(kAgentInit);
   if (o.boot_agent && o.vsock_socket.empty() && !o.agent_serial_socket.empty()) c += " cw.agent.transport=serial";
+  if (o.disk && o.disk->root) c += " cw.root=/dev/vda";
   if (o.machine == MachineType::Microvm && o.tsc_khz) c += " tsc_early_khz=" + std::to_string(*o.tsc_khz);
   if (!o.extra_cmdline.empty()) c += " " + o.extra_cmdline;
   return c;
@@ -64,6 +66,12 @@ boost::system::result<std::vector<std::string>, std::string> build_qemu_argv(con
     return "MTU " + std::to_string(o.host_mtu) + " is out of range (68–65535)";
   if (o.boot_agent && o.vsock_socket.empty() && o.agent_serial_socket.empty())
     return std::string("the guest agent needs a channel to the host: a vsock socket or an agent serial socket");
+  if (o.disk) {
+    if (o.disk->path.empty()) return std::string("--disk needs an image path");
+    static constexpr std::string_view kCacheModes[] = {"writeback", "none", "writethrough", "directsync", "unsafe"};
+    if (std::find(std::begin(kCacheModes), std::end(kCacheModes), o.disk->cache) == std::end(kCacheModes))
+      return "disk cache mode '" + o.disk->cache + "' is not one of writeback, none, writethrough, directsync, unsafe";
+  }
 
   const bool mmio = o.machine == MachineType::Microvm;
   auto dev = [mmio](std::string_view base) { return std::string(base) + (mmio ? "-device" : "-pci"); };
@@ -118,6 +126,14 @@ boost::system::result<std::vector<std::string>, std::string> build_qemu_argv(con
   }
   if (o.rng) {
     add({"-object", "rng-random,id=rng0,filename=/dev/urandom", "-device", dev("virtio-rng") + ",rng=rng0"});
+  }
+  if (o.disk) {
+    std::string drive = "file=" + qemu_escape(o.disk->path) + ",format=raw,if=none,id=disk0,cache=" + o.disk->cache;
+    drive += o.disk->read_only ? ",readonly=on" : ",discard=unmap";
+    add({"-drive", drive, "-device", dev("virtio-blk") + ",drive=disk0"});
+  }
+  if (o.balloon) {
+    add({"-device", dev("virtio-balloon") + (o.free_page_reporting ? ",free-page-reporting=on" : "")});
   }
   a.insert(a.end(), o.extra_args.begin(), o.extra_args.end());
   return a;

@@ -17,6 +17,18 @@
 //     [-device virtio-serial-pci -chardev socket,id=agent0-chr,path=A
 //      -device virtserialport,chardev=agent0-chr,name=org.causeway.agent]   (debug agent transport)
 //     -object rng-random,id=rng0,filename=/dev/urandom -device virtio-rng-pci,rng=rng0
+//     [-drive file=IMG,format=raw,if=none,id=disk0,cache=writeback,discard=unmap
+//      -device virtio-blk-pci,drive=disk0]            (a distribution's disk: /dev/vda, cw.root=/dev/vda)
+//     [-device virtio-balloon-pci,free-page-reporting=on]   (free guest pages go back to the host)
+// The disk is QEMU's own virtio-blk (the network and vsock devices stay
+// causeway's): raw, because the distribution store keeps sparse raw ext4
+// images; cache=writeback is QEMU's default and honours the guest's flushes
+// (the guest's fsync reaches the host's disk); discard=unmap turns the
+// guest's fstrim/discard into holes in the sparse image. QEMU's image lock
+// (on by default) refuses a second VM on the same image. A balloon with free
+// page reporting never inflates: the guest reports pages it frees and QEMU
+// discards them (MADV_REMOVE / hole punch on the memfd), which is what
+// gives an idle VM's memory back to the host — WSL's pageReporting.
 // QEMU is the client of every socket: the back ends (causeway) listen before
 // QEMU starts. With -no-reboot and panic=-1 a guest panic or reboot ends QEMU.
 // Paths go through QEMU's option syntax, where ',' must be doubled.
@@ -45,6 +57,14 @@ enum class NetAttachment {
 constexpr std::string_view kAgentInit = "/sbin/causeway-agent";
 constexpr std::string_view kAgentSerialName = "org.causeway.agent";
 
+// A raw disk image as the guest's first virtio-blk disk (/dev/vda).
+struct DiskOptions {
+  std::string path;                 // raw image file
+  std::string cache = "writeback";  // QEMU cache mode: writeback | none | writethrough | directsync | unsafe
+  bool read_only = false;
+  bool root = true;  // tell the agent to boot it as / (cw.root=/dev/vda)
+};
+
 struct QemuOptions {
   std::string qemu = "qemu-system-x86_64";
   Accel accel = Accel::Tcg;
@@ -69,6 +89,9 @@ struct QemuOptions {
   std::string agent_serial_socket;  // virtio-serial port for the agent ("" = none); also
                                     // sets cw.agent.transport=serial when there is no vsock
   bool rng = true;                  // virtio-rng fed from /dev/urandom
+  std::optional<DiskOptions> disk;  // the guest's /dev/vda
+  bool balloon = false;             // virtio-balloon (never inflated by us)
+  bool free_page_reporting = true;  // with the balloon: free guest pages go back to the host
   std::vector<std::string> extra_args;
 };
 
