@@ -82,7 +82,8 @@ json engine_stats_json(const netstack::EngineStats& s) {
                                 {"forward_refused", s.tcp_forward_refused},
                                 {"forward_awaited_mac", s.tcp_forward_awaited_mac},
                                 {"arp_requests", s.arp_requests}}},
-              {"accept_backoffs", s.accept_backoffs}};
+              {"accept_backoffs", s.accept_backoffs},
+              {"guest_introductions", s.guest_introductions}};
 }
 
 Runtime::Runtime(boost::asio::io_context& io, netstack::NatConfig nat, std::string attach)

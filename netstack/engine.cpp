@@ -117,6 +117,8 @@ void Engine::on_guest_frame(std::span<const uint8_t> frame) {
           drop_log_.suppressed());
     return;
   }
+  if (!guest_mac_known_ && ether_type(frame) == kEtherTypeIpv6)
+    introduce_guest(Mac{frame[6], frame[7], frame[8], frame[9], frame[10], frame[11]});
   if (refuse_forbidden(frame)) return;
   ++stats_.frames_in;
   stats_.bytes_in += frame.size();
@@ -408,6 +410,21 @@ void Engine::learn_guest_mac(const Mac& mac) {
   auto waiting = std::move(awaiting_mac_);
   awaiting_mac_.clear();
   for (auto& w : waiting) open_forwarded(std::move(w.conn), w.guest_port);
+}
+
+// A guest configured statically (the VM agent's NetConfig, a namespace's tap) may say
+// nothing over IPv4 for a long time, while its IPv6 stack talks at once (router and neighbour
+// solicitations). libslirp learns a guest's MAC only from IPv4 and ARP, and until then drops
+// what a -p UDP forward or a hostfwd sends the guest (its ARP request goes unanswered by a
+// guest whose stack is not asked). The first IPv6 frame from the guest gives its MAC: we learn
+// it and hand libslirp what the guest's first IPv4 packet would have given it, an ARP request
+// from the lease for the gateway (libslirp answers it; a guest ignores an unsolicited reply).
+void Engine::introduce_guest(const Mac& mac) {
+  if ((mac[0] & 1) != 0) return;  // a multicast source is no guest's NIC
+  learn_guest_mac(mac);
+  const auto f = build_arp_request(mac, cfg_.guest, cfg_.gateway);
+  slirp_.input(f);
+  ++stats_.guest_introductions;
 }
 
 void Engine::ask_guest_mac() {

@@ -107,6 +107,7 @@ struct EngineStats {
   uint64_t tcp_forward_refused = 0;      // closed: guest MAC still unknown after ARP, flow table full
   uint64_t tcp_forward_awaited_mac = 0;  // held while ARP asked for the guest's MAC
   uint64_t arp_requests = 0;             // ARP requests for the guest's lease we sent
+  uint64_t guest_introductions = 0;      // the guest's MAC taught to libslirp from its IPv6 (introduce_guest)
   uint64_t accept_backoffs = 0;          // forward accepts paused: out of descriptors (base/accept_backoff.hpp)
   // dropped.forbidden_destination by class (index: DestClass; kAllowed stays 0).
   std::array<uint64_t, kDestClassCount> forbidden{};
@@ -216,6 +217,7 @@ class Engine final : public FrameSink, public portfwd::GuestDatagramChannel {
   void learn_guest_mac(const Mac& mac);
   void open_forwarded(UniqueFd conn, uint16_t guest_port);
   void ask_guest_mac();
+  void introduce_guest(const Mac& mac);
   bool take_udp_flow_reply(std::span<const uint8_t> frame);
   std::unique_ptr<TcpFastPath> tcp_;  // the TCP fast path, when NatConfig::tcp_fast
   bool take_dns_query(std::span<const uint8_t> frame);

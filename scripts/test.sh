@@ -4,7 +4,8 @@
 #   layering and lints the files changed since the lint rules came in
 #   (scripts/lint.sh), builds the release configuration and the guest image
 #   and runs every test on it: unit, component, integration (real namespaces;
-#   root), e2e (a real guest under QEMU/TCG) and conformance. Then the
+#   root), e2e (a real guest under QEMU/TCG; the distribution tests boot a
+#   Debian made by scripts/test-distro.sh) and conformance. Then the
 #   sanitizer pass: a clang build with ASan + UBSan (-O1) of the test targets
 #   and the libFuzzer targets (guest-facing parsers, the virtqueue walker, the
 #   TCP fast path, mirrored links), the whole suite again under the sanitizers,
@@ -55,6 +56,20 @@ phase "release build"
 cmake --build --preset release
 phase "guest image"
 scripts/build-guest.sh --out "$here/build/guest"
+phase "test distribution"
+# The Debian distribution the VM tests boot (its tarball is cached outside the clone, keyed on
+# its inputs; the import is redone here: it is causeway's own code). Without it those tests
+# fall back to a busybox disk and say so.
+if image=$(scripts/test-distro.sh --build "$here/build" --quiet); then
+  export CAUSEWAY_TEST_DISTRO_IMAGE=$image
+else
+  echo "==> no test distribution (above): the VM tests use their busybox stand-in" >&2
+  status=1
+fi
+# Every test's causeway starts from an empty store (no default distribution), whatever this
+# machine's own /var/lib/causeway or ~/.local/share/causeway holds.
+export CAUSEWAY_HOME=$here/build/ctest-home
+rm -rf "$CAUSEWAY_HOME"
 phase "ctest (release)"
 ctest --preset release -j "$jobs" --timeout 300 "${ctest_args[@]}" || status=1
 

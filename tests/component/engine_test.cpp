@@ -357,5 +357,45 @@ TEST_F(EngineTest, ForwardsCanBeAddedListedAndRemovedOnce) {
   EXPECT_TRUE(engine.forwards().empty());
 }
 
+// A statically configured guest that has said nothing over IPv4 (the VM agent's NetConfig):
+// its first IPv6 frame must be enough for a -p UDP forward to reach it. Without the
+// introduction libslirp holds the datagram behind an ARP request the guest never answers.
+TEST_F(EngineTest, UdpForwardReachesAGuestThatHasOnlySpokenIpv6) {
+  int probe = ::socket(AF_INET, SOCK_DGRAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof a;
+  ASSERT_EQ(::bind(probe, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+  ::getsockname(probe, reinterpret_cast<sockaddr*>(&a), &len);
+  const int host_port = ntohs(a.sin_port);
+  ::close(probe);
+  auto f = make_forward("udp", "127.0.0.1", host_port, 9999);
+  ASSERT_TRUE(f.has_value());
+  ASSERT_FALSE(engine.add_forward(*f));
+
+  in6_addr ll{}, all_nodes{};
+  inet_pton(AF_INET6, "fe80::43:57ff:fe00:f", &ll);
+  inet_pton(AF_INET6, "ff02::1", &all_nodes);
+  const uint8_t hello[] = {1, 2, 3};
+  engine.on_guest_frame(build_udp6(kGuestMac, Mac{0x33, 0x33, 0, 0, 0, 1}, ll, 5353, all_nodes, 5353, hello));
+  EXPECT_EQ(engine.stats().guest_introductions, 1u);
+
+  int client = ::socket(AF_INET, SOCK_DGRAM, 0);
+  ASSERT_EQ(::sendto(client, "ping", 4, 0, reinterpret_cast<sockaddr*>(&a), sizeof a), 4);
+  const std::vector<uint8_t>* got = nullptr;
+  for (int i = 0; i < 100 && !got; ++i) {
+    io.run_for(std::chrono::milliseconds(10));
+    got = find_frame([](const auto& fr) {
+      auto v = parse_udp4(fr);
+      return v && v->dst_port == 9999;
+    });
+  }
+  ::close(client);
+  ASSERT_NE(got, nullptr) << "the forwarded datagram never reached the guest (" << port.frames.size() << " frames)";
+  EXPECT_TRUE(std::equal(kGuestMac.begin(), kGuestMac.end(), got->begin())) << "sent to the guest's MAC";
+}
+
+
 }  // namespace
 }  // namespace causeway::netstack

@@ -94,9 +94,9 @@ target_start() {
                 p=$2; shift 2
                 proto=${p%%:*}; rest=${p#*:}
                 args+=(-p "$rest/$proto") ;;
-            --control)
-                TARGET_CTL=$CF_TMP/control.sock
-                args+=(--control "$TARGET_CTL"); shift ;;
+            --control)  # a distribution's VM always has one, in its runtime directory
+                TARGET_CTL=$CW_HOME/run/instances/$CW_VM_DISTRO/control.sock
+                shift ;;
             *) echo "causeway-vm adapter: unknown start option $1" >&2; return 1 ;;
         esac
     done
@@ -146,8 +146,10 @@ guest_kill() { cf_kill "$1"; }
 # No network namespace to enter: the guest is a VM (diagnostics that nsenter it get nothing).
 guest_netns() { printf '/nonexistent/vm-guest-has-no-netns'; }
 
-# The ready file a guest server writes is on the guest's disk.
-cf_guest_ready() { bench_wait_for "${2:-5}" guest_exec 3 test -s "$1"; }
+# A ready file: a host server's is on the host (cf_host_server waits with this too), a guest
+# server's on the guest's disk.
+_cw_vm_ready() { test -s "$1" || guest_exec 3 test -s "$1"; }
+cf_guest_ready() { bench_wait_for "${2:-5}" _cw_vm_ready "$1"; }
 
 target_stop() {
     [[ -n $CW_HOME ]] || return 0
