@@ -160,7 +160,11 @@ namespace {
   ::dup2(null_fd, 0);
   ::dup2(log_fd, 1);
   ::dup2(log_fd, 2);
-  ::fcntl(ready_w, F_SETFD, 0);  // inherited by the daemon (the rest is close-on-exec)
+  ::fcntl(ready_w, F_SETFD, 0);  // inherited by the daemon
+  // Nothing else is: a descriptor our caller left open without O_CLOEXEC (a test harness's
+  // pipe, a shell's redirection) would otherwise be held for the VM's whole life.
+  if (ready_w > 3) ::close_range(3, static_cast<unsigned>(ready_w) - 1, 0);
+  ::close_range(static_cast<unsigned>(ready_w) + 1, ~0U, 0);
   if (::chdir("/") != 0) ::_exit(1);
   // A caller's blocked or ignored signals must not reach the daemon.
   sigset_t none;

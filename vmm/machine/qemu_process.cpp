@@ -75,6 +75,9 @@ pid_t fork_exec(const std::string& path, const std::vector<std::string>& argv, i
       dup2(out_fd, STDOUT_FILENO);
       dup2(out_fd, STDERR_FILENO);
     }
+    // Nothing else of ours goes to QEMU: a descriptor without O_CLOEXEC (a forward's socket
+    // libslirp opened, say) would stay open, and its port bound, in QEMU too.
+    close_range(3, ~0U, 0);
     execv(path.c_str(), args.data());
     _exit(127);
   }
