@@ -396,6 +396,5 @@ TEST_F(EngineTest, UdpForwardReachesAGuestThatHasOnlySpokenIpv6) {
   EXPECT_TRUE(std::equal(kGuestMac.begin(), kGuestMac.end(), got->begin())) << "sent to the guest's MAC";
 }
 
-
 }  // namespace
 }  // namespace causeway::netstack
