@@ -7,8 +7,8 @@
 #      (the checks were chosen on those; tests/ is not held to them).
 #
 #   scripts/lint.sh [--base REV] [--build DIR] [--fix]
-#     --base REV   clang-tidy checks files changed since REV (default: the commit
-#                  that last changed .clang-tidy: the code then passed every check
+#     --base REV   clang-tidy checks files changed since REV (default: the commit in
+#                  .clang-tidy-baseline, else the commit that last changed .clang-tidy: the code then passed every check
 #                  it lists, so only later changes can fail it)
 #     --build DIR  a configured tree with compile_commands.json (default: build)
 #     --fix        reformat in place instead of failing on formatting
@@ -51,6 +51,10 @@ else
 fi
 
 echo "--- clang-tidy"
+# .clang-tidy-baseline names a commit at which clang-tidy was run over every file changed
+# since the one before and found them clean: moving it forward after such a run keeps this
+# pass to what changed since (it took 5 minutes on 2 cores once 40 files had changed).
+if [[ -z $base && -s .clang-tidy-baseline ]]; then base=$(cat .clang-tidy-baseline); fi
 [[ -n $base ]] || base=$(git log -1 --format=%H -- .clang-tidy)
 if ! command -v clang-tidy >/dev/null; then
   echo "SKIPPED: clang-tidy is not installed (scripts/setup.sh --deps installs it)"
