@@ -512,6 +512,7 @@ void VmAttachment::attach_mirrored_mode() {
   netstack::mirror::PlanOptions po;
   po.copy_mac = false;  // 02:43:57:4d:XX:XX from the host ifindex: the guest's links on one virtio-net
   po.reserved_names = {"lo", "eth0"};
+  po.max_link_mtu = static_cast<uint32_t>(std::min<size_t>(s_.nat.mtu, 65535));  // eth0's: the macvlans' bound
   mirror_->follow(std::move(applier), po);
   mirror_->report_to(rt_, [this](json& j) { j["vm"] = vm_mirror_status(); });
 }

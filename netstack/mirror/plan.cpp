@@ -189,6 +189,10 @@ Plan plan(const NetState& host, const PlanOptions& o) {
                          static_cast<uint8_t>(ix >> 8), static_cast<uint8_t>(ix)};
     }
     g.mtu = l->mtu;
+    if (o.max_link_mtu != 0 && g.mtu > o.max_link_mtu) {
+      g.mtu = o.max_link_mtu;
+      ++c.links_mtu_clamped;
+    }
     g.flags = IFF_UP;
     g.kind = "tap";
     p.link_names[l->name] = g.name;

@@ -180,6 +180,10 @@ struct PlanOptions {
   size_t max_links = kMaxLinks;
   size_t max_addresses_per_link = kMaxAddressesPerLink;
   size_t max_routes = kMaxRoutes;
+  // 0: none. A VM's mirrored links are macvlans on its virtio-net, whose MTU bounds theirs:
+  // a host link's larger MTU is mirrored as this one (counted) rather than failing the link,
+  // and with it every address and route on it.
+  uint32_t max_link_mtu = 0;
 };
 
 struct PlanCounters {
@@ -188,6 +192,7 @@ struct PlanCounters {
   uint64_t links_own = 0;  // causeway's taps or excluded by name
   uint64_t links_over_cap = 0;
   uint64_t links_renamed = 0;            // the host name was reserved in the guest
+  uint64_t links_mtu_clamped = 0;        // the host link's MTU is over max_link_mtu
   uint64_t addresses_not_preferred = 0;  // deprecated, tentative, optimistic, DAD failed
   uint64_t addresses_host_scope = 0;
   uint64_t addresses_unmirrored_link = 0;

@@ -59,6 +59,7 @@ json to_json(const PlanCounters& c) {
               {"links_own", c.links_own},
               {"links_over_cap", c.links_over_cap},
               {"links_renamed", c.links_renamed},
+              {"links_mtu_clamped", c.links_mtu_clamped},
               {"addresses_not_preferred", c.addresses_not_preferred},
               {"addresses_host_scope", c.addresses_host_scope},
               {"addresses_unmirrored_link", c.addresses_unmirrored_link},

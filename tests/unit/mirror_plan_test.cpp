@@ -173,6 +173,20 @@ TEST(MirrorPlan, WithoutCopyMacGuestLinksGetStableLocalMacs) {
   EXPECT_EQ(a.desired.find_link("eth0")->mac, b.desired.find_link("eth0")->mac);
 }
 
+// A VM's mirrored links sit on its virtio-net: a host link with a larger MTU is mirrored
+// with the NIC's, and its addresses and routes with it.
+TEST(MirrorPlan, MtuOverTheGuestNicsIsClampedNotDropped) {
+  PlanOptions o;
+  o.max_link_mtu = 1450;
+  const Plan p = plan(laptop(), o);
+  ASSERT_NE(p.desired.find_link("eth0"), nullptr);
+  EXPECT_EQ(p.desired.find_link("eth0")->mtu, 1450u);
+  EXPECT_EQ(p.desired.find_link("wg0")->mtu, 1420u) << "under the bound: unchanged";
+  EXPECT_EQ(p.counters.links_mtu_clamped, 1u);
+  EXPECT_NE(find_route(p.desired, "0.0.0.0", 0), nullptr) << "the clamped link's routes stay";
+  EXPECT_EQ(plan(laptop(), PlanOptions{}).counters.links_mtu_clamped, 0u);
+}
+
 TEST(MirrorPlan, ReservedGuestNameIsReplaced) {
   PlanOptions o;
   o.reserved_names = {"lo", "eth0"};

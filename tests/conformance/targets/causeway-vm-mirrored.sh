@@ -22,6 +22,12 @@ target_promises() {
     esac
 }
 
+target_note() {
+    case $1 in
+        mirrored_mtu_equal_host) printf "a VM's mirrored links are macvlans on its virtio-net, whose MTU (16384 by default, --mtu) bounds theirs: a larger host MTU is mirrored clamped (README, Limits)" ;;
+    esac
+}
+
 eval "_cw_vm_nat_$(declare -f target_start)"
 
 cf_gw_host_loopback() { printf '10.0.2.2'; }
