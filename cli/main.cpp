@@ -218,7 +218,7 @@ void define_run(CLI::App& parent, RunCommand& c) {
   run->add_flag("-t,--tty", c.tty, "Give the command a terminal (default when no command is given)");
   run->add_option("-d,--distribution", c.distro,
                   "Run in this distribution's VM, starting it if none runs (default: the default distribution, "
-                  "when one is set and no --kernel/--initrd/--guest-dir/--disk is given)");
+                  "when one is set and no --kernel/--initrd/--guest-dir/--disk or $CAUSEWAY_GUEST_DIR is given)");
   run->add_option("-u,--user", ro.user, "With -d: run as this user of the distribution (default: its default user)");
   run->add_option("--cd", ro.cwd, "With -d: the command's working directory in the guest");
   run->add_option("--disk", ro.disk, "Boot this raw ext4 image as / (virtio-blk; cw.root=/dev/vda) — for debugging");
@@ -341,9 +341,12 @@ std::optional<int> vm_settings(RunCommand& c, std::optional<cli::NetSettings>& s
 }
 
 int run_run(RunCommand& c, std::vector<std::string> command) {
-  // A distribution's VM: -d NAME, or the default distribution unless the guest is named another way.
-  const bool own_guest =
-      c.app->count("--kernel") || c.app->count("--initrd") || c.app->count("--guest-dir") || c.app->count("--disk");
+  // A distribution's VM: -d NAME, or the default distribution unless the guest is named another way
+  // (an option, or $CAUSEWAY_GUEST_DIR: scripts and tests that name the busybox image keep it on a
+  // machine whose user has a default distribution).
+  const char* env_guest = std::getenv("CAUSEWAY_GUEST_DIR");
+  const bool own_guest = c.app->count("--kernel") || c.app->count("--initrd") || c.app->count("--guest-dir") ||
+                         c.app->count("--disk") || (env_guest && *env_guest);
   if (c.distro.empty() && !own_guest)
     c.distro = causeway::distro::Store(causeway::distro::default_dirs().data).default_name().value_or("");
   if (!c.distro.empty()) return run_in_distribution(c, std::move(command));

@@ -69,7 +69,7 @@ if grep -qE 'vmx|svm' /proc/cpuinfo && [[ ! -d /sys/module/kvm_pvm && -w /dev/kv
 echo "== 1. a web server in a VM, on the host's localhost with no flag (automatic forwarding)"
 wp=$(free_port)
 echo "\$ causeway run -- sh -c 'echo hello from the VM > /tmp/index.html; httpd -f -p $wp -h /tmp' &"
-"$cw" --log-level warn run --control "$work/run.sock" -- \
+"$cw" --log-level warn run --guest-dir "$guest" --control "$work/run.sock" -- \
   sh -c "echo hello from the VM > /tmp/index.html; exec httpd -f -p $wp -h /tmp" \
   >"$work/run.log" 2>&1 & run_pid=$!
 pids+=("$run_pid")
