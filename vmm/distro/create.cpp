@@ -130,15 +130,7 @@ boost::system::result<Imported, std::string> create_debian(Store& store, std::st
     if (auto why = check_unshare_prerequisites()) return fail<Imported>(*why);
   auto partial = store.reserve(name);
   if (partial.has_error()) return fail<Imported>(partial.error());
-  bool committed = false;
-  struct Cleanup {
-    const fs::path& dir;
-    const bool& committed;
-    ~Cleanup() {
-      std::error_code e;
-      if (!committed) fs::remove_all(dir, e);
-    }
-  } cleanup{*partial, committed};
+  PartialDir cleanup(*partial);  // removed however we leave, unless committed
 
   const fs::path tar = *partial / "bootstrap.tar";
   const auto argv = mmdebstrap_argv(options, tar.string(), as_root);
@@ -162,7 +154,7 @@ boost::system::result<Imported, std::string> create_debian(Store& store, std::st
   if (!options.user.empty()) source += " user " + options.user;
   auto d = store.commit(*partial, name, source);
   if (d.has_error()) return fail<Imported>(d.error());
-  committed = true;
+  cleanup.keep();
   return Imported{*d, *report};
 }
 

@@ -469,15 +469,7 @@ boost::system::result<Imported, std::string> import_tarball(Store& store, std::s
     return fail<Imported>("mkfs.ext4 not found: install e2fsprogs (apt-get install e2fsprogs)");
   auto partial = store.reserve(name);
   if (partial.has_error()) return fail<Imported>(partial.error());
-  bool committed = false;
-  struct Cleanup {
-    const fs::path& dir;
-    const bool& committed;
-    ~Cleanup() {
-      std::error_code e;
-      if (!committed) fs::remove_all(dir, e);
-    }
-  } cleanup{*partial, committed};
+  PartialDir cleanup(*partial);  // removed however we leave, unless committed
 
   auto report = build_image(tarball, *partial, *partial / Store::kImageFile, name, options);
   if (report.has_error()) return fail<Imported>(report.error());
@@ -485,7 +477,7 @@ boost::system::result<Imported, std::string> import_tarball(Store& store, std::s
       options.source.empty() ? "import " + fs::absolute(tarball, ec).filename().string() : options.source;
   auto d = store.commit(*partial, name, source);
   if (d.has_error()) return fail<Imported>(d.error());
-  committed = true;
+  cleanup.keep();
   return Imported{*d, *report};
 }
 

@@ -63,6 +63,25 @@ std::filesystem::path instance_lock_path(const std::filesystem::path& runtime_di
 // True when some process holds that lock (a LOCK_EX|LOCK_NB attempt fails with EWOULDBLOCK).
 bool instance_running(const std::filesystem::path& runtime_dir, std::string_view name);
 
+// Owns a directory Store::reserve() made: removes it (and everything in it) when it goes out
+// of scope, unless keep() says Store::commit() has renamed it into place.
+class PartialDir {
+ public:
+  explicit PartialDir(std::filesystem::path dir) : dir_(std::move(dir)) {}
+  ~PartialDir() {
+    std::error_code ignored;
+    if (!kept_) std::filesystem::remove_all(dir_, ignored);
+  }
+  PartialDir(const PartialDir&) = delete;
+  PartialDir& operator=(const PartialDir&) = delete;
+  [[nodiscard]] const std::filesystem::path& path() const { return dir_; }
+  void keep() { kept_ = true; }
+
+ private:
+  std::filesystem::path dir_;
+  bool kept_ = false;
+};
+
 class Store {
  public:
   static constexpr const char* kImageFile = "rootfs.ext4";
