@@ -149,10 +149,9 @@ std::string render_resolv_conf(const std::vector<std::string>& nameservers, cons
   return out;
 }
 
-bool rewrite_resolv_conf(const std::string& path, const std::string& text) {
+bool rewrite_resolv_conf(int fd, const std::string& text) {
   // In place (same inode): the namespace sees the file through a bind mount.
-  UniqueFd fd(::open(path.c_str(), O_WRONLY | O_TRUNC | O_CLOEXEC));
-  return fd && ::write(fd.get(), text.data(), text.size()) == static_cast<ssize_t>(text.size());
+  return ::ftruncate(fd, 0) == 0 && ::pwrite(fd, text.data(), text.size(), 0) == static_cast<ssize_t>(text.size());
 }
 
 Result create_configured_tap(const TapConfig& cfg) {
@@ -224,13 +223,13 @@ boost::system::result<SpawnedCommand, std::string> spawn_in_new_namespace(const 
   // The command's private /etc/resolv.conf.
   const char* rt = std::getenv("XDG_RUNTIME_DIR");
   std::string tmpl = std::string(rt && *rt ? rt : "/tmp") + "/causeway-resolv.XXXXXX";
-  UniqueFd rfd(::mkstemp(tmpl.data()));
+  UniqueFd rfd(::mkostemp(tmpl.data(), O_CLOEXEC));  // kept open: COMMAND must not inherit it
   if (!rfd) return errno_text("cannot create a temporary resolv.conf in " + tmpl);
   out.resolv_conf_path = tmpl;
   const std::string resolv = render_resolv_conf(cfg.nameservers, cfg.search);
   (void)!::write(rfd.get(), resolv.data(), resolv.size());
   ::fchmod(rfd.get(), 0644);
-  rfd.reset();
+  out.resolv_conf = std::move(rfd);
 
   int sv[2];
   if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) return errno_text("socketpair");
@@ -376,23 +375,16 @@ Result attach_to_namespace(const TapConfig& cfg, const std::string& target) {
   return tap;
 }
 
-bool ensure_resolv_conf_bound(pid_t pid, const std::string& file) {
+bool ensure_resolv_conf_bound(int root_fd, int mnt_fd, const std::string& file) {
   struct stat ours {
   }, seen{};
-  const std::string proc = "/proc/" + std::to_string(pid);
   if (::stat(file.c_str(), &ours) < 0) return false;
-  if (::stat((proc + "/root/etc/resolv.conf").c_str(), &seen) == 0 && seen.st_ino == ours.st_ino &&
-      seen.st_dev == ours.st_dev)
+  if (::fstatat(root_fd, "etc/resolv.conf", &seen, 0) == 0 && seen.st_ino == ours.st_ino && seen.st_dev == ours.st_dev)
     return true;
-  UniqueFd mnt(::open((proc + "/ns/mnt").c_str(), O_RDONLY | O_CLOEXEC));
-  if (!mnt) return false;
-  UniqueFd user;
-  if (::geteuid() != 0) user.reset(::open((proc + "/ns/user").c_str(), O_RDONLY | O_CLOEXEC));
-  const pid_t c = ::fork();  // the engine is single-threaded: setns(CLONE_NEWNS) needs that
+  const pid_t c = ::fork();  // setns(CLONE_NEWNS) needs a single-threaded process, and we stay where we are
   if (c < 0) return false;
   if (c == 0) {
-    if (user && ::setns(user.get(), CLONE_NEWUSER) < 0) ::_exit(1);
-    if (::setns(mnt.get(), CLONE_NEWNS) < 0) ::_exit(1);
+    if (::setns(mnt_fd, CLONE_NEWNS) < 0) ::_exit(1);
     ::_exit(::mount(file.c_str(), "/etc/resolv.conf", nullptr, MS_BIND, nullptr) == 0 ? 0 : 1);
   }
   int st = 0;

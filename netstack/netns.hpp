@@ -69,6 +69,7 @@ struct SpawnedCommand {
   UniqueFd tap;
   UniqueFd control;              // release_child() writes "go" here; then the trap fd arrives on it
   std::string resolv_conf_path;  // temporary file, remove after the child exits
+  UniqueFd resolv_conf;          // that file, open for rewriting (the confined engine has no path to it)
 };
 
 // Creates the namespace(s), the tap, and a child ready to exec `argv` once
@@ -90,17 +91,21 @@ boost::system::result<UniqueFd, std::string> attach_to_namespace(const TapConfig
 boost::system::result<UniqueFd, std::string> create_configured_tap(const TapConfig& cfg);
 
 // The namespace's resolv.conf text, and an in-place rewrite of the file
-// behind its bind mount (search domains follow the host live).
+// behind its bind mount (search domains follow the host live) through a
+// descriptor open for writing.
 std::string render_resolv_conf(const std::vector<std::string>& nameservers, const std::vector<std::string>& search);
-bool rewrite_resolv_conf(const std::string& path, const std::string& text);
+bool rewrite_resolv_conf(int fd, const std::string& text);
 
 // The host replacing its /etc/resolv.conf (rename over it: NetworkManager,
 // resolvconf, VPN clients) detaches the bind mount the namespace had on it
 // (mounts on a dentry removed in another mount namespace are dropped). This
-// checks, through /proc/PID/root, whether PID still sees `file` at
-// /etc/resolv.conf and, if not, binds it again from a short-lived child that
-// enters PID's mount namespace. Returns true when the namespace sees `file`.
-bool ensure_resolv_conf_bound(pid_t pid, const std::string& file);
+// checks, from `root_fd` (COMMAND's root, /proc/PID/root opened O_PATH),
+// whether COMMAND still sees `file` at /etc/resolv.conf and, if not, binds it
+// again from a short-lived child that enters `mnt_fd` (COMMAND's mount
+// namespace; needs CAP_SYS_ADMIN over it and a single-threaded caller).
+// Returns true when the namespace sees `file`. The namespace helper runs it
+// (netns_sockets.hpp): the confined engine cannot fork or mount.
+bool ensure_resolv_conf_bound(int root_fd, int mnt_fd, const std::string& file);
 
 // Encodes a waitpid status as a shell would: the exit code, or 128 + signal.
 int shell_status(int wait_status);

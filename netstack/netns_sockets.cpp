@@ -3,11 +3,17 @@
 #include "base/fd_passing.hpp"
 
 #include <fcntl.h>
+#include <linux/capability.h>
+#include <linux/if_tun.h>
+#include <linux/netlink.h>
+#include <net/if.h>
 #include <netinet/in.h>
 #include <sched.h>
 #include <signal.h>
+#include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -18,17 +24,13 @@
 #include <fmt/format.h>
 #include <vector>
 
+#include "netstack/netns.hpp"
+#include "netstack/netns_helper_protocol.hpp"
+
 namespace causeway::netstack {
 namespace {
 
-enum RequestKind : int { kSocket = 0, kOpen = 1 };
-struct Request {
-  int kind;
-  int family;      // kSocket
-  int type;        // kSocket; open(2) flags for kOpen
-  int protocol;    // kSocket
-  char path[128];  // kOpen, NUL-terminated
-};
+namespace proto = netns_helper;
 
 bool send_reply(int sock, int err, int fd) {
   return send_with_fd(sock, &err, sizeof err, fd) == static_cast<ssize_t>(sizeof err);
@@ -47,25 +49,157 @@ void close_all_but(std::vector<int> keep) {
   ::close_range(next, ~0U, 0);
 }
 
-[[noreturn]] void helper_main(int sock, int netfd, int userfd) {
-  ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+// The helper keeps only `keep` of its capabilities (effective and permitted;
+// the bounding, inheritable and ambient sets emptied) and sets no_new_privs.
+// Best effort: a capability it did not have stays absent.
+void keep_only_capabilities(std::initializer_list<int> keep) {
+  for (int c = 0; c < 64; ++c)
+    if (std::find(keep.begin(), keep.end(), c) == keep.end()) ::prctl(PR_CAPBSET_DROP, c, 0, 0, 0);
+  ::prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0);
+  __user_cap_header_struct hdr{_LINUX_CAPABILITY_VERSION_3, 0};
+  __user_cap_data_struct now[2] = {};
+  __user_cap_data_struct want[2] = {};
+  if (::syscall(SYS_capget, &hdr, now) == 0) {
+    for (int c : keep) {
+      const uint32_t bit = 1U << (c % 32);
+      want[c / 32].permitted |= now[c / 32].permitted & bit;
+      want[c / 32].effective |= now[c / 32].permitted & bit;
+    }
+    hdr = {_LINUX_CAPABILITY_VERSION_3, 0};
+    ::syscall(SYS_capset, &hdr, want);
+  }
+  ::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
+}
+
+struct Helper {
+  int sock = -1;
+  int route = -1;  // NETLINK_ROUTE, made on the first kRoute
+  uint32_t seq = 0;
+  int root_fd = -1, mnt_fd = -1;  // COMMAND's root and mount namespace (kResolvConf)
+  std::string resolv_file;
+
+  int make_tap(const proto::RequestHeader& h, int& fd) const {
+    const auto name = proto::field(h.ifname, sizeof h.ifname);
+    if (int e = proto::check_ifname(name)) return e;
+    if (h.tap_flags & ~proto::kTapVnetHdr) return EINVAL;
+    UniqueFd tun(::open("/dev/net/tun", O_RDWR | O_CLOEXEC));
+    if (!tun) return errno;
+    ifreq ifr{};
+    // IFF_TUN_EXCL: a new device, never one that exists.
+    ifr.ifr_flags =
+        static_cast<short>(IFF_TAP | IFF_NO_PI | IFF_TUN_EXCL | (h.tap_flags & proto::kTapVnetHdr ? IFF_VNET_HDR : 0));
+    std::memcpy(ifr.ifr_name, name.data(), name.size());
+    if (::ioctl(tun.get(), TUNSETIFF, &ifr) < 0) return errno;
+    fd = tun.release();
+    return 0;
+  }
+
+  static int write_sysctl(const proto::RequestHeader& h) {
+    const auto ifname = proto::field(h.ifname, sizeof h.ifname);
+    const auto key = proto::field(h.key, sizeof h.key);
+    const auto value = proto::field(h.value, sizeof h.value);
+    if (int e = proto::check_sysctl(ifname, key, value)) return e;
+    const std::string path = fmt::format("/proc/sys/net/ipv6/conf/{}/{}", ifname, key);
+    UniqueFd f(::open(path.c_str(), O_WRONLY | O_CLOEXEC));
+    if (!f) return errno;
+    if (::write(f.get(), value.data(), value.size()) != static_cast<ssize_t>(value.size())) return errno;
+    return 0;
+  }
+
+  // Sends the request with NLM_F_ACK and returns the kernel's errno.
+  int relay_route(std::span<const uint8_t> msg) {
+    if (int e = proto::check_route_message(msg)) return e;
+    if (route < 0) {
+      route = ::socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
+      if (route < 0) return errno;
+      const timeval tv{5, 0};  // the local kernel answers at once; this bounds a wedged one
+      ::setsockopt(route, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    }
+    alignas(nlmsghdr) uint8_t out[proto::kMaxRouteMessage];
+    std::memcpy(out, msg.data(), msg.size());
+    auto* h = reinterpret_cast<nlmsghdr*>(out);  // SAFETY: aligned buffer, size checked above
+    h->nlmsg_flags |= NLM_F_REQUEST | NLM_F_ACK;
+    h->nlmsg_seq = ++seq;
+    h->nlmsg_pid = 0;
+    sockaddr_nl kernel{};
+    kernel.nl_family = AF_NETLINK;
+    if (::sendto(route, out, msg.size(), 0, reinterpret_cast<sockaddr*>(&kernel), sizeof kernel) < 0) return errno;
+    alignas(nlmsghdr) uint8_t in[8192];
+    for (;;) {
+      const ssize_t n = ::recv(route, in, sizeof in, 0);
+      if (n < 0) return errno == EAGAIN ? ETIMEDOUT : errno;
+      auto len = static_cast<size_t>(n);
+      for (auto* r = reinterpret_cast<nlmsghdr*>(in); NLMSG_OK(r, len); r = NLMSG_NEXT(r, len)) {
+        if (r->nlmsg_seq != seq || r->nlmsg_type != NLMSG_ERROR) continue;
+        if (r->nlmsg_len < NLMSG_LENGTH(sizeof(nlmsgerr))) return EPROTO;
+        const auto* e = static_cast<const nlmsgerr*>(NLMSG_DATA(r));
+        return -e->error;
+      }
+    }
+  }
+
+  int resolv_conf() const {
+    if (root_fd < 0 || resolv_file.empty()) return EOPNOTSUPP;
+    return ensure_resolv_conf_bound(root_fd, mnt_fd, resolv_file) ? 0 : EIO;
+  }
+
+  [[noreturn]] void serve() {
+    alignas(proto::RequestHeader) uint8_t buf[sizeof(proto::RequestHeader) + proto::kMaxRouteMessage];
+    for (;;) {
+      const ssize_t n = ::recv(sock, buf, sizeof buf, 0);
+      if (n <= 0) break;  // the engine went away
+      if (static_cast<size_t>(n) < sizeof(proto::RequestHeader)) {
+        send_reply(sock, EINVAL, -1);
+        continue;
+      }
+      proto::RequestHeader h;
+      std::memcpy(&h, buf, sizeof h);
+      int fd = -1;
+      int err = EINVAL;
+      switch (h.kind) {
+        case proto::Kind::kSocket:
+          err = proto::check_socket(h.family, h.type, h.protocol);
+          if (!err) {
+            fd = ::socket(h.family, h.type | SOCK_CLOEXEC, h.protocol);
+            err = fd < 0 ? errno : 0;
+          }
+          break;
+        case proto::Kind::kTap: err = make_tap(h, fd); break;
+        case proto::Kind::kSysctl: err = write_sysctl(h); break;
+        case proto::Kind::kRoute:
+          err = relay_route({buf + sizeof h, static_cast<size_t>(n) - sizeof h});
+          break;
+        case proto::Kind::kResolvConf: err = resolv_conf(); break;
+      }
+      send_reply(sock, err, fd);
+      if (fd >= 0) ::close(fd);
+    }
+    if (!resolv_file.empty()) ::unlink(resolv_file.c_str());
+    ::_exit(0);
+  }
+};
+
+[[noreturn]] void helper_main(Helper& h, int netfd, int userfd) {
+  // Interrupts go to the engine, which decides; the helper ends when the
+  // engine's end of its socket closes (also when the engine dies), after
+  // removing the resolv.conf file it owns.
+  sigset_t quiet;
+  sigemptyset(&quiet);
+  for (int s : {SIGINT, SIGTERM, SIGHUP, SIGQUIT}) sigaddset(&quiet, s);
+  ::sigprocmask(SIG_BLOCK, &quiet, nullptr);
   int err = 0;
   if (userfd >= 0 && ::setns(userfd, CLONE_NEWUSER) < 0) err = errno;
   if (!err && ::setns(netfd, CLONE_NEWNET) < 0) err = errno;
   ::close(netfd);
   if (userfd >= 0) ::close(userfd);
-  // First message: 0 when inside, errno otherwise.
-  if (!send_reply(sock, err, -1) || err) ::_exit(1);
-  for (;;) {
-    Request r{};
-    const ssize_t n = ::recv(sock, &r, sizeof r, 0);
-    if (n != static_cast<ssize_t>(sizeof r)) ::_exit(0);  // the engine went away
-    r.path[sizeof r.path - 1] = '\0';
-    const int fd =
-        r.kind == kOpen ? ::open(r.path, r.type | O_CLOEXEC) : ::socket(r.family, r.type | SOCK_CLOEXEC, r.protocol);
-    send_reply(sock, fd < 0 ? errno : 0, fd);
-    if (fd >= 0) ::close(fd);
+  if (h.resolv_file.empty()) {
+    keep_only_capabilities({CAP_NET_ADMIN});
+  } else {
+    keep_only_capabilities({CAP_NET_ADMIN, CAP_SYS_ADMIN, CAP_SYS_CHROOT});  // setns(CLONE_NEWNS), mount
   }
+  // First message: 0 when inside, errno otherwise.
+  if (!send_reply(h.sock, err, -1) || err) ::_exit(1);
+  h.serve();
 }
 
 boost::system::result<std::pair<int, UniqueFd>> recv_reply(int sock) {
@@ -77,10 +211,16 @@ boost::system::result<std::pair<int, UniqueFd>> recv_reply(int sock) {
   return std::pair<int, UniqueFd>(err, std::move(fd));
 }
 
+boost::system::error_code sys_error(int e) { return {e, boost::system::system_category()}; }
+
+void copy_field(char* dst, size_t size, const std::string& s) {
+  std::memcpy(dst, s.data(), std::min(s.size(), size - 1));
+}
+
 }  // namespace
 
 boost::system::result<std::unique_ptr<NamespaceSocketFactory>, std::string> NamespaceSocketFactory::start(
-    const std::string& netns, const std::string& userns) {
+    const std::string& netns, const std::string& userns, const ResolvConfGuard& guard) {
   using R = boost::system::result<std::unique_ptr<NamespaceSocketFactory>, std::string>;
   auto fail = [](std::string s) { return R(boost::system::in_place_error, std::move(s)); };
   UniqueFd netfd(::open(netns.c_str(), O_RDONLY | O_CLOEXEC));
@@ -89,6 +229,16 @@ boost::system::result<std::unique_ptr<NamespaceSocketFactory>, std::string> Name
   if (!userns.empty()) {
     userfd.reset(::open(userns.c_str(), O_RDONLY | O_CLOEXEC));
     if (!userfd) return fail(fmt::format("cannot open {}: {}", userns, std::strerror(errno)));
+  }
+  // COMMAND's root and mount namespace, opened now: later the helper has no
+  // right to look into /proc/PID (and COMMAND may have changed users).
+  UniqueFd rootfd, mntfd;
+  if (guard.pid > 0 && !guard.file.empty()) {
+    const std::string proc = "/proc/" + std::to_string(guard.pid);
+    rootfd.reset(::open((proc + "/root").c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+    mntfd.reset(::open((proc + "/ns/mnt").c_str(), O_RDONLY | O_CLOEXEC));
+    if (!rootfd || !mntfd)
+      return fail(fmt::format("cannot open {}'s root and mount namespace: {}", proc, std::strerror(errno)));
   }
   int sv[2];
   if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
@@ -99,10 +249,16 @@ boost::system::result<std::unique_ptr<NamespaceSocketFactory>, std::string> Name
   if (pid < 0) return fail(fmt::format("fork: {}", std::strerror(errno)));
   if (pid == 0) {
     ours.reset();
-    // Keep only our three descriptors: an inherited copy of another
-    // factory's socket would keep that factory's helper from ever seeing EOF.
-    close_all_but({theirs.get(), netfd.get(), userfd ? userfd.get() : -1});
-    helper_main(theirs.get(), netfd.release(), userfd ? userfd.release() : -1);
+    // Keep only our descriptors: an inherited copy of another factory's
+    // socket would keep that factory's helper from ever seeing EOF.
+    close_all_but({theirs.get(), netfd.get(), userfd ? userfd.get() : -1, rootfd ? rootfd.get() : -1,
+                   mntfd ? mntfd.get() : -1});
+    Helper h;
+    h.sock = theirs.release();
+    h.root_fd = rootfd ? rootfd.release() : -1;
+    h.mnt_fd = mntfd ? mntfd.release() : -1;
+    if (h.root_fd >= 0) h.resolv_file = guard.file;
+    helper_main(h, netfd.release(), userfd ? userfd.release() : -1);
   }
   theirs.reset();
   auto hello = recv_reply(ours.get());
@@ -120,15 +276,49 @@ NamespaceSocketFactory::~NamespaceSocketFactory() {
 }
 
 boost::system::result<UniqueFd> NamespaceSocketFactory::create(int family, int type, int protocol) {
-  Request r{kSocket, family, type, protocol, {}};
+  proto::RequestHeader r{proto::Kind::kSocket};
+  r.family = family;
+  r.type = type;
+  r.protocol = protocol;
   return request(&r, sizeof r);
 }
 
-boost::system::result<UniqueFd> NamespaceSocketFactory::open_file(const std::string& path, int flags) {
-  Request r{kOpen, 0, flags, 0, {}};
-  if (path.size() >= sizeof r.path) return boost::system::error_code(ENAMETOOLONG, boost::system::system_category());
-  std::memcpy(r.path, path.data(), path.size());
+boost::system::result<UniqueFd> NamespaceSocketFactory::create_tap(const std::string& name, bool vnet_hdr) {
+  if (name.size() >= IFNAMSIZ) return sys_error(ENAMETOOLONG);
+  proto::RequestHeader r{proto::Kind::kTap};
+  r.tap_flags = vnet_hdr ? proto::kTapVnetHdr : 0;
+  copy_field(r.ifname, sizeof r.ifname, name);
   return request(&r, sizeof r);
+}
+
+boost::system::error_code NamespaceSocketFactory::write_ipv6_sysctl(const std::string& ifname,
+                                                                    const std::string& key,
+                                                                    const std::string& value) {
+  proto::RequestHeader r{proto::Kind::kSysctl};
+  if (ifname.size() >= sizeof r.ifname || key.size() >= sizeof r.key || value.size() >= sizeof r.value)
+    return sys_error(ENAMETOOLONG);
+  copy_field(r.ifname, sizeof r.ifname, ifname);
+  copy_field(r.key, sizeof r.key, key);
+  copy_field(r.value, sizeof r.value, value);
+  auto res = request(&r, sizeof r);
+  return res.has_error() ? res.error() : boost::system::error_code{};
+}
+
+boost::system::error_code NamespaceSocketFactory::route_request(std::span<const uint8_t> msg) {
+  if (msg.size() > proto::kMaxRouteMessage) return sys_error(EMSGSIZE);
+  std::vector<uint8_t> buf(sizeof(proto::RequestHeader) + msg.size());
+  const proto::RequestHeader r{proto::Kind::kRoute};
+  std::memcpy(buf.data(), &r, sizeof r);
+  std::memcpy(buf.data() + sizeof r, msg.data(), msg.size());
+  auto res = request(buf.data(), buf.size());
+  return res.has_error() ? res.error() : boost::system::error_code{};
+}
+
+boost::system::result<void> NamespaceSocketFactory::resolv_conf_bound() {
+  const proto::RequestHeader r{proto::Kind::kResolvConf};
+  auto res = request(&r, sizeof r);
+  if (res.has_error()) return res.error();
+  return {};
 }
 
 boost::system::result<UniqueFd> NamespaceSocketFactory::request(const void* r, size_t len) {

@@ -55,6 +55,31 @@ NlAddrPtr build(const IpAddress& ip, int prefix_len = -1) {
 constexpr std::pair<const char*, const char*> kLinkSysctls[] = {
     {"accept_ra", "0"}, {"accept_dad", "0"}, {"use_tempaddr", "0"}, {"addr_gen_mode", "1"}};
 
+struct MsgDeleter {
+  void operator()(nl_msg* m) const { nlmsg_free(m); }
+};
+using MsgPtr = std::unique_ptr<nl_msg, MsgDeleter>;
+
+// Sends a change request libnl built through the namespace helper (which
+// holds the CAP_NET_ADMIN the kernel checks on the sender) and returns 0 or
+// a libnl error, as rtnl_*_add/change/delete would. `built` is the builder's
+// return value.
+int send_change(NamespaceSocketFactory& ns, int built, nl_msg* raw) {
+  MsgPtr msg(raw);
+  if (built < 0) return built;
+  nlmsghdr* h = nlmsg_hdr(msg.get());
+  for (;;) {
+    const auto ec = ns.route_request({reinterpret_cast<const uint8_t*>(h), h->nlmsg_len});
+    if (!ec) return 0;
+    // As rtnl_link_change: a kernel without RTM_NEWLINK changes takes RTM_SETLINK.
+    if (ec.value() == EOPNOTSUPP && h->nlmsg_type == RTM_NEWLINK) {
+      h->nlmsg_type = RTM_SETLINK;
+      continue;
+    }
+    return -nl_syserr2nlerr(ec.value());
+  }
+}
+
 }  // namespace
 
 boost::system::result<std::unique_ptr<NetlinkGuestApplier>, std::string> NetlinkGuestApplier::open(
@@ -148,23 +173,13 @@ int NetlinkGuestApplier::ifindex_of(const std::string& name) {
 VoidResult NetlinkGuestApplier::add_link(const HostLink& l) {
   if (l.name.empty() || l.name.size() >= IFNAMSIZ) return "bad link name '" + l.name + "'";
   if (taps_.count(l.name)) return set_link(l);
-  auto tun = ns_.open_file("/dev/net/tun", O_RDWR);
-  if (tun.has_error()) return "cannot open /dev/net/tun in the guest namespace: " + tun.error().message();
-  ifreq ifr{};
-  ifr.ifr_flags = IFF_TAP | IFF_NO_PI | (hooks_.vnet_hdr_taps ? IFF_VNET_HDR : 0);
-  std::memcpy(ifr.ifr_name, l.name.data(), l.name.size());
-  if (::ioctl(tun->get(), TUNSETIFF, &ifr) < 0)
-    return fmt::format("cannot create tap {}: {}", l.name, std::strerror(errno));
+  auto tun = ns_.create_tap(l.name, hooks_.vnet_hdr_taps);
+  if (tun.has_error()) return fmt::format("cannot create tap {}: {}", l.name, tun.error().message());
   for (const auto& [key, value] : kLinkSysctls) {
-    const std::string path = fmt::format("/proc/sys/net/ipv6/conf/{}/{}", l.name, key);
-    auto f = ns_.open_file(path, O_WRONLY);
-    if (f.has_error()) {
-      if (f.error().value() == ENOENT) break;  // IPv6 disabled in the guest: nothing to autoconfigure
-      return fmt::format("cannot open {} in the guest namespace: {}", path, f.error().message());
+    if (auto ec = ns_.write_ipv6_sysctl(l.name, key, value)) {
+      if (ec.value() == ENOENT) break;  // IPv6 disabled in the guest: nothing to autoconfigure
+      return fmt::format("cannot set net.ipv6.conf.{}.{} in the guest namespace: {}", l.name, key, ec.message());
     }
-    const size_t n = std::strlen(value);
-    if (::write(f->get(), value, n) != static_cast<ssize_t>(n))
-      return fmt::format("cannot write {}: {}", path, std::strerror(errno));
   }
   rtnl_link* raw = nullptr;
   if (int err = rtnl_link_get_kernel(sk_.get(), 0, l.name.c_str(), &raw); err < 0)
@@ -178,8 +193,9 @@ VoidResult NetlinkGuestApplier::add_link(const HostLink& l) {
   LinkPtr change(rtnl_link_alloc());
   rtnl_link_set_txqlen(change.get(), kTapTxQueue);
   if (auto r = set_link(l); r.has_error()) return r;
-  if (rtnl_link_change(sk_.get(), link.get(), change.get(), 0) < 0)
-    spdlog::debug("mirror: cannot shorten {}'s queue", l.name);
+  nl_msg* msg = nullptr;
+  if (send_change(ns_, rtnl_link_build_change_request(link.get(), change.get(), 0, &msg), msg) < 0)
+    spdlog::debug("mirror: cannot set {}'s queue length", l.name);
   if (hooks_.on_link_created) hooks_.on_link_created(MirroredLinkCreated{l.name, ifindex, fd, l.mtu, l.ifindex});
   return {};
 }
@@ -197,7 +213,8 @@ VoidResult NetlinkGuestApplier::set_link(const HostLink& l) {
   }
   rtnl_link_set_mtu(change.get(), l.mtu);
   if (l.up()) rtnl_link_set_flags(change.get(), IFF_UP);
-  if (int err = rtnl_link_change(sk_.get(), link.get(), change.get(), 0); err < 0)
+  nl_msg* msg = nullptr;
+  if (int err = send_change(ns_, rtnl_link_build_change_request(link.get(), change.get(), 0, &msg), msg); err < 0)
     return fmt::format("cannot set mtu {}/mac/up on {}: {}", l.mtu, l.name, nl_geterror(err));
   if (hooks_.on_link_mtu) hooks_.on_link_mtu(l.name, l.mtu);
   return {};
@@ -233,7 +250,10 @@ ChangeResult NetlinkGuestApplier::change_address(const HostAddress& a, bool add)
     rtnl_addr_set_flags(x.get(), a.flags);
     if (a.local.family == AF_INET) rtnl_addr_set_scope(x.get(), a.scope);
   }
-  const int err = add ? rtnl_addr_add(sk_.get(), x.get(), 0) : rtnl_addr_delete(sk_.get(), x.get(), 0);
+  nl_msg* msg = nullptr;
+  const int built =
+      add ? rtnl_addr_build_add_request(x.get(), 0, &msg) : rtnl_addr_build_delete_request(x.get(), 0, &msg);
+  const int err = send_change(ns_, built, msg);
   if (err == 0) return true;
   if ((add && err == -NLE_EXIST) || (!add && (err == -NLE_NOADDR || err == -NLE_OBJ_NOTFOUND))) return false;
   return std::string(nl_geterror(err));
@@ -267,7 +287,10 @@ ChangeResult NetlinkGuestApplier::change_route(const HostRoute& r, bool add) {
     if (nh.flags & RTNH_F_ONLINK) rtnl_route_nh_set_flags(n, RTNH_F_ONLINK);
     rtnl_route_add_nexthop(x.get(), n);  // the route owns n from here
   }
-  const int err = add ? rtnl_route_add(sk_.get(), x.get(), NLM_F_EXCL) : rtnl_route_delete(sk_.get(), x.get(), 0);
+  nl_msg* msg = nullptr;
+  const int built = add ? rtnl_route_build_add_request(x.get(), NLM_F_EXCL, &msg)
+                        : rtnl_route_build_del_request(x.get(), 0, &msg);
+  const int err = send_change(ns_, built, msg);
   if (err == 0) return true;
   if ((add && err == -NLE_EXIST) || (!add && err == -NLE_OBJ_NOTFOUND)) return false;
   return std::string(nl_geterror(err));

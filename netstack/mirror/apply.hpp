@@ -1,10 +1,14 @@
 // Mirrored mode: applying diff operations to a guest network namespace with
 // libnl, and reading the guest's actual state back.
 //
-// Everything happens through descriptors made inside the guest namespace by
-// NamespaceSocketFactory (netstack/netns_sockets.hpp): one NETLINK_ROUTE
-// socket for requests and dumps, and for each new link a /dev/net/tun
-// descriptor and its /proc/sys/net/ipv6/conf/NAME/* files.
+// Reads go through a NETLINK_ROUTE socket made inside the guest namespace by
+// NamespaceSocketFactory (netstack/netns_sockets.hpp); every change goes
+// through that factory's helper process, because the kernel checks
+// CAP_NET_ADMIN of the process that *sends* an rtnetlink change, makes a tap
+// (TUNSETIFF) or writes a sysctl, and the engine has confined itself without
+// any capability: libnl builds each request, the helper sends it and returns
+// the kernel's answer; taps and /proc/sys/net/ipv6/conf/NAME/* writes are
+// helper requests of their own.
 //
 // Guest links are **taps**: they must carry traffic once the mirrored data
 // path exists, and tun/tap cannot be made over rtnetlink, only with
