@@ -17,6 +17,7 @@ causeway_require_pkg(LIBNL "libnl-3.0>=3.5" libnl-3-dev)
 causeway_require_pkg(LIBNL_ROUTE "libnl-route-3.0>=3.5" libnl-route-3-dev)
 causeway_require_pkg(CARES "libcares>=1.18" libc-ares-dev)
 causeway_require_pkg(SODIUM "libsodium>=1.0.18" libsodium-dev)
+causeway_require_pkg(SECCOMP "libseccomp>=2.5" libseccomp-dev)
 
 find_package(Boost 1.81 QUIET CONFIG)
 if(NOT Boost_FOUND)

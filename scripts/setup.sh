@@ -26,7 +26,7 @@ done
 # Build: compiler, CMake, and the libraries causeway links (see README, "Dependencies").
 build_pkgs=(g++ cmake make pkg-config libslirp-dev libglib2.0-dev libnl-3-dev libnl-route-3-dev
             libboost1.81-dev libc-ares-dev libgtest-dev libgmock-dev libcli11-dev nlohmann-json3-dev
-            libfmt-dev libspdlog-dev libsodium-dev libarchive-dev libext2fs-dev
+            libfmt-dev libspdlog-dev libsodium-dev libarchive-dev libext2fs-dev libseccomp-dev
             ccache lld)  # the last two: faster rebuilds and links (used when present)
 # Tests, the guest image and the benchmarks' peers.
 test_pkgs=(iproute2 iputils-ping curl dnsutils iperf3 qemu-system-x86 busybox-static dnsmasq-base
