@@ -14,16 +14,20 @@
 #include <boost/asio/steady_timer.hpp>
 #include <cerrno>
 #include <cstdio>
+#include <algorithm>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <optional>
 #include <sstream>
 
 #include "base/log.hpp"
+#include "base/sandbox/sandbox.hpp"
 #include "cli/attach_steps.hpp"
 #include "cli/mirrored_mode.hpp"
 #include "cli/runtime.hpp"
 #include "dns/host_config.hpp"
+#include "dns/host_dns_watch.hpp"
 #include "netstack/netns_listener_source.hpp"
 #include "netstack/mirror/apply.hpp"
 #include "netstack/netns.hpp"
@@ -55,6 +59,24 @@ std::vector<std::string> host_search(const std::string& path) {
   std::stringstream ss;
   ss << f.rdbuf();
   return dns::parse_resolv_conf(ss.str()).search;
+}
+
+// The directories the host resolver file and the symlinks it leads through
+// are in (the DNS watch follows each of them).
+std::vector<std::filesystem::path> resolver_directories(const std::string& file) {
+  std::vector<std::filesystem::path> dirs;
+  std::filesystem::path p = std::filesystem::absolute(file).lexically_normal();
+  for (size_t hop = 0; hop < dns::HostDnsWatch::kMaxSymlinkHops; ++hop) {
+    dirs.push_back(p.parent_path());
+    std::error_code ec;
+    if (!std::filesystem::is_symlink(std::filesystem::symlink_status(p, ec)) || ec) break;
+    auto target = std::filesystem::read_symlink(p, ec);
+    if (ec) break;
+    p = (target.is_relative() ? p.parent_path() / target : target).lexically_normal();
+  }
+  std::sort(dirs.begin(), dirs.end());
+  dirs.erase(std::unique(dirs.begin(), dirs.end()), dirs.end());
+  return dirs;
 }
 
 // Search domains: --dns-search if given, else the host's (followed live).
@@ -99,6 +121,7 @@ struct NamespaceSide {
   std::optional<netstack::SpawnedCommand> child;
   UniqueFd tap;
   std::unique_ptr<netstack::NamespaceSocketFactory> factory;
+  bool factory_owns_resolv_conf = false;  // the helper removes COMMAND's resolv.conf file when it exits
 
   // A start-up failure after the fork: says why, and COMMAND never runs.
   int fail(std::string_view why, std::string_view who = kWho) {
@@ -128,23 +151,30 @@ int start_namespace(NamespaceSide& ns, const NetnsOptions& o) {
   return 0;
 }
 
-// Automatic forwarding reads the namespace's listeners and connects to its
-// loopback through sockets made inside it (netstack/netns_sockets.hpp);
-// mirrored mode configures it through them.
+// The namespace helper (netstack/netns_sockets.hpp): automatic forwarding
+// reads the namespace's listeners and connects to its loopback through
+// sockets it makes; mirrored mode configures the namespace through it; it
+// keeps COMMAND's /etc/resolv.conf bound. After confine() it is the engine's
+// only privilege over the namespace.
 int open_namespace_sockets(NamespaceSide& ns, const NetOptions& net, const NetnsOptions& o) {
   const bool mirrored = net.mode == "mirrored";
-  if (net.no_auto_forward && !mirrored) return 0;
+  if (net.no_auto_forward && !mirrored && !ns.child) return 0;
   const auto& attach = o.attach;
   const bool is_pid = !attach.empty() && attach.find_first_not_of("0123456789") == std::string::npos;
   const std::string proc = ns.child ? "/proc/" + std::to_string(ns.child->pid) : (is_pid ? "/proc/" + attach : "");
   const std::string net_ns = proc.empty() ? attach : proc + "/ns/net";
   const std::string user_ns = (::geteuid() != 0 && !proc.empty()) ? proc + "/ns/user" : "";
-  auto f = netstack::NamespaceSocketFactory::start(net_ns, user_ns);
+  netstack::ResolvConfGuard guard;
+  if (ns.child) guard = {ns.child->pid, ns.child->resolv_conf_path};
+  auto f = netstack::NamespaceSocketFactory::start(net_ns, user_ns, guard);
   if (f.has_error() && mirrored) return ns.fail("mirrored mode needs sockets in the namespace: " + f.error());
   if (f.has_error()) {
-    spdlog::warn("automatic port forwarding is off: {}", f.error());
+    spdlog::warn("the namespace helper did not start ({}): {}", f.error(),
+                 net.no_auto_forward ? "the namespace's /etc/resolv.conf is not kept bound"
+                                     : "automatic port forwarding is off");
   } else {
     ns.factory = std::move(*f);
+    ns.factory_owns_resolv_conf = ns.child.has_value();
   }
   return 0;
 }
@@ -178,6 +208,7 @@ class NetnsAttachment {
  private:
   void follow_host_dns();
   void guard_resolv_conf();
+  void confine();
   void attach_tap();
   int attach_mirrored_mode();
   void attach_listener_source();
@@ -219,6 +250,7 @@ int NetnsAttachment::run(const sigset_t& held) {
     if (int code = attach_mirrored_mode()) return code;
   }
   attach_listener_source();
+  confine();
   handle_signals(held);
   release_command();
   spdlog::debug("engine running; mtu {}", s_.nat.mtu);
@@ -226,28 +258,60 @@ int NetnsAttachment::run(const sigset_t& held) {
   return finish();
 }
 
-// The namespace's resolv.conf follows the host's search domains.
+// The namespace's resolv.conf follows the host's search domains: rewritten in
+// place through the descriptor kept open (the confined engine has no path to
+// it), bound again by the helper if the host's rename detached it.
 void NetnsAttachment::follow_host_dns() {
   if (!ns_.child || !follows_host_search(s_)) return;
-  rt_.set_on_dns_search_change(
-      [&tc = ns_.tc, path = ns_.child->resolv_conf_path, pid = ns_.child->pid](const std::vector<std::string>& search) {
-        if (!netstack::rewrite_resolv_conf(path, netstack::render_resolv_conf(tc.nameservers, search)))
-          spdlog::warn("cannot update the namespace's resolv.conf: {}", std::strerror(errno));
-        netstack::ensure_resolv_conf_bound(pid, path);
-      });
+  rt_.set_on_dns_search_change([this](const std::vector<std::string>& search) {
+    if (!netstack::rewrite_resolv_conf(ns_.child->resolv_conf.get(),
+                                       netstack::render_resolv_conf(ns_.tc.nameservers, search)))
+      spdlog::warn("cannot update the namespace's resolv.conf: {}", std::strerror(errno));
+    if (ns_.factory) (void)ns_.factory->resolv_conf_bound();
+  });
 }
 
 // A host that replaces its resolv.conf by rename drops the namespace's bind
-// mount on it (netns.hpp): look twice a second, bind again when gone.
+// mount on it (netns.hpp): the helper looks twice a second and binds again
+// when gone.
 void NetnsAttachment::guard_resolv_conf() {
-  if (!ns_.child) return;
+  if (!ns_.child || !ns_.factory_owns_resolv_conf) return;
   resolv_guard_.expires_after(std::chrono::milliseconds(500));
   resolv_guard_.async_wait([this](boost::system::error_code ec) {
     if (ec) return;
-    if (!netstack::ensure_resolv_conf_bound(ns_.child->pid, ns_.child->resolv_conf_path))
-      spdlog::debug("the namespace's /etc/resolv.conf could not be bound again");
+    if (auto r = ns_.factory->resolv_conf_bound(); r.has_error())
+      spdlog::debug("the namespace's /etc/resolv.conf could not be bound again: {}", r.error().message());
     guard_resolv_conf();
   });
+}
+
+// Set-up is done (tap, sockets, control socket, mirrored links, listener
+// source) and COMMAND has not started: the engine confines itself
+// (base/sandbox/sandbox.hpp) before any guest traffic is parsed. Paths it
+// still needs: the host resolver file and the directories its symlinks lead
+// through (the DNS watch re-reads and re-watches them), the control socket's
+// directory (removed at exit) and the DNS-over-TCP socket's directory
+// (libslirp connects to it for each guest connection). Everything privileged
+// over the namespace is the helper's (netstack/netns_sockets.hpp).
+void NetnsAttachment::confine() {
+  sandbox::Policy p;
+  p.enabled = true;  // XXX until branch sandbox has --no-sandbox
+  p.mode = net_.mode == "mirrored" ? "netns-mirrored" : "netns";
+  if (s_.dns.tunneling) {
+    for (const auto& dir : resolver_directories(s_.dns.host_resolv_conf)) p.read_only.push_back(dir);
+  }
+  if (!net_.control.empty()) p.read_write.push_back(std::filesystem::absolute(net_.control).parent_path());
+  if (!rt_.dns_dir().empty()) p.read_write.push_back(rt_.dns_dir());
+  // Without the helper the engine removes COMMAND's resolv.conf file itself.
+  if (ns_.child && !ns_.factory_owns_resolv_conf)
+    p.read_write.push_back(std::filesystem::path(ns_.child->resolv_conf_path).parent_path());
+  p.extra_syscalls = {
+      "kill",      "wait4",              // COMMAND: signals passed on, its exit status
+      "ftruncate", "pwrite64",           // the namespace's resolv.conf rewritten in place
+      "sendmsg",   "recvmsg",  "ioctl",  // helper requests (SCM_RIGHTS); taps, listener trap
+  };
+  const auto st = sandbox::confine(p);
+  if (p.enabled && !st.on()) spdlog::warn("sandbox: {}", st.reason);
 }
 
 // The tap is the guest's port; the engine announces the guest's MAC.
@@ -376,7 +440,7 @@ void NetnsAttachment::release_command() {
 int NetnsAttachment::finish() {
   if (control_desc_.is_open()) (void)control_desc_.release();
   if (ns_.child) {
-    ::unlink(ns_.child->resolv_conf_path.c_str());
+    if (!ns_.factory_owns_resolv_conf) ::unlink(ns_.child->resolv_conf_path.c_str());
   } else if (tap_closed_) {
     spdlog::info("the namespace's tap device went away; exiting");
   }

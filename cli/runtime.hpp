@@ -58,6 +58,9 @@ class Runtime {
     on_search_change_ = std::move(cb);
   }
   [[nodiscard]] const dns::HostDnsWatch* dns_watch() const { return dns_watch_.get(); }
+  // The private directory of the DNS-over-TCP socket (empty without DNS
+  // tunneling): a confined engine keeps it reachable (libslirp connects to it).
+  [[nodiscard]] const std::string& dns_dir() const { return dns_dir_; }
 
   // Attaches a guest; `make_port` builds its port, `start` connects the port
   // to the engine. Returns the guest (owned by the runtime).

@@ -17,16 +17,17 @@ namespace {
 // What mirrored mode's applier sends (apply.cpp through libnl): a link's MAC,
 // MTU, queue length and flags; an address; a route with its metrics and
 // next hops.
-constexpr uint16_t kLinkAttrs[] = {IFLA_ADDRESS,  IFLA_BROADCAST, IFLA_IFNAME, IFLA_MTU,   IFLA_TXQLEN,
+constexpr uint16_t kLinkAttrs[] = {IFLA_ADDRESS,   IFLA_BROADCAST, IFLA_IFNAME, IFLA_MTU,    IFLA_TXQLEN,
                                    IFLA_OPERSTATE, IFLA_LINKMODE,  IFLA_GROUP,  IFLA_WEIGHT, IFLA_EXT_MASK};
 constexpr uint16_t kAddrAttrs[] = {IFA_ADDRESS,   IFA_LOCAL, IFA_LABEL,      IFA_BROADCAST,
                                    IFA_CACHEINFO, IFA_FLAGS, IFA_RT_PRIORITY};
-constexpr uint16_t kRouteAttrs[] = {RTA_DST,     RTA_SRC,       RTA_OIF,     RTA_GATEWAY, RTA_PRIORITY, RTA_PREFSRC,
-                                    RTA_METRICS, RTA_MULTIPATH, RTA_FLOW,    RTA_TABLE,   RTA_PREF,     RTA_VIA};
+constexpr uint16_t kRouteAttrs[] = {RTA_DST,     RTA_SRC,       RTA_OIF,  RTA_GATEWAY, RTA_PRIORITY, RTA_PREFSRC,
+                                    RTA_METRICS, RTA_MULTIPATH, RTA_FLOW, RTA_TABLE,   RTA_PREF,     RTA_VIA};
 
 // IPv6 per-link settings mirrored mode and the NAT tap write (apply.hpp, netns.cpp).
-constexpr std::string_view kSysctlKeys[] = {"accept_ra",    "accept_dad",    "dad_transmits", "router_solicitation_delay",
-                                            "use_tempaddr", "addr_gen_mode", "disable_ipv6"};
+constexpr std::string_view kSysctlKeys[] = {
+    "accept_ra",    "accept_dad",    "dad_transmits", "router_solicitation_delay",
+    "use_tempaddr", "addr_gen_mode", "disable_ipv6"};
 
 template <size_t N>
 bool allowed(const uint16_t (&list)[N], uint16_t type) {
@@ -89,26 +90,25 @@ int check_route_message(std::span<const uint8_t> msg) {
   nlmsghdr h{};
   std::memcpy(&h, msg.data(), sizeof h);
   if (h.nlmsg_len != msg.size()) return EINVAL;
-  // Replace and exclusive are fine; no dump, no "create" for links (no kind
-  // can be named anyway: IFLA_LINKINFO is refused).
+  // Only change requests (no GET: dumps need no privilege, the engine reads
+  // on its own socket). NLM_F_DUMP's bits mean "exclusive"/"append" on these.
   const uint8_t* body = msg.data() + NLMSG_HDRLEN;
   const size_t body_len = msg.size() - NLMSG_HDRLEN;
-  if (h.nlmsg_flags & NLM_F_DUMP) return EPERM;
   switch (h.nlmsg_type) {
     case RTM_NEWLINK:
     case RTM_SETLINK: {
       if (body_len < NLMSG_ALIGN(sizeof(ifinfomsg))) return EINVAL;
       ifinfomsg ifi{};
       std::memcpy(&ifi, body, sizeof ifi);
-      if (ifi.ifi_index <= 0) return EPERM;  // an existing link, by index
-      if (h.nlmsg_flags & NLM_F_CREATE) return EPERM;
+      // An existing link, by index; no "create" (no kind can be named
+      // anyway: IFLA_LINKINFO is refused).
+      if (ifi.ifi_index <= 0 || (h.nlmsg_flags & NLM_F_CREATE)) return EPERM;
       return check_attrs(body + NLMSG_ALIGN(sizeof ifi), body_len - NLMSG_ALIGN(sizeof ifi), kLinkAttrs);
     }
     case RTM_NEWADDR:
     case RTM_DELADDR:
       if (body_len < NLMSG_ALIGN(sizeof(ifaddrmsg))) return EINVAL;
-      return check_attrs(body + NLMSG_ALIGN(sizeof(ifaddrmsg)), body_len - NLMSG_ALIGN(sizeof(ifaddrmsg)),
-                         kAddrAttrs);
+      return check_attrs(body + NLMSG_ALIGN(sizeof(ifaddrmsg)), body_len - NLMSG_ALIGN(sizeof(ifaddrmsg)), kAddrAttrs);
     case RTM_NEWROUTE:
     case RTM_DELROUTE:
       if (body_len < NLMSG_ALIGN(sizeof(rtmsg))) return EINVAL;

@@ -166,9 +166,7 @@ struct Helper {
           break;
         case proto::Kind::kTap: err = make_tap(h, fd); break;
         case proto::Kind::kSysctl: err = write_sysctl(h); break;
-        case proto::Kind::kRoute:
-          err = relay_route({buf + sizeof h, static_cast<size_t>(n) - sizeof h});
-          break;
+        case proto::Kind::kRoute: err = relay_route({buf + sizeof h, static_cast<size_t>(n) - sizeof h}); break;
         case proto::Kind::kResolvConf: err = resolv_conf(); break;
       }
       send_reply(sock, err, fd);
@@ -251,8 +249,8 @@ boost::system::result<std::unique_ptr<NamespaceSocketFactory>, std::string> Name
     ours.reset();
     // Keep only our descriptors: an inherited copy of another factory's
     // socket would keep that factory's helper from ever seeing EOF.
-    close_all_but({theirs.get(), netfd.get(), userfd ? userfd.get() : -1, rootfd ? rootfd.get() : -1,
-                   mntfd ? mntfd.get() : -1});
+    close_all_but(
+        {theirs.get(), netfd.get(), userfd ? userfd.get() : -1, rootfd ? rootfd.get() : -1, mntfd ? mntfd.get() : -1});
     Helper h;
     h.sock = theirs.release();
     h.root_fd = rootfd ? rootfd.release() : -1;
@@ -291,8 +289,7 @@ boost::system::result<UniqueFd> NamespaceSocketFactory::create_tap(const std::st
   return request(&r, sizeof r);
 }
 
-boost::system::error_code NamespaceSocketFactory::write_ipv6_sysctl(const std::string& ifname,
-                                                                    const std::string& key,
+boost::system::error_code NamespaceSocketFactory::write_ipv6_sysctl(const std::string& ifname, const std::string& key,
                                                                     const std::string& value) {
   proto::RequestHeader r{proto::Kind::kSysctl};
   if (ifname.size() >= sizeof r.ifname || key.size() >= sizeof r.key || value.size() >= sizeof r.value)

@@ -62,9 +62,12 @@ using MsgPtr = std::unique_ptr<nl_msg, MsgDeleter>;
 
 // Sends a change request libnl built through the namespace helper (which
 // holds the CAP_NET_ADMIN the kernel checks on the sender) and returns 0 or
-// a libnl error, as rtnl_*_add/change/delete would. `built` is the builder's
-// return value.
-int send_change(NamespaceSocketFactory& ns, int built, nl_msg* raw) {
+// a libnl error, as rtnl_*_add/change/delete would. `build` is one of
+// libnl's rtnl_*_build_*_request.
+template <typename Build>
+int send_change(NamespaceSocketFactory& ns, Build build) {
+  nl_msg* raw = nullptr;
+  const int built = build(&raw);
   MsgPtr msg(raw);
   if (built < 0) return built;
   nlmsghdr* h = nlmsg_hdr(msg.get());
@@ -193,8 +196,7 @@ VoidResult NetlinkGuestApplier::add_link(const HostLink& l) {
   LinkPtr change(rtnl_link_alloc());
   rtnl_link_set_txqlen(change.get(), kTapTxQueue);
   if (auto r = set_link(l); r.has_error()) return r;
-  nl_msg* msg = nullptr;
-  if (send_change(ns_, rtnl_link_build_change_request(link.get(), change.get(), 0, &msg), msg) < 0)
+  if (send_change(ns_, [&](nl_msg** m) { return rtnl_link_build_change_request(link.get(), change.get(), 0, m); }) < 0)
     spdlog::debug("mirror: cannot set {}'s queue length", l.name);
   if (hooks_.on_link_created) hooks_.on_link_created(MirroredLinkCreated{l.name, ifindex, fd, l.mtu, l.ifindex});
   return {};
@@ -213,8 +215,9 @@ VoidResult NetlinkGuestApplier::set_link(const HostLink& l) {
   }
   rtnl_link_set_mtu(change.get(), l.mtu);
   if (l.up()) rtnl_link_set_flags(change.get(), IFF_UP);
-  nl_msg* msg = nullptr;
-  if (int err = send_change(ns_, rtnl_link_build_change_request(link.get(), change.get(), 0, &msg), msg); err < 0)
+  if (int err =
+          send_change(ns_, [&](nl_msg** m) { return rtnl_link_build_change_request(link.get(), change.get(), 0, m); });
+      err < 0)
     return fmt::format("cannot set mtu {}/mac/up on {}: {}", l.mtu, l.name, nl_geterror(err));
   if (hooks_.on_link_mtu) hooks_.on_link_mtu(l.name, l.mtu);
   return {};
@@ -250,10 +253,9 @@ ChangeResult NetlinkGuestApplier::change_address(const HostAddress& a, bool add)
     rtnl_addr_set_flags(x.get(), a.flags);
     if (a.local.family == AF_INET) rtnl_addr_set_scope(x.get(), a.scope);
   }
-  nl_msg* msg = nullptr;
-  const int built =
-      add ? rtnl_addr_build_add_request(x.get(), 0, &msg) : rtnl_addr_build_delete_request(x.get(), 0, &msg);
-  const int err = send_change(ns_, built, msg);
+  const int err = send_change(ns_, [&](nl_msg** m) {
+    return add ? rtnl_addr_build_add_request(x.get(), 0, m) : rtnl_addr_build_delete_request(x.get(), 0, m);
+  });
   if (err == 0) return true;
   if ((add && err == -NLE_EXIST) || (!add && (err == -NLE_NOADDR || err == -NLE_OBJ_NOTFOUND))) return false;
   return std::string(nl_geterror(err));
@@ -287,10 +289,9 @@ ChangeResult NetlinkGuestApplier::change_route(const HostRoute& r, bool add) {
     if (nh.flags & RTNH_F_ONLINK) rtnl_route_nh_set_flags(n, RTNH_F_ONLINK);
     rtnl_route_add_nexthop(x.get(), n);  // the route owns n from here
   }
-  nl_msg* msg = nullptr;
-  const int built = add ? rtnl_route_build_add_request(x.get(), NLM_F_EXCL, &msg)
-                        : rtnl_route_build_del_request(x.get(), 0, &msg);
-  const int err = send_change(ns_, built, msg);
+  const int err = send_change(ns_, [&](nl_msg** m) {
+    return add ? rtnl_route_build_add_request(x.get(), NLM_F_EXCL, m) : rtnl_route_build_del_request(x.get(), 0, m);
+  });
   if (err == 0) return true;
   if ((add && err == -NLE_EXIST) || (!add && err == -NLE_OBJ_NOTFOUND)) return false;
   return std::string(nl_geterror(err));
