@@ -7,6 +7,7 @@
 #include <boost/asio/local/stream_protocol.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <cstdio>
+#include <filesystem>
 #include <memory>
 
 #include "base/accept_backoff.hpp"
@@ -54,6 +55,7 @@ class ServeAttachment {
 
  private:
   int listen();
+  void confine();
   void accept();
   void on_connection(stream::socket sock);
 
@@ -85,6 +87,7 @@ int ServeAttachment::run() {
   signals_.add(SIGINT);
   signals_.add(SIGTERM);
   signals_.async_wait([this](boost::system::error_code, int) { io_.stop(); });
+  confine();
   io_.run();
   boost::system::error_code ec;
   acceptor_.close(ec);
@@ -103,6 +106,17 @@ int ServeAttachment::listen() {
     return kExitFailure;
   }
   return 0;
+}
+
+// Set-up is done (the QEMU socket listens, DNS and forwards are up): confine the
+// process before the first guest connects. Kept: the QEMU socket's directory (its
+// unlink at exit) besides what every attachment keeps (sandbox_policy). Each new
+// connection's engine (libslirp, sockets, timers) is made inside the sandbox.
+void ServeAttachment::confine() {
+  auto policy = sandbox_policy(net_, "serve");
+  std::error_code ec;
+  policy.read_write.push_back(std::filesystem::absolute(path_, ec).lexically_normal().parent_path());
+  sandbox::confine(policy);
 }
 
 void ServeAttachment::accept() {

@@ -54,7 +54,17 @@
 // accelerator, a private directory) → the engine and DNS → forwards (-p) →
 // the guest's NIC (vhost-user virtio-net or QEMU's stream netdev) → vsock →
 // the listener source (the agent's events; automatic forwarding) → control
-// socket → QEMU → mirrored mode → the agent → signals → run.
+// socket → QEMU → mirrored mode → the agent → signals → confinement → run.
+//
+// Confinement (base/sandbox): after QEMU is started and every listening socket
+// is bound, before the output pumps' threads exist. The process keeps its private
+// directory read-write (the sockets QEMU uses, qemu.log, the console log, removed
+// at exit through sandbox::remove_kept_directory), in instance mode the instance's
+// directory instead (exec.sock is bound and state.json written after Ready; the
+// lock is an open descriptor), a --console-log file read-only (finish() prints
+// its tail), and what sandbox_policy() keeps. QEMU, outside the sandbox, is
+// watched through its pidfd and signalled by pid; mirrored mode opens its
+// rtnetlink sockets after Ready, inside it.
 //
 // Thread safety: everything runs on the caller's thread (the engine thread).
 #include "cli/attach_vm.hpp"
@@ -75,6 +85,8 @@
 #include <filesystem>
 #include <optional>
 
+#include "base/sandbox/sandbox.hpp"
+#include "base/unique_fd.hpp"
 #include "cli/attach_steps.hpp"
 #include "cli/command_io.hpp"
 #include "cli/control.hpp"
@@ -213,9 +225,8 @@ struct VmHost {
   VmHost(const VmHost&) = delete;
   VmHost& operator=(const VmHost&) = delete;
   ~VmHost() {
-    if (dir.empty()) return;
-    std::error_code ec;
-    std::filesystem::remove_all(dir, ec);
+    // A kept directory of the sandbox is a mount point in this process: removed through its parent.
+    if (!dir.empty()) sandbox::remove_kept_directory(dir);
   }
 };
 
@@ -297,6 +308,7 @@ class VmAttachment {
   void fail(std::string why);
   void handle_signals();
   void wait_signal();
+  void confine();
   // Instance mode.
   void start_instance();
   void shutdown_vm(std::string_view why);
@@ -365,8 +377,17 @@ int VmAttachment::run() {
   connect_agent();
   watch_machine();
   handle_signals();
+  confine();
   io_.run();
   return finish();
+}
+
+void VmAttachment::confine() {
+  sandbox::Policy p = o_.sandbox;
+  p.mode = std::string(o_.instance ? "instance" : "vm") + (mirrored_ ? "-mirrored" : "");
+  p.read_write.push_back(o_.instance ? o_.instance->paths.dir : std::filesystem::path(host_.dir));
+  if (!o_.console_log.empty()) p.read_only.push_back(o_.console_log);
+  sandbox::confine(p);
 }
 
 // ---- the guest's NIC ----
@@ -487,6 +508,13 @@ int VmAttachment::spawn_machine() {
     q_.console_log = o_.console_log.empty() ? host_.dir + "/console.log" : o_.console_log;
   auto argv = machine::build_qemu_argv(q_);
   if (argv.has_error()) return fail_start(kWho, argv.error());
+  if (!o_.console_log.empty()) {
+    // Made now, so the sandbox can keep it (QEMU opens it as it starts, maybe after confinement).
+    UniqueFd touch(::open(o_.console_log.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644));
+    if (!touch)
+      return fail_start(kWho,
+                        fmt::format("cannot create the console log {}: {}", o_.console_log, std::strerror(errno)));
+  }
   qemu_log_ = host_.dir + "/qemu.log";
   auto qemu = machine::QemuProcess::spawn(io_.get_executor(), *argv, qemu_log_);
   if (qemu.has_error()) return fail_start(kWho, qemu.error());

@@ -49,6 +49,9 @@ struct RunOptions {
   // send TERM only. Otherwise (the busybox image) PATH and HOME are sent as well.
   bool guest_env = false;
   const InstanceRole* instance = nullptr;  // set: instance mode (no command)
+  // The confinement after set-up (sandbox_policy(): --no-sandbox, the resolver's and the
+  // control socket's directories); the VM adds its mode and its own directory.
+  sandbox::Policy sandbox;
 };
 
 // "512", "512M", "4G", "4GB" → MiB.

@@ -31,6 +31,7 @@
 #include <set>
 
 #include "base/log.hpp"
+#include "base/sandbox/sandbox.hpp"
 #include "cli/attach_netns.hpp"
 #include "cli/attach_serve.hpp"
 #include "cli/attach_vm.hpp"
@@ -87,6 +88,8 @@ void add_net_options(CLI::App* app, NetOptions& o) {
           return "expected FIRST-LAST with 1 <= FIRST <= LAST <= 65535, e.g. 32768-60999";
         return {};
       });
+  app->add_flag("--no-sandbox", o.no_sandbox,
+                "Do not confine the engine after set-up (no empty root, seccomp, capability drop): for debugging");
   app->add_flag("--no-offload", o.no_offload,
                 "netns: no checksum/TSO offloads on the tap for the TCP fast path (every frame MTU-sized, "
                 "checksummed in software)");
@@ -337,6 +340,7 @@ std::optional<int> vm_settings(RunCommand& c, std::optional<cli::NetSettings>& s
   ro.mode = c.net.mode;
   ro.auto_forward = !c.net.no_auto_forward;
   ro.ignored_ports = c.net.ignored_ports;
+  ro.sandbox = cli::sandbox_policy(c.net, "vm");
   return std::nullopt;
 }
 
@@ -450,19 +454,14 @@ int run_ctl(const std::string& path, const std::vector<std::string>& args) {
 
 // Every relayed connection holds two descriptors and the default soft limit
 // is often 1024: raise it to the hard limit once, at start, so accept loops
-// meet EMFILE (base/accept_backoff.hpp) only when the system really is out.
-// Failure is not fatal: the old limit still works, just lower. Returns the
-// soft limit as it was, which `netns` gives back to COMMAND (0: unknown).
+// meet EMFILE (base/accept_backoff.hpp) only when the system really is out
+// (sandbox::raise_nofile_limit; confine() locks it later). Returns the soft
+// limit as it was, which `netns` gives back to COMMAND (0: unknown).
 uint64_t raise_nofile_limit() {
   rlimit rl{};
-  if (::getrlimit(RLIMIT_NOFILE, &rl) != 0) return 0;
-  const rlim_t old = rl.rlim_cur;
-  if (rl.rlim_cur >= rl.rlim_max) return old;
-  rl.rlim_cur = rl.rlim_max;
-  if (::setrlimit(RLIMIT_NOFILE, &rl) != 0)
-    spdlog::debug("cannot raise the open-file limit from {}: {}", old, std::strerror(errno));
-  else
-    spdlog::debug("open-file limit raised from {} to {}", old, rl.rlim_max);
+  const uint64_t old = ::getrlimit(RLIMIT_NOFILE, &rl) == 0 ? rl.rlim_cur : 0;
+  const rlim_t now = causeway::sandbox::raise_nofile_limit();
+  if (now != old) spdlog::debug("open-file limit raised from {} to {}", old, now);
   return old;
 }
 
@@ -517,7 +516,10 @@ int main(int argc, char** argv) {
 
   CLI::App app{"causeway — user-mode networking for lightweight Linux VMs and network namespaces", "causeway"};
   app.require_subcommand(1);
-  app.set_version_flag("--version", std::string("causeway ") + CAUSEWAY_VERSION);
+  // --version also says what confinement this host allows (base/sandbox).
+  app.set_version_flag("--version", [] {
+    return std::string("causeway ") + CAUSEWAY_VERSION + "\n" + causeway::sandbox::support_summary();
+  });
   std::string log_level;
   app.add_option("--log-level", log_level,
                  "trace, debug, info, warn, error or off (default info; warn for `run`, whose output is the guest's)");

@@ -1,6 +1,8 @@
 #include "cli/net_options.hpp"
 
 #include <cstdio>
+#include <filesystem>
+#include <system_error>
 
 #include "dns/host_config.hpp"
 
@@ -67,6 +69,26 @@ std::optional<std::vector<netstack::PortForward>> parse_publish(const NetOptions
     all.insert(all.end(), r->begin(), r->end());
   }
   return all;
+}
+
+sandbox::Policy sandbox_policy(const NetOptions& o, std::string mode) {
+  namespace fs = std::filesystem;
+  constexpr int kMaxSymlinkHops = 8;  // as the DNS watch follows them (dns/host_dns_watch.hpp)
+  sandbox::Policy p;
+  p.enabled = !o.no_sandbox;
+  p.mode = std::move(mode);
+  std::error_code ec;
+  fs::path file = fs::absolute(o.no_dns_tunneling ? fs::path("/etc/resolv.conf") : fs::path(o.host_resolv_conf), ec)
+                      .lexically_normal();
+  for (int hop = 0; hop <= kMaxSymlinkHops && !file.empty(); ++hop) {
+    p.read_only.push_back(file.parent_path());
+    if (!fs::is_symlink(fs::symlink_status(file, ec))) break;
+    fs::path target = fs::read_symlink(file, ec);
+    if (ec) break;
+    file = (target.is_relative() ? file.parent_path() / target : target).lexically_normal();
+  }
+  if (!o.control.empty()) p.read_write.push_back(fs::absolute(o.control, ec).lexically_normal().parent_path());
+  return p;
 }
 
 }  // namespace causeway::cli

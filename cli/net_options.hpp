@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "base/sandbox/sandbox.hpp"
 #include "cli/runtime.hpp"
 #include "netstack/forward.hpp"
 #include "netstack/nat_config.hpp"
@@ -41,6 +42,7 @@ struct NetOptions {
   bool no_offload = false;           // netns only: a tap without checksum/TSO offloads
   std::string mode = "nat";          // netns and run: nat or mirrored (--mode, networkingMode)
   std::string forward_source_ports;  // FIRST-LAST; empty: the default range
+  bool no_sandbox = false;           // --no-sandbox: the engine keeps its privileges (debugging)
 };
 
 // What the options mean to the engine.
@@ -57,5 +59,13 @@ std::optional<NetSettings> net_settings(const NetOptions& o);
 netstack::NatConfig nat_config(const NetOptions& o);
 std::optional<DnsSetup> dns_setup(const NetOptions& o);
 std::optional<std::vector<netstack::PortForward>> parse_publish(const NetOptions& o);
+
+// The confinement every attachment starts from (base/sandbox/sandbox.hpp), for `mode`:
+// off with --no-sandbox; read-only, the directories of the resolver file and of every
+// file its symlinks lead to (the DNS watch re-reads it and re-adds its watches; without
+// DNS tunneling libslirp reads /etc/resolv.conf itself); read-write, the control
+// socket's directory (its unlink at exit). The attachment adds its own paths and calls
+// sandbox::confine() after its set-up, before any thread starts.
+sandbox::Policy sandbox_policy(const NetOptions& o, std::string mode);
 
 }  // namespace causeway::cli

@@ -8,6 +8,8 @@
 
 #include <fmt/format.h>
 
+#include "base/sandbox/sandbox.hpp"
+
 namespace causeway::cli {
 using json = nlohmann::json;
 using netstack::PortForward;
@@ -307,7 +309,8 @@ json Runtime::handle_control(const json& req) {
                 {"forwards", forwards_.size()},
                 {"mtu", nat_.mtu},
                 {"uptime_s", (clock_.now_ms() - started_ms_) / 1000},
-                {"accept_backoffs", accept_backoffs()}};
+                {"accept_backoffs", accept_backoffs()},
+                {"sandbox", sandbox::current().to_json()}};
   }
   if (cmd == "stats") return stats_json();
   if (cmd == "mirror") {

@@ -33,6 +33,7 @@
 
 #include <filesystem>
 #include <string>
+#include <system_error>
 #include <vector>
 
 namespace causeway::sandbox {
@@ -75,6 +76,12 @@ Status confine(const Policy& p);
 
 // The process's status (for `ctl status`): what confine() applied, or "not confined".
 const Status& current();
+
+// Removes `dir` and what it holds. A directory kept read-write (Policy::read_write) is a
+// mount point in the confined process, so its own path cannot be removed (EBUSY): this
+// removes it through a descriptor of its real parent taken before pivot_root. Any other
+// directory: std::filesystem::remove_all.
+std::error_code remove_kept_directory(const std::filesystem::path& dir);
 
 // For --version: what this host and kernel allow (seccomp, user namespaces, libseccomp's
 // version), one line.

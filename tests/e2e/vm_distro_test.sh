@@ -12,6 +12,7 @@
 #   7. live DNS: the host's search domains change → the guest's /etc/resolv.conf follows
 #      (a DnsConfig on the running VM's main session);
 #   8. a corrupt image: the daemon's error (the guest's fsck) reaches the client.
+# After step 2 the daemon's /proc status and `ctl status` must show it confined (base/sandbox).
 # The distribution: $CAUSEWAY_TEST_DISTRO_IMAGE (a raw ext4 image, e.g. the CI's cached
 # Debian; copied, never modified) or, when unset, a small ext4 made here from busybox-static
 # and an /etc/passwd (mkfs.ext4 -d, no root needed). Everything lives under CAUSEWAY_HOME=$work.
@@ -101,6 +102,12 @@ id1=$(cat "$work/start-1.out")
 [[ $(instances_running) == 1 ]] || fail "list --running does not show exactly one VM: $("$cw" list --running)"
 daemon_pid=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["pid"])' "$run_dir/e2e/state.json")
 kill -0 "$daemon_pid" || fail "the daemon in state.json ($daemon_pid) is not running"
+# The daemon confined itself after set-up (base/sandbox): no privileges, a seccomp filter.
+st=$(cat "/proc/$daemon_pid/status")
+grep -qP '^NoNewPrivs:\t1$' <<<"$st" && grep -qP '^Seccomp:\t2$' <<<"$st" && grep -qP '^CapEff:\t0{16}$' <<<"$st" ||
+  fail "the instance daemon is not confined: $(grep -E 'NoNewPrivs|^Seccomp:|CapEff' <<<"$st")"
+[[ $("$cw" ctl "$run_dir/e2e/control.sock" status | python3 -c 'import json,sys; print(json.load(sys.stdin)["sandbox"]["on"])') == True ]] ||
+  fail "ctl status of the instance does not say the sandbox is on"
 
 echo "== a later run joins the same VM"
 out=$(timeout 60 "$cw" run -d e2e -- sh -c 'cat /tmp/start-1 /tmp/start-2 /tmp/start-3; cat /proc/sys/kernel/random/boot_id')

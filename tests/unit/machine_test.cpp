@@ -127,6 +127,8 @@ TEST(QemuCmdline, Q35WithVhostUserNetAndVsock) {
       a, {"-m", "1024M", "-object", "memory-backend-memfd,id=mem0,size=1024M,share=on", "-numa", "node,memdev=mem0"}));
   EXPECT_TRUE(has_seq(a, {"-smp", "2"}));
   EXPECT_TRUE(has_seq(a, {"-nodefaults", "-no-user-config", "-display", "none", "-no-reboot"}));
+  // QEMU confines itself too (issue 16): no obsolete syscalls, no privilege changes, no spawning.
+  EXPECT_TRUE(has_seq(a, {"-sandbox", "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny"}));
   EXPECT_TRUE(has_seq(a, {"-kernel", "/g/vmlinuz"}));
   EXPECT_TRUE(has_seq(a, {"-initrd", "/g/initramfs.cpio.gz"}));
   EXPECT_TRUE(has_seq(a, {"-chardev", "file,id=console0,path=/run/cw/console.log", "-serial", "chardev:console0"}));

@@ -90,6 +90,7 @@ boost::system::result<std::vector<std::string>, std::string> build_qemu_argv(con
   add({"-m", mem, "-object", "memory-backend-memfd,id=mem0,size=" + mem + ",share=on", "-numa", "node,memdev=mem0"});
   add({"-smp", std::to_string(o.cpus)});
   add({"-nodefaults", "-no-user-config", "-display", "none", "-no-reboot"});
+  if (o.sandbox) add({"-sandbox", "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny"});
   add({"-kernel", o.kernel});
   if (!o.initrd.empty()) add({"-initrd", o.initrd});
   add({"-append", kernel_cmdline(o)});

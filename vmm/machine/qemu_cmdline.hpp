@@ -92,6 +92,10 @@ struct QemuOptions {
   std::optional<DiskOptions> disk;  // the guest's /dev/vda
   bool balloon = false;             // virtio-balloon (never inflated by us)
   bool free_page_reporting = true;  // with the balloon: free guest pages go back to the host
+  // QEMU's own seccomp filter: -sandbox on,obsolete=deny,elevateprivileges=deny,spawn=deny,
+  // resourcecontrol=deny (no obsolete syscalls, no set*uid/gid, no fork/exec, no affinity or
+  // priority changes). It needs a QEMU built with libseccomp (Debian's is).
+  bool sandbox = true;
   std::vector<std::string> extra_args;
 };
 
