@@ -2,7 +2,9 @@
 
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <linux/if_tun.h>
 #include <linux/netlink.h>
+#include <linux/seccomp.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -14,7 +16,6 @@
 #include <boost/asio/steady_timer.hpp>
 #include <cerrno>
 #include <cstdio>
-#include <algorithm>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -27,7 +28,6 @@
 #include "cli/mirrored_mode.hpp"
 #include "cli/runtime.hpp"
 #include "dns/host_config.hpp"
-#include "dns/host_dns_watch.hpp"
 #include "netstack/netns_listener_source.hpp"
 #include "netstack/mirror/apply.hpp"
 #include "netstack/netns.hpp"
@@ -59,24 +59,6 @@ std::vector<std::string> host_search(const std::string& path) {
   std::stringstream ss;
   ss << f.rdbuf();
   return dns::parse_resolv_conf(ss.str()).search;
-}
-
-// The directories the host resolver file and the symlinks it leads through
-// are in (the DNS watch follows each of them).
-std::vector<std::filesystem::path> resolver_directories(const std::string& file) {
-  std::vector<std::filesystem::path> dirs;
-  std::filesystem::path p = std::filesystem::absolute(file).lexically_normal();
-  for (size_t hop = 0; hop < dns::HostDnsWatch::kMaxSymlinkHops; ++hop) {
-    dirs.push_back(p.parent_path());
-    std::error_code ec;
-    if (!std::filesystem::is_symlink(std::filesystem::symlink_status(p, ec)) || ec) break;
-    auto target = std::filesystem::read_symlink(p, ec);
-    if (ec) break;
-    p = (target.is_relative() ? p.parent_path() / target : target).lexically_normal();
-  }
-  std::sort(dirs.begin(), dirs.end());
-  dirs.erase(std::unique(dirs.begin(), dirs.end()), dirs.end());
-  return dirs;
 }
 
 // Search domains: --dns-search if given, else the host's (followed live).
@@ -287,31 +269,32 @@ void NetnsAttachment::guard_resolv_conf() {
 
 // Set-up is done (tap, sockets, control socket, mirrored links, listener
 // source) and COMMAND has not started: the engine confines itself
-// (base/sandbox/sandbox.hpp) before any guest traffic is parsed. Paths it
-// still needs: the host resolver file and the directories its symlinks lead
-// through (the DNS watch re-reads and re-watches them), the control socket's
-// directory (removed at exit) and the DNS-over-TCP socket's directory
-// (libslirp connects to it for each guest connection). Everything privileged
-// over the namespace is the helper's (netstack/netns_sockets.hpp).
+// (base/sandbox/sandbox.hpp) before any guest traffic is parsed. Besides what
+// every attachment keeps (sandbox_policy: the resolver file's directories,
+// the control socket's directory) it keeps the DNS-over-TCP socket's
+// directory (libslirp connects to it for each guest connection). Everything
+// privileged over the namespace is the helper's (netstack/netns_sockets.hpp);
+// COMMAND's resolv.conf is rewritten through a descriptor and removed by the
+// helper.
 void NetnsAttachment::confine() {
-  sandbox::Policy p;
-  p.enabled = true;  // XXX until branch sandbox has --no-sandbox
-  p.mode = net_.mode == "mirrored" ? "netns-mirrored" : "netns";
-  if (s_.dns.tunneling) {
-    for (const auto& dir : resolver_directories(s_.dns.host_resolv_conf)) p.read_only.push_back(dir);
-  }
-  if (!net_.control.empty()) p.read_write.push_back(std::filesystem::absolute(net_.control).parent_path());
+  auto p = sandbox_policy(net_, net_.mode == "mirrored" ? "netns-mirrored" : "netns");
   if (!rt_.dns_dir().empty()) p.read_write.push_back(rt_.dns_dir());
   // Without the helper the engine removes COMMAND's resolv.conf file itself.
   if (ns_.child && !ns_.factory_owns_resolv_conf)
     p.read_write.push_back(std::filesystem::path(ns_.child->resolv_conf_path).parent_path());
   p.extra_syscalls = {
-      "kill",      "wait4",              // COMMAND: signals passed on, its exit status
-      "ftruncate", "pwrite64",           // the namespace's resolv.conf rewritten in place
-      "sendmsg",   "recvmsg",  "ioctl",  // helper requests (SCM_RIGHTS); taps, listener trap
+      "wait4",      // COMMAND's exit status; the helper's at exit
+      "ftruncate",  // COMMAND's resolv.conf rewritten in place (search domains follow the host)
   };
-  const auto st = sandbox::confine(p);
-  if (p.enabled && !st.on()) spdlog::warn("sandbox: {}", st.reason);
+  p.extra_ioctls = {
+      TUNGETIFF,
+      TUNSETVNETHDRSZ,
+      TUNSETVNETLE,
+      TUNSETOFFLOAD,  // mirrored links' taps, made later (TapFramePort)
+      SECCOMP_IOCTL_NOTIF_RECV,
+      SECCOMP_IOCTL_NOTIF_SEND,  // the listener trap (portfwd/listener_trap.hpp)
+  };
+  (void)sandbox::confine(p);  // it logs what it applied; `ctl status` shows it
 }
 
 // The tap is the guest's port; the engine announces the guest's MAC.

@@ -489,6 +489,8 @@ std::optional<std::string> load_filter(const Policy& p, int& count) {
     ok &= rule(SCMP_SYS(socket), SCMP_ACT_ALLOW, {SCMP_A0(SCMP_CMP_EQ, static_cast<scmp_datum_t>(family))});
   for (unsigned long req : allowed_ioctls())
     ok &= rule(SCMP_SYS(ioctl), SCMP_ACT_ALLOW, {SCMP_A1(SCMP_CMP_MASKED_EQ, 0xffffffffU, req)});
+  for (unsigned long req : p.extra_ioctls)
+    ok &= rule(SCMP_SYS(ioctl), SCMP_ACT_ALLOW, {SCMP_A1(SCMP_CMP_MASKED_EQ, 0xffffffffU, req)});
   if (!ok) return std::string("seccomp: cannot add an argument rule");
   count += 5;  // allowed with their arguments checked: clone, mmap, mprotect, socket, ioctl
 

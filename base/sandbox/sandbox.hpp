@@ -51,6 +51,7 @@ struct Policy {
   std::vector<std::filesystem::path> read_only;   // stay reachable at the same path, read-only
   std::vector<std::filesystem::path> read_write;  // stay reachable at the same path, read-write
   std::vector<std::string> extra_syscalls;        // the caller's additions to the allowlist, by name
+  std::vector<unsigned long> extra_ioctls;        // the caller's ioctl requests (ioctl is allowed by request)
 };
 
 // What was applied; each layer on its own.
