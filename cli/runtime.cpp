@@ -94,7 +94,9 @@ Runtime::Runtime(boost::asio::io_context& io, netstack::NatConfig nat, std::stri
 Runtime::~Runtime() {
   guests_.clear();  // engines hold pointers to the proxy
   dns_tcp_.reset();
-  if (!dns_dir_.empty()) ::rmdir(dns_dir_.c_str());
+  // A confined engine that kept the directory has it as a mount point: removed through
+  // its real parent (sandbox::remove_kept_directory; a plain removal otherwise).
+  if (!dns_dir_.empty()) (void)sandbox::remove_kept_directory(dns_dir_);
 }
 
 boost::system::result<void, std::string> Runtime::enable_dns(const DnsSetup& setup) {
