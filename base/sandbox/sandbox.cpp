@@ -289,6 +289,27 @@ std::optional<std::string> bind_path(const fs::path& path, bool writable) {
   return std::nullopt;
 }
 
+// The paths to bind, parents first, without those a kept ancestor already covers (a
+// read-write ancestor covers everything under it, a read-only one what is read-only):
+// a bind inside another bind would sit on the host's own directory entry, which then
+// could not be removed (EBUSY), and its mkdir would write into the host's tree.
+std::vector<std::pair<fs::path, bool>> kept_paths(const Policy& p) {
+  std::map<fs::path, bool> all;  // path → writable (sorted: parents first)
+  for (const auto& x : p.read_only) all.emplace(x, false);
+  for (const auto& x : p.read_write) all[x] = true;
+  std::vector<std::pair<fs::path, bool>> out;
+  for (const auto& [path, writable] : all) {
+    bool covered = false;
+    for (const auto& [kept, kept_writable] : out) {
+      const auto rel = path.lexically_relative(kept);
+      const bool inside = !rel.empty() && *rel.begin() != "..";
+      if (inside && (kept_writable || !writable)) covered = true;
+    }
+    if (!covered) out.emplace_back(path, writable);
+  }
+  return out;
+}
+
 // A new user namespace mapping only our ids (unprivileged), then a new mount namespace.
 std::optional<std::string> enter_namespaces() {
   if (::geteuid() == 0) {
@@ -323,10 +344,9 @@ std::optional<std::string> isolate_mounts(const Policy& p, std::map<fs::path, in
 
   for (const char* dev : kDevices)
     if (auto e = bind_path(dev, true)) return e;
-  for (const auto& path : p.read_only)
-    if (auto e = bind_path(path, false)) return e;
-  for (const auto& path : p.read_write) {
-    if (auto e = bind_path(path, true)) return e;
+  for (const auto& [path, writable] : kept_paths(p)) {
+    if (auto e = bind_path(path, writable)) return e;
+    if (!writable) continue;
     // Its real parent, for remove_kept_directory().
     const std::string parent = "/oldroot" + path.parent_path().string();
     const int fd = ::open(parent.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);

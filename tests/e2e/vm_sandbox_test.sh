@@ -31,7 +31,8 @@ if ((root)) && command -v setpriv >/dev/null && setpriv --reuid=nobody --regid=n
   # nobody must reach the binary and the guest image.
   if setpriv --reuid=nobody --regid=nogroup --clear-groups test -x "$cw" -a -r "$guest/vmlinuz"; then nobody_ok=1; fi
 fi
-as_nobody() { setpriv --reuid=nobody --regid=nogroup --clear-groups --inh-caps=-all -- "$@"; }
+# setpriv execs: the pid $! names is the engine's.
+as_nobody=(setpriv --reuid=nobody --regid=nogroup --clear-groups --inh-caps=-all --)
 
 # check_confined PID CONTROL WHAT: /proc/PID/status and `ctl status` say the sandbox is on.
 check_confined() {
@@ -50,11 +51,11 @@ check_confined() {
 # ---------------------------------------------------------------- serve
 # serve_case WHO [ARGS...]: start serve, check, stop, check the sockets are gone.
 serve_case() {
-  local who=$1 dir=$work/serve-$1
+  local who=$1 dir=$work/serve-$1-$#
   shift
   mkdir -m 0777 "$dir"
   local -a run=("$cw")
-  [[ $who == nobody ]] && run=(as_nobody "$cw")
+  [[ $who == nobody ]] && run=("${as_nobody[@]}" "$cw")
   "${run[@]}" serve --qemu-socket "$dir/q.sock" --control "$dir/ctl.sock" "$@" >"$dir/log" 2>&1 &
   local pid=$!
   track_pid "$pid"
@@ -94,7 +95,7 @@ run_case() {
   local who=$1 mode=$2 dir=$work/run-$1-$2
   mkdir -m 0777 "$dir"
   local -a run=(env XDG_RUNTIME_DIR="$dir" "$cw")
-  [[ $who == nobody ]] && run=(as_nobody env XDG_RUNTIME_DIR="$dir" CAUSEWAY_GUEST_DIR="$guest" "$cw")
+  [[ $who == nobody ]] && run=("${as_nobody[@]}" env XDG_RUNTIME_DIR="$dir" CAUSEWAY_GUEST_DIR="$guest" "$cw")
   local cmd="wget -q -O- http://10.0.2.2:$port/probe.txt; nslookup host.causeway.internal 10.0.2.3 | grep -c 10.0.2.2; \
 sleep 4; echo run-done"
   "${run[@]}" run -q --mode "$mode" --control "$dir/ctl.sock" -- sh -c "$cmd" >"$dir/out" 2>"$dir/err" &
