@@ -54,10 +54,10 @@
 // accelerator, a private directory) → the engine and DNS → forwards (-p) →
 // the guest's NIC (vhost-user virtio-net or QEMU's stream netdev) → vsock →
 // the listener source (the agent's events; automatic forwarding) → control
-// socket → QEMU → mirrored mode → the agent → signals → confinement → run.
+// socket → QEMU → mirrored mode → confinement → the agent → signals → run.
 //
 // Confinement (base/sandbox): after QEMU is started and every listening socket
-// is bound, before the output pumps' threads exist. The process keeps its private
+// is bound, before the output pumps' threads exist (CommandIo::install). The process keeps its private
 // directory read-write (the sockets QEMU uses, qemu.log, the console log, removed
 // at exit through sandbox::remove_kept_directory), in instance mode the instance's
 // directory instead (exec.sock is bound and state.json written after Ready; the
@@ -374,10 +374,10 @@ int VmAttachment::run() {
   control_ = std::move(*control);
   if (int code = spawn_machine()) return code;
   if (mirrored_) attach_mirrored_mode();
+  confine();  // before connect_agent(): the command's output pumps start their threads there
   connect_agent();
   watch_machine();
   handle_signals();
-  confine();
   io_.run();
   return finish();
 }

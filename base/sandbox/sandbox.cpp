@@ -123,31 +123,33 @@ struct Group {
 
 const std::vector<Group>& common_groups() {
   static const std::vector<Group> groups = {
-      {"the event loop: Asio's epoll reactor, its timerfd and the eventfd that wakes it",
-       {"epoll_wait", "epoll_pwait", "epoll_pwait2", "epoll_ctl", "epoll_create1", "timerfd_create", "timerfd_settime",
-        "timerfd_gettime", "eventfd2", "poll", "ppoll", "select", "pselect6"}},
-      {"descriptors: sockets, pipes, the vhost-user kick/call eventfds, the guest's memory fds",
-       {"read", "readv", "write", "writev", "pread64", "pwrite64", "close", "dup", "dup3", "fcntl", "lseek", "pipe2",
-        "fstat", "newfstatat", "statx"}},
+      {"the event loop: Asio's epoll reactor and its timerfd (made before confinement); poll: c-ares and the "
+       "vhost-user message reads; ppoll and epoll_pwait are what aarch64 has instead",
+       {"epoll_wait", "epoll_pwait", "epoll_ctl", "timerfd_settime", "poll", "ppoll"}},
+      {"serve: each QEMU connection's engine gets a libslirp bridge with an epoll set of its own", {"epoll_create1"}},
+      {"descriptors: sockets, the vhost-user kick/call eventfds, the guest's memory fds, our stdio; lseek: the "
+       "console and QEMU log tails in an error report",
+       {"read", "readv", "write", "writev", "close", "fcntl", "lseek", "fstat", "newfstatat"}},
       {"sockets: NAT flows, forwards, DNS upstreams (c-ares), the control API, QEMU's sockets; SCM_RIGHTS for "
        "vhost-user memory tables (socket() itself is checked by family below)",
        {"bind", "listen", "accept", "accept4", "connect", "getsockname", "getpeername", "setsockopt", "getsockopt",
-        "shutdown", "sendto", "recvfrom", "sendmsg", "recvmsg", "sendmmsg", "recvmmsg", "socketpair"}},
+        "shutdown", "sendto", "recvfrom", "sendmsg", "recvmsg"}},
+      {"a relayed connection to the guest (auto forwards in a VM) is a socketpair bridged to a vsock stream",
+       {"socketpair"}},
       {"memory: allocation, the guest RAM regions vhost-user maps and unmaps (mmap/mprotect checked below: never "
        "executable)",
        {"brk", "munmap", "mremap", "madvise"}},
-      {"threads: OutputPump's writers (clone checked below: threads only), their stacks, locks and exit",
-       {"futex", "set_robust_list", "rseq", "sched_yield", "sched_getaffinity", "gettid", "exit", "exit_group",
-        "membarrier"}},
-      {"signals: Asio's signal_set (SIGINT/SIGTERM/SIGCHLD), raise() of our own SIGSYS/abort",
-       {"rt_sigaction", "rt_sigprocmask", "rt_sigreturn", "sigaltstack", "tgkill", "getpid", "kill"}},
-      {"time and identity: clocks (the vDSO's fallback), the control API's peer uid check, rlimits for the budget",
-       {"clock_gettime", "clock_getres", "gettimeofday", "nanosleep", "clock_nanosleep", "getuid", "geteuid", "getgid",
-        "getegid", "prlimit64", "getrlimit", "getrandom", "uname"}},
-      {"files that stay reachable: the resolver file and its symlinks (DNS watch), the control socket's unlink at "
-       "exit, libslirp's resolv.conf without DNS tunneling, remove_kept_directory()",
-       {"open", "openat", "readlink", "readlinkat", "unlink", "unlinkat", "rmdir", "getdents64", "access", "faccessat",
-        "faccessat2", "inotify_add_watch", "inotify_rm_watch"}},
+      {"threads: OutputPump's writers (clone checked below: threads only), their start, locks and exit",
+       {"futex", "set_robust_list", "rseq", "gettid", "exit", "exit_group"}},
+      {"signals: Asio's signal_set (SIGINT/SIGTERM), raise() of SIGSYS or SIGABRT, QEMU's SIGTERM/SIGKILL",
+       {"rt_sigaction", "rt_sigprocmask", "rt_sigreturn", "tgkill", "getpid", "kill"}},
+      {"time and identity: clocks (the vDSO's fallback), the control API's peer uid check, the fd budget, "
+       "random numbers (TCP ISNs, DNS ids)",
+       {"clock_gettime", "gettimeofday", "clock_nanosleep", "getuid", "geteuid", "prlimit64", "getrandom"}},
+      {"files that stay reachable: the resolver file and its symlinks (DNS watch re-reads it, re-adds its watches), "
+       "libslirp's resolv.conf without DNS tunneling, the control socket's unlink at exit, remove_kept_directory()",
+       {"openat", "readlink", "readlinkat", "unlink", "unlinkat", "rmdir", "getdents64", "inotify_add_watch",
+        "inotify_rm_watch"}},
   };
   return groups;
 }
@@ -155,15 +157,13 @@ const std::vector<Group>& common_groups() {
 // Each mode's additions to the common list.
 const std::map<std::string, std::vector<Group>, std::less<>>& mode_groups() {
   static const std::vector<Group> vm = {
-      {"QEMU: its exit (pidfd becomes readable, then reaped), terminate() with SIGTERM then SIGKILL",
+      {"QEMU: its exit (its pidfd becomes readable, then it is reaped), terminate() with SIGTERM then SIGKILL",
        {"wait4", "waitid", "pidfd_send_signal"}},
-      {"the guest command's terminal: raw mode restored at exit, window size on SIGWINCH; fsync of the output",
-       {"fsync", "fdatasync"}},
-      {"the console log and qemu.log tails in finish()'s error report", {"fadvise64"}},
+      {"the guest command's stdin: CommandIo reads a dup of fd 0 once the command starts", {"dup"}},
   };
   static const std::vector<Group> instance_extra = {
-      {"state.json written by write-then-rename; exec.sock bound in the instance directory",
-       {"rename", "renameat", "renameat2", "fchmod", "umask", "ftruncate", "fsync", "fdatasync", "flock"}},
+      {"after Ready: state.json written by write-then-rename, exec.sock bound under umask 077",
+       {"rename", "renameat", "renameat2", "umask"}},
   };
   static const std::vector<Group> mirrored = {
       {"mirrored mode: the host's links, addresses and routes followed over rtnetlink (socket family below)", {}},
@@ -289,6 +289,27 @@ std::optional<std::string> bind_path(const fs::path& path, bool writable) {
   return std::nullopt;
 }
 
+// The paths to bind, parents first, without those a kept ancestor already covers (a
+// read-write ancestor covers everything under it, a read-only one what is read-only):
+// a bind inside another bind would sit on the host's own directory entry, which then
+// could not be removed (EBUSY), and its mkdir would write into the host's tree.
+std::vector<std::pair<fs::path, bool>> kept_paths(const Policy& p) {
+  std::map<fs::path, bool> all;  // path → writable (sorted: parents first)
+  for (const auto& x : p.read_only) all.emplace(x, false);
+  for (const auto& x : p.read_write) all[x] = true;
+  std::vector<std::pair<fs::path, bool>> out;
+  for (const auto& [path, writable] : all) {
+    bool covered = false;
+    for (const auto& [kept, kept_writable] : out) {
+      const auto rel = path.lexically_relative(kept);
+      const bool inside = !rel.empty() && *rel.begin() != "..";
+      if (inside && (kept_writable || !writable)) covered = true;
+    }
+    if (!covered) out.emplace_back(path, writable);
+  }
+  return out;
+}
+
 // A new user namespace mapping only our ids (unprivileged), then a new mount namespace.
 std::optional<std::string> enter_namespaces() {
   if (::geteuid() == 0) {
@@ -323,10 +344,9 @@ std::optional<std::string> isolate_mounts(const Policy& p, std::map<fs::path, in
 
   for (const char* dev : kDevices)
     if (auto e = bind_path(dev, true)) return e;
-  for (const auto& path : p.read_only)
-    if (auto e = bind_path(path, false)) return e;
-  for (const auto& path : p.read_write) {
-    if (auto e = bind_path(path, true)) return e;
+  for (const auto& [path, writable] : kept_paths(p)) {
+    if (auto e = bind_path(path, writable)) return e;
+    if (!writable) continue;
     // Its real parent, for remove_kept_directory().
     const std::string parent = "/oldroot" + path.parent_path().string();
     const int fd = ::open(parent.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
