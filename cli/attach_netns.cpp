@@ -283,8 +283,8 @@ void NetnsAttachment::confine() {
   if (ns_.child && !ns_.factory_owns_resolv_conf)
     p.read_write.push_back(std::filesystem::path(ns_.child->resolv_conf_path).parent_path());
   p.extra_syscalls = {
-      "wait4",      // COMMAND's exit status; the helper's at exit
-      "ftruncate",  // COMMAND's resolv.conf rewritten in place (search domains follow the host)
+      "wait4",                  // COMMAND's exit status; the helper's at exit
+      "ftruncate", "pwrite64",  // COMMAND's resolv.conf rewritten in place (search domains follow the host)
   };
   p.extra_ioctls = {
       TUNGETIFF,

@@ -4,10 +4,12 @@
 //   causeway netns [OPTIONS] --attach PID|PATH      an existing namespace
 //
 // Steps (attach_netns.cpp): the tap's configuration → fork the namespace's
-// child (or enter the existing namespace) and make its tap → sockets inside
-// the namespace → the engine and DNS → the tap as the guest port → forwards
+// child (or enter the existing namespace) and make its tap → the namespace
+// helper (sockets inside the namespace, and every privileged operation on it
+// from then on) → the engine and DNS → the tap as the guest port → forwards
 // (-p) → control socket → mirrored mode → the listener source (sock_diag,
-// automatic forwarding) → signals → release COMMAND → run.
+// automatic forwarding) → confine the engine (base/sandbox: no capability,
+// seccomp, an empty root) → signals → release COMMAND → run.
 //
 // Thread safety: everything runs on the caller's thread (the engine thread).
 #pragma once
