@@ -29,7 +29,7 @@
 //
 //   The seccomp filter (libseccomp, native architecture; a foreign one is killed) is the
 //   common allowlist below, the mode's group, and the caller's extra names. Syscall names
-//   that this architecture lacks (open on aarch64) are skipped. Arguments are checked
+//   that this architecture lacks (poll, epoll_wait on aarch64) are skipped. Arguments are checked
 //   where that is cheap and meaningful: clone only for threads (CLONE_THREAD set: no new
 //   processes), clone3 fails with ENOSYS (glibc then uses clone), socket only for the
 //   families the engine uses, ioctl only for its requests, mmap/mprotect never PROT_EXEC
