@@ -108,14 +108,17 @@ int ServeAttachment::listen() {
   return 0;
 }
 
-// Set-up is done (the QEMU socket listens, DNS and forwards are up): confine the
-// process before the first guest connects. Kept: the QEMU socket's directory (its
-// unlink at exit) besides what every attachment keeps (sandbox_policy). Each new
-// connection's engine (libslirp, sockets, timers) is made inside the sandbox.
+// Set-up is done (the QEMU socket listens, DNS and forwards are up): confine
+// the process before the first guest connects. Kept: the QEMU socket's
+// directory (its unlink at exit), the DNS-over-TCP socket's directory, besides
+// what every attachment keeps (sandbox_policy). Each new connection's engine
+// (libslirp, sockets, timers) is made inside the sandbox.
 void ServeAttachment::confine() {
   auto policy = sandbox_policy(net_, "serve");
   std::error_code ec;
   policy.read_write.push_back(std::filesystem::absolute(path_, ec).lexically_normal().parent_path());
+  // libslirp connects to the DNS-over-TCP socket there for each guest TCP query to 10.0.2.3.
+  if (!rt_.dns_dir().empty()) policy.read_write.push_back(rt_.dns_dir());
   sandbox::confine(policy);
 }
 

@@ -57,14 +57,15 @@
 // socket → QEMU → mirrored mode → confinement → the agent → signals → run.
 //
 // Confinement (base/sandbox): after QEMU is started and every listening socket
-// is bound, before the output pumps' threads exist (CommandIo::install). The process keeps its private
-// directory read-write (the sockets QEMU uses, qemu.log, the console log, removed
-// at exit through sandbox::remove_kept_directory), in instance mode the instance's
-// directory instead (exec.sock is bound and state.json written after Ready; the
-// lock is an open descriptor), a --console-log file read-only (finish() prints
-// its tail), and what sandbox_policy() keeps. QEMU, outside the sandbox, is
-// watched through its pidfd and signalled by pid; mirrored mode opens its
-// rtnetlink sockets after Ready, inside it.
+// is bound, before the output pumps' threads exist (CommandIo::install). The
+// process keeps its private directory read- write (the sockets QEMU uses,
+// qemu.log, the console log, removed at exit through
+// sandbox::remove_kept_directory), in instance mode the instance's directory
+// instead (exec.sock is bound and state.json written after Ready; the lock is
+// an open descriptor), the DNS-over-TCP socket's directory, a --console-log
+// file read-only (finish() prints its tail), and what sandbox_policy() keeps.
+// QEMU, outside the sandbox, is watched through its pidfd and signalled by pid;
+// mirrored mode opens its rtnetlink sockets after Ready, inside it.
 //
 // Thread safety: everything runs on the caller's thread (the engine thread).
 #include "cli/attach_vm.hpp"
@@ -387,6 +388,8 @@ void VmAttachment::confine() {
   p.mode = std::string(o_.instance ? "instance" : "vm") + (mirrored_ ? "-mirrored" : "");
   p.read_write.push_back(o_.instance ? o_.instance->paths.dir : std::filesystem::path(host_.dir));
   if (!o_.console_log.empty()) p.read_only.push_back(o_.console_log);
+  // libslirp connects to the DNS-over-TCP socket there for each guest TCP query to 10.0.2.3.
+  if (!rt_.dns_dir().empty()) p.read_write.push_back(rt_.dns_dir());
   sandbox::confine(p);
 }
 

@@ -70,6 +70,11 @@ struct Status {
   nlohmann::json to_json() const;
 };
 
+// Set in the environment (tests), it makes confine() end with a syscall the
+// allowlist forbids once the filter is loaded: the process dies by SIGSYS
+// (debug builds log the syscall's name first).
+inline constexpr const char* kSelfTestVariable = "CAUSEWAY_SANDBOX_SELFTEST";
+
 // After set-up, before any thread starts. See the header comment for the layers. A layer
 // that cannot be applied is reported in the returned Status; the others still apply. Never
 // throws. Call it once per process; a second call returns the first one's status.

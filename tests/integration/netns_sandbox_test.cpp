@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include <gtest/gtest.h>
+#include <filesystem>
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
@@ -177,6 +178,26 @@ INSTANTIATE_TEST_SUITE_P(Modes, NetnsSandbox,
                                          SandboxCase{true, false, false}, SandboxCase{true, false, true},
                                          SandboxCase{true, true, false}, SandboxCase{true, true, true}),
                          case_name);
+
+// The filter the engine loads kills: forced to make a syscall outside its
+// allowlist right after confinement (CAUSEWAY_SANDBOX_SELFTEST, see
+// base/sandbox/sandbox.hpp), the engine dies by SIGSYS and COMMAND never runs.
+TEST(NetnsSandboxFilter, ASyscallOutsideTheAllowlistKillsTheEngine) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root (a network namespace for COMMAND)";
+  if (auto why = netns_unavailable()) GTEST_SKIP() << *why;
+  TempDir dir;
+  const auto marker = dir.path() / "command-ran";
+  BackgroundProcess causeway(
+      {"env", "CAUSEWAY_SANDBOX_SELFTEST=1", kCauseway, "netns", "--", "sh", "-c", "touch '" + marker.string() + "'"},
+      dir.path(), "causeway");
+  const auto status = causeway.wait_exit(kStartTimeout);
+  ASSERT_TRUE(status.has_value()) << "the engine survived its forbidden syscall\n" << causeway.describe();
+  if (causeway.err().find("sanitizer build") != std::string::npos)
+    GTEST_SKIP() << "sanitizer build: the filter logs instead of killing (LeakSanitizer needs ptrace)";
+  EXPECT_EQ(*status, 128 + SIGSYS) << causeway.describe();
+  EXPECT_NE(causeway.err().find("calling ptrace"), std::string::npos) << causeway.describe();
+  EXPECT_FALSE(std::filesystem::exists(marker)) << "COMMAND ran after the engine died";
+}
 
 }  // namespace
 }  // namespace causeway::integration
