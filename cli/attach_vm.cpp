@@ -67,6 +67,7 @@
 #include <boost/asio/local/stream_protocol.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <algorithm>
 #include <cctype>
 #include <cerrno>
 #include <charconv>
@@ -93,6 +94,7 @@
 #include "vmm/devices/virtio_vsock.hpp"
 #include "vmm/machine/accel.hpp"
 #include "vmm/machine/qemu_cmdline.hpp"
+#include "vmm/machine/console_log.hpp"
 #include "vmm/machine/qemu_process.hpp"
 #include "vmm/vhost_user/server.hpp"
 
@@ -265,6 +267,13 @@ json virtio_net_stats_json(const vmm::VirtioNetStats& s) {
               {"rx_drops", s.rx_drops_no_buffers + s.rx_drops_not_ready + s.rx_drops_too_big}};
 }
 
+// The vsock device's stream cap from the process's descriptor budget (netstack/budget.hpp).
+vmm::VirtioVsockConfig vsock_config(const netstack::FdBudget& b) {
+  vmm::VirtioVsockConfig c;
+  c.max_connections = std::min(c.max_connections, b.vsock_streams);
+  return c;
+}
+
 // The machine, its devices, the agent session and the command.
 class VmAttachment {
  public:
@@ -318,7 +327,7 @@ class VmAttachment {
   Runtime rt_;
   std::unique_ptr<vmm::vhost_user::Server> net_server_;
   std::unique_ptr<asio::local::stream_protocol::acceptor> stream_acceptor_;
-  vmm::VirtioVsockDevice vsock_{io_, rt_.clock(), vmm::VirtioVsockConfig{}};
+  vmm::VirtioVsockDevice vsock_{io_, rt_.clock(), vsock_config(rt_.budget())};
   vmm::vhost_user::Server vsock_server_{io_, rt_.clock(), vsock_, "vhost-user vsock"};
   // Automatic localhost forwarding: agent listener events → host forwards → vsock relays.
   agent::VsockRelayConnector relay_tcp4_{io_, vsock_, 4}, relay_tcp6_{io_, vsock_, 6};
@@ -328,6 +337,7 @@ class VmAttachment {
   bool listeners_dirty_ = false;
   std::unique_ptr<ControlServer> control_;
   std::unique_ptr<machine::QemuProcess> qemu_;
+  std::unique_ptr<machine::ConsoleLog> console_;  // the serial console, size-capped (console_log.hpp)
   std::string qemu_log_;
   std::chrono::steady_clock::time_point t_start_;
   std::string failure_;
@@ -485,6 +495,10 @@ int VmAttachment::spawn_machine() {
     q_.console_log = o_.console_log.empty() ? o_.instance->paths.console.string() : o_.console_log;
   else
     q_.console_log = o_.console_log.empty() ? host_.dir + "/console.log" : o_.console_log;
+  console_ = std::make_unique<machine::ConsoleLog>(io_, host_.dir + "/console.sock", q_.console_log);
+  if (auto ec = console_->start())
+    return fail_start(kWho, "cannot open the guest console log " + q_.console_log + ": " + ec.message());
+  q_.console_socket = console_->socket_path();
   auto argv = machine::build_qemu_argv(q_);
   if (argv.has_error()) return fail_start(kWho, argv.error());
   qemu_log_ = host_.dir + "/qemu.log";
