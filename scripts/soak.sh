@@ -167,9 +167,9 @@ in_ns_bg "$HOST_NS" "$BENCH_TMPDIR/host-udp.log" "$PYTHON" "$LOAD" udp-echo 127.
 in_ns_bg "$HOST_NS" "$BENCH_TMPDIR/dnsmasq.log" dnsmasq --no-daemon --no-resolv --no-hosts \
     --pid-file --bind-interfaces --listen-address=127.0.0.1 --port=53 --cache-size=1000 \
     --address=/soak.test/192.0.2.99 --log-facility=-
-bench_wait_for 10 _ready "$BENCH_TMPDIR/host-tcp.log" || bench_die "the host's TCP server did not start"
-bench_wait_for 10 _ready "$BENCH_TMPDIR/host-udp.log" || bench_die "the host's UDP echo did not start"
-bench_wait_for 10 _listening "$HOST_NS" u 53 || bench_die "dnsmasq did not listen on 127.0.0.1:53"
+bench_wait_for 30 _ready "$BENCH_TMPDIR/host-tcp.log" || bench_die "the host's TCP server did not start"
+bench_wait_for 30 _ready "$BENCH_TMPDIR/host-udp.log" || bench_die "the host's UDP echo did not start"
+bench_wait_for 30 _listening "$HOST_NS" u 53 || bench_die "dnsmasq did not listen on 127.0.0.1:53"
 
 # ---------------------------------------------------------------------------------------------
 # One engine
@@ -305,7 +305,7 @@ soak_engine() {
     bench_ns_add "$GUEST_NS"
     in_ns_bg "$GUEST_NS" "$dir/guest-tcp.log" "$PYTHON" "$LOAD" tcp-server 0.0.0.0 "$FWD_GUEST_PORT"
     GUEST_SRV_PID=$BG_PID
-    bench_wait_for 10 _ready "$dir/guest-tcp.log" || bench_die "the guest's TCP server did not start"
+    bench_wait_for 30 _ready "$dir/guest-tcp.log" || bench_die "the guest's TCP server did not start"
     if ! start_engine "$e" "$dir/engine.log"; then
         ROWS+=("$e|failed to start|||||||||")
         stop_engine
