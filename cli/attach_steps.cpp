@@ -34,6 +34,7 @@ portfwd::PolicySettings auto_forward_policy(const std::vector<int>& ignored_port
 std::unique_ptr<portfwd::AutoForwarder> attach_auto_forwarder(Runtime& rt, portfwd::GuestSide guest,
                                                               const portfwd::PolicySettings& base) {
   auto af = std::make_unique<portfwd::AutoForwarder>(rt.io(), rt.clock(), guest, base);
+  af->set_limits(rt.budget().auto_forwards, rt.budget().forward_connections);
   rt.set_auto_forwarder(af.get(), base);
   return af;
 }

@@ -58,14 +58,15 @@
 //
 // Confinement (base/sandbox): after QEMU is started and every listening socket
 // is bound, before the output pumps' threads exist (CommandIo::install). The
-// process keeps its private directory read- write (the sockets QEMU uses,
+// process keeps its private directory read-write (the sockets QEMU uses,
 // qemu.log, the console log, removed at exit through
 // sandbox::remove_kept_directory), in instance mode the instance's directory
 // instead (exec.sock is bound and state.json written after Ready; the lock is
 // an open descriptor), the DNS-over-TCP socket's directory, a --console-log
-// file read-only (finish() prints its tail), and what sandbox_policy() keeps.
-// QEMU, outside the sandbox, is watched through its pidfd and signalled by pid;
-// mirrored mode opens its rtnetlink sockets after Ready, inside it.
+// file's directory read-write (ConsoleLog rotates it by rename; finish() prints
+// its tail), and what sandbox_policy() keeps. QEMU, outside the sandbox, is
+// watched through its pidfd and signalled by pid; mirrored mode opens its
+// rtnetlink sockets after Ready, inside it.
 //
 // Thread safety: everything runs on the caller's thread (the engine thread).
 #include "cli/attach_vm.hpp"
@@ -78,6 +79,7 @@
 #include <boost/asio/local/stream_protocol.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <algorithm>
 #include <cctype>
 #include <cerrno>
 #include <charconv>
@@ -106,6 +108,7 @@
 #include "vmm/devices/virtio_vsock.hpp"
 #include "vmm/machine/accel.hpp"
 #include "vmm/machine/qemu_cmdline.hpp"
+#include "vmm/machine/console_log.hpp"
 #include "vmm/machine/qemu_process.hpp"
 #include "vmm/vhost_user/server.hpp"
 
@@ -277,6 +280,13 @@ json virtio_net_stats_json(const vmm::VirtioNetStats& s) {
               {"rx_drops", s.rx_drops_no_buffers + s.rx_drops_not_ready + s.rx_drops_too_big}};
 }
 
+// The vsock device's stream cap from the process's descriptor budget (netstack/budget.hpp).
+vmm::VirtioVsockConfig vsock_config(const netstack::FdBudget& b) {
+  vmm::VirtioVsockConfig c;
+  c.max_connections = std::min(c.max_connections, b.vsock_streams);
+  return c;
+}
+
 // The machine, its devices, the agent session and the command.
 class VmAttachment {
  public:
@@ -331,7 +341,7 @@ class VmAttachment {
   Runtime rt_;
   std::unique_ptr<vmm::vhost_user::Server> net_server_;
   std::unique_ptr<asio::local::stream_protocol::acceptor> stream_acceptor_;
-  vmm::VirtioVsockDevice vsock_{io_, rt_.clock(), vmm::VirtioVsockConfig{}};
+  vmm::VirtioVsockDevice vsock_{io_, rt_.clock(), vsock_config(rt_.budget())};
   vmm::vhost_user::Server vsock_server_{io_, rt_.clock(), vsock_, "vhost-user vsock"};
   // Automatic localhost forwarding: agent listener events → host forwards → vsock relays.
   agent::VsockRelayConnector relay_tcp4_{io_, vsock_, 4}, relay_tcp6_{io_, vsock_, 6};
@@ -341,6 +351,7 @@ class VmAttachment {
   bool listeners_dirty_ = false;
   std::unique_ptr<ControlServer> control_;
   std::unique_ptr<machine::QemuProcess> qemu_;
+  std::unique_ptr<machine::ConsoleLog> console_;  // the serial console, size-capped (console_log.hpp)
   std::string qemu_log_;
   std::chrono::steady_clock::time_point t_start_;
   std::string failure_;
@@ -387,7 +398,17 @@ void VmAttachment::confine() {
   sandbox::Policy p = o_.sandbox;
   p.mode = std::string(o_.instance ? "instance" : "vm") + (mirrored_ ? "-mirrored" : "");
   p.read_write.push_back(o_.instance ? o_.instance->paths.dir : std::filesystem::path(host_.dir));
-  if (!o_.console_log.empty()) p.read_only.push_back(o_.console_log);
+  if (!o_.console_log.empty()) {
+    // ConsoleLog rotates a regular file by rename (FILE -> FILE.1): its directory stays
+    // writable. Anything else (a FIFO, /dev/null) is written through the open descriptor.
+    namespace fs = std::filesystem;
+    std::error_code ec;
+    const fs::path file = fs::absolute(o_.console_log, ec).lexically_normal();
+    if (fs::is_regular_file(file, ec))
+      p.read_write.push_back(file.parent_path());
+    else
+      p.read_only.push_back(file);
+  }
   // libslirp connects to the DNS-over-TCP socket there for each guest TCP query to 10.0.2.3.
   if (!rt_.dns_dir().empty()) p.read_write.push_back(rt_.dns_dir());
   sandbox::confine(p);
@@ -509,6 +530,10 @@ int VmAttachment::spawn_machine() {
     q_.console_log = o_.console_log.empty() ? o_.instance->paths.console.string() : o_.console_log;
   else
     q_.console_log = o_.console_log.empty() ? host_.dir + "/console.log" : o_.console_log;
+  console_ = std::make_unique<machine::ConsoleLog>(io_, host_.dir + "/console.sock", q_.console_log);
+  if (auto ec = console_->start())
+    return fail_start(kWho, "cannot open the guest console log " + q_.console_log + ": " + ec.message());
+  q_.console_socket = console_->socket_path();
   auto argv = machine::build_qemu_argv(q_);
   if (argv.has_error()) return fail_start(kWho, argv.error());
   if (!o_.console_log.empty()) {

@@ -42,6 +42,24 @@ json forward_json(const PortForward& f, bool active) {
 
 }  // namespace
 
+json budget_json(const netstack::FdBudget& b) {
+  return json{{"nofile", b.nofile},
+              {"reserved", netstack::FdBudget::kReservedFds},
+              {"pool", b.pool},
+              {"descriptors_at_caps", b.descriptors_at_caps()},
+              {"limit_too_small", b.limit_too_small},
+              {"caps",
+               {{"tcp_flows", b.tcp_flows},
+                {"slirp_sockets", b.slirp_sockets},
+                {"forward_connections", b.forward_connections},
+                {"udp_forward_flows", b.udp_forward_flows},
+                {"auto_forwards", b.auto_forwards},
+                {"vsock_streams", b.vsock_streams},
+                {"dns_tcp_connections", b.dns_tcp_connections},
+                {"control_connections", b.control_connections},
+                {"dns_in_flight", b.dns_in_flight}}}};
+}
+
 json engine_stats_json(const netstack::EngineStats& s) {
   json dropped = json::object();
   for (size_t i = 1; i < s.dropped.size(); ++i)
@@ -62,6 +80,7 @@ json engine_stats_json(const netstack::EngineStats& s) {
               {"forwards", s.forwards},
               {"pumps", s.pumps},
               {"udp_flows", s.udp_flows},
+              {"slirp_udp_sources", s.slirp_udp_sources},
               {"dns_udp_queries", s.dns_udp_queries},
               {"dns_truncated", s.dns_truncated},
               {"dhcp_mtu_offered", s.dhcp_mtu_offered},
@@ -89,7 +108,18 @@ json engine_stats_json(const netstack::EngineStats& s) {
 }
 
 Runtime::Runtime(boost::asio::io_context& io, netstack::NatConfig nat, std::string attach)
-    : io_(io), nat_(std::move(nat)), attach_(std::move(attach)), started_ms_(clock_.now_ms()) {}
+    : io_(io),
+      budget_(netstack::FdBudget::from_process()),
+      nat_(std::move(nat)),
+      attach_(std::move(attach)),
+      started_ms_(clock_.now_ms()) {
+  nat_.max_tcp_flows = budget_.tcp_flows;
+  nat_.max_slirp_sockets = budget_.slirp_sockets;
+  nat_.max_udp_forward_flows = budget_.udp_forward_flows;
+  if (budget_.limit_too_small)
+    spdlog::warn("RLIMIT_NOFILE is {}: below the {} descriptors causeway's tables need; raise it (ulimit -n)",
+                 budget_.nofile, netstack::FdBudget::kReservedFds + netstack::FdBudget::kMinPool);
+}
 
 Runtime::~Runtime() {
   guests_.clear();  // engines hold pointers to the proxy
@@ -119,8 +149,10 @@ boost::system::result<void, std::string> Runtime::enable_dns(const DnsSetup& set
   if (dns_watch_->current().servers.empty())
     spdlog::warn("DNS: {} lists no nameserver yet; queries get SERVFAIL until it does", setup.host_resolv_conf);
   if (auto ec = resolver_->set_routes(setup.routes)) return fmt::format("bad --dns-route: {}", ec.message());
-  proxy_ =
-      std::make_unique<dns::Proxy>(io_, clock_, *resolver_, dns::LocalZone(dns::LocalZoneAddresses::nat_defaults()));
+  dns::ProxyLimits limits;
+  limits.max_in_flight = budget_.dns_in_flight;
+  proxy_ = std::make_unique<dns::Proxy>(io_, clock_, *resolver_,
+                                        dns::LocalZone(dns::LocalZoneAddresses::nat_defaults()), limits);
   const char* rt = std::getenv("XDG_RUNTIME_DIR");
   std::string tmpl = std::string(rt && *rt ? rt : "/tmp") + "/causeway-dns.XXXXXX";
   if (!::mkdtemp(tmpl.data()))
@@ -260,6 +292,26 @@ json Runtime::stats_json() const {
                           {"port", g.port_stats ? g.port_stats() : json::object()}});
   }
   json out{{"ok", true}, {"guests", guests}, {"forwards", forwards_.size()}};
+  out["budget"] = budget_json(budget_);
+  {
+    // Refusals at the budget's caps, summed over guests: the newest request refused, counted.
+    uint64_t tcp_full = 0, slirp = 0, udp_fwd = 0, fwd_refused = 0;
+    for (auto& g : guests_) {
+      const auto st = g.engine->stats();
+      tcp_full += st.tcp.flows_full;
+      slirp += st.refused_slirp_sockets;
+      udp_fwd += st.refused_udp_forward_flows;
+      fwd_refused += st.tcp_forward_refused;
+    }
+    json refused{{"tcp_flows", tcp_full},
+                 {"slirp_sockets", slirp},
+                 {"udp_forward_flows", udp_fwd},
+                 {"fast_forward_connections", fwd_refused}};
+    if (proxy_) refused["dns_in_flight"] = proxy_->stats().refused_over_capacity;
+    if (dns_tcp_) refused["dns_tcp_connections"] = dns_tcp_->stats().refused;
+    if (auto_) refused["auto_forwards"] = auto_->stats().over_capacity;
+    out["budget"]["refused"] = refused;
+  }
   if (proxy_) {
     const auto p = proxy_->stats();
     const auto r = resolver_->stats();

@@ -19,6 +19,7 @@
 
 #include "base/clock.hpp"
 #include "netstack/engine.hpp"
+#include "netstack/budget.hpp"
 #include "netstack/forward.hpp"
 #include "dns/cares_resolver.hpp"
 #include "dns/host_dns_watch.hpp"
@@ -49,6 +50,9 @@ class Runtime {
   [[nodiscard]] boost::asio::io_context& io() { return io_; }
   [[nodiscard]] const Clock& clock() const { return clock_; }
   [[nodiscard]] const netstack::NatConfig& nat() const { return nat_; }
+  // The descriptor budget every cap comes from (netstack/budget.hpp), read once at
+  // construction from RLIMIT_NOFILE.
+  [[nodiscard]] const netstack::FdBudget& budget() const { return budget_; }
 
   // Starts the DNS proxy (dns/) that every guest attached later uses.
   // Call before add_guest. Errors are one line for the user.
@@ -100,6 +104,7 @@ class Runtime {
 
   boost::asio::io_context& io_;
   SteadyClock clock_;
+  netstack::FdBudget budget_;
   netstack::NatConfig nat_;
   std::string attach_;
   std::list<Guest> guests_;
@@ -120,5 +125,7 @@ class Runtime {
 };
 
 nlohmann::json engine_stats_json(const netstack::EngineStats& s);
+// The "budget" object of `ctl stats`: the caps and the limit they come from.
+nlohmann::json budget_json(const netstack::FdBudget& b);
 
 }  // namespace causeway::cli

@@ -19,8 +19,6 @@ namespace {
 // the dynamic range, so a guest-started flow rarely collides.
 constexpr uint16_t kUdpFlowPortFirst = 61000;
 constexpr uint16_t kUdpFlowPortLast = 65535;
-constexpr size_t kMaxUdpFlows = 4096;
-
 }  // namespace
 
 uint64_t EngineStats::dropped_total() const {
@@ -38,11 +36,14 @@ Engine::Engine(boost::asio::io_context& io, const Clock& clock, NatConfig cfg, F
       slirp_(io, clock, cfg_, [this](std::span<const uint8_t> f) { on_slirp_frame(f); }) {
   if (cfg_.tcp_fast) {
     if (TcpFastPath::available()) {
-      tcp_ = std::make_unique<TcpFastPath>(io_, cfg_, [this](std::span<const uint8_t> f) {
-        ++stats_.frames_out;
-        stats_.bytes_out += f.size();
-        port_.send_to_guest(f);
-      });
+      tcp_ = std::make_unique<TcpFastPath>(
+          io_, cfg_,
+          [this](std::span<const uint8_t> f) {
+            ++stats_.frames_out;
+            stats_.bytes_out += f.size();
+            port_.send_to_guest(f);
+          },
+          cfg_.max_tcp_flows);
       tcp_->set_clock(clock_);
       if (port_.offloads_to_guest()) {
         tcp_->enable_tx_offload([this](std::span<const uint8_t> f, const VnetHdr& h) {
@@ -144,8 +145,65 @@ void Engine::on_guest_frame(std::span<const uint8_t> frame) {
       learn_guest_mac(arp->sender_mac);
   }
   if (tcp_ && tcp_->on_guest_frame(frame)) return;
+  if (refuse_over_slirp_budget(frame)) return;
   slirp_.input(frame);
   slirp_.schedule_pump();
+}
+
+bool Engine::refuse_over_slirp_budget(std::span<const uint8_t> frame) {
+  const auto f = inspect_flow_open(frame);
+  if (!f || f->kind == FlowOpen::Kind::kFragment) return false;
+  const bool sockets_full = slirp_.host_sockets() >= cfg_.max_slirp_sockets;
+  if (f->kind == FlowOpen::Kind::kUdp) {
+    // DHCP and DHCPv6 are answered inside libslirp: no socket.
+    if ((f->dport == 67 && f->dst.family == AF_INET) || (f->dport == 547 && f->dst.family == AF_INET6)) return false;
+    std::pair<std::array<uint8_t, 17>, uint16_t> key{{}, f->sport};
+    key.first[0] = static_cast<uint8_t>(f->src.family);
+    std::memcpy(key.first.data() + 1, f->src.bytes.data(), 16);
+    const int64_t now = clock_.now_ms();
+    if (auto it = slirp_udp_sources_.find(key); it != slirp_udp_sources_.end()) {
+      it->second = now;  // libslirp's socket for this source, if it still has one, lives on
+      return false;
+    }
+    if (slirp_udp_sources_.size() >= cfg_.max_slirp_sockets && now - slirp_sources_swept_ms_ >= 1000) {
+      slirp_sources_swept_ms_ = now;
+      std::erase_if(slirp_udp_sources_, [now](const auto& e) { return now - e.second > kSlirpUdpExpiryMs; });
+    }
+    if (!sockets_full && slirp_udp_sources_.size() < cfg_.max_slirp_sockets) {
+      slirp_udp_sources_.emplace(key, now);
+      return false;
+    }
+  } else if (!sockets_full) {
+    return false;  // a SYN for libslirp's TCP, an echo request
+  }
+  ++stats_.refused_slirp_sockets;
+  send_refusal(frame, *f, /*group=*/false);
+  if (budget_log_.allow(clock_.now_ms()))
+    spdlog::warn(
+        "refused a new guest flow: libslirp holds {} of its {} host sockets (descriptor budget, "
+        "refused.slirp_sockets; {} similar messages suppressed)",
+        std::max(slirp_.host_sockets(), slirp_udp_sources_.size()), cfg_.max_slirp_sockets, budget_log_.suppressed());
+  return true;
+}
+
+void Engine::send_refusal(std::span<const uint8_t> frame, const FlowOpen& f, bool group) {
+  if (f.kind == FlowOpen::Kind::kTcpSyn) {
+    const auto rst = build_refusal_rst(f, gateway_mac(cfg_));
+    ++stats_.frames_out;
+    stats_.bytes_out += rst.size();
+    port_.send_to_guest(rst);
+  } else if ((f.kind == FlowOpen::Kind::kUdp || f.kind == FlowOpen::Kind::kEcho) && !group) {
+    // RFC 1122 §3.2.2 / RFC 4443 §2.4(e): no ICMP error about a multicast or broadcast datagram.
+    GuestAddr router{f.dst.family, {}};
+    if (f.dst.family == AF_INET)
+      std::memcpy(router.bytes.data(), &cfg_.gateway.s_addr, 4);
+    else
+      std::memcpy(router.bytes.data(), cfg_.gateway6.s6_addr, 16);
+    const auto err = build_admin_prohibited(frame, f, gateway_mac(cfg_), router);
+    ++stats_.frames_out;
+    stats_.bytes_out += err.size();
+    port_.send_to_guest(err);
+  }
 }
 
 bool Engine::refuse_forbidden(std::span<const uint8_t> frame) {
@@ -171,23 +229,7 @@ bool Engine::refuse_forbidden(std::span<const uint8_t> frame) {
   ++stats_.dropped[static_cast<size_t>(FrameVerdict::kForbiddenDestination)];
   ++stats_.forbidden[static_cast<size_t>(c)];
   const bool group = c == DestClass::kMulticast || c == DestClass::kBroadcast;
-  if (f->kind == FlowOpen::Kind::kTcpSyn) {
-    const auto rst = build_refusal_rst(*f, gateway_mac(cfg_));
-    ++stats_.frames_out;
-    stats_.bytes_out += rst.size();
-    port_.send_to_guest(rst);
-  } else if (f->kind == FlowOpen::Kind::kUdp && !group) {
-    // RFC 1122 §3.2.2 / RFC 4443 §2.4(e): no ICMP error about a multicast or broadcast datagram.
-    GuestAddr router{f->dst.family, {}};
-    if (f->dst.family == AF_INET)
-      std::memcpy(router.bytes.data(), &cfg_.gateway.s_addr, 4);
-    else
-      std::memcpy(router.bytes.data(), cfg_.gateway6.s6_addr, 16);
-    const auto err = build_admin_prohibited(frame, *f, gateway_mac(cfg_), router);
-    ++stats_.frames_out;
-    stats_.bytes_out += err.size();
-    port_.send_to_guest(err);
-  }
+  if (f->kind == FlowOpen::Kind::kTcpSyn || f->kind == FlowOpen::Kind::kUdp) send_refusal(frame, *f, group);
   // Multicast and broadcast are what a guest's own discovery protocols send (mDNS, SSDP):
   // counted, logged at debug. The rest is a crafted frame, or a guest misconfigured to reach the
   // host's loopback: a warning, rate-limited.
@@ -279,7 +321,10 @@ bool Engine::take_udp_flow_reply(std::span<const uint8_t> frame) {
 }
 
 std::optional<uint16_t> Engine::open_flow(uint16_t guest_port, ReplyHandler on_reply) {
-  if (udp_flows_.size() >= kMaxUdpFlows) return std::nullopt;
+  if (udp_flows_.size() >= cfg_.max_udp_forward_flows) {
+    ++stats_.refused_udp_forward_flows;
+    return std::nullopt;
+  }
   constexpr int kSpan = kUdpFlowPortLast - kUdpFlowPortFirst + 1;
   for (int i = 0; i < kSpan; ++i) {
     const auto port = static_cast<uint16_t>(kUdpFlowPortFirst + (next_flow_port_ + i) % kSpan);
@@ -529,6 +574,7 @@ EngineStats Engine::stats() const {
   s.host_sockets = slirp_.host_sockets();
   s.forwards = forwards_.size();
   s.udp_flows = udp_flows_.size();
+  s.slirp_udp_sources = slirp_udp_sources_.size();
   if (tcp_) s.tcp = tcp_->stats();
   for (auto& r : relayed_)
     if (r->tcp) s.accept_backoffs += r->tcp->stats().accept_backoffs;

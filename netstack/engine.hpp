@@ -55,6 +55,7 @@
 #include <boost/system/error_code.hpp>
 #include <array>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <optional>
 #include <span>
@@ -70,6 +71,7 @@
 #include "netstack/frame.hpp"
 #include "netstack/frame_port.hpp"
 #include "netstack/nat_config.hpp"
+#include "netstack/refusal.hpp"
 #include "netstack/slirp_bridge.hpp"
 #include "netstack/tcp_fast_path.hpp"
 #include "dns/proxy.hpp"
@@ -96,19 +98,22 @@ struct EngineStats {
   uint64_t udp_flow_drops = 0;  // guest MAC unknown, or datagram over the MTU
   size_t udp_flows = 0;
   uint64_t dns_udp_queries = 0;
-  uint64_t dns_truncated = 0;            // answers over the link MTU sent as TC=1
-  uint64_t dns_answers_dropped = 0;      // guest MAC gone, or answer after the engine changed
-  uint64_t dhcp_mtu_offered = 0;         // DHCP replies given the link MTU (option 26)
-  uint64_t offload_to_fast_path = 0;     // offload frames the TCP fast path took whole
-  uint64_t offload_in_software = 0;      // offload frames finished in software (libslirp's, or no flow)
-  uint64_t offload_segments = 0;         // frames those became
-  TcpFastPathStats tcp;                  // the TCP fast path (zeros when it is off)
-  uint64_t tcp_forward_accepted = 0;     // host connections on fast-path TCP forwards
-  uint64_t tcp_forward_refused = 0;      // closed: guest MAC still unknown after ARP, flow table full
-  uint64_t tcp_forward_awaited_mac = 0;  // held while ARP asked for the guest's MAC
-  uint64_t arp_requests = 0;             // ARP requests for the guest's lease we sent
-  uint64_t guest_introductions = 0;      // the guest's MAC taught to libslirp from its IPv6 (introduce_guest)
-  uint64_t accept_backoffs = 0;          // forward accepts paused: out of descriptors (base/accept_backoff.hpp)
+  uint64_t dns_truncated = 0;              // answers over the link MTU sent as TC=1
+  uint64_t dns_answers_dropped = 0;        // guest MAC gone, or answer after the engine changed
+  uint64_t dhcp_mtu_offered = 0;           // DHCP replies given the link MTU (option 26)
+  uint64_t offload_to_fast_path = 0;       // offload frames the TCP fast path took whole
+  uint64_t offload_in_software = 0;        // offload frames finished in software (libslirp's, or no flow)
+  uint64_t offload_segments = 0;           // frames those became
+  TcpFastPathStats tcp;                    // the TCP fast path (zeros when it is off)
+  uint64_t tcp_forward_accepted = 0;       // host connections on fast-path TCP forwards
+  uint64_t tcp_forward_refused = 0;        // closed: guest MAC still unknown after ARP, flow table full
+  uint64_t tcp_forward_awaited_mac = 0;    // held while ARP asked for the guest's MAC
+  uint64_t arp_requests = 0;               // ARP requests for the guest's lease we sent
+  uint64_t guest_introductions = 0;        // the guest's MAC taught to libslirp from its IPv6 (introduce_guest)
+  uint64_t accept_backoffs = 0;            // forward accepts paused: out of descriptors (base/accept_backoff.hpp)
+  uint64_t refused_slirp_sockets = 0;      // new libslirp flows refused: NatConfig::max_slirp_sockets
+  uint64_t refused_udp_forward_flows = 0;  // UDP forward flows not opened: max_udp_forward_flows
+  size_t slirp_udp_sources = 0;            // guest UDP sources libslirp may still hold a socket for
   // dropped.forbidden_destination by class (index: DestClass; kAllowed stays 0).
   std::array<uint64_t, kDestClassCount> forbidden{};
   [[nodiscard]] uint64_t dropped_total() const;
@@ -120,6 +125,10 @@ class Engine final : public FrameSink, public portfwd::GuestDatagramChannel {
   ~Engine() override;
   Engine(const Engine&) = delete;
   Engine& operator=(const Engine&) = delete;
+
+  // How long a guest UDP source counts against NatConfig::max_slirp_sockets after its last
+  // datagram: libslirp's SO_EXPIRE (240 s) plus a margin.
+  static constexpr int64_t kSlirpUdpExpiryMs = 240'000 + 10'000;
 
   void on_guest_frame(std::span<const uint8_t> frame) override;
   // A frame with checksum/TSO work left (a tap with offloads): a TCP segment
@@ -179,6 +188,19 @@ class Engine final : public FrameSink, public portfwd::GuestDatagramChannel {
   // The destination policy (see the header): true when the frame was refused (answered or
   // dropped, counted).
   bool refuse_forbidden(std::span<const uint8_t> frame);
+  // The libslirp part of the descriptor budget (netstack/budget.hpp). libslirp opens a host
+  // socket per guest UDP source (address, port), per TCP connection it carries and per echo
+  // id, keeps a UDP one until kSlirpUdpExpiry after its last datagram (its SO_EXPIRE) and has
+  // no cap of its own: a frame that would open one more while libslirp holds
+  // cfg_.max_slirp_sockets descriptors, or while slirp_udp_sources_ (the UDP sources seen
+  // within kSlirpUdpExpiry) is full, is refused like a forbidden destination (RST, ICMP
+  // administratively prohibited) and counted as refused_slirp_sockets. The newest flow is
+  // refused; those libslirp holds are never cut.
+  bool refuse_over_slirp_budget(std::span<const uint8_t> frame);
+  void send_refusal(std::span<const uint8_t> frame, const FlowOpen& f, bool group);
+  std::map<std::pair<std::array<uint8_t, 17>, uint16_t>, int64_t> slirp_udp_sources_;  // -> last seen (ms)
+  int64_t slirp_sources_swept_ms_ = 0;
+  RateLimitedLog budget_log_;
 
   boost::asio::io_context& io_;
   const Clock& clock_;

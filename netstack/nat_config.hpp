@@ -46,6 +46,11 @@ struct NatConfig {
   // The default is Linux's own ephemeral range.
   uint16_t forward_port_first = 32768;
   uint16_t forward_port_last = 60999;
+  // Caps from the process's descriptor budget (netstack/budget.hpp; cli's Runtime sets them
+  // from FdBudget::from_process()). The defaults are the budget's ceilings.
+  size_t max_tcp_flows = 4096;          // TCP fast-path flows (one host socket each)
+  size_t max_slirp_sockets = 1024;      // host sockets libslirp may hold (UDP sources, its TCP, echo)
+  size_t max_udp_forward_flows = 4096;  // UDP forward flows (virtual gateway ports)
 };
 
 // The gateway's MAC as libslirp derives it (52:55 + the gateway's IPv4 address).

@@ -52,6 +52,7 @@ boost::system::error_code AutoForwarder::try_open(const HostForward& f, Entry& e
     GuestConnector* c = f.guest_family == Family::kIpv4 ? guest_.tcp4 : guest_.tcp6;
     if (!c) return boost::system::errc::make_error_code(boost::system::errc::address_family_not_supported);
     auto fwd = std::make_unique<TcpForwarder>(io_, host, GuestTarget(f.port, f.guest_v4), *c);
+    fwd->set_max_connections(max_connections_each_);
     if (!(ec = fwd->start())) e.tcp = std::move(fwd);
   } else {
     GuestDatagramChannel* ch = f.guest_family == Family::kIpv4 ? guest_.udp4 : guest_.udp6;
@@ -82,7 +83,7 @@ void AutoForwarder::apply() {
     auto it = entries_.find(f);
     if (it != entries_.end() && it->second.conflict.empty()) continue;
     if (it == entries_.end()) {
-      if (entries_.size() >= kMaxForwards) {
+      if (entries_.size() >= max_forwards_) {
         ++stats_.over_capacity;
         continue;
       }

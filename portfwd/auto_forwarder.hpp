@@ -24,6 +24,7 @@
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <algorithm>
 #include <chrono>
 #include <map>
 #include <memory>
@@ -82,8 +83,16 @@ class AutoForwarder {
   [[nodiscard]] const std::set<Listener>& listeners() const { return listeners_; }
   // Accepts paused for want of descriptors, over every TCP forward ever opened.
   [[nodiscard]] uint64_t accept_backoffs() const;
+  // Caps from the process's descriptor budget (netstack/budget.hpp): automatic forwards (at most
+  // kMaxForwards) and live connections per TCP forward. Applies to forwards opened later.
+  void set_limits(size_t max_forwards, size_t max_connections_each) {
+    max_forwards_ = std::min(max_forwards, kMaxForwards);
+    max_connections_each_ = max_connections_each;
+  }
 
  private:
+  size_t max_forwards_ = kMaxForwards;
+  size_t max_connections_each_ = TcpForwarder::kMaxConnections;
   struct Entry {
     std::unique_ptr<TcpForwarder> tcp;
     std::unique_ptr<UdpForwarder> udp;

@@ -123,7 +123,7 @@ void TcpForwarder::accept() {
       return;
     }
     if (!ec) {
-      if (stats_->active >= kMaxConnections) {
+      if (stats_->active >= max_connections_) {
         ++stats_->refused;
       } else {
         auto c = std::make_shared<StreamSocket>(std::move(client));

@@ -55,6 +55,9 @@ class TcpForwarder {
   // Binds and listens. EADDRINUSE and friends come back as they are.
   boost::system::error_code start();
   [[nodiscard]] const RelayStats& stats() const { return *stats_; }
+  // The cap on live connections (default kMaxConnections; the process's descriptor budget,
+  // netstack/budget.hpp, sets it lower when RLIMIT_NOFILE is small).
+  void set_max_connections(size_t n) { max_connections_ = n; }
 
  private:
   void accept();
@@ -67,6 +70,7 @@ class TcpForwarder {
   // Shared with live connections, which may outlive the forwarder briefly.
   std::shared_ptr<RelayStats> stats_ = std::make_shared<RelayStats>();
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
+  size_t max_connections_ = kMaxConnections;
 };
 
 // Splices two connected streams until both directions finish. Exposed for

@@ -453,5 +453,46 @@ TEST(EngineFlowPolicy, UdpForwardRepliesPassWhileHostLoopbackIsOff) {
   EXPECT_EQ(engine.stats().dropped[static_cast<size_t>(FrameVerdict::kForbiddenDestination)], 0u);
 }
 
+// The libslirp part of the descriptor budget (netstack/budget.hpp): past max_slirp_sockets
+// UDP sources, the newest flow is refused with ICMP administratively prohibited and counted;
+// sources already admitted, and DHCP (answered inside libslirp), still pass.
+std::vector<uint8_t> dhcp_like_probe() { return guest_packet("0.0.0.0", "255.255.255.255", 17, udp(68, 67)); }
+
+TEST(EngineSlirpBudget, NewUdpSourcesBeyondTheCapAreRefusedAndCounted) {
+  boost::asio::io_context io;
+  FakeClock clock;
+  FakeFramePort port;
+  NatConfig cfg;
+  cfg.max_slirp_sockets = 4;
+  Engine engine(io, clock, cfg, port);
+  engine.announce_guest(kGuestMac);
+  HostSocket host("127.0.0.1", SOCK_DGRAM);
+  for (uint16_t sport = 41000; sport < 41010; ++sport)
+    engine.on_guest_frame(guest_packet("10.0.2.15", "10.0.2.2", 17, udp(sport, host.port)));
+  EXPECT_EQ(engine.stats().refused_slirp_sockets, 6u);
+  EXPECT_EQ(engine.stats().slirp_udp_sources, 4u);
+  size_t prohibited = 0;
+  for (const auto& f : port.frames)
+    if (f.size() > kEthHeaderLen + 28 && f[kEthHeaderLen + 9] == 1 && f[kEthHeaderLen + 20] == 3 &&
+        f[kEthHeaderLen + 21] == 13)
+      ++prohibited;
+  EXPECT_EQ(prohibited, 6u) << "each refused datagram gets ICMP administratively prohibited";
+
+  // An admitted source keeps its flow.
+  engine.on_guest_frame(guest_packet("10.0.2.15", "10.0.2.2", 17, udp(41000, host.port)));
+  EXPECT_EQ(engine.stats().refused_slirp_sockets, 6u);
+  testing::run_until(
+      io, [&] { return host.reached(); }, 2s);
+  EXPECT_TRUE(host.reached());
+
+  // Sources idle past libslirp's expiry leave room for new ones.
+  clock.advance(std::chrono::milliseconds(Engine::kSlirpUdpExpiryMs + 1000));
+  engine.on_guest_frame(dhcp_like_probe());  // any frame: libslirp's next turn drops its expired sockets
+  testing::run_until(
+      io, [] { return false; }, 100ms);
+  engine.on_guest_frame(guest_packet("10.0.2.15", "10.0.2.2", 17, udp(41100, host.port)));
+  EXPECT_EQ(engine.stats().refused_slirp_sockets, 6u);
+}
+
 }  // namespace
 }  // namespace causeway::netstack

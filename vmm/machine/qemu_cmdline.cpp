@@ -94,7 +94,9 @@ boost::system::result<std::vector<std::string>, std::string> build_qemu_argv(con
   add({"-kernel", o.kernel});
   if (!o.initrd.empty()) add({"-initrd", o.initrd});
   add({"-append", kernel_cmdline(o)});
-  if (!o.console_log.empty()) {
+  if (!o.console_socket.empty()) {
+    add({"-chardev", "socket,id=console0,path=" + qemu_escape(o.console_socket), "-serial", "chardev:console0"});
+  } else if (!o.console_log.empty()) {
     add({"-chardev", "file,id=console0,path=" + qemu_escape(o.console_log), "-serial", "chardev:console0"});
   }
 

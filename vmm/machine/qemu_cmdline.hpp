@@ -10,6 +10,7 @@
 //     -smp <n> -nodefaults -no-user-config -display none -no-reboot
 //     -kernel K -initrd I -append "console=ttyS0 panic=-1 loglevel=4 rdinit=/sbin/causeway-agent … <user>"
 //     -chardev file,id=console0,path=LOG -serial chardev:console0
+//       (or -chardev socket,id=console0,path=SOCK: ConsoleLog, console_log.hpp, caps its size)
 //     -chardev socket,id=net0-chr,path=S -netdev vhost-user,id=net0,chardev=net0-chr
 //         -device virtio-net-pci,netdev=net0,mac=M,mrg_rxbuf=on[,host_mtu=N]
 //       | -netdev stream,id=net0,addr.type=unix,addr.path=S -device virtio-net-pci,…   (--vm-net stream)
@@ -78,7 +79,9 @@ struct QemuOptions {
   std::string extra_cmdline;        // appended last (wins over ours: the kernel takes the last value)
   std::optional<uint64_t> tsc_khz;  // microvm under TCG: the guest cannot calibrate its TSC alone
 
-  std::string console_log;  // serial console → this file ("" = no console)
+  std::string console_log;     // serial console → this file ("" = no console)
+  std::string console_socket;  // if set, the console goes to this unix socket instead (ConsoleLog
+                               // listens there and writes console_log with a size cap)
 
   NetAttachment net = NetAttachment::VhostUser;
   std::string net_socket;  // vhost-user or stream unix socket (causeway listens)
