@@ -7,13 +7,17 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <unistd.h>
+
+#include <csignal>
 
 #include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <string>
 
+#include "base/sandbox/sandbox.hpp"
 #include "base/unique_fd.hpp"
 #include "tests/support/fakes.hpp"
 
@@ -102,6 +106,37 @@ TEST(ConsoleLog, FullDiskDropsOutputAndKeepsReading) {
   EXPECT_EQ(log.stats().bytes_dropped, sent.size());
   EXPECT_GT(log.stats().write_errors, 0u);
   EXPECT_EQ(log.stats().rotations, 0u) << "a device is never renamed";
+}
+
+// The VM confines itself with its console log running (base/sandbox): rotation
+// (rename, reopen) must be inside the VM mode's allowlist and kept paths, or the
+// first rotation would kill the engine. The child confines as the engine does.
+TEST(ConsoleLog, RotatesInsideTheVmSandbox) {
+  TempDir dir;
+  const pid_t pid = ::fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    boost::asio::io_context io;
+    const std::string file = dir.path + "/console.log";
+    ConsoleLog log(io, dir.path + "/console.sock", file, 64 * 1024);
+    if (log.start()) ::_exit(10);
+    UniqueFd qemu = connect_unix(log.socket_path());
+    sandbox::Policy policy;
+    policy.mode = "vm";
+    policy.read_write = {dir.path};
+    (void)sandbox::confine(policy);
+    const std::string sent = feed(io, qemu.get(), 256 * 1024);
+    testing::run_until(
+        io, [&] { return log.stats().bytes_in == sent.size(); }, 5s);
+    if (log.stats().rotations < 3) ::_exit(11);
+    if (std::filesystem::file_size(file) + std::filesystem::file_size(file + ".1") > 64 * 1024) ::_exit(12);
+    ::_exit(0);
+  }
+  int st = 0;
+  ASSERT_EQ(::waitpid(pid, &st, 0), pid);
+  ASSERT_FALSE(WIFSIGNALED(st) && WTERMSIG(st) == SIGSYS) << "the VM's seccomp filter killed the rotation";
+  ASSERT_TRUE(WIFEXITED(st)) << "status " << st;
+  EXPECT_EQ(WEXITSTATUS(st), 0) << "10: no start, 11: no rotation, 12: over the cap";
 }
 
 }  // namespace
