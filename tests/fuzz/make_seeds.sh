@@ -8,6 +8,7 @@
 set -euo pipefail
 seeds=$(realpath "$1")
 dir=$(realpath -m "${2:-$(dirname "$0")/corpus}")
+# shellcheck disable=SC2016  # expanded by the inner shell
 exec unshare --net sh -c '
   set -e
   ip link set lo up
