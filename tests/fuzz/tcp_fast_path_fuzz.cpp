@@ -108,7 +108,7 @@ std::vector<uint8_t> segment(const cn::NatConfig& cfg, uint16_t sport, uint16_t 
     const uint8_t o[8] = {2, 4, 0x05, 0xb4, 1, 3, 3, static_cast<uint8_t>(window & 15)};
     std::memcpy(t + 20, o, 8);
   }
-  std::memcpy(t + 20 + optlen, payload.data(), payload.size());
+  if (!payload.empty()) std::memcpy(t + 20 + optlen, payload.data(), payload.size());
   return f;
 }
 

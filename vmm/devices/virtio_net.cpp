@@ -348,8 +348,10 @@ void VirtioNetDevice::scatter(std::span<const uint8_t> hdr, std::span<const uint
         const auto& src = pieces[piece];
         const size_t n = std::min(b.size() - boff, src.size() - piece_off);
         // SAFETY: b is a device-writable span inside guest RAM
-        // (GuestMemory::slice); n fits both b and src.
-        std::memcpy(b.data() + boff, src.data() + piece_off, n);
+        // (GuestMemory::slice); n fits both b and src. An empty frame (a
+        // backlogged one is an empty vector, data() == nullptr) copies nothing:
+        // memcpy from a null pointer is undefined even for 0 bytes.
+        if (n != 0) std::memcpy(b.data() + boff, src.data() + piece_off, n);
         boff += n;
         piece_off += n;
         written += static_cast<uint32_t>(n);
