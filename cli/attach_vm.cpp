@@ -120,6 +120,9 @@ namespace {
 
 constexpr auto kBootTimeout = std::chrono::seconds(90);  // TCG: ~4 s; a wedged boot ends here
 constexpr auto kQemuExitGrace = std::chrono::seconds(5);
+// QEMU killed from outside ends the agent's stream first; its exit, a moment
+// later, is the better explanation, so an agent failure waits this long for it.
+constexpr auto kAgentFailureGrace = std::chrono::milliseconds(500);
 
 portfwd::Listener from_agent(const agent::Listener& l) {
   portfwd::Listener out;
@@ -368,6 +371,8 @@ class VmAttachment {
   AgentGuestApplier* mirror_applier_ = nullptr;  // owned by mirror_
   std::unique_ptr<InstanceService> instance_;    // instance mode, once the VM is ready
   asio::steady_timer boot_timer_{io_};
+  std::string agent_failure_;  // the agent session's unexpected end, until QEMU's exit explains it or not
+  asio::steady_timer agent_failure_timer_{io_};
   asio::signal_set signals_{io_};  // instance mode (CommandIo has its own)
 };
 
@@ -608,6 +613,10 @@ void VmAttachment::connect_agent() {
 void VmAttachment::watch_machine() {
   qemu_->async_wait([this](const machine::ExitStatus& st) {
     const bool expected = command_ ? command_->exited() : shutting_down_;
+    // A QEMU that exits on its own after the agent's stream ended (the guest's
+    // PID 1 died: panic, power-off) is explained by the agent's failure; one
+    // killed by a signal is the cause itself.
+    if (!expected && failure_.empty() && !agent_failure_.empty() && !st.signaled) failure_ = agent_failure_;
     if (!expected && failure_.empty())
       failure_ = std::string(command_ ? "QEMU exited before the command finished" : "QEMU exited unexpectedly") + " (" +
                  st.describe() + ")";
@@ -682,8 +691,13 @@ void VmAttachment::on_agent_end(const agent::SessionEnd& end) {
   guest_listeners_.clear();  // the guest is going away: close its forwards
   listeners_changed();
   const bool expected = command_ ? command_->exited() : shutting_down_;
-  if (!end.ok() && !expected)
-    fail(fmt::format("the guest agent session ended: {} {}", to_string(end.reason), end.detail));
+  if (!end.ok() && !expected) {
+    agent_failure_ = fmt::format("the guest agent session ended: {} {}", to_string(end.reason), end.detail);
+    agent_failure_timer_.expires_after(kAgentFailureGrace);
+    agent_failure_timer_.async_wait([this](boost::system::error_code ec) {
+      if (!ec) fail(agent_failure_);
+    });
+  }
   // The guest powers off; QEMU exits on its own (bounded below).
   if (command_) command_->stop();
   if (instance_) instance_->stop_accepting();

@@ -211,8 +211,11 @@ boost::system::result<std::pair<int, UniqueFd>> recv_reply(int sock) {
 
 boost::system::error_code sys_error(int e) { return {e, boost::system::system_category()}; }
 
+// Into a fixed field of `size` bytes, truncated and NUL-terminated.
 void copy_field(char* dst, size_t size, const std::string& s) {
-  std::memcpy(dst, s.data(), std::min(s.size(), size - 1));
+  const size_t n = std::min(s.size(), size - 1);
+  std::memcpy(dst, s.data(), n);
+  dst[n] = '\0';
 }
 
 }  // namespace

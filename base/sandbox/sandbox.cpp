@@ -496,24 +496,28 @@ std::optional<std::string> load_filter(const Policy& p, int& count) {
   for (const auto& n : p.extra_syscalls)
     if (!add_rule(ctx.get(), n.c_str(), added, count)) spdlog::warn("sandbox: unknown syscall '{}' not allowed", n);
 
+  // One argument comparison (libseccomp's SCMP_An macros are C99 compound literals).
+  auto arg = [](unsigned index, scmp_compare op, scmp_datum_t a, scmp_datum_t b = 0) {
+    return scmp_arg_cmp{index, op, a, b};
+  };
   auto rule = [&](int nr, uint32_t action, std::initializer_list<scmp_arg_cmp> args) {
     if (added.contains(nr)) return true;  // the caller allowed it outright
     return seccomp_rule_add_array(ctx.get(), action, nr, static_cast<unsigned>(args.size()), std::data(args)) == 0;
   };
   bool ok = true;
   // Threads only: clone without CLONE_THREAD is a new process.
-  ok &= rule(SCMP_SYS(clone), SCMP_ACT_ALLOW, {SCMP_A0(SCMP_CMP_MASKED_EQ, CLONE_THREAD, CLONE_THREAD)});
+  ok &= rule(SCMP_SYS(clone), SCMP_ACT_ALLOW, {arg(0, SCMP_CMP_MASKED_EQ, CLONE_THREAD, CLONE_THREAD)});
   // clone3's flags are behind a pointer the filter cannot read: ENOSYS, and glibc uses clone.
   ok &= rule(SCMP_SYS(clone3), SCMP_ACT_ERRNO(ENOSYS), {});
   // No new executable memory (no JIT, no dlopen after set-up).
-  ok &= rule(SCMP_SYS(mmap), SCMP_ACT_ALLOW, {SCMP_A2(SCMP_CMP_MASKED_EQ, PROT_EXEC, 0)});
-  ok &= rule(SCMP_SYS(mprotect), SCMP_ACT_ALLOW, {SCMP_A2(SCMP_CMP_MASKED_EQ, PROT_EXEC, 0)});
+  ok &= rule(SCMP_SYS(mmap), SCMP_ACT_ALLOW, {arg(2, SCMP_CMP_MASKED_EQ, PROT_EXEC, 0)});
+  ok &= rule(SCMP_SYS(mprotect), SCMP_ACT_ALLOW, {arg(2, SCMP_CMP_MASKED_EQ, PROT_EXEC, 0)});
   for (int family : kSocketFamilies)
-    ok &= rule(SCMP_SYS(socket), SCMP_ACT_ALLOW, {SCMP_A0(SCMP_CMP_EQ, static_cast<scmp_datum_t>(family))});
+    ok &= rule(SCMP_SYS(socket), SCMP_ACT_ALLOW, {arg(0, SCMP_CMP_EQ, static_cast<scmp_datum_t>(family))});
   for (unsigned long req : allowed_ioctls())
-    ok &= rule(SCMP_SYS(ioctl), SCMP_ACT_ALLOW, {SCMP_A1(SCMP_CMP_MASKED_EQ, 0xffffffffU, req)});
+    ok &= rule(SCMP_SYS(ioctl), SCMP_ACT_ALLOW, {arg(1, SCMP_CMP_MASKED_EQ, 0xffffffffU, req)});
   for (unsigned long req : p.extra_ioctls)
-    ok &= rule(SCMP_SYS(ioctl), SCMP_ACT_ALLOW, {SCMP_A1(SCMP_CMP_MASKED_EQ, 0xffffffffU, req)});
+    ok &= rule(SCMP_SYS(ioctl), SCMP_ACT_ALLOW, {arg(1, SCMP_CMP_MASKED_EQ, 0xffffffffU, req)});
   if (!ok) return std::string("seccomp: cannot add an argument rule");
   count += 5;  // allowed with their arguments checked: clone, mmap, mprotect, socket, ioctl
 

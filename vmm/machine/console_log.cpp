@@ -28,8 +28,7 @@ UniqueFd open_log(const std::string& path) {
 }  // namespace
 
 ConsoleLog::ConsoleLog(asio::io_context& io, std::string socket_path, std::string file, uint64_t max_bytes)
-    : io_(io),
-      socket_path_(std::move(socket_path)),
+    : socket_path_(std::move(socket_path)),
       file_(std::move(file)),
       max_bytes_(std::max<uint64_t>(max_bytes, 2)),
       acceptor_(io) {}

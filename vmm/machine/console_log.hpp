@@ -57,7 +57,6 @@ class ConsoleLog {
   void write_out(const uint8_t* p, size_t n);
   void rotate();
 
-  boost::asio::io_context& io_;
   std::string socket_path_, file_;
   uint64_t max_bytes_;
   UniqueFd out_;
