@@ -31,7 +31,7 @@ std::vector<uint8_t> message(uint16_t type, uint16_t flags, const Body& body,
     const size_t at = out.size();
     out.resize(at + RTA_ALIGN(a.rta_len), 0);
     std::memcpy(out.data() + at, &a, sizeof a);
-    std::memcpy(out.data() + at + RTA_LENGTH(0), payload.data(), payload.size());
+    if (!payload.empty()) std::memcpy(out.data() + at + RTA_LENGTH(0), payload.data(), payload.size());
   }
   nlmsghdr h{};
   h.nlmsg_len = static_cast<uint32_t>(out.size());
