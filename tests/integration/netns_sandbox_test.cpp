@@ -170,7 +170,9 @@ TEST_P(NetnsSandbox, EngineHasNoPrivilegeAndSeccompAfterSetUpAndStillCarriesTraf
     // other layer is on.
     EXPECT_TRUE(sb.value("no_new_privs", false) && sb.value("seccomp", false) && sb.value("rlimits", false))
         << sb.dump();
-    if (!c.nobody) EXPECT_EQ(cap_bnd, "0000000000000000");
+    if (!c.nobody) {
+      EXPECT_EQ(cap_bnd, "0000000000000000");
+    }
   } else {
     EXPECT_TRUE(sb.value("on", false)) << sb.dump();
     EXPECT_EQ(cap_bnd, "0000000000000000");
